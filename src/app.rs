@@ -1,0 +1,171 @@
+//! `outbox-relay run`: wire config, clients, telemetry and the supervisor; handle signals.
+//!
+//! Shutdown has two phases: the first SIGTERM/SIGINT stops reading, settles in-flight batches,
+//! checkpoints and releases leases; a second signal, or `shutdown.grace` running out, exits
+//! at once (the uncheckpointed tail is re-sent by the next owner: at least once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::aws::{sdk_config, Clients};
+use crate::config::Config;
+use crate::lease::{DynamoDbLeaseStore, WorkerId};
+use crate::pipeline::Router;
+use crate::publish::EventBridgePublisher;
+use crate::relay::{StreamSelector, Supervisor, SupervisorSettings, WorkerSettings};
+use crate::stream::DynamoDbStreams;
+use crate::telemetry::{serve, Health, Metrics};
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Shut down cleanly within the grace period.
+    Clean,
+    /// Forced: grace period over, second signal, or a fatal error.
+    Forced,
+}
+
+/// Runs the relay until a shutdown signal.
+///
+/// # Errors
+/// Start-up failures that retrying cannot fix: the HTTP address cannot be bound, or the
+/// routes cannot be compiled.
+pub async fn run(config: Config) -> Result<RunOutcome, String> {
+    let metrics = Metrics::new();
+    // The supervisor ticks every renew interval; three missed ticks (or 30 s) is a stall.
+    let stall_after = (config.leases.renew_interval * 3).max(Duration::from_secs(30));
+    let health = Health::new(stall_after);
+    health.tick();
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (http.listen): {e}", config.http.listen))?;
+    let http_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let http_token = CancellationToken::new();
+    let http = tokio::spawn(serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        http_token.clone(),
+    ));
+    info!(address = %http_addr, "Serving /metrics, /healthz and /readyz.");
+
+    let sdk = sdk_config(&config.aws).await;
+    let clients = Clients::new(&sdk);
+    let router = Router::new(config.routes.clone()).map_err(|e| e.to_string())?;
+    let owner = WorkerId(worker_id());
+    let settings = SupervisorSettings {
+        stream: match (&config.source.stream_arn, &config.source.table_name) {
+            (Some(arn), _) => StreamSelector::Arn(arn.clone()),
+            (None, Some(table)) => StreamSelector::Table(table.clone()),
+            (None, None) => return Err("source: no table_name or stream_arn".into()),
+        },
+        starting_position: config.source.starting_position,
+        discovery_interval: config.source.discovery_interval,
+        lease_duration: config.leases.lease_duration,
+        renew_interval: config.leases.renew_interval,
+        initial_backoff: config.publisher.initial_backoff,
+        max_backoff: config.publisher.max_backoff,
+        worker: WorkerSettings {
+            poll_interval: config.source.poll_interval,
+            busy_poll_interval: config.source.busy_poll_interval,
+            max_records_per_poll: config.source.max_records_per_poll.get(),
+            max_batch_entries: config.publisher.max_batch_entries.get(),
+            initial_backoff: config.publisher.initial_backoff,
+            max_backoff: config.publisher.max_backoff,
+            event_id_attribute: config.source.event_id_attribute.clone(),
+        },
+    };
+    let supervisor = Supervisor {
+        source: Arc::new(DynamoDbStreams::new(clients.streams, clients.dynamodb.clone())),
+        publisher: Arc::new(EventBridgePublisher::new(clients.eventbridge)),
+        leases: Arc::new(DynamoDbLeaseStore::new(
+            clients.dynamodb,
+            config.leases.table_name.clone(),
+            config.leases.create_table,
+        )),
+        router: Arc::new(router),
+        metrics,
+        health,
+        settings,
+        owner,
+    };
+
+    let token = CancellationToken::new();
+    let mut relay = tokio::spawn(supervisor.run(token.clone()));
+    tokio::select! {
+        () = shutdown_signal() => {}
+        result = &mut relay => {
+            error!(?result, "The relay stopped on its own.");
+            http_token.cancel();
+            return Ok(RunOutcome::Forced);
+        }
+    }
+    info!(grace = ?config.shutdown.grace, "Shutdown requested.");
+    token.cancel();
+    let outcome = tokio::select! {
+        result = &mut relay => match result {
+            Ok(()) => RunOutcome::Clean,
+            Err(e) => {
+                error!(error = %e, "The relay panicked while shutting down.");
+                RunOutcome::Forced
+            }
+        },
+        () = tokio::time::sleep(config.shutdown.grace) => {
+            warn!("Shutdown grace period over; exiting without waiting for in-flight work.");
+            RunOutcome::Forced
+        }
+        () = shutdown_signal() => {
+            warn!("Second signal; exiting now.");
+            RunOutcome::Forced
+        }
+    };
+    http_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
+    Ok(outcome)
+}
+
+/// A unique id for this process in lease ownership: host name (when known) plus a random part.
+fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "relay".to_owned());
+    format!("{host}:{:016x}", rand::random::<u64>())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "Cannot listen for SIGINT.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,72 @@
+//! AWS SDK configuration: region, optional emulator endpoint, and an HTTPS client on rustls
+//! with the `ring` provider (so the build needs no C toolchain for aws-lc).
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+use crate::config::AwsConfig;
+
+/// Connect timeout for every AWS call: an unreachable endpoint fails fast and is retried by
+/// the relay's own backoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Per-attempt timeout. GetRecords answers within a few seconds even when empty.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Loads the shared SDK config from the default provider chain plus `aws`.
+pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// The clients the relay uses, built from one SDK config.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl Clients {
+    #[must_use]
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            streams: aws_sdk_dynamodbstreams::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
+        }
+    }
+}
+
+/// The error code of a failed SDK call: the service's code (`ThrottlingException`, ...) or,
+/// when the call got no service answer, the kind of failure (`DispatchFailure`, `Timeout`,
+/// `ResponseError`, ...). The set is bounded, so it can be a metric label.
+// NOTE: every aws-sdk-* crate re-exports the same smithy `SdkError`, so one function serves all.
+pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> &str {
+    err.code().unwrap_or(match err {
+        SdkError::DispatchFailure(_) => "DispatchFailure",
+        SdkError::TimeoutError(_) => "Timeout",
+        SdkError::ResponseError(_) => "ResponseError",
+        SdkError::ConstructionFailure(_) => "ConstructionFailure",
+        _ => "Unknown",
+    })
+}

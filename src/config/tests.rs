@@ -1,0 +1,156 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[source]
+table_name = "EventsTable"
+
+[[routes]]
+name = "all"
+event_bus_name = "bus"
+source = "Demo"
+detail_type = "Changed"
+unmarshall = "NewImage"
+"#;
+
+fn keys(err: &ConfigErrors) -> Vec<&str> {
+    err.0.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn a_minimal_config_takes_every_default() {
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(c.source.starting_position, StartingPosition::TrimHorizon);
+    assert_eq!(c.source.poll_interval, Duration::from_secs(1));
+    assert_eq!(c.source.max_records_per_poll.get(), 1000);
+    assert_eq!(c.leases.table_name, "outbox-relay-leases");
+    assert_eq!(c.leases.lease_duration, Duration::from_secs(10));
+    assert_eq!(c.publisher.max_batch_entries.get(), 10);
+    assert_eq!(c.http.listen, "0.0.0.0:9464".parse().expect("addr"));
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.shutdown.grace, Duration::from_secs(20));
+    assert!(matches!(
+        c.routes[0].detail,
+        DetailConfig::Unmarshall { image: ImageSelector::NewImage, .. }
+    ));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let text = r#"
+[source]
+poll_interval = "soon"
+
+[leases]
+renew_interval = "9s"
+
+[publisher]
+max_batch_entries = 11
+
+[colour]
+x = 1
+
+[[routes]]
+name = "a"
+filters = ['{"eventName": "INSERT"}', 'not json']
+event_bus_name = "bus"
+source = "Demo"
+detail_type = "T"
+template = '{"x": <$.a>}'
+surprise = true
+
+[[routes]]
+name = "b"
+filters = ['not json']
+event_bus_name = "bus"
+source = "aws.demo"
+detail_type = "T"
+"#;
+    let err = Config::from_toml(text).expect_err("broken");
+    let keys = keys(&err);
+    for expected in [
+        "colour",
+        "source.poll_interval",
+        "leases.renew_interval",
+        "publisher.max_batch_entries",
+        "routes[0].surprise",
+        "routes[1].source",
+        "routes[1].filters[0]",
+        "routes[1]",
+    ] {
+        assert!(keys.contains(&expected), "{expected} not in {keys:?}\n{err}");
+    }
+}
+
+#[test]
+fn invalid_patterns_are_rejected_naming_route_and_filter() {
+    let text = MINIMAL.replace(
+        "unmarshall",
+        "filters = ['{\"eventName\": [\"INSERT\"]}', '{\"eventName\": \"INSERT\"}']\nunmarshall",
+    );
+    let err = Config::from_toml(&text).expect_err("second pattern is invalid");
+    assert_eq!(keys(&err), vec!["routes[0].filters[1]"]);
+}
+
+#[test]
+fn source_needs_exactly_one_of_table_and_stream() {
+    let none = MINIMAL.replace("table_name = \"EventsTable\"", "");
+    assert_eq!(keys(&Config::from_toml(&none).expect_err("none")), vec!["source.table_name"]);
+    let both = MINIMAL.replace(
+        "table_name = \"EventsTable\"",
+        "table_name = \"T\"\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"",
+    );
+    assert_eq!(keys(&Config::from_toml(&both).expect_err("both")), vec!["source.stream_arn"]);
+}
+
+#[test]
+fn missing_and_empty_routes_are_errors() {
+    let no_routes = "[source]\ntable_name = \"T\"\n";
+    assert_eq!(keys(&Config::from_toml(no_routes).expect_err("no routes")), vec!["routes"]);
+    let empty = "routes = []\n[source]\ntable_name = \"T\"\n";
+    assert_eq!(keys(&Config::from_toml(empty).expect_err("empty")), vec!["routes"]);
+}
+
+#[test]
+fn duplicate_route_names_are_rejected() {
+    let text = format!("{MINIMAL}{}", &MINIMAL[MINIMAL.find("[[routes]]").expect("has routes")..]);
+    assert_eq!(keys(&Config::from_toml(&text).expect_err("dup")), vec!["routes[1].name"]);
+}
+
+#[test]
+fn environment_variables_override_file_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, MINIMAL).expect("write");
+    let env = config::Map::from([
+        ("OUTBOX_RELAY__SOURCE__TABLE_NAME".to_owned(), "Other".to_owned()),
+        ("OUTBOX_RELAY__AWS__ENDPOINT_URL".to_owned(), "http://127.0.0.1:1".to_owned()),
+        ("OUTBOX_RELAY__LEASES__LEASE_DURATION".to_owned(), "30s".to_owned()),
+    ]);
+    let c = Config::load_with_env(&path, Some(env)).expect("valid");
+    assert_eq!(c.source.table_name.as_deref(), Some("Other"));
+    assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:1"));
+    assert_eq!(c.leases.lease_duration, Duration::from_secs(30));
+}
+
+#[test]
+fn a_missing_file_is_one_clear_error() {
+    let err = Config::load(Path::new("/nonexistent/relay.toml")).expect_err("missing");
+    assert_eq!(keys(&err), vec!["file"]);
+    assert!(err.to_string().contains("/nonexistent/relay.toml"));
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = Config::load_with_env(&path, Some(config::Map::new())) {
+                panic!("{} is invalid: {e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "expected local, outbox and cdc configs, found {checked}");
+}

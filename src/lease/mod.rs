@@ -1,0 +1,11 @@
+//! Leases and checkpoints in a DynamoDB table (KCL-style): who reads which shard, and how far.
+
+mod coordinator;
+mod dynamodb;
+mod model;
+mod store;
+
+pub use coordinator::{plan, LeaseAction, LeaseObservations};
+pub use dynamodb::DynamoDbLeaseStore;
+pub use model::{Checkpoint, Lease, LeaseKey, WorkerId};
+pub use store::{LeaseError, LeaseStore};

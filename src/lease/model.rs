@@ -1,0 +1,116 @@
+//! The lease of one shard: owner, counter, checkpoint. Pure data.
+
+use std::fmt;
+
+use crate::stream::{SequenceNumber, ShardId};
+
+/// Identifies a relay process in lease ownership (`hostname:uuid`-like, unique per start).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerId(pub String);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lease table's partition key: stream ARN and shard id, because shard ids repeat across
+/// streams (the emulator gives every table's shard the same id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey(pub String);
+
+impl LeaseKey {
+    #[must_use]
+    pub fn new(stream_arn: &str, shard: &ShardId) -> Self {
+        Self(format!("{stream_arn}#{shard}"))
+    }
+}
+
+impl fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How far a shard has been relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Nothing relayed yet; start at the oldest record.
+    TrimHorizon,
+    /// Nothing relayed yet; start at records written from now on.
+    Latest,
+    /// Every record up to and including this one is relayed.
+    Sequence(SequenceNumber),
+    /// The shard is closed and every record in it is relayed.
+    ShardEnd,
+}
+
+impl Checkpoint {
+    /// The stored form: a sequence number or one of the sentinel names.
+    #[must_use]
+    pub fn as_stored(&self) -> &str {
+        match self {
+            Self::TrimHorizon => "TRIM_HORIZON",
+            Self::Latest => "LATEST",
+            Self::ShardEnd => "SHARD_END",
+            Self::Sequence(s) => s.as_str(),
+        }
+    }
+
+    /// Parses the stored form.
+    #[must_use]
+    pub fn from_stored(s: &str) -> Option<Self> {
+        Some(match s {
+            "TRIM_HORIZON" => Self::TrimHorizon,
+            "LATEST" => Self::Latest,
+            "SHARD_END" => Self::ShardEnd,
+            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Self::Sequence(SequenceNumber::new(digits))
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_stored())
+    }
+}
+
+/// One lease item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub key: LeaseKey,
+    pub stream_arn: String,
+    pub shard_id: ShardId,
+    /// `None` when free (never taken, or released on shutdown).
+    pub owner: Option<WorkerId>,
+    /// Bumped by every renewal, take and release: a lease whose counter stands still for
+    /// `lease_duration` belongs to a dead worker.
+    pub counter: u64,
+    pub checkpoint: Checkpoint,
+    pub parent_shard_id: Option<ShardId>,
+    /// Takes since the last checkpoint: a shard that keeps changing hands without progress
+    /// points at a poison record or a crash loop.
+    pub owner_switches_since_checkpoint: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_through_their_stored_form() {
+        for c in [
+            Checkpoint::TrimHorizon,
+            Checkpoint::Latest,
+            Checkpoint::ShardEnd,
+            Checkpoint::Sequence(SequenceNumber::new("000123")),
+        ] {
+            assert_eq!(Checkpoint::from_stored(c.as_stored()), Some(c));
+        }
+        assert_eq!(Checkpoint::from_stored("12a"), None);
+        assert_eq!(Checkpoint::from_stored(""), None);
+    }
+}

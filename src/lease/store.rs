@@ -1,0 +1,72 @@
+//! The [`LeaseStore`] seam: conditional reads and writes of lease items.
+//!
+//! Every write by an owner is conditional on still being the owner; a take is conditional on
+//! the counter the taker observed. So two workers can never both believe they own a shard: the
+//! loser's write fails with [`LeaseError::LeaseLost`].
+
+use std::future::Future;
+
+use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The condition failed: someone else owns the lease now (or took it first).
+    #[error("lease {key} is no longer ours")]
+    LeaseLost { key: LeaseKey },
+    /// The lease table does not exist and `create_table` is off.
+    #[error("lease table {table} does not exist (set leases.create_table = true to create it)")]
+    TableMissing { table: String },
+    /// A lease item that cannot be parsed (edited by hand?).
+    #[error("lease item {key} is malformed: {reason}")]
+    Malformed { key: String, reason: String },
+    /// The call failed (network, throttling, 5xx): retried by the caller.
+    #[error("{operation} on the lease table failed ({code}): {message}")]
+    CallFailed {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+}
+
+/// Lease table operations.
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Creates the table if missing (and allowed), then waits until it is usable.
+    fn ensure_table(&self) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Every lease of `stream_arn`.
+    fn list(&self, stream_arn: &str) -> impl Future<Output = Result<Vec<Lease>, LeaseError>> + Send;
+
+    /// Creates `lease` unless one with its key exists. `true` if created.
+    fn create(&self, lease: &Lease) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Takes `observed` for `owner`, if its counter is still the observed one. Returns the lease
+    /// as now stored.
+    fn take(
+        &self,
+        observed: &Lease,
+        owner: &WorkerId,
+    ) -> impl Future<Output = Result<Lease, LeaseError>> + Send;
+
+    /// Bumps the counter of a lease `owner` holds.
+    fn renew(
+        &self,
+        key: &LeaseKey,
+        owner: &WorkerId,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Records `checkpoint` on a lease `owner` holds.
+    fn checkpoint(
+        &self,
+        key: &LeaseKey,
+        owner: &WorkerId,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Gives up a lease `owner` holds, so a peer can take it at once.
+    fn release(
+        &self,
+        key: &LeaseKey,
+        owner: &WorkerId,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+}

@@ -1,0 +1,23 @@
+//! outbox-relay: relays DynamoDB Streams outbox rows to Amazon EventBridge, at least once, in
+//! order per shard, with leases and checkpoints in DynamoDB.
+//!
+//! # Layout
+//! - [`config`]: the config file, its defaults and validation (no I/O but reading the file).
+//! - [`aws`]: building the AWS SDK clients (rustls on ring, optional emulator endpoint).
+//! - [`stream`]: DynamoDB Streams: shards, lineage, records, the `ShardSource` seam.
+//! - [`lease`]: lease items, the pure lease planner, the `LeaseStore` seam.
+//! - [`pipeline`]: pure: filters, templates, unmarshalling, routes, PutEvents batching.
+//! - [`publish`]: the `EventPublisher` seam on PutEvents, and retry classification.
+//! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
+//! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
+//! - [`app`]: wiring the above together for `outbox-relay run`.
+
+pub mod app;
+pub mod aws;
+pub mod config;
+pub mod lease;
+pub mod pipeline;
+pub mod publish;
+pub mod relay;
+pub mod stream;
+pub mod telemetry;

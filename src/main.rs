@@ -1,0 +1,79 @@
+//! The `outbox-relay` command: parse arguments, load config, run. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outbox_relay::config::Config;
+
+/// Relays DynamoDB Streams outbox rows to Amazon EventBridge.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (TOML or YAML), for the default `run` command.
+    #[arg(long, short, env = "OUTBOX_RELAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Run,
+    /// Check a config file without calling AWS; exit 2 naming every problem.
+    Validate,
+}
+
+/// Exit code for a config that does not validate (also used by `run`).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(path) = cli.config else {
+        eprintln!("error: --config FILE is required (or set OUTBOX_RELAY_CONFIG)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("error: {}: {errors}", path.display());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Validate => {
+            println!(
+                "{}: valid ({} route{})",
+                path.display(),
+                config.routes.len(),
+                if config.routes.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    if let Err(e) = outbox_relay::telemetry::init_logs(&config.log.level, config.log.format) {
+        eprintln!("error: log.level: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(outbox_relay::app::run(config)) {
+        Ok(outbox_relay::app::RunOutcome::Clean) => ExitCode::SUCCESS,
+        Ok(outbox_relay::app::RunOutcome::Forced) => ExitCode::FAILURE,
+        Err(e) => {
+            tracing::error!(error = %e, "Start-up failed.");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Routes: one read of a record, fanned out to every route whose filters match it.
+//!
+//! All routes' patterns go into one `quamina` automaton, so matching costs about the same for
+//! one route or fifty. Each matching route then renders its detail (template or unmarshalled
+//! image) into an [`Entry`], checked against the PutEvents limits before it is ever sent.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::batch::{entry_size, MAX_REQUEST_BYTES};
+use super::pattern::PatternError;
+use super::unmarshall::{self, UnmarshallError};
+use crate::config::{DetailConfig, ImageSelector, RouteConfig};
+
+/// What a route needs to know about the record it renders, besides the record itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// The stream record in the Pipes JSON shape.
+    pub record: &'a Value,
+    /// The route's name (`<aws.pipes.pipe-name>`).
+    pub route_name: &'a str,
+    /// The stream ARN (`<aws.pipes.source-arn>`).
+    pub source_arn: &'a str,
+    /// The stable event id (`<outbox.event-id>`).
+    pub event_id: &'a str,
+    /// `ApproximateCreationDateTime`, which also becomes the event's `Time`.
+    pub created_at: Option<SystemTime>,
+}
+
+/// One PutEvents entry, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Index of the route (in config order) that produced it.
+    pub route: usize,
+    pub event_bus_name: String,
+    pub source: String,
+    pub detail_type: String,
+    /// JSON text of the detail object.
+    pub detail: String,
+    pub resources: Vec<String>,
+    /// The record's creation time; EventBridge uses its own clock when absent.
+    pub time: Option<SystemTime>,
+}
+
+/// Why a record could not become an entry for a route: a poison record for that route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The rendered template is not a JSON object, which PutEvents requires of a detail.
+    #[error("route {route}: rendered detail is not a JSON object: {reason}")]
+    DetailNotJsonObject { route: String, reason: String },
+    /// The record has no such image (e.g. `NewImage` of a REMOVE).
+    #[error("route {route}: record has no {image}")]
+    ImageMissing { route: String, image: &'static str },
+    /// The image is not valid DynamoDB JSON.
+    #[error("route {route}: cannot unmarshall {image}: {source}")]
+    UnmarshallFailed {
+        route: String,
+        image: &'static str,
+        #[source]
+        source: UnmarshallError,
+    },
+    /// The entry exceeds the 256 KiB PutEvents limit on its own.
+    #[error("route {route}: entry is {size} bytes, above the {limit} byte PutEvents limit")]
+    EntryTooLarge {
+        route: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+impl RouteError {
+    /// The name of the route the record failed for.
+    #[must_use]
+    pub fn route(&self) -> &str {
+        match self {
+            Self::DetailNotJsonObject { route, .. }
+            | Self::ImageMissing { route, .. }
+            | Self::UnmarshallFailed { route, .. }
+            | Self::EntryTooLarge { route, .. } => route,
+        }
+    }
+}
+
+/// The routes of a relay, with their patterns merged into one matcher.
+pub struct Router {
+    routes: Vec<RouteConfig>,
+    matcher: quamina::Quamina<usize>,
+    /// Routes without filters: they match every record.
+    match_all: Vec<usize>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// Builds the matcher from the routes' (already validated) filters.
+    ///
+    /// # Errors
+    /// [`PatternError::Rejected`] if the matcher refuses a pattern (config validation makes
+    /// this unreachable for loaded configs).
+    pub fn new(routes: Vec<RouteConfig>) -> Result<Self, PatternError> {
+        let mut matcher = quamina::Quamina::new();
+        let mut match_all = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            if route.filters.is_empty() {
+                match_all.push(i);
+            }
+            for filter in &route.filters {
+                matcher
+                    .add_pattern(i, filter.as_str())
+                    .map_err(|e| PatternError::Rejected(e.to_string()))?;
+            }
+        }
+        Ok(Self {
+            routes,
+            matcher,
+            match_all,
+        })
+    }
+
+    /// The routes, in config order.
+    #[must_use]
+    pub fn routes(&self) -> &[RouteConfig] {
+        &self.routes
+    }
+
+    /// Indexes of the routes whose filters match `record_json` (the record serialized), in
+    /// config order, each once.
+    #[must_use]
+    pub fn matching(&self, record_json: &[u8]) -> Vec<usize> {
+        // The record is our own serialization of a serde_json::Value, so it is valid JSON.
+        let mut hits = self
+            .matcher
+            .matches_for_event(record_json)
+            .unwrap_or_default();
+        hits.extend_from_slice(&self.match_all);
+        hits.sort_unstable();
+        hits.dedup();
+        hits
+    }
+
+    /// Renders `record` for every matching route, in route order.
+    #[must_use]
+    pub fn route(
+        &self,
+        record: &Value,
+        source_arn: &str,
+        event_id: &str,
+        created_at: Option<SystemTime>,
+    ) -> Vec<Result<Entry, RouteError>> {
+        let bytes = serde_json::to_vec(record).expect("a serde_json::Value always serializes");
+        self.matching(&bytes)
+            .into_iter()
+            .map(|i| {
+                let route = &self.routes[i];
+                let ctx = RecordContext {
+                    record,
+                    route_name: &route.name,
+                    source_arn,
+                    event_id,
+                    created_at,
+                };
+                render(i, route, &ctx)
+            })
+            .collect()
+    }
+}
+
+fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<Entry, RouteError> {
+    let detail = match &route.detail {
+        DetailConfig::Template(t) => {
+            let text = t.render(ctx);
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(_)) => text,
+                Ok(_) => {
+                    return Err(RouteError::DetailNotJsonObject {
+                        route: route.name.clone(),
+                        reason: "it is JSON, but not an object".to_owned(),
+                    })
+                }
+                Err(e) => {
+                    return Err(RouteError::DetailNotJsonObject {
+                        route: route.name.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        DetailConfig::Unmarshall {
+            image,
+            event_id_field,
+        } => unmarshall_detail(route, *image, event_id_field, ctx)?,
+    };
+    let entry = Entry {
+        route: index,
+        event_bus_name: route.event_bus_name.clone(),
+        source: route.source.clone(),
+        detail_type: route.detail_type.clone(),
+        detail,
+        resources: route.resources.clone(),
+        time: ctx.created_at,
+    };
+    let size = entry_size(&entry);
+    if size > MAX_REQUEST_BYTES {
+        return Err(RouteError::EntryTooLarge {
+            route: route.name.clone(),
+            size,
+            limit: MAX_REQUEST_BYTES,
+        });
+    }
+    Ok(entry)
+}
+
+fn unmarshall_detail(
+    route: &RouteConfig,
+    image: ImageSelector,
+    event_id_field: &str,
+    ctx: &RecordContext<'_>,
+) -> Result<String, RouteError> {
+    let name = image.field();
+    let typed = ctx
+        .record
+        .get("dynamodb")
+        .and_then(|d| d.get(name))
+        .and_then(Value::as_object)
+        .ok_or_else(|| RouteError::ImageMissing {
+            route: route.name.clone(),
+            image: name,
+        })?;
+    let mut plain = unmarshall::item(typed).map_err(|source| RouteError::UnmarshallFailed {
+        route: route.name.clone(),
+        image: name,
+        source,
+    })?;
+    if let Value::Object(map) = &mut plain {
+        if !event_id_field.is_empty() && !map.contains_key(event_id_field) {
+            map.insert(
+                event_id_field.to_owned(),
+                Value::String(ctx.event_id.to_owned()),
+            );
+        }
+    }
+    Ok(plain.to_string())
+}
+
+/// The stable event id of a record: the `attribute` of the outbox row (looked up in `Keys`,
+/// then `NewImage`, then `OldImage`; `S` or `N`), else the stream record's `eventID`.
+#[must_use]
+pub fn stable_event_id(record: &Value, attribute: Option<&str>) -> String {
+    if let Some(attr) = attribute {
+        for image in ["Keys", "NewImage", "OldImage"] {
+            let typed = record
+                .get("dynamodb")
+                .and_then(|d| d.get(image))
+                .and_then(|i| i.get(attr));
+            if let Some(id) = typed
+                .and_then(|t| t.get("S").or_else(|| t.get("N")))
+                .and_then(Value::as_str)
+            {
+                return id.to_owned();
+            }
+        }
+    }
+    record
+        .get("eventID")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+use super::*;
+use crate::config::Config;
+use serde_json::json;
+
+fn router(routes_toml: &str) -> Router {
+    let config = Config::from_toml(&format!("[source]\ntable_name = \"T\"\n{routes_toml}"))
+        .expect("valid config");
+    Router::new(config.routes).expect("valid patterns")
+}
+
+fn insert(event_type: &str) -> Value {
+    json!({
+        "eventID": "rec-1",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1_700_000_000,
+            "Keys": {"pk": {"S": "evt-9"}, "sk": {"S": "BookAdded"}},
+            "NewImage": {
+                "pk": {"S": "evt-9"},
+                "sk": {"S": "BookAdded"},
+                "eventType": {"S": event_type},
+                "eventData": {"M": {"name": {"S": "Dune"}, "year": {"N": "1965"},
+                                    "authors": {"L": [{"S": "Frank Herbert"}]}}}
+            },
+            "SequenceNumber": "100"
+        }
+    })
+}
+
+const TWO_ROUTES: &str = r#"
+[[routes]]
+name = "added"
+filters = ['{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"eventType": {"S": ["BookAdded"]}}}}']
+event_bus_name = "bus"
+source = "OutboxDemo.Books"
+detail_type = "BookAdded"
+unmarshall = "NewImage"
+
+[[routes]]
+name = "audit"
+event_bus_name = "audit-bus"
+source = "Audit"
+detail_type = "Change"
+template = '{"id": <outbox.event-id>, "kind": "<$.eventName>", "route": "<aws.pipes.pipe-name>"}'
+"#;
+
+#[test]
+fn one_record_fans_out_to_every_matching_route_in_route_order() {
+    let r = router(TWO_ROUTES);
+    let entries: Vec<Entry> = r
+        .route(&insert("BookAdded"), "arn:s", "evt-9", None)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("renders");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].route, 0);
+    assert_eq!(entries[0].detail_type, "BookAdded");
+    let detail: Value = serde_json::from_str(&entries[0].detail).expect("json");
+    assert_eq!(
+        detail,
+        json!({"pk": "evt-9", "sk": "BookAdded", "eventType": "BookAdded",
+               "eventData": {"name": "Dune", "year": 1965, "authors": ["Frank Herbert"]},
+               "eventId": "evt-9"})
+    );
+    assert_eq!(entries[1].event_bus_name, "audit-bus");
+    let audit: Value = serde_json::from_str(&entries[1].detail).expect("json");
+    assert_eq!(audit, json!({"id": "evt-9", "kind": "INSERT", "route": "audit"}));
+}
+
+#[test]
+fn a_record_matching_no_filter_only_reaches_unfiltered_routes() {
+    let r = router(TWO_ROUTES);
+    let results = r.route(&insert("BookRemoved"), "arn:s", "evt-9", None);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].as_ref().expect("renders").route, 1);
+}
+
+#[test]
+fn a_template_that_renders_invalid_json_is_a_route_error() {
+    let r = router(
+        r#"
+[[routes]]
+name = "broken"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+template = '{"name": <$.eventName>'
+"#,
+    );
+    let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
+    assert!(matches!(
+        &results[0],
+        Err(RouteError::DetailNotJsonObject { route, .. }) if route == "broken"
+    ));
+}
+
+#[test]
+fn unmarshalling_an_absent_image_is_a_route_error() {
+    let r = router(
+        r#"
+[[routes]]
+name = "old"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "OldImage"
+"#,
+    );
+    let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
+    assert!(matches!(&results[0], Err(RouteError::ImageMissing { image: "OldImage", .. })));
+}
+
+#[test]
+fn an_entry_over_256_kib_is_rejected_before_publishing() {
+    let r = router(
+        r#"
+[[routes]]
+name = "big"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "NewImage"
+"#,
+    );
+    let mut record = insert("BookAdded");
+    record["dynamodb"]["NewImage"]["blob"] = json!({"S": "x".repeat(MAX_REQUEST_BYTES)});
+    let results = r.route(&record, "arn:s", "evt-9", None);
+    assert!(matches!(&results[0], Err(RouteError::EntryTooLarge { .. })));
+}
+
+#[test]
+fn the_stable_event_id_prefers_the_outbox_attribute_then_the_record_id() {
+    let record = insert("BookAdded");
+    assert_eq!(stable_event_id(&record, Some("pk")), "evt-9");
+    assert_eq!(stable_event_id(&record, Some("missing")), "rec-1");
+    assert_eq!(stable_event_id(&record, None), "rec-1");
+}

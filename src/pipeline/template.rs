@@ -1,0 +1,286 @@
+//! Pipes input templates: static text with `<$.json.path>` placeholders and reserved variables.
+//!
+//! Quoting follows Pipes: a placeholder in JSON value position is replaced by the JSON of the
+//! value it names (a string gets its quotes); inside a string literal the value's text is
+//! inserted without quotes, escaped so the result stays valid JSON. A path that names nothing
+//! renders as `null` in value position and as nothing inside a string.
+//!
+//! Reserved variables: `<aws.pipes.event>` and `<aws.pipes.event.json>` (the whole record),
+//! `<aws.pipes.pipe-name>` (the route name), `<aws.pipes.source-arn>` (the stream ARN),
+//! `<aws.pipes.event.ingestion-time>` (the record's creation time, RFC 3339) and our own
+//! `<outbox.event-id>`, the stable event id consumers deduplicate on.
+
+use serde_json::Value;
+
+use super::route::RecordContext;
+
+/// Why a template could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `<$...>` placeholder whose path is not `$.a.b[0]` syntax.
+    #[error("invalid JSON path {path:?} at byte {offset}: {reason}")]
+    InvalidPath {
+        path: String,
+        offset: usize,
+        reason: &'static str,
+    },
+    /// An `<aws.pipes.*>` variable that Pipes does not define (or we do not support).
+    #[error("unknown reserved variable <{name}> at byte {offset}")]
+    UnknownVariable { name: String, offset: usize },
+}
+
+/// One step of a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// What a placeholder refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Var {
+    Path(Vec<Step>),
+    Event,
+    PipeName,
+    SourceArn,
+    IngestionTime,
+    EventId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Var { var: Var, in_string: bool },
+}
+
+/// A parsed input template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `text`, finding placeholders and whether each sits inside a string literal.
+    ///
+    /// # Errors
+    /// [`TemplateError`] for a malformed path or an unknown reserved variable.
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut rest = text;
+        let mut offset = 0;
+        while let Some(c) = rest.chars().next() {
+            if c == '<' {
+                if let Some(end) = rest.find('>') {
+                    let name = &rest[1..end];
+                    if let Some(var) = parse_var(name, offset)? {
+                        if !literal.is_empty() {
+                            parts.push(Part::Text(std::mem::take(&mut literal)));
+                        }
+                        parts.push(Part::Var { var, in_string });
+                        rest = &rest[end + 1..];
+                        offset += end + 1;
+                        continue;
+                    }
+                }
+            }
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_string = false;
+                }
+            } else if c == '"' {
+                in_string = true;
+            }
+            literal.push(c);
+            rest = &rest[c.len_utf8()..];
+            offset += c.len_utf8();
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(literal));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Renders the template for one record.
+    #[must_use]
+    pub fn render(&self, ctx: &RecordContext<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var { var, in_string } => {
+                    let value = resolve(var, ctx);
+                    match (value, in_string) {
+                        (None, false) => out.push_str("null"),
+                        (None, true) => {}
+                        (Some(v), false) => out.push_str(&v.to_string()),
+                        (Some(Value::String(s)), true) => push_escaped(&mut out, &s),
+                        (Some(v), true) => push_escaped(&mut out, &v.to_string()),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Appends `s` JSON-escaped, without surrounding quotes.
+fn push_escaped(out: &mut String, s: &str) {
+    let quoted = Value::String(s.to_owned()).to_string();
+    out.push_str(&quoted[1..quoted.len() - 1]);
+}
+
+fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Option<Value> {
+    match var {
+        Var::Path(steps) => {
+            let mut at = ctx.record;
+            for step in steps {
+                at = match step {
+                    Step::Key(k) => at.get(k)?,
+                    Step::Index(i) => at.get(*i)?,
+                };
+            }
+            Some(at.clone())
+        }
+        Var::Event => Some(ctx.record.clone()),
+        Var::PipeName => Some(Value::String(ctx.route_name.to_owned())),
+        Var::SourceArn => Some(Value::String(ctx.source_arn.to_owned())),
+        Var::IngestionTime => ctx
+            .created_at
+            .map(|t| Value::String(humantime::format_rfc3339_millis(t).to_string())),
+        Var::EventId => Some(Value::String(ctx.event_id.to_owned())),
+    }
+}
+
+/// `Ok(None)` means "not a placeholder": the text stays literal (e.g. `<b>` in a string).
+fn parse_var(name: &str, offset: usize) -> Result<Option<Var>, TemplateError> {
+    if let Some(path) = name.strip_prefix('$') {
+        return parse_path(path, name, offset).map(Some);
+    }
+    let var = match name {
+        "aws.pipes.event" | "aws.pipes.event.json" => Var::Event,
+        "aws.pipes.pipe-name" => Var::PipeName,
+        "aws.pipes.source-arn" => Var::SourceArn,
+        "aws.pipes.event.ingestion-time" => Var::IngestionTime,
+        "outbox.event-id" => Var::EventId,
+        other if other.starts_with("aws.pipes.") || other.starts_with("outbox.") => {
+            return Err(TemplateError::UnknownVariable {
+                name: other.to_owned(),
+                offset,
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(var))
+}
+
+fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateError> {
+    let err = |reason| TemplateError::InvalidPath {
+        path: whole.to_owned(),
+        offset,
+        reason,
+    };
+    let mut steps = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let key = &after[..end];
+            if key.is_empty() {
+                return Err(err("empty key"));
+            }
+            if !key
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '@'))
+            {
+                return Err(err("keys may hold letters, digits, '-', '_', '/', ':' and '@'"));
+            }
+            steps.push(Step::Key(key.to_owned()));
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']').ok_or_else(|| err("unclosed '['"))?;
+            let index = after[..end]
+                .parse()
+                .map_err(|_| err("array index must be a whole number"))?;
+            steps.push(Step::Index(index));
+            rest = &after[end + 1..];
+        } else {
+            return Err(err("expected '.' or '[' after '$'"));
+        }
+    }
+    Ok(Var::Path(steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(record: &Value) -> RecordContext<'_> {
+        RecordContext {
+            record,
+            route_name: "book-added",
+            source_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
+            event_id: "evt-1",
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn strings_are_quoted_in_value_position_and_raw_inside_strings() {
+        let record = json!({"dynamodb": {"NewImage": {"name": {"S": "Dune \"1965\""}}}});
+        let t = Template::parse(
+            r#"{"name": <$.dynamodb.NewImage.name.S>, "msg": "added <$.dynamodb.NewImage.name.S>!"}"#,
+        )
+        .expect("valid");
+        let rendered = t.render(&ctx(&record));
+        let parsed: Value = serde_json::from_str(&rendered).expect("valid JSON");
+        assert_eq!(
+            parsed,
+            json!({"name": "Dune \"1965\"", "msg": "added Dune \"1965\"!"})
+        );
+    }
+
+    #[test]
+    fn objects_arrays_and_indexes_insert_json() {
+        let record = json!({"a": {"list": [{"x": 1}, {"x": 2}]}});
+        let t = Template::parse(r#"{"all": <$.a.list>, "second": <$.a.list[1].x>}"#).expect("valid");
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            json!({"all": [{"x": 1}, {"x": 2}], "second": 2})
+        );
+    }
+
+    #[test]
+    fn reserved_variables_and_missing_paths() {
+        let record = json!({});
+        let t = Template::parse(
+            r#"{"id": <outbox.event-id>, "pipe": "<aws.pipes.pipe-name>", "gone": <$.nope>, "s": "x<$.nope>y"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            json!({"id": "evt-1", "pipe": "book-added", "gone": null, "s": "xy"})
+        );
+    }
+
+    #[test]
+    fn non_placeholders_stay_literal_and_bad_paths_are_rejected() {
+        let t = Template::parse(r#"{"html": "<b>bold</b>"}"#).expect("valid");
+        assert_eq!(t.render(&ctx(&json!({}))), r#"{"html": "<b>bold</b>"}"#);
+        assert!(matches!(
+            Template::parse("<$.a[x]>"),
+            Err(TemplateError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            Template::parse("<aws.pipes.nope>"),
+            Err(TemplateError::UnknownVariable { .. })
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+//! DynamoDB-typed JSON (`{"S": "x"}`, `{"N": "1"}`, ...) to plain JSON.
+//!
+//! Numbers stay exact: `N` becomes a JSON number with the same digits (serde_json's
+//! `arbitrary_precision`), never routed through `f64`. Sets become arrays, binary stays base64.
+// NOTE: serde_dynamo deserializes `N` through f64/i64/u64, which would round numbers beyond f64
+// precision, so this conversion is written out here (it is one match over the ten types).
+
+use serde_json::{Map, Number, Value};
+
+/// Why a typed value could not be unmarshalled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnmarshallError {
+    /// A typed value is not an object with exactly one known type key.
+    #[error("not a DynamoDB attribute value at {path}")]
+    NotTyped { path: String },
+    /// An `N` (or an `NS` member) that is not a number.
+    #[error("invalid number {value:?} at {path}")]
+    InvalidNumber { path: String, value: String },
+}
+
+/// Unmarshalls a whole item (`{"attr": {"S": "x"}, ...}`) into a plain JSON object.
+///
+/// # Errors
+/// [`UnmarshallError`] naming the attribute path of the first malformed value.
+pub fn item(typed: &Map<String, Value>) -> Result<Value, UnmarshallError> {
+    let mut out = Map::with_capacity(typed.len());
+    for (k, v) in typed {
+        out.insert(k.clone(), value(v, k)?);
+    }
+    Ok(Value::Object(out))
+}
+
+/// Unmarshalls one typed attribute value; `path` names it in errors.
+///
+/// # Errors
+/// [`UnmarshallError`] when the value is not DynamoDB-typed JSON.
+pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
+    let not_typed = || UnmarshallError::NotTyped {
+        path: path.to_owned(),
+    };
+    let obj = typed.as_object().ok_or_else(not_typed)?;
+    let mut entries = obj.iter();
+    let (tag, inner) = entries.next().ok_or_else(not_typed)?;
+    if entries.next().is_some() {
+        return Err(not_typed());
+    }
+    Ok(match (tag.as_str(), inner) {
+        ("S" | "B", Value::String(s)) => Value::String(s.clone()),
+        ("N", Value::String(n)) => Value::Number(number(n, path)?),
+        ("BOOL", Value::Bool(b)) => Value::Bool(*b),
+        ("NULL", Value::Bool(true)) => Value::Null,
+        ("M", Value::Object(m)) => {
+            let mut out = Map::with_capacity(m.len());
+            for (k, v) in m {
+                out.insert(k.clone(), value(v, &format!("{path}.{k}"))?);
+            }
+            Value::Object(out)
+        }
+        ("L", Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| value(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        ("SS" | "BS", Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Value::Array(items.clone())
+        }
+        ("NS", Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(n) => number(n, &format!("{path}[{i}]")).map(Value::Number),
+                    _ => Err(not_typed()),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Err(not_typed()),
+    })
+}
+
+fn number(text: &str, path: &str) -> Result<Number, UnmarshallError> {
+    let invalid = || UnmarshallError::InvalidNumber {
+        path: path.to_owned(),
+        value: text.to_owned(),
+    };
+    // DynamoDB accepts forms JSON does not ("+5", ".5", "5."); normalise them losslessly.
+    let trimmed = text.trim();
+    let (sign, digits) = match trimmed.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
+    let (mantissa, exponent) = match digits.find(['e', 'E']) {
+        Some(i) => digits.split_at(i),
+        None => (digits, ""),
+    };
+    let mantissa = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            let int = if int.is_empty() { "0" } else { int };
+            if frac.is_empty() {
+                int.to_owned()
+            } else {
+                format!("{int}.{frac}")
+            }
+        }
+        None => mantissa.to_owned(),
+    };
+    let mantissa = match mantissa.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        rest if rest.starts_with('.') => format!("0{rest}"),
+        rest => rest.to_owned(),
+    };
+    let normalised = format!("{sign}{mantissa}{exponent}");
+    match serde_json::from_str::<Value>(&normalised) {
+        Ok(Value::Number(n)) => Ok(n),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unmarshalls_every_dynamodb_type() {
+        let typed = json!({
+            "s": {"S": "hello"},
+            "n": {"N": "42"},
+            "f": {"N": "-1.5"},
+            "b": {"B": "aGk="},
+            "t": {"BOOL": true},
+            "z": {"NULL": true},
+            "m": {"M": {"inner": {"S": "x"}, "deep": {"M": {"k": {"N": "1"}}}}},
+            "l": {"L": [{"S": "a"}, {"N": "2"}, {"L": []}]},
+            "ss": {"SS": ["a", "b"]},
+            "ns": {"NS": ["1", "2.5"]},
+            "bs": {"BS": ["aGk=", "aG8="]}
+        });
+        let plain = item(typed.as_object().expect("object")).expect("valid");
+        assert_eq!(
+            plain,
+            json!({
+                "s": "hello", "n": 42, "f": -1.5, "b": "aGk=", "t": true, "z": null,
+                "m": {"inner": "x", "deep": {"k": 1}},
+                "l": ["a", 2, []],
+                "ss": ["a", "b"], "ns": [1, 2.5], "bs": ["aGk=", "aG8="]
+            })
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_f64_keep_every_digit() {
+        let big = "123456789012345678901234567890.123456789";
+        let plain = value(&json!({"N": big}), "n").expect("valid");
+        assert_eq!(plain.to_string(), big);
+    }
+
+    #[test]
+    fn dynamodb_only_number_forms_are_normalised() {
+        for (input, expected) in [("+5", "5"), (".5", "0.5"), ("5.", "5"), ("007", "7"), ("-0.25", "-0.25")] {
+            let plain = value(&json!({"N": input}), "n").expect("valid");
+            assert_eq!(plain.to_string(), expected, "for {input}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_their_path() {
+        let err = item(json!({"a": {"M": {"b": {"X": 1}}}}).as_object().expect("object"))
+            .expect_err("X is no type");
+        assert_eq!(err, UnmarshallError::NotTyped { path: "a.b".into() });
+        let err = value(&json!({"N": "12abc"}), "n").expect_err("not a number");
+        assert!(matches!(err, UnmarshallError::InvalidNumber { .. }));
+    }
+}

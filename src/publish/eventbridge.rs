@@ -1,0 +1,146 @@
+//! [`EventPublisher`] on the AWS SDK's PutEvents.
+
+use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::DateTime;
+
+use super::publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
+use crate::pipeline::Entry;
+
+/// EventBridge PutEvents through the SDK (its own retry handles throttled *calls*; failed
+/// *entries* come back in the outcome and are retried by the relay).
+#[derive(Debug, Clone)]
+pub struct EventBridgePublisher {
+    client: aws_sdk_eventbridge::Client,
+}
+
+impl EventBridgePublisher {
+    #[must_use]
+    pub fn new(client: aws_sdk_eventbridge::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl EventPublisher for EventBridgePublisher {
+    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
+        let request = entries.iter().map(to_request_entry).collect();
+        match self
+            .client
+            .put_events()
+            .set_entries(Some(request))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(failed_entries(&out, entries.len())),
+            Err(e) => Err(publish_error(&e)),
+        }
+    }
+}
+
+fn to_request_entry(entry: &Entry) -> PutEventsRequestEntry {
+    PutEventsRequestEntry::builder()
+        .event_bus_name(&entry.event_bus_name)
+        .source(&entry.source)
+        .detail_type(&entry.detail_type)
+        .detail(&entry.detail)
+        .set_resources((!entry.resources.is_empty()).then(|| entry.resources.clone()))
+        .set_time(entry.time.map(DateTime::from))
+        .build()
+}
+
+/// The entries that failed: `Entries[i]` of the output answers `Entries[i]` of the request,
+/// failed when it has an `ErrorCode`. An answer with fewer entries than were sent while
+/// `FailedEntryCount` > 0 is treated as failing the unanswered ones, so nothing is assumed
+/// accepted without evidence.
+fn failed_entries(out: &PutEventsOutput, sent: usize) -> PutOutcome {
+    let mut failed: Vec<FailedEntry> = out
+        .entries()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, e)| {
+            e.error_code().map(|code| FailedEntry {
+                index,
+                code: code.to_owned(),
+                message: e.error_message().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect();
+    let answered = out.entries().len();
+    if answered < sent && out.failed_entry_count() > 0 {
+        failed.extend((answered..sent).map(|index| FailedEntry {
+            index,
+            code: "InternalFailure".to_owned(),
+            message: "no result returned for this entry".to_owned(),
+        }));
+    }
+    PutOutcome { failed }
+}
+
+fn publish_error<E, R>(err: &SdkError<E, R>) -> PublishError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = crate::aws::error_code(err);
+    PublishError {
+        code: code.to_owned(),
+        message: DisplayErrorContext(err).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+
+    #[test]
+    fn failed_entries_are_matched_to_the_request_by_index() {
+        let out = PutEventsOutput::builder()
+            .failed_entry_count(2)
+            .entries(PutEventsResultEntry::builder().event_id("a").build())
+            .entries(
+                PutEventsResultEntry::builder()
+                    .error_code("ThrottlingException")
+                    .error_message("slow down")
+                    .build(),
+            )
+            .entries(PutEventsResultEntry::builder().event_id("c").build())
+            .entries(
+                PutEventsResultEntry::builder()
+                    .error_code("MalformedDetail")
+                    .build(),
+            )
+            .build();
+        let outcome = failed_entries(&out, 4);
+        assert_eq!(
+            outcome.failed,
+            vec![
+                FailedEntry {
+                    index: 1,
+                    code: "ThrottlingException".into(),
+                    message: "slow down".into()
+                },
+                FailedEntry {
+                    index: 3,
+                    code: "MalformedDetail".into(),
+                    message: String::new()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unanswered_entries_count_as_failed_when_the_service_reports_failures() {
+        let out = PutEventsOutput::builder()
+            .failed_entry_count(1)
+            .entries(PutEventsResultEntry::builder().event_id("a").build())
+            .build();
+        let outcome = failed_entries(&out, 3);
+        assert_eq!(
+            outcome.failed.iter().map(|f| f.index).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+}

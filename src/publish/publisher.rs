@@ -1,0 +1,39 @@
+//! The [`EventPublisher`] seam: one PutEvents call, in domain types.
+
+use std::future::Future;
+
+use crate::pipeline::Entry;
+
+/// An entry EventBridge did not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    /// Index of the entry in the request.
+    pub index: usize,
+    /// `Entries[i].ErrorCode` (e.g. `ThrottlingException`, `InternalFailure`).
+    pub code: String,
+    pub message: String,
+}
+
+/// The result of a PutEvents call that got an answer: which entries failed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PutOutcome {
+    pub failed: Vec<FailedEntry>,
+}
+
+/// The whole call failed (nothing was accepted, as far as we can know).
+#[derive(Debug, thiserror::Error)]
+#[error("PutEvents failed ({code}): {message}")]
+pub struct PublishError {
+    /// The service error code, or `DispatchFailure`/`Timeout`/... for transport failures.
+    pub code: String,
+    pub message: String,
+}
+
+/// EventBridge as the relay uses it.
+pub trait EventPublisher: Send + Sync + 'static {
+    /// Sends `entries` (at most 10, within the size limit) in one PutEvents call.
+    fn put_events(
+        &self,
+        entries: &[Entry],
+    ) -> impl Future<Output = Result<PutOutcome, PublishError>> + Send;
+}

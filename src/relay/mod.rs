@@ -1,0 +1,11 @@
+//! The relay proper: the per-shard loop (read → route → publish → checkpoint) and the
+//! supervisor that discovers shards, holds leases and runs one loop per owned shard. This is
+//! the one module that knows every seam; `stream`, `lease` and `publish` never import each other.
+
+mod progress;
+mod supervisor;
+mod worker;
+
+pub use progress::settled_through;
+pub use supervisor::{StreamSelector, Supervisor, SupervisorSettings};
+pub use worker::{WorkerExit, WorkerSettings};

@@ -1,0 +1,323 @@
+//! [`ShardSource`] on the AWS SDK: DescribeTable, DescribeStream, GetShardIterator, GetRecords.
+//!
+//! The translation from SDK types to ours (records into the Pipes JSON shape, error codes into
+//! [`SourceError`]) is done by pure functions at the bottom, tested with SDK builders.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::shard::{SequenceNumber, Shard, ShardId};
+use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};
+
+/// DynamoDB Streams (and DescribeTable, to find a table's latest stream) through the SDK.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStreams {
+    streams: aws_sdk_dynamodbstreams::Client,
+    tables: aws_sdk_dynamodb::Client,
+}
+
+impl DynamoDbStreams {
+    #[must_use]
+    pub fn new(
+        streams: aws_sdk_dynamodbstreams::Client,
+        tables: aws_sdk_dynamodb::Client,
+    ) -> Self {
+        Self { streams, tables }
+    }
+}
+
+impl ShardSource for DynamoDbStreams {
+    async fn latest_stream_arn(&self, table: &str) -> Result<String, SourceError> {
+        let out = self
+            .tables
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeTable", &e))?;
+        let description = out.table().ok_or_else(|| SourceError::NotFound {
+            message: format!("table {table}"),
+        })?;
+        let enabled = description
+            .stream_specification()
+            .is_some_and(aws_sdk_dynamodb::types::StreamSpecification::stream_enabled);
+        match description.latest_stream_arn() {
+            Some(arn) if enabled => Ok(arn.to_owned()),
+            _ => Err(SourceError::StreamDisabled {
+                table: table.to_owned(),
+            }),
+        }
+    }
+
+    async fn list_shards(&self, stream_arn: &str) -> Result<Vec<Shard>, SourceError> {
+        let mut shards = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let out = self
+                .streams
+                .describe_stream()
+                .stream_arn(stream_arn)
+                .set_exclusive_start_shard_id(start.take())
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeStream", &e))?;
+            let Some(description) = out.stream_description() else {
+                return Err(SourceError::NotFound {
+                    message: format!("stream {stream_arn}"),
+                });
+            };
+            shards.extend(description.shards().iter().filter_map(|s| {
+                Some(Shard {
+                    id: ShardId(s.shard_id()?.to_owned()),
+                    parent: s.parent_shard_id().map(|p| ShardId(p.to_owned())),
+                    ending_sequence_number: s
+                        .sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .map(SequenceNumber::new),
+                })
+            }));
+            match description.last_evaluated_shard_id() {
+                Some(last) => start = Some(last.to_owned()),
+                None => return Ok(shards),
+            }
+        }
+    }
+
+    async fn shard_iterator(
+        &self,
+        stream_arn: &str,
+        shard: &ShardId,
+        position: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(&shard.0);
+        let request = match position {
+            IteratorPosition::TrimHorizon => {
+                request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            IteratorPosition::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+            IteratorPosition::AfterSequenceNumber(seq) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq.as_str()),
+        };
+        let out = request
+            .send()
+            .await
+            .map_err(|e| call_error("GetShardIterator", &e))?;
+        out.shard_iterator()
+            .map(str::to_owned)
+            .ok_or_else(|| SourceError::NotFound {
+                message: format!("no iterator returned for shard {shard}"),
+            })
+    }
+
+    async fn get_records(&self, iterator: &str, limit: usize) -> Result<RecordsPage, SourceError> {
+        let limit = i32::try_from(limit).unwrap_or(1000);
+        let out = self
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| call_error("GetRecords", &e))?;
+        Ok(RecordsPage {
+            records: out.records().iter().filter_map(to_stream_record).collect(),
+            next_iterator: out.next_shard_iterator().map(str::to_owned),
+        })
+    }
+}
+
+/// Maps an SDK error to a [`SourceError`] by its error code.
+fn call_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> SourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = crate::aws::error_code(err);
+    match code {
+        "ExpiredIteratorException" => SourceError::IteratorExpired,
+        "TrimmedDataAccessException" => SourceError::TrimmedData,
+        "LimitExceededException" | "ThrottlingException" | "ProvisionedThroughputExceededException" => {
+            SourceError::Throttled {
+                code: code.to_owned(),
+            }
+        }
+        "ResourceNotFoundException" => SourceError::NotFound {
+            message: err.message().unwrap_or(operation).to_owned(),
+        },
+        _ => SourceError::CallFailed {
+            operation,
+            code: code.to_owned(),
+            message: DisplayErrorContext(err).to_string(),
+        },
+    }
+}
+
+/// A stream record in the JSON shape Pipes and Lambda use; records without a sequence number
+/// (never sent by DynamoDB) are skipped.
+fn to_stream_record(record: &Record) -> Option<StreamRecord> {
+    let ddb = record.dynamodb()?;
+    let sequence_number = SequenceNumber::new(ddb.sequence_number()?);
+    let created_at = ddb.approximate_creation_date_time().and_then(|t| {
+        let nanos = t.as_nanos();
+        let nanos = u64::try_from(nanos).ok()?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+    });
+    let mut dynamodb = Map::new();
+    if let Some(t) = ddb.approximate_creation_date_time() {
+        // Whole seconds as a JSON integer, like the Lambda event; sub-second precision kept.
+        let secs = t.secs();
+        let value = if t.subsec_nanos() == 0 {
+            json!(secs)
+        } else {
+            json!(t.as_secs_f64())
+        };
+        dynamodb.insert("ApproximateCreationDateTime".into(), value);
+    }
+    for (name, image) in [
+        ("Keys", ddb.keys()),
+        ("NewImage", ddb.new_image()),
+        ("OldImage", ddb.old_image()),
+    ] {
+        if let Some(image) = image {
+            dynamodb.insert(name.into(), typed_item(image));
+        }
+    }
+    dynamodb.insert("SequenceNumber".into(), json!(sequence_number.as_str()));
+    if let Some(size) = ddb.size_bytes() {
+        dynamodb.insert("SizeBytes".into(), json!(size));
+    }
+    if let Some(view) = ddb.stream_view_type() {
+        dynamodb.insert("StreamViewType".into(), json!(view.as_str()));
+    }
+    let mut json = Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            json.insert(k.into(), json!(v));
+        }
+    };
+    put("eventID", record.event_id());
+    put("eventName", record.event_name().map(|n| n.as_str()));
+    put("eventVersion", record.event_version());
+    put("eventSource", record.event_source());
+    put("awsRegion", record.aws_region());
+    json.insert("dynamodb".into(), Value::Object(dynamodb));
+    if let Some(identity) = record.user_identity() {
+        json.insert(
+            "userIdentity".into(),
+            json!({"type": identity.r#type(), "principalId": identity.principal_id()}),
+        );
+    }
+    Some(StreamRecord {
+        sequence_number,
+        created_at,
+        json: Value::Object(json),
+    })
+}
+
+/// An item as DynamoDB JSON, attributes in name order (the SDK's HashMap has none).
+fn typed_item(item: &std::collections::HashMap<String, AttributeValue>) -> Value {
+    let sorted: BTreeMap<_, _> = item.iter().collect();
+    Value::Object(
+        sorted
+            .into_iter()
+            .map(|(k, v)| (k.clone(), typed_value(v)))
+            .collect(),
+    )
+}
+
+fn typed_value(v: &AttributeValue) -> Value {
+    let b64 = |b: &aws_smithy_types::Blob| base64::engine::general_purpose::STANDARD.encode(b);
+    match v {
+        AttributeValue::S(s) => json!({"S": s}),
+        AttributeValue::N(n) => json!({"N": n}),
+        AttributeValue::B(b) => json!({"B": b64(b)}),
+        AttributeValue::Bool(b) => json!({"BOOL": b}),
+        AttributeValue::Null(n) => json!({"NULL": n}),
+        AttributeValue::M(m) => json!({"M": typed_item(m)}),
+        AttributeValue::L(l) => json!({"L": l.iter().map(typed_value).collect::<Vec<_>>()}),
+        AttributeValue::Ss(s) => json!({"SS": s}),
+        AttributeValue::Ns(n) => json!({"NS": n}),
+        AttributeValue::Bs(b) => json!({"BS": b.iter().map(b64).collect::<Vec<_>>()}),
+        // A type newer than this SDK: keep the record, mark the value.
+        _ => json!({"NULL": true}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodbstreams::types::{OperationType, StreamRecord as SdkStreamRecord, StreamViewType};
+    use aws_smithy_types::{Blob, DateTime};
+    use std::collections::HashMap;
+
+    #[test]
+    fn sdk_record_becomes_the_pipes_json_shape() {
+        let image = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("evt-1".into())),
+            ("n".to_owned(), AttributeValue::N("12.5".into())),
+            ("bin".to_owned(), AttributeValue::B(Blob::new(b"hi".to_vec()))),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "l".to_owned(),
+                    AttributeValue::L(vec![AttributeValue::Bool(true), AttributeValue::Null(true)]),
+                )])),
+            ),
+            ("ss".to_owned(), AttributeValue::Ss(vec!["a".into()])),
+        ]);
+        let record = Record::builder()
+            .event_id("e1")
+            .event_name(OperationType::Insert)
+            .event_version("1.1")
+            .event_source("aws:dynamodb")
+            .aws_region("us-east-1")
+            .dynamodb(
+                SdkStreamRecord::builder()
+                    .approximate_creation_date_time(DateTime::from_secs(1_700_000_000))
+                    .keys("pk", AttributeValue::S("evt-1".into()))
+                    .set_new_image(Some(image))
+                    .sequence_number("000100")
+                    .size_bytes(42)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build(),
+            )
+            .build();
+        let converted = to_stream_record(&record).expect("has a sequence number");
+        assert_eq!(converted.sequence_number, SequenceNumber::new("100"));
+        assert_eq!(
+            converted.created_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            converted.json,
+            json!({
+                "eventID": "e1", "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_700_000_000,
+                    "Keys": {"pk": {"S": "evt-1"}},
+                    "NewImage": {
+                        "bin": {"B": "aGk="},
+                        "m": {"M": {"l": {"L": [{"BOOL": true}, {"NULL": true}]}}},
+                        "n": {"N": "12.5"},
+                        "pk": {"S": "evt-1"},
+                        "ss": {"SS": ["a"]}
+                    },
+                    "SequenceNumber": "000100", "SizeBytes": 42,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES"
+                }
+            })
+        );
+    }
+}

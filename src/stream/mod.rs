@@ -1,0 +1,9 @@
+//! DynamoDB Streams: shards and their lineage, records, and the [`ShardSource`] seam.
+
+mod dynamodb;
+mod shard;
+mod source;
+
+pub use dynamodb::DynamoDbStreams;
+pub use shard::{lineage_order, SequenceNumber, Shard, ShardId};
+pub use source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};

@@ -1,0 +1,206 @@
+//! The relay's Prometheus metrics. Names follow `outbox_relay_<name>_<unit>[_total]`; labels
+//! come from bounded sets only (route names from the config, AWS error codes). Shard ids
+//! rotate every few hours, so they are never labels: they go in logs.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Buckets for the relay lag: from a busy relay's sub-second to a stuck one's quarter hour.
+const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+/// Buckets for one PutEvents call.
+const CALL_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Every metric the relay exports, registered in its own registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Stream records read from GetRecords.
+    pub records_read: IntCounter,
+    /// Records that matched no route (dropped on purpose by filters).
+    pub records_filtered: IntCounter,
+    /// Events accepted by EventBridge, per route.
+    pub events_published: IntCounterVec,
+    /// Events that could not be made or were rejected for good, by stage: `transform` or
+    /// `publish`. Each one is also logged at ERROR with its record.
+    pub events_failed: IntCounterVec,
+    /// Seconds from a record's `ApproximateCreationDateTime` to EventBridge accepting its event.
+    pub lag_seconds: Histogram,
+    /// PutEvents calls made.
+    pub put_events_requests: IntCounter,
+    /// PutEvents calls that failed as a whole, by error code.
+    pub put_events_errors: IntCounterVec,
+    /// Entries EventBridge reported as failed, by `ErrorCode`.
+    pub put_events_failed_entries: IntCounterVec,
+    /// Duration of PutEvents calls.
+    pub put_events_duration_seconds: Histogram,
+    /// GetRecords calls made.
+    pub get_records_requests: IntCounter,
+    /// Stream calls (GetRecords, GetShardIterator, DescribeStream) that failed, by error code.
+    pub stream_errors: IntCounterVec,
+    /// Checkpoints written.
+    pub checkpoints: IntCounter,
+    /// Leases this process holds now.
+    pub leases_owned: IntGauge,
+    /// Leases taken, lost (taken by a peer) and released.
+    pub lease_events: IntCounterVec,
+    /// Shards seen in the stream at the last discovery.
+    pub shards_known: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    ///
+    /// # Panics
+    /// Never in practice: names and labels are static and registered once into a fresh registry.
+    #[must_use]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("static metric definition is valid");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("static metric definition is valid");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("metric registered once");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric definition is valid");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        Self {
+            records_read: counter(
+                "outbox_relay_records_read_total",
+                "Stream records read from DynamoDB Streams.",
+            ),
+            records_filtered: counter(
+                "outbox_relay_records_filtered_total",
+                "Stream records that matched no route.",
+            ),
+            events_published: counter_vec(
+                "outbox_relay_events_published_total",
+                "Events accepted by EventBridge.",
+                &["route"],
+            ),
+            events_failed: counter_vec(
+                "outbox_relay_events_failed_total",
+                "Events that could not be rendered or were rejected for good (logged at ERROR).",
+                &["route", "stage"],
+            ),
+            lag_seconds: histogram(
+                "outbox_relay_lag_seconds",
+                "Seconds from the record's ApproximateCreationDateTime to EventBridge accepting its event.",
+                LAG_BUCKETS,
+            ),
+            put_events_requests: counter(
+                "outbox_relay_put_events_requests_total",
+                "PutEvents calls made.",
+            ),
+            put_events_errors: counter_vec(
+                "outbox_relay_put_events_errors_total",
+                "PutEvents calls that failed as a whole, by error code.",
+                &["error_code"],
+            ),
+            put_events_failed_entries: counter_vec(
+                "outbox_relay_put_events_failed_entries_total",
+                "PutEvents entries reported as failed, by ErrorCode.",
+                &["error_code"],
+            ),
+            put_events_duration_seconds: histogram(
+                "outbox_relay_put_events_duration_seconds",
+                "Duration of PutEvents calls.",
+                CALL_BUCKETS,
+            ),
+            get_records_requests: counter(
+                "outbox_relay_get_records_requests_total",
+                "GetRecords calls made.",
+            ),
+            stream_errors: counter_vec(
+                "outbox_relay_stream_errors_total",
+                "DynamoDB Streams calls that failed, by error code.",
+                &["error_code"],
+            ),
+            checkpoints: counter(
+                "outbox_relay_checkpoints_total",
+                "Checkpoints written to the lease table.",
+            ),
+            leases_owned: gauge(
+                "outbox_relay_leases_owned",
+                "Shard leases this process holds.",
+            ),
+            lease_events: counter_vec(
+                "outbox_relay_lease_events_total",
+                "Lease changes of this process: taken, lost, released.",
+                &["event"],
+            ),
+            shards_known: gauge(
+                "outbox_relay_shards_known",
+                "Shards found in the stream at the last discovery.",
+            ),
+            registry,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_family_with_the_prefix() {
+        let m = Metrics::new();
+        m.events_published.with_label_values(&["r"]).inc();
+        m.put_events_failed_entries
+            .with_label_values(&["ThrottlingException"])
+            .inc();
+        m.lag_seconds.observe(0.3);
+        let text = m.render();
+        for name in [
+            "outbox_relay_records_read_total",
+            "outbox_relay_events_published_total{route=\"r\"} 1",
+            "outbox_relay_put_events_failed_entries_total{error_code=\"ThrottlingException\"} 1",
+            "outbox_relay_lag_seconds_count 1",
+            "outbox_relay_leases_owned 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert!(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .all(|l| l.starts_with("outbox_relay_")));
+    }
+}

@@ -1,0 +1,11 @@
+//! Observability: Prometheus metrics, liveness/readiness, the HTTP endpoint and log set-up.
+
+mod health;
+mod http;
+mod logs;
+mod metrics;
+
+pub use health::Health;
+pub use http::serve;
+pub use logs::init as init_logs;
+pub use metrics::Metrics;
