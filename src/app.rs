@@ -80,7 +80,10 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
         },
     };
     let supervisor = Supervisor {
-        source: Arc::new(DynamoDbStreams::new(clients.streams, clients.dynamodb.clone())),
+        source: Arc::new(DynamoDbStreams::new(
+            clients.streams,
+            clients.dynamodb.clone(),
+        )),
         publisher: Arc::new(EventBridgePublisher::new(clients.eventbridge)),
         leases: Arc::new(DynamoDbLeaseStore::new(
             clients.dynamodb,

@@ -25,7 +25,14 @@ pub const ENV_SEPARATOR: &str = "__";
 
 /// The top-level sections a config file may contain; anything else is an error.
 const SECTIONS: &[&str] = &[
-    "aws", "source", "leases", "routes", "publisher", "http", "log", "shutdown",
+    "aws",
+    "source",
+    "leases",
+    "routes",
+    "publisher",
+    "http",
+    "log",
+    "shutdown",
 ];
 
 /// The whole configuration, validated.
@@ -398,7 +405,10 @@ impl Config {
     ) -> Result<Self, ConfigErrors> {
         let file_err = |reason: String| ConfigErrors(vec![ConfigError::new("file", reason)]);
         if !path.is_file() {
-            return Err(file_err(format!("{} is not a readable file", path.display())));
+            return Err(file_err(format!(
+                "{} is not a readable file",
+                path.display()
+            )));
         }
         let environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator(ENV_SEPARATOR)
@@ -532,7 +542,10 @@ fn from_config_error(prefix: &str, e: &config::ConfigError) -> ConfigError {
 }
 
 /// Deserializes `value` (found at `prefix`), naming the exact key of the first problem.
-fn deserialize_at<T: DeserializeOwned>(prefix: &str, value: config::Value) -> Result<T, ConfigError> {
+fn deserialize_at<T: DeserializeOwned>(
+    prefix: &str,
+    value: config::Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let reason = e.into_inner().to_string();
@@ -606,7 +619,10 @@ fn build_route(
         ("detail_type", &r.detail_type),
     ] {
         if value.trim().is_empty() {
-            errors.push(ConfigError::new(format!("{key}.{field}"), "must not be empty"));
+            errors.push(ConfigError::new(
+                format!("{key}.{field}"),
+                "must not be empty",
+            ));
         }
     }
     if r.source.starts_with("aws.") {
@@ -619,7 +635,10 @@ fn build_route(
     for (j, text) in r.filters.iter().enumerate() {
         match Filter::compile(text) {
             Ok(f) => filters.push(f),
-            Err(e) => errors.push(ConfigError::new(format!("{key}.filters[{j}]"), e.to_string())),
+            Err(e) => errors.push(ConfigError::new(
+                format!("{key}.filters[{j}]"),
+                e.to_string(),
+            )),
         }
     }
     let detail = match (r.template, r.unmarshall) {
@@ -691,7 +710,10 @@ fn validate_source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
         ));
     }
     if s.discovery_interval.is_zero() {
-        errors.push(ConfigError::new("source.discovery_interval", "must be above 0"));
+        errors.push(ConfigError::new(
+            "source.discovery_interval",
+            "must be above 0",
+        ));
     }
 }
 

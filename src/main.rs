@@ -60,7 +60,10 @@ fn run(config: Config) -> ExitCode {
         eprintln!("error: log.level: {e}");
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -30,7 +30,10 @@ fn a_minimal_config_takes_every_default() {
     assert_eq!(c.shutdown.grace, Duration::from_secs(20));
     assert!(matches!(
         c.routes[0].detail,
-        DetailConfig::Unmarshall { image: ImageSelector::NewImage, .. }
+        DetailConfig::Unmarshall {
+            image: ImageSelector::NewImage,
+            ..
+        }
     ));
 }
 
@@ -77,7 +80,10 @@ detail_type = "T"
         "routes[1].filters[0]",
         "routes[1]",
     ] {
-        assert!(keys.contains(&expected), "{expected} not in {keys:?}\n{err}");
+        assert!(
+            keys.contains(&expected),
+            "{expected} not in {keys:?}\n{err}"
+        );
     }
 }
 
@@ -94,26 +100,44 @@ fn invalid_patterns_are_rejected_naming_route_and_filter() {
 #[test]
 fn source_needs_exactly_one_of_table_and_stream() {
     let none = MINIMAL.replace("table_name = \"EventsTable\"", "");
-    assert_eq!(keys(&Config::from_toml(&none).expect_err("none")), vec!["source.table_name"]);
+    assert_eq!(
+        keys(&Config::from_toml(&none).expect_err("none")),
+        vec!["source.table_name"]
+    );
     let both = MINIMAL.replace(
         "table_name = \"EventsTable\"",
         "table_name = \"T\"\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"",
     );
-    assert_eq!(keys(&Config::from_toml(&both).expect_err("both")), vec!["source.stream_arn"]);
+    assert_eq!(
+        keys(&Config::from_toml(&both).expect_err("both")),
+        vec!["source.stream_arn"]
+    );
 }
 
 #[test]
 fn missing_and_empty_routes_are_errors() {
     let no_routes = "[source]\ntable_name = \"T\"\n";
-    assert_eq!(keys(&Config::from_toml(no_routes).expect_err("no routes")), vec!["routes"]);
+    assert_eq!(
+        keys(&Config::from_toml(no_routes).expect_err("no routes")),
+        vec!["routes"]
+    );
     let empty = "routes = []\n[source]\ntable_name = \"T\"\n";
-    assert_eq!(keys(&Config::from_toml(empty).expect_err("empty")), vec!["routes"]);
+    assert_eq!(
+        keys(&Config::from_toml(empty).expect_err("empty")),
+        vec!["routes"]
+    );
 }
 
 #[test]
 fn duplicate_route_names_are_rejected() {
-    let text = format!("{MINIMAL}{}", &MINIMAL[MINIMAL.find("[[routes]]").expect("has routes")..]);
-    assert_eq!(keys(&Config::from_toml(&text).expect_err("dup")), vec!["routes[1].name"]);
+    let text = format!(
+        "{MINIMAL}{}",
+        &MINIMAL[MINIMAL.find("[[routes]]").expect("has routes")..]
+    );
+    assert_eq!(
+        keys(&Config::from_toml(&text).expect_err("dup")),
+        vec!["routes[1].name"]
+    );
 }
 
 #[test]
@@ -122,9 +146,18 @@ fn environment_variables_override_file_keys() {
     let path = dir.path().join("c.toml");
     std::fs::write(&path, MINIMAL).expect("write");
     let env = config::Map::from([
-        ("OUTBOX_RELAY__SOURCE__TABLE_NAME".to_owned(), "Other".to_owned()),
-        ("OUTBOX_RELAY__AWS__ENDPOINT_URL".to_owned(), "http://127.0.0.1:1".to_owned()),
-        ("OUTBOX_RELAY__LEASES__LEASE_DURATION".to_owned(), "30s".to_owned()),
+        (
+            "OUTBOX_RELAY__SOURCE__TABLE_NAME".to_owned(),
+            "Other".to_owned(),
+        ),
+        (
+            "OUTBOX_RELAY__AWS__ENDPOINT_URL".to_owned(),
+            "http://127.0.0.1:1".to_owned(),
+        ),
+        (
+            "OUTBOX_RELAY__LEASES__LEASE_DURATION".to_owned(),
+            "30s".to_owned(),
+        ),
     ]);
     let c = Config::load_with_env(&path, Some(env)).expect("valid");
     assert_eq!(c.source.table_name.as_deref(), Some("Other"));
@@ -152,5 +185,8 @@ fn the_shipped_configs_are_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "expected local, outbox and cdc configs, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected local, outbox and cdc configs, found {checked}"
+    );
 }

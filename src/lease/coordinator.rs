@@ -134,14 +134,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn takes_another_workers_lease_only_after_its_counter_stood_still_for_the_lease_duration() {
+    async fn takes_another_workers_lease_only_after_its_counter_stood_still_for_the_lease_duration()
+    {
         let me = WorkerId("me".into());
         let mut obs = LeaseObservations::default();
         let held = [lease("a", Some("peer"), 5, Checkpoint::TrimHorizon)];
         obs.observe(&held, Instant::now());
         tokio::time::advance(D - Duration::from_millis(1)).await;
         obs.observe(&held, Instant::now());
-        assert!(plan(&held, &me, &obs, Instant::now(), D).is_empty(), "not yet expired");
+        assert!(
+            plan(&held, &me, &obs, Instant::now(), D).is_empty(),
+            "not yet expired"
+        );
 
         // The peer renews: the clock starts again.
         let renewed = [lease("a", Some("peer"), 6, Checkpoint::TrimHorizon)];
@@ -149,7 +153,10 @@ mod tests {
         obs.observe(&renewed, Instant::now());
         tokio::time::advance(D - Duration::from_millis(1)).await;
         obs.observe(&renewed, Instant::now());
-        assert!(plan(&renewed, &me, &obs, Instant::now(), D).is_empty(), "renewed lease is alive");
+        assert!(
+            plan(&renewed, &me, &obs, Instant::now(), D).is_empty(),
+            "renewed lease is alive"
+        );
 
         tokio::time::advance(Duration::from_millis(1)).await;
         obs.observe(&renewed, Instant::now());
@@ -162,7 +169,12 @@ mod tests {
     #[test]
     fn children_wait_for_their_parent_to_reach_shard_end() {
         let me = WorkerId("me".into());
-        let parent = lease("p", Some("peer"), 1, Checkpoint::Sequence(SequenceNumber::new("5")));
+        let parent = lease(
+            "p",
+            Some("peer"),
+            1,
+            Checkpoint::Sequence(SequenceNumber::new("5")),
+        );
         let mut child = lease("c", None, 0, Checkpoint::TrimHorizon);
         child.parent_shard_id = Some(ShardId("p".into()));
         let mut obs = LeaseObservations::default();
@@ -174,7 +186,10 @@ mod tests {
         let mut done = parent;
         done.checkpoint = Checkpoint::ShardEnd;
         let leases = [done, child.clone()];
-        assert_eq!(plan(&leases, &me, &obs, now, D), vec![LeaseAction::Take(child)]);
+        assert_eq!(
+            plan(&leases, &me, &obs, now, D),
+            vec![LeaseAction::Take(child)]
+        );
     }
 
     #[test]

@@ -47,7 +47,13 @@ impl DynamoDbLeaseStore {
     }
 
     async fn table_status(&self) -> Result<Option<TableStatus>, LeaseError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.table().and_then(|t| t.table_status()).cloned()),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(e) => Err(call_error("DescribeTable", &e)),
@@ -178,7 +184,9 @@ impl LeaseStore for DynamoDbLeaseStore {
         let request = self
             .client
             .update_item()
-            .update_expression("SET #owner = :me, #updated = :now ADD #counter :one, #switches :one")
+            .update_expression(
+                "SET #owner = :me, #updated = :now ADD #counter :one, #switches :one",
+            )
             .condition_expression("#counter = :observed")
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_names("#updated", UPDATED_AT)
@@ -190,7 +198,9 @@ impl LeaseStore for DynamoDbLeaseStore {
                 ":observed",
                 AttributeValue::N(observed.counter.to_string()),
             );
-        let item = self.update("UpdateItem(take)", &observed.key, request).await?;
+        let item = self
+            .update("UpdateItem(take)", &observed.key, request)
+            .await?;
         from_item(&item)
     }
 
@@ -205,7 +215,9 @@ impl LeaseStore for DynamoDbLeaseStore {
             .expression_attribute_names("#counter", COUNTER)
             .expression_attribute_values(":me", AttributeValue::S(owner.0.clone()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
-        self.update("UpdateItem(renew)", key, request).await.map(drop)
+        self.update("UpdateItem(renew)", key, request)
+            .await
+            .map(drop)
     }
 
     async fn checkpoint(
@@ -274,9 +286,18 @@ where
 fn to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         (KEY.to_owned(), AttributeValue::S(lease.key.0.clone())),
-        (STREAM_ARN.to_owned(), AttributeValue::S(lease.stream_arn.clone())),
-        (SHARD_ID.to_owned(), AttributeValue::S(lease.shard_id.0.clone())),
-        (COUNTER.to_owned(), AttributeValue::N(lease.counter.to_string())),
+        (
+            STREAM_ARN.to_owned(),
+            AttributeValue::S(lease.stream_arn.clone()),
+        ),
+        (
+            SHARD_ID.to_owned(),
+            AttributeValue::S(lease.shard_id.0.clone()),
+        ),
+        (
+            COUNTER.to_owned(),
+            AttributeValue::N(lease.counter.to_string()),
+        ),
         (
             CHECKPOINT.to_owned(),
             AttributeValue::S(lease.checkpoint.as_stored().to_owned()),
@@ -309,7 +330,9 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Lease, LeaseError
     let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let n = |name: &str| -> Result<u64, LeaseError> {
         match item.get(name).and_then(|v| v.as_n().ok()) {
-            Some(n) => n.parse().map_err(|_| malformed(&format!("{name} is not a count"))),
+            Some(n) => n
+                .parse()
+                .map_err(|_| malformed(&format!("{name} is not a count"))),
             None => Ok(0),
         }
     };

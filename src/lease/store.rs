@@ -35,7 +35,8 @@ pub trait LeaseStore: Send + Sync + 'static {
     fn ensure_table(&self) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
     /// Every lease of `stream_arn`.
-    fn list(&self, stream_arn: &str) -> impl Future<Output = Result<Vec<Lease>, LeaseError>> + Send;
+    fn list(&self, stream_arn: &str)
+        -> impl Future<Output = Result<Vec<Lease>, LeaseError>> + Send;
 
     /// Creates `lease` unless one with its key exists. `true` if created.
     fn create(&self, lease: &Lease) -> impl Future<Output = Result<bool, LeaseError>> + Send;

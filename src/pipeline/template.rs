@@ -199,7 +199,9 @@ fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateErr
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '@'))
             {
-                return Err(err("keys may hold letters, digits, '-', '_', '/', ':' and '@'"));
+                return Err(err(
+                    "keys may hold letters, digits, '-', '_', '/', ':' and '@'",
+                ));
             }
             steps.push(Step::Key(key.to_owned()));
             rest = &after[end..];
@@ -250,7 +252,8 @@ mod tests {
     #[test]
     fn objects_arrays_and_indexes_insert_json() {
         let record = json!({"a": {"list": [{"x": 1}, {"x": 2}]}});
-        let t = Template::parse(r#"{"all": <$.a.list>, "second": <$.a.list[1].x>}"#).expect("valid");
+        let t =
+            Template::parse(r#"{"all": <$.a.list>, "second": <$.a.list[1].x>}"#).expect("valid");
         assert_eq!(
             serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
             json!({"all": [{"x": 1}, {"x": 2}], "second": 2})

@@ -159,7 +159,13 @@ mod tests {
 
     #[test]
     fn dynamodb_only_number_forms_are_normalised() {
-        for (input, expected) in [("+5", "5"), (".5", "0.5"), ("5.", "5"), ("007", "7"), ("-0.25", "-0.25")] {
+        for (input, expected) in [
+            ("+5", "5"),
+            (".5", "0.5"),
+            ("5.", "5"),
+            ("007", "7"),
+            ("-0.25", "-0.25"),
+        ] {
             let plain = value(&json!({"N": input}), "n").expect("valid");
             assert_eq!(plain.to_string(), expected, "for {input}");
         }
@@ -167,8 +173,12 @@ mod tests {
 
     #[test]
     fn malformed_values_name_their_path() {
-        let err = item(json!({"a": {"M": {"b": {"X": 1}}}}).as_object().expect("object"))
-            .expect_err("X is no type");
+        let err = item(
+            json!({"a": {"M": {"b": {"X": 1}}}})
+                .as_object()
+                .expect("object"),
+        )
+        .expect_err("X is no type");
         assert_eq!(err, UnmarshallError::NotTyped { path: "a.b".into() });
         let err = value(&json!({"N": "12abc"}), "n").expect_err("not a number");
         assert!(matches!(err, UnmarshallError::InvalidNumber { .. }));

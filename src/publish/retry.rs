@@ -45,7 +45,11 @@ mod tests {
         for code in ["ThrottlingException", "InternalFailure", "DispatchFailure"] {
             assert_eq!(is_retryable_entry_code(code), Disposition::Retry, "{code}");
         }
-        for code in ["InvalidArgument", "MalformedDetail", "AccessDeniedException"] {
+        for code in [
+            "InvalidArgument",
+            "MalformedDetail",
+            "AccessDeniedException",
+        ] {
             assert_eq!(is_retryable_entry_code(code), Disposition::GiveUp, "{code}");
         }
     }

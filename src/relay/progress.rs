@@ -26,7 +26,11 @@ mod tests {
         let entry_records = [0, 2, 2, 4];
         assert_eq!(settled_through(&entry_records, 0, 5), None);
         assert_eq!(settled_through(&entry_records, 1, 5), Some(1));
-        assert_eq!(settled_through(&entry_records, 2, 5), Some(1), "record 2 half done");
+        assert_eq!(
+            settled_through(&entry_records, 2, 5),
+            Some(1),
+            "record 2 half done"
+        );
         assert_eq!(settled_through(&entry_records, 3, 5), Some(3));
         assert_eq!(settled_through(&entry_records, 4, 5), Some(4));
         assert_eq!(settled_through(&[], 0, 3), Some(2), "all filtered out");

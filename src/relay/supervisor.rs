@@ -14,7 +14,9 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::worker::{initial_checkpoint, Worker, WorkerExit, WorkerSettings};
 use crate::config::StartingPosition;
-use crate::lease::{plan, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore, WorkerId};
+use crate::lease::{
+    plan, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore, WorkerId,
+};
 use crate::pipeline::Router;
 use crate::publish::EventPublisher;
 use crate::stream::{lineage_order, ShardSource};
@@ -84,7 +86,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
         loop {
             self.health.tick();
             let attempt = async {
-                self.leases.ensure_table().await.map_err(|e| e.to_string())?;
+                self.leases
+                    .ensure_table()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 match &self.settings.stream {
                     StreamSelector::Arn(arn) => Ok(arn.clone()),
                     StreamSelector::Table(table) => self
@@ -159,14 +164,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
 
     /// Creates a lease for every shard that has none, parents first.
     async fn discover(&self, stream_arn: &str) -> Result<(), String> {
-        let shards = self
-            .source
-            .list_shards(stream_arn)
-            .await
-            .map_err(|e| {
-                self.metrics.stream_errors.with_label_values(&[e.code()]).inc();
-                e.to_string()
-            })?;
+        let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
+            self.metrics
+                .stream_errors
+                .with_label_values(&[e.code()])
+                .inc();
+            e.to_string()
+        })?;
         self.metrics.shards_known.set(shards.len() as i64);
         let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
         let existing: HashSet<_> = self
@@ -195,7 +199,12 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
                 parent_shard_id: shard.parent.clone(),
                 owner_switches_since_checkpoint: 0,
             };
-            if self.leases.create(&lease).await.map_err(|e| e.to_string())? {
+            if self
+                .leases
+                .create(&lease)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 info!(shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
             }
         }
@@ -211,9 +220,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
     ) {
         for action in actions {
             match action {
-                LeaseAction::Take(observed) => match self.leases.take(&observed, &self.owner).await {
+                LeaseAction::Take(observed) => match self.leases.take(&observed, &self.owner).await
+                {
                     Ok(lease) => {
-                        self.metrics.lease_events.with_label_values(&["taken"]).inc();
+                        self.metrics
+                            .lease_events
+                            .with_label_values(&["taken"])
+                            .inc();
                         info!(shard.id = %lease.shard_id, previous_owner = ?observed.owner.as_ref().map(|o| o.0.as_str()), "Lease taken.");
                         self.spawn(lease, running, token);
                     }
@@ -246,16 +259,26 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
                     }
                     match self.leases.release(&key, &self.owner).await {
                         Ok(()) => {
-                            self.metrics.lease_events.with_label_values(&["released"]).inc();
+                            self.metrics
+                                .lease_events
+                                .with_label_values(&["released"])
+                                .inc();
                         }
-                        Err(e) => debug!(error = %e, lease = %key, "Releasing a finished lease failed."),
+                        Err(e) => {
+                            debug!(error = %e, lease = %key, "Releasing a finished lease failed.")
+                        }
                     }
                 }
             }
         }
     }
 
-    fn spawn(&self, lease: Lease, running: &mut HashMap<LeaseKey, Running>, token: &CancellationToken) {
+    fn spawn(
+        &self,
+        lease: Lease,
+        running: &mut HashMap<LeaseKey, Running>,
+        token: &CancellationToken,
+    ) {
         let child = token.child_token();
         let span = info_span!("shard", shard.id = %lease.shard_id);
         let key = lease.key.clone();
@@ -271,7 +294,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
             token: child.clone(),
         };
         let handle = tokio::spawn(worker.run().instrument(span));
-        running.insert(key, Running { token: child, handle });
+        running.insert(
+            key,
+            Running {
+                token: child,
+                handle,
+            },
+        );
     }
 
     /// Collects finished workers; a panicked worker marks the process unhealthy.
@@ -282,7 +311,9 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
             .map(|(k, _)| k.clone())
             .collect();
         for key in finished {
-            let Some(r) = running.remove(&key) else { continue };
+            let Some(r) = running.remove(&key) else {
+                continue;
+            };
             match r.handle.await {
                 Ok(exit) => debug!(lease = %key, ?exit, "Shard reader finished."),
                 Err(e) => {
@@ -295,7 +326,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
 
     /// Stops every worker (they checkpoint what they settled), then releases our leases.
     async fn shut_down(&self, running: HashMap<LeaseKey, Running>) {
-        info!(leases = running.len(), "Shutting down: settling in-flight batches.");
+        info!(
+            leases = running.len(),
+            "Shutting down: settling in-flight batches."
+        );
         let mut released = 0;
         for (key, r) in running {
             r.token.cancel();
@@ -313,9 +347,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
             match self.leases.release(&key, &self.owner).await {
                 Ok(()) => {
                     released += 1;
-                    self.metrics.lease_events.with_label_values(&["released"]).inc();
+                    self.metrics
+                        .lease_events
+                        .with_label_values(&["released"])
+                        .inc();
                 }
-                Err(e) => warn!(error = %e, lease = %key, "Releasing a lease failed; a peer takes it after it expires."),
+                Err(e) => {
+                    warn!(error = %e, lease = %key, "Releasing a lease failed; a peer takes it after it expires.")
+                }
             }
         }
         self.metrics.leases_owned.set(0);

@@ -102,7 +102,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Worker<S, P, L> {
             }
             let it = match iterator.take() {
                 Some(it) => it,
-                None => match self.source.shard_iterator(stream_arn, shard, &position).await {
+                None => match self
+                    .source
+                    .shard_iterator(stream_arn, shard, &position)
+                    .await
+                {
                     Ok(it) => it,
                     Err(e) => {
                         self.on_read_error(&e, &mut position);
@@ -214,8 +218,12 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Worker<S, P, L> {
                 end = PageEnd::Cancelled;
                 break;
             }
-            self.publish_batch(&entries[range.clone()], &records, &entry_records[range.clone()])
-                .await;
+            self.publish_batch(
+                &entries[range.clone()],
+                &records,
+                &entry_records[range.clone()],
+            )
+            .await;
             settled = range.end;
         }
         let last = settled_through(&entry_records, settled, records.len())
@@ -236,12 +244,9 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Worker<S, P, L> {
                 );
             }
             let event_id = stable_event_id(&json, self.settings.event_id_attribute.as_deref());
-            let results = self.router.route(
-                &json,
-                &self.lease.stream_arn,
-                &event_id,
-                record.created_at,
-            );
+            let results =
+                self.router
+                    .route(&json, &self.lease.stream_arn, &event_id, record.created_at);
             if results.is_empty() {
                 self.metrics.records_filtered.inc();
             }
@@ -271,7 +276,12 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Worker<S, P, L> {
 
     /// Publishes one batch until every entry is accepted or given up on (non-retryable).
     /// Retries only the failed entries, in their original order, with backoff and jitter.
-    async fn publish_batch(&self, batch: &[Entry], records: &[StreamRecord], entry_records: &[usize]) {
+    async fn publish_batch(
+        &self,
+        batch: &[Entry],
+        records: &[StreamRecord],
+        entry_records: &[usize],
+    ) {
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut retry_backoff = backoff(&self.settings);
         loop {
@@ -385,7 +395,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Worker<S, P, L> {
         }
     }
 }
-
 
 /// The checkpoint a new lease starts from.
 #[must_use]

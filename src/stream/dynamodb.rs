@@ -24,10 +24,7 @@ pub struct DynamoDbStreams {
 
 impl DynamoDbStreams {
     #[must_use]
-    pub fn new(
-        streams: aws_sdk_dynamodbstreams::Client,
-        tables: aws_sdk_dynamodb::Client,
-    ) -> Self {
+    pub fn new(streams: aws_sdk_dynamodbstreams::Client, tables: aws_sdk_dynamodb::Client) -> Self {
         Self { streams, tables }
     }
 }
@@ -147,11 +144,11 @@ where
     match code {
         "ExpiredIteratorException" => SourceError::IteratorExpired,
         "TrimmedDataAccessException" => SourceError::TrimmedData,
-        "LimitExceededException" | "ThrottlingException" | "ProvisionedThroughputExceededException" => {
-            SourceError::Throttled {
-                code: code.to_owned(),
-            }
-        }
+        "LimitExceededException"
+        | "ThrottlingException"
+        | "ProvisionedThroughputExceededException" => SourceError::Throttled {
+            code: code.to_owned(),
+        },
         "ResourceNotFoundException" => SourceError::NotFound {
             message: err.message().unwrap_or(operation).to_owned(),
         },
@@ -257,7 +254,9 @@ fn typed_value(v: &AttributeValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodbstreams::types::{OperationType, StreamRecord as SdkStreamRecord, StreamViewType};
+    use aws_sdk_dynamodbstreams::types::{
+        OperationType, StreamRecord as SdkStreamRecord, StreamViewType,
+    };
     use aws_smithy_types::{Blob, DateTime};
     use std::collections::HashMap;
 
@@ -266,7 +265,10 @@ mod tests {
         let image = HashMap::from([
             ("pk".to_owned(), AttributeValue::S("evt-1".into())),
             ("n".to_owned(), AttributeValue::N("12.5".into())),
-            ("bin".to_owned(), AttributeValue::B(Blob::new(b"hi".to_vec()))),
+            (
+                "bin".to_owned(),
+                AttributeValue::B(Blob::new(b"hi".to_vec())),
+            ),
             (
                 "m".to_owned(),
                 AttributeValue::M(HashMap::from([(

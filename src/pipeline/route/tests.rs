@@ -64,7 +64,10 @@ fn one_record_fans_out_to_every_matching_route_in_route_order() {
     );
     assert_eq!(entries[1].event_bus_name, "audit-bus");
     let audit: Value = serde_json::from_str(&entries[1].detail).expect("json");
-    assert_eq!(audit, json!({"id": "evt-9", "kind": "INSERT", "route": "audit"}));
+    assert_eq!(
+        audit,
+        json!({"id": "evt-9", "kind": "INSERT", "route": "audit"})
+    );
 }
 
 #[test]
@@ -107,7 +110,13 @@ unmarshall = "OldImage"
 "#,
     );
     let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
-    assert!(matches!(&results[0], Err(RouteError::ImageMissing { image: "OldImage", .. })));
+    assert!(matches!(
+        &results[0],
+        Err(RouteError::ImageMissing {
+            image: "OldImage",
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -1,0 +1,577 @@
+//! Test harness: the moto emulator (started once per test binary through `scripts/dev-stack`,
+//! or taken from `OUTBOX_RELAY_TEST_ENDPOINT`), per-test resources with random names, and the
+//! real `outbox-relay` binary run as a child process.
+#![allow(dead_code, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem,
+};
+use serde_json::Value;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The emulator's endpoint, starting it on first use.
+pub fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(e) = std::env::var("OUTBOX_RELAY_TEST_ENDPOINT") {
+            return e;
+        }
+        let out = Command::new(Path::new(REPO).join("scripts/dev-stack"))
+            .arg("up")
+            .env("DEV_STACK_DIR", Path::new(REPO).join("target/test-stack"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/dev-stack runs");
+        assert!(out.status.success(), "scripts/dev-stack up failed");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    })
+}
+
+/// A unique name for this test's resources.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// SDK config for a given endpoint, with dummy credentials.
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .build()
+}
+
+/// One test's world: an outbox table with a stream, a books table, a bus whose catch-all
+/// rule feeds a queue, and a lease table name.
+pub struct Fixture {
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub endpoint: String,
+    pub events_table: String,
+    pub books_table: String,
+    pub lease_table: String,
+    pub bus: String,
+    pub queue_url: String,
+    pub dir: tempfile::TempDir,
+    /// Event ids written, in write order.
+    pub written: Vec<String>,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::at(endpoint()).await
+    }
+
+    pub async fn at(endpoint: &str) -> Self {
+        let config = sdk_config(endpoint);
+        let f = Self {
+            ddb: aws_sdk_dynamodb::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            endpoint: endpoint.to_owned(),
+            events_table: unique("events"),
+            books_table: unique("books"),
+            lease_table: unique("leases"),
+            bus: unique("bus"),
+            queue_url: String::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            written: Vec::new(),
+        };
+        f.create_tables().await;
+        f.with_bus_and_queue().await
+    }
+
+    async fn create_tables(&self) {
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("complete")
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete")
+        };
+        self.ddb
+            .create_table()
+            .table_name(&self.events_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .expect("complete"),
+            )
+            .send()
+            .await
+            .expect("create events table");
+        self.ddb
+            .create_table()
+            .table_name(&self.books_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("name"))
+            .key_schema(key("name", KeyType::Hash))
+            .send()
+            .await
+            .expect("create books table");
+    }
+
+    async fn with_bus_and_queue(mut self) -> Self {
+        self.events
+            .create_event_bus()
+            .name(&self.bus)
+            .send()
+            .await
+            .expect("create bus");
+        let queue = self
+            .sqs
+            .create_queue()
+            .queue_name(unique("queue"))
+            .send()
+            .await
+            .expect("create queue");
+        self.queue_url = queue.queue_url().expect("queue url").to_owned();
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        let arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("queue arn")
+            .clone();
+        self.events
+            .put_rule()
+            .name("all")
+            .event_bus_name(&self.bus)
+            .event_pattern(r#"{"source": [{"prefix": ""}]}"#)
+            .send()
+            .await
+            .expect("put rule");
+        self.events
+            .put_targets()
+            .rule("all")
+            .event_bus_name(&self.bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .expect("complete"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+        self
+    }
+
+    /// Writes a relay config for this fixture and returns its path. `extra` is appended
+    /// TOML (e.g. a different `[source]` starting position is set through `source_extra`).
+    pub fn config(&self, source_extra: &str) -> PathBuf {
+        let text = format!(
+            r#"
+[aws]
+region = "us-east-1"
+
+[source]
+table_name = "{table}"
+poll_interval = "100ms"
+event_id_attribute = "pk"
+discovery_interval = "2s"
+{source_extra}
+
+[leases]
+table_name = "{leases}"
+lease_duration = "3s"
+renew_interval = "1s"
+
+[publisher]
+initial_backoff = "50ms"
+max_backoff = "1s"
+
+[[routes]]
+name = "book-added"
+filters = ['{{"eventName": ["INSERT"], "dynamodb": {{"NewImage": {{"eventType": {{"S": ["BookAdded"]}}}}}}}}']
+event_bus_name = "{bus}"
+source = "OutboxDemo.Books"
+detail_type = "BookAdded"
+unmarshall = "NewImage"
+
+[http]
+listen = "127.0.0.1:0"
+
+[log]
+level = "info"
+format = "json"
+
+[shutdown]
+grace = "10s"
+"#,
+            table = self.events_table,
+            leases = self.lease_table,
+            bus = self.bus,
+        );
+        let path = self.dir.path().join(format!("{}.toml", unique("relay")));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Writes `n` books, each with its outbox row in one TransactWriteItems; returns their
+    /// event ids in write order. `eventData.seq` numbers them across calls.
+    pub async fn write_books(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let seq = self.written.len();
+            let id = format!("evt-{seq:05}-{:08x}", rand::random::<u32>());
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis();
+            let book = HashMap::from([
+                ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
+                (
+                    "authors".to_owned(),
+                    AttributeValue::L(vec![AttributeValue::S("A. Author".into())]),
+                ),
+                ("year".to_owned(), AttributeValue::N("2019".into())),
+            ]);
+            let mut data = book.clone();
+            data.insert("seq".into(), AttributeValue::N(seq.to_string()));
+            data.insert("writtenAtMs".into(), AttributeValue::N(now_ms.to_string()));
+            let row = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(id.clone())),
+                ("sk".to_owned(), AttributeValue::S("BookAdded".into())),
+                (
+                    "eventType".to_owned(),
+                    AttributeValue::S("BookAdded".into()),
+                ),
+                ("eventData".to_owned(), AttributeValue::M(data)),
+            ]);
+            let put = |table: &str, item: HashMap<String, AttributeValue>| {
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(table)
+                            .set_item(Some(item))
+                            .build()
+                            .expect("complete"),
+                    )
+                    .build()
+            };
+            self.ddb
+                .transact_write_items()
+                .transact_items(put(&self.books_table, book))
+                .transact_items(put(&self.events_table, row))
+                .send()
+                .await
+                .expect("transact write");
+            self.written.push(id.clone());
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Receives events from the queue until `until(&received)` holds or `deadline` passes.
+    pub async fn receive_until(
+        &self,
+        received: &mut Vec<Received>,
+        deadline: Duration,
+        until: impl Fn(&[Received]) -> bool,
+    ) {
+        let end = Instant::now() + deadline;
+        while !until(received) {
+            assert!(
+                Instant::now() < end,
+                "timed out after {deadline:?} with {} events received",
+                received.len()
+            );
+            received.extend(self.receive_batch(1).await);
+        }
+    }
+
+    /// One ReceiveMessage call (deleting what it got).
+    pub async fn receive_batch(&self, wait_secs: i32) -> Vec<Received> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
+            .send()
+            .await
+            .expect("receive");
+        let mut got = Vec::new();
+        for m in out.messages() {
+            let body: Value = serde_json::from_str(m.body().expect("body")).expect("json body");
+            let sent_ms = m
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            got.push(Received { body, sent_ms });
+            self.sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle().expect("handle"))
+                .send()
+                .await
+                .expect("delete");
+        }
+        got
+    }
+
+    /// The lease items of this fixture's lease table.
+    pub async fn leases(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.ddb
+            .scan()
+            .table_name(&self.lease_table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan leases")
+            .items()
+            .to_vec()
+    }
+}
+
+/// An event as it arrived in the queue.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: Value,
+    /// When moto enqueued it (= when PutEvents delivered it), ms since the epoch.
+    pub sent_ms: u64,
+}
+
+impl Received {
+    pub fn event_id(&self) -> &str {
+        self.body["detail"]["eventId"].as_str().unwrap_or_default()
+    }
+    pub fn seq(&self) -> u64 {
+        self.body["detail"]["eventData"]["seq"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    }
+    pub fn written_ms(&self) -> u64 {
+        self.body["detail"]["eventData"]["writtenAtMs"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+/// Distinct event ids received, and how many deliveries were duplicates.
+pub fn distinct(received: &[Received]) -> (std::collections::HashSet<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut dups = 0;
+    for r in received {
+        if !seen.insert(r.event_id().to_owned()) {
+            dups += 1;
+        }
+    }
+    (seen, dups)
+}
+
+/// The relay binary running as a child process.
+pub struct Relay {
+    child: Child,
+    pub log: PathBuf,
+    pub http: String,
+}
+
+impl Relay {
+    /// Starts `outbox-relay run --config path` against `endpoint`, and waits until it logs its
+    /// HTTP address.
+    pub fn start(config: &Path, endpoint: &str) -> Self {
+        Self::start_with_env(config, endpoint, &[])
+    }
+
+    pub fn start_with_env(config: &Path, endpoint: &str, env: &[(&str, &str)]) -> Self {
+        let log = config.with_extension(format!("{:08x}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn relay");
+        let mut relay = Self {
+            child,
+            log,
+            http: String::new(),
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = relay.log_lines().iter().find_map(|l| {
+                (l["message"] == "Serving /metrics, /healthz and /readyz.")
+                    .then(|| l["address"].as_str().map(str::to_owned))
+                    .flatten()
+            }) {
+                relay.http = format!("http://{addr}");
+                return relay;
+            }
+            assert!(
+                relay.child.try_wait().expect("try_wait").is_none(),
+                "relay exited at start-up:\n{}",
+                relay.log_text()
+            );
+            assert!(
+                Instant::now() < end,
+                "relay never logged its address:\n{}",
+                relay.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log as JSON lines (non-JSON lines skipped).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("{}{path}", self.http)).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// A metric's value (sum over its label sets), from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        metric_value(&text, name)
+    }
+
+    pub async fn wait_ready(&self, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            if self.get("/readyz").await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "relay not ready within {deadline:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `metric` reaches at least `value`.
+    pub async fn wait_metric(&self, name: &str, value: f64, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            if self.metric(name).await >= value {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{name} did not reach {value} within {deadline:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for the exit (at most `deadline`).
+    pub fn terminate(mut self, deadline: Duration) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, self.log_text());
+            }
+            assert!(
+                Instant::now() < end,
+                "relay did not exit within {deadline:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to checkpoint or release.
+    pub fn kill9(mut self) -> String {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+        self.log_text()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sums the samples of `name` in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,276 @@
+//! End-to-end tests against the moto emulator: the real binary reads a real (emulated)
+//! DynamoDB stream and publishes to a bus whose rule feeds an SQS queue we read back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{distinct, Fixture, Relay};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_outbox_rows_arrive_once_each_in_stream_order() {
+    let mut f = Fixture::new().await;
+    let relay = Relay::start(&f.config(""), &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let started = std::time::Instant::now();
+    let ids = f.write_books(200).await;
+
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 200)
+        .await;
+    let elapsed = started.elapsed();
+    // Nothing extra arrives after the 200th: one more (empty) receive.
+    received.extend(f.receive_batch(1).await);
+
+    assert_eq!(
+        received.len(),
+        200,
+        "exactly once in a run without restarts"
+    );
+    let got: Vec<&str> = received.iter().map(common::Received::event_id).collect();
+    assert_eq!(
+        got,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "stream order"
+    );
+    let first = &received[0].body;
+    assert_eq!(first["source"], "OutboxDemo.Books");
+    assert_eq!(first["detail-type"], "BookAdded");
+    assert_eq!(first["detail"]["eventType"], "BookAdded");
+    assert_eq!(first["detail"]["eventData"]["name"], "Book 0");
+    assert_eq!(first["detail"]["eventData"]["year"], 2019);
+    assert_eq!(first["detail"]["eventData"]["authors"][0], "A. Author");
+
+    // The telemetry contract: what happened is what the metrics say.
+    assert_eq!(relay.metric("outbox_relay_records_read_total").await, 200.0);
+    assert_eq!(
+        relay.metric("outbox_relay_events_published_total").await,
+        200.0
+    );
+    assert_eq!(relay.metric("outbox_relay_lag_seconds_count").await, 200.0);
+    assert!(relay.metric("outbox_relay_put_events_requests_total").await >= 20.0);
+    assert_eq!(relay.metric("outbox_relay_leases_owned").await, 1.0);
+    assert!(relay.metric("outbox_relay_checkpoints_total").await >= 1.0);
+
+    // Figures for BENCHMARKS.md: write (client clock) -> enqueued by PutEvents (moto clock).
+    let mut lags: Vec<u64> = received
+        .iter()
+        .map(|r| r.sent_ms.saturating_sub(r.written_ms()))
+        .collect();
+    lags.sort_unstable();
+    eprintln!(
+        "e2e: 200 rows in {:.2}s ({:.0} rows/s incl. writes); lag p50 {} ms, p99 {} ms, max {} ms",
+        elapsed.as_secs_f64(),
+        200.0 / elapsed.as_secs_f64(),
+        lags[lags.len() / 2],
+        lags[lags.len() * 99 / 100],
+        lags[lags.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
+    let mut f = Fixture::new().await;
+    let config = f.config("");
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    f.write_books(60).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 20)
+        .await;
+
+    let (status, log) = relay.terminate(Duration::from_secs(15));
+    assert!(status.success(), "clean shutdown exits 0:\n{log}");
+    assert!(log.contains("Leases released; shutdown complete."), "{log}");
+    let leases = f.leases().await;
+    assert_eq!(leases.len(), 1);
+    assert!(
+        !leases[0].contains_key("leaseOwner"),
+        "lease released: {leases:?}"
+    );
+
+    f.write_books(40).await;
+    let relay = Relay::start(&config, &f.endpoint);
+    f.receive_until(&mut received, DEADLINE, |r| distinct(r).0.len() >= 100)
+        .await;
+    received.extend(f.receive_batch(1).await);
+    let (ids, dups) = distinct(&received);
+    assert_eq!(ids.len(), 100, "every row delivered");
+    assert_eq!(
+        dups, 0,
+        "a clean stop re-sends nothing before its checkpoint"
+    );
+    let seqs: Vec<u64> = received.iter().map(common::Received::seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "order kept across the restart"
+    );
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_flow_loses_nothing() {
+    let mut f = Fixture::new().await;
+    let config = f.config("");
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    f.write_books(60).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 20)
+        .await;
+    relay.kill9();
+
+    f.write_books(40).await;
+    // The dead owner's lease expires after lease_duration (3 s), then the new process takes it.
+    let relay = Relay::start(&config, &f.endpoint);
+    f.receive_until(&mut received, DEADLINE, |r| distinct(r).0.len() >= 100)
+        .await;
+    let (ids, dups) = distinct(&received);
+    assert_eq!(ids.len(), 100, "every row delivered");
+    let expected: std::collections::HashSet<_> = f.written.iter().cloned().collect();
+    assert_eq!(ids, expected);
+    eprintln!("kill -9: {dups} duplicate deliveries (the uncheckpointed tail)");
+    assert!(relay.log_text().contains("Lease taken."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_position_applies_to_a_shard_without_checkpoint() {
+    // TRIM_HORIZON: rows written before the relay first started are relayed.
+    let mut f = Fixture::new().await;
+    f.write_books(5).await;
+    let relay = Relay::start(
+        &f.config("starting_position = \"TRIM_HORIZON\""),
+        &f.endpoint,
+    );
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 5)
+        .await;
+    drop(relay);
+
+    // LATEST: they are not; only rows written after the reader got its iterator are.
+    let mut f = Fixture::new().await;
+    f.write_books(5).await;
+    let relay = Relay::start(&f.config("starting_position = \"LATEST\""), &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    // The reader has its iterator once it has polled.
+    relay
+        .wait_metric("outbox_relay_get_records_requests_total", 1.0, DEADLINE)
+        .await;
+    let later = f.write_books(3).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 3)
+        .await;
+    received.extend(f.receive_batch(1).await);
+    let got: Vec<_> = received.iter().map(|r| r.event_id().to_owned()).collect();
+    assert_eq!(got, later);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_emulator_keeps_the_relay_unready_until_it_comes_up() {
+    // A port with nothing listening (bound, then released).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        r#"
+[source]
+table_name = "EventsLater"
+[publisher]
+initial_backoff = "100ms"
+max_backoff = "1s"
+[[routes]]
+name = "all"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "NewImage"
+[http]
+listen = "127.0.0.1:0"
+[log]
+format = "json"
+"#,
+    )
+    .expect("write config");
+    let relay = Relay::start_with_env(&config, &endpoint, &[("AWS_REGION", "us-east-1")]);
+
+    // Not ready, alive, and saying why, while nothing answers.
+    let end = std::time::Instant::now() + DEADLINE;
+    while !relay.log_text().contains("Start-up failed") {
+        assert!(
+            std::time::Instant::now() < end,
+            "no start-up failure logged:\n{}",
+            relay.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.get("/readyz").await.0, 503);
+    assert_eq!(relay.get("/healthz").await.0, 200);
+
+    // Bring up an emulator on that very port, then the table the relay waits for.
+    let moto = std::process::Command::new(
+        std::path::Path::new(common::REPO).join(".venv/bin/moto_server"),
+    )
+    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start moto (installed by scripts/dev-stack)");
+    let _moto = KillOnDrop(moto);
+    let f = loop {
+        // The fixture's first call fails until moto listens.
+        if reqwest::get(format!("{endpoint}/moto-api/data.json"))
+            .await
+            .is_ok()
+        {
+            break Fixture::at(&endpoint).await;
+        }
+        assert!(std::time::Instant::now() < end, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    f.ddb
+        .create_table()
+        .table_name("EventsLater")
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("complete"),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .expect("complete"),
+        )
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+                .build()
+                .expect("complete"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    relay.wait_ready(DEADLINE).await;
+    assert!(!relay.log_text().contains("panicked"));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
