@@ -16,6 +16,7 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     .map_err(|e| format!("invalid log level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
