@@ -70,16 +70,25 @@ async fn two_hundred_outbox_rows_arrive_once_each_in_stream_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
-    let mut f = Fixture::new().await;
-    let config = f.config("");
-    let relay = Relay::start(&config, &f.endpoint);
+/// Starts a relay, writes 60 rows and returns once 20 of them arrived: a relay mid-flow.
+async fn relay_mid_flow(
+    f: &mut Fixture,
+    config: &std::path::Path,
+) -> (Relay, Vec<common::Received>) {
+    let relay = Relay::start(config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
     f.write_books(60).await;
     let mut received = Vec::new();
     f.receive_until(&mut received, DEADLINE, |r| r.len() >= 20)
         .await;
+    (relay, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
+    let mut f = Fixture::new().await;
+    let config = f.config("");
+    let (relay, mut received) = relay_mid_flow(&mut f, &config).await;
 
     let (status, log) = relay.terminate(Duration::from_secs(15));
     assert!(status.success(), "clean shutdown exits 0:\n{log}");
@@ -114,12 +123,7 @@ async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
 async fn kill_9_mid_flow_loses_nothing() {
     let mut f = Fixture::new().await;
     let config = f.config("");
-    let relay = Relay::start(&config, &f.endpoint);
-    relay.wait_ready(DEADLINE).await;
-    f.write_books(60).await;
-    let mut received = Vec::new();
-    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 20)
-        .await;
+    let (relay, mut received) = relay_mid_flow(&mut f, &config).await;
     relay.kill9();
 
     f.write_books(40).await;

@@ -9,3 +9,6 @@ mod worker;
 pub use progress::settled_through;
 pub use supervisor::{StreamSelector, Supervisor, SupervisorSettings};
 pub use worker::{WorkerExit, WorkerSettings};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,382 @@
+//! The shard worker against in-memory fakes behind the real traits. The emulator cannot
+//! produce these conditions: per-entry PutEvents failures other than validation errors, an
+//! expired iterator (moto's never expire), a closed shard (moto's never close) and a lease
+//! taken by a peer in the middle of a page.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::worker::{Worker, WorkerExit, WorkerSettings};
+use crate::config::Config;
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
+use crate::pipeline::{Entry, Router};
+use crate::publish::{EventPublisher, FailedEntry, PublishError, PutOutcome};
+use crate::stream::{
+    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
+    StreamRecord,
+};
+use crate::telemetry::Metrics;
+
+/// A closed shard of `n` records, served `page` at a time; the first iterator past the start
+/// expires once when `expire_once` is set.
+struct FakeSource {
+    records: Vec<StreamRecord>,
+    page: usize,
+    expire_once: AtomicBool,
+    positions: Mutex<Vec<IteratorPosition>>,
+}
+
+impl FakeSource {
+    fn new(n: usize, page: usize) -> Self {
+        let records = (0..n)
+            .map(|i| StreamRecord {
+                sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
+                created_at: None,
+                json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+                             "dynamodb": {"NewImage": {"n": {"N": i.to_string()}}}}),
+            })
+            .collect();
+        Self {
+            records,
+            page,
+            expire_once: AtomicBool::new(false),
+            positions: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl ShardSource for FakeSource {
+    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
+        Ok("arn:s".into())
+    }
+    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
+        Ok(Vec::new())
+    }
+    async fn shard_iterator(
+        &self,
+        _: &str,
+        _: &ShardId,
+        position: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        self.positions.lock().expect("lock").push(position.clone());
+        let start = match position {
+            IteratorPosition::TrimHorizon => 0,
+            IteratorPosition::Latest => self.records.len(),
+            IteratorPosition::AfterSequenceNumber(seq) => {
+                self.records
+                    .iter()
+                    .position(|r| &r.sequence_number == seq)
+                    .expect("known sequence number")
+                    + 1
+            }
+        };
+        Ok(start.to_string())
+    }
+    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        let start: usize = iterator.parse().expect("our iterator");
+        if start > 0 && self.expire_once.swap(false, Ordering::SeqCst) {
+            return Err(SourceError::IteratorExpired);
+        }
+        let end = (start + self.page).min(self.records.len());
+        Ok(RecordsPage {
+            records: self.records[start..end].to_vec(),
+            next_iterator: (end < self.records.len()).then(|| end.to_string()),
+        })
+    }
+}
+
+/// Accepts entries, failing each entry whose `n` is a multiple of `fail_every` (if set) on its first
+/// attempt with a retryable code; optionally cancels `cancel_on_call` at that call number.
+struct FakePublisher {
+    accepted: Mutex<Vec<u64>>,
+    attempts: Mutex<HashMap<u64, usize>>,
+    calls: AtomicUsize,
+    fail_every: Option<u64>,
+    cancel: Option<(usize, CancellationToken)>,
+}
+
+impl EventPublisher for FakePublisher {
+    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some((at, token)) = &self.cancel {
+            if call == *at {
+                token.cancel();
+            }
+        }
+        assert!(entries.len() <= 10, "PutEvents limit");
+        let mut failed = Vec::new();
+        for (index, e) in entries.iter().enumerate() {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).expect("json");
+            let n = detail["n"].as_u64().expect("n");
+            let mut attempts = self.attempts.lock().expect("lock");
+            let seen = attempts.entry(n).or_insert(0);
+            *seen += 1;
+            if self.fail_every.is_some_and(|k| n.is_multiple_of(k)) && *seen == 1 {
+                failed.push(FailedEntry {
+                    index,
+                    code: "ThrottlingException".into(),
+                    message: "slow down".into(),
+                });
+            } else {
+                self.accepted.lock().expect("lock").push(n);
+            }
+        }
+        Ok(PutOutcome { failed })
+    }
+}
+
+/// Leases in memory with DynamoDB's conditional semantics for the owner's writes.
+#[derive(Default)]
+struct FakeLeases {
+    leases: Mutex<HashMap<LeaseKey, Lease>>,
+}
+
+impl LeaseStore for FakeLeases {
+    async fn ensure_table(&self) -> Result<(), LeaseError> {
+        Ok(())
+    }
+    async fn list(&self, _: &str) -> Result<Vec<Lease>, LeaseError> {
+        Ok(self
+            .leases
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect())
+    }
+    async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        let mut all = self.leases.lock().expect("lock");
+        Ok(all.insert(lease.key.clone(), lease.clone()).is_none())
+    }
+    async fn take(&self, observed: &Lease, owner: &WorkerId) -> Result<Lease, LeaseError> {
+        let mut all = self.leases.lock().expect("lock");
+        let lease = all.get_mut(&observed.key).expect("exists");
+        if lease.counter != observed.counter {
+            return Err(LeaseError::LeaseLost {
+                key: observed.key.clone(),
+            });
+        }
+        lease.owner = Some(owner.clone());
+        lease.counter += 1;
+        Ok(lease.clone())
+    }
+    async fn renew(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
+        self.owned(key, owner, |l| l.counter += 1)
+    }
+    async fn checkpoint(
+        &self,
+        key: &LeaseKey,
+        owner: &WorkerId,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), LeaseError> {
+        self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())
+    }
+    async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
+        self.owned(key, owner, |l| l.owner = None)
+    }
+}
+
+impl FakeLeases {
+    fn owned(
+        &self,
+        key: &LeaseKey,
+        owner: &WorkerId,
+        change: impl FnOnce(&mut Lease),
+    ) -> Result<(), LeaseError> {
+        let mut all = self.leases.lock().expect("lock");
+        match all.get_mut(key) {
+            Some(l) if l.owner.as_ref() == Some(owner) => {
+                change(l);
+                l.counter += 1;
+                Ok(())
+            }
+            _ => Err(LeaseError::LeaseLost { key: key.clone() }),
+        }
+    }
+
+    fn checkpoint_of(&self, key: &LeaseKey) -> Checkpoint {
+        self.leases.lock().expect("lock")[key].checkpoint.clone()
+    }
+}
+
+struct Setup {
+    source: Arc<FakeSource>,
+    publisher: Arc<FakePublisher>,
+    leases: Arc<FakeLeases>,
+    lease: Lease,
+    token: CancellationToken,
+}
+
+fn setup(
+    records: usize,
+    page: usize,
+    fail_every: Option<u64>,
+    cancel_at_call: Option<usize>,
+) -> Setup {
+    let token = CancellationToken::new();
+    let me = WorkerId("me".into());
+    let lease = Lease {
+        key: LeaseKey("arn:s#shard-1".into()),
+        stream_arn: "arn:s".into(),
+        shard_id: ShardId("shard-1".into()),
+        owner: Some(me),
+        counter: 1,
+        checkpoint: Checkpoint::TrimHorizon,
+        parent_shard_id: None,
+        owner_switches_since_checkpoint: 0,
+    };
+    let leases = FakeLeases::default();
+    leases
+        .leases
+        .lock()
+        .expect("lock")
+        .insert(lease.key.clone(), lease.clone());
+    Setup {
+        source: Arc::new(FakeSource::new(records, page)),
+        publisher: Arc::new(FakePublisher {
+            accepted: Mutex::new(Vec::new()),
+            attempts: Mutex::new(HashMap::new()),
+            calls: AtomicUsize::new(0),
+            fail_every,
+            cancel: cancel_at_call.map(|at| (at, token.clone())),
+        }),
+        leases: Arc::new(leases),
+        lease,
+        token,
+    }
+}
+
+fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases> {
+    let config = Config::from_toml(
+        r#"
+[source]
+table_name = "T"
+[[routes]]
+name = "all"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "NewImage"
+"#,
+    )
+    .expect("valid");
+    Worker {
+        source: Arc::clone(&s.source),
+        publisher: Arc::clone(&s.publisher),
+        leases: Arc::clone(&s.leases),
+        router: Arc::new(Router::new(config.routes).expect("valid")),
+        metrics: Metrics::new(),
+        settings: Arc::new(WorkerSettings {
+            poll_interval: Duration::from_millis(100),
+            busy_poll_interval: Duration::ZERO,
+            max_records_per_poll: 1000,
+            max_batch_entries: 10,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            event_id_attribute: None,
+        }),
+        owner: WorkerId("me".into()),
+        lease: s.lease.clone(),
+        token: s.token.clone(),
+    }
+}
+
+fn accepted_numbers(s: &Setup) -> Vec<u64> {
+    s.publisher.accepted.lock().expect("lock").clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_failed_entries_are_retried_and_every_entry_is_accepted_once_in_order() {
+    let s = setup(25, 7, Some(3), None);
+    s.source.expire_once.store(true, Ordering::SeqCst);
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
+        .await
+        .expect("a closed shard of 25 records is relayed well within a minute");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+
+    // Every entry once. The retried entry of a batch is accepted after the rest of its batch,
+    // but before anything of the next batch: batch N+1 waits until batch N is settled.
+    let accepted = accepted_numbers(&s);
+    let mut sorted = accepted.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..25).collect::<Vec<u64>>());
+    let attempts = s.publisher.attempts.lock().expect("lock").clone();
+    for (n, count) in attempts {
+        assert_eq!(
+            count,
+            if n % 3 == 0 { 2 } else { 1 },
+            "attempts of entry {n}"
+        );
+    }
+    // Pages are 7 records; batches never mix pages, so each page's entries come before the next's.
+    for (i, chunk) in accepted.chunks(7).enumerate() {
+        let page: Vec<u64> = (i as u64 * 7..((i as u64 + 1) * 7).min(25)).collect();
+        let mut got = chunk.to_vec();
+        got.sort_unstable();
+        assert_eq!(got, page, "page {i} settled before the next page");
+    }
+
+    // The expired iterator was replaced from the checkpoint, not from the start.
+    let positions = s.source.positions.lock().expect("lock").clone();
+    assert_eq!(
+        positions,
+        vec![
+            IteratorPosition::TrimHorizon,
+            IteratorPosition::AfterSequenceNumber(SequenceNumber::new("106")),
+        ]
+    );
+    assert_eq!(s.leases.checkpoint_of(&s.lease.key), Checkpoint::ShardEnd);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_settles_the_batch_in_flight_and_checkpoints_what_was_settled() {
+    // 30 records in one page = 3 batches; cancel during the first PutEvents call.
+    let s = setup(30, 30, None, Some(1));
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
+        .await
+        .expect("stops promptly");
+    assert_eq!(exit, WorkerExit::Cancelled);
+    assert_eq!(
+        accepted_numbers(&s),
+        (0..10).collect::<Vec<u64>>(),
+        "first batch only"
+    );
+    assert_eq!(
+        s.leases.checkpoint_of(&s.lease.key),
+        Checkpoint::Sequence(SequenceNumber::new("109")),
+        "checkpoint = last record of the settled batch"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_taken_by_a_peer_stops_the_worker_without_a_checkpoint() {
+    let s = setup(5, 5, None, None);
+    s.leases
+        .leases
+        .lock()
+        .expect("lock")
+        .get_mut(&s.lease.key)
+        .expect("exists")
+        .owner = Some(WorkerId("peer".into()));
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
+        .await
+        .expect("stops promptly");
+    assert_eq!(exit, WorkerExit::LeaseLost);
+    assert_eq!(
+        s.leases.checkpoint_of(&s.lease.key),
+        Checkpoint::TrimHorizon
+    );
+}
+
+#[test]
+fn the_worker_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let s = setup(1, 1, None, None);
+    let w = worker(&s);
+    assert_send(&w.run());
+}
