@@ -14,7 +14,10 @@ use crate::aws::{sdk_config, Clients};
 use crate::config::Config;
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
 use crate::pipeline::Router;
-use crate::publish::EventBridgePublisher;
+use crate::publish::{
+    DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
+    LogDeadLetterSink, SqsDeadLetterSink,
+};
 use crate::relay::{StreamSelector, Supervisor, SupervisorSettings, WorkerSettings};
 use crate::stream::DynamoDbStreams;
 use crate::telemetry::{serve, Health, Metrics};
@@ -85,6 +88,20 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
             clients.dynamodb.clone(),
         )),
         publisher: Arc::new(EventBridgePublisher::new(clients.eventbridge)),
+        dead_letters: Arc::new(
+            match (&config.dead_letter.queue_url, &config.dead_letter.file) {
+                (Some(url), _) => {
+                    ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::new(clients.sqs, url.clone()))
+                }
+                (None, Some(path)) => {
+                    ConfiguredDeadLetters::File(FileDeadLetterSink::new(path.clone()))
+                }
+                (None, None) => {
+                    warn!("No [dead_letter] sink configured: undeliverable events are logged at ERROR with their payload.");
+                    ConfiguredDeadLetters::Log(LogDeadLetterSink)
+                }
+            },
+        ),
         leases: Arc::new(DynamoDbLeaseStore::new(
             clients.dynamodb,
             config.leases.table_name.clone(),
@@ -129,6 +146,23 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
     http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
     Ok(outcome)
+}
+
+/// The dead-letter sink the config asks for.
+enum ConfiguredDeadLetters {
+    Sqs(SqsDeadLetterSink),
+    File(FileDeadLetterSink),
+    Log(LogDeadLetterSink),
+}
+
+impl DeadLetterSink for ConfiguredDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        match self {
+            Self::Sqs(s) => s.send(letter).await,
+            Self::File(s) => s.send(letter).await,
+            Self::Log(s) => s.send(letter).await,
+        }
+    }
 }
 
 /// A unique id for this process in lease ownership: host name (when known) plus a random part.

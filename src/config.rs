@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "leases",
     "routes",
     "publisher",
+    "dead_letter",
     "http",
     "log",
     "shutdown",
@@ -43,6 +44,7 @@ pub struct Config {
     pub leases: LeasesConfig,
     pub routes: Vec<RouteConfig>,
     pub publisher: PublisherConfig,
+    pub dead_letter: DeadLetterConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
@@ -204,6 +206,18 @@ pub struct PublisherConfig {
     /// Cap of the exponential retry delay. Default `20s`.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+}
+
+/// `[dead_letter]`: where records go that cannot be delivered (a template that renders
+/// invalid JSON, an entry over 256 KiB, an event EventBridge rejects for good). At most one of
+/// `queue_url` and `file`; with neither, each dead letter is logged at ERROR with its payload.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// SQS queue URL receiving one message per dead letter. Default: unset.
+    pub queue_url: Option<String>,
+    /// JSON-lines file for local development (one process only). Default: unset.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// `[http]`: the metrics and health endpoint.
@@ -454,6 +468,7 @@ impl Config {
         let source = section::<SourceConfig>(raw, "source", &mut errors, true);
         let leases = section::<LeasesConfig>(raw, "leases", &mut errors, false);
         let publisher = section::<PublisherConfig>(raw, "publisher", &mut errors, false);
+        let dead_letter = section::<DeadLetterConfig>(raw, "dead_letter", &mut errors, false);
         let http = section::<HttpConfig>(raw, "http", &mut errors, false);
         let log = section::<LogConfig>(raw, "log", &mut errors, false);
         let shutdown = section::<ShutdownConfig>(raw, "shutdown", &mut errors, false);
@@ -468,12 +483,25 @@ impl Config {
         if let Some(publisher) = &publisher {
             validate_publisher(publisher, &mut errors);
         }
-        match (aws, source, leases, publisher, http, log, shutdown) {
+        if let Some(dead_letter) = &dead_letter {
+            validate_dead_letter(dead_letter, &mut errors);
+        }
+        match (
+            aws,
+            source,
+            leases,
+            publisher,
+            dead_letter,
+            http,
+            log,
+            shutdown,
+        ) {
             (
                 Some(aws),
                 Some(source),
                 Some(leases),
                 Some(publisher),
+                Some(dead_letter),
                 Some(http),
                 Some(log),
                 Some(shutdown),
@@ -483,6 +511,7 @@ impl Config {
                 leases,
                 routes,
                 publisher,
+                dead_letter,
                 http,
                 log,
                 shutdown,
@@ -747,6 +776,23 @@ fn validate_publisher(p: &PublisherConfig, errors: &mut Vec<ConfigError>) {
             "publisher.initial_backoff",
             "must be above 0 and at most publisher.max_backoff",
         ));
+    }
+}
+
+fn validate_dead_letter(d: &DeadLetterConfig, errors: &mut Vec<ConfigError>) {
+    if d.queue_url.is_some() && d.file.is_some() {
+        errors.push(ConfigError::new(
+            "dead_letter.file",
+            "set either `queue_url` or `file`, not both",
+        ));
+    }
+    if let Some(url) = &d.queue_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            errors.push(ConfigError::new(
+                "dead_letter.queue_url",
+                "must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            ));
+        }
     }
 }
 

@@ -70,6 +70,17 @@ pub enum RouteError {
 }
 
 impl RouteError {
+    /// A bounded name for the kind of failure (dead letters' `error_code`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::DetailNotJsonObject { .. } => "DetailNotJsonObject",
+            Self::ImageMissing { .. } => "ImageMissing",
+            Self::UnmarshallFailed { .. } => "UnmarshallFailed",
+            Self::EntryTooLarge { .. } => "EntryTooLarge",
+        }
+    }
+
     /// The name of the route the record failed for.
     #[must_use]
     pub fn route(&self) -> &str {

@@ -1,10 +1,18 @@
-//! Publishing entries to EventBridge: the [`EventPublisher`] seam, its SDK implementation and
-//! the classification of failures into retry or give up.
+//! Publishing entries to EventBridge: the [`EventPublisher`] seam, its SDK implementation, the
+//! classification of failures into retry or give up, and the dead-letter sinks for what cannot
+//! be delivered.
 
+mod dead_letter;
 mod eventbridge;
 mod publisher;
 mod retry;
+mod sqs;
 
+pub use dead_letter::{
+    rfc3339, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterSink, FileDeadLetterSink,
+    LogDeadLetterSink, Stage, MAX_MESSAGE_BYTES,
+};
 pub use eventbridge::EventBridgePublisher;
 pub use publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
-pub use retry::{is_retryable_entry_code, Disposition};
+pub use retry::{classify, Disposition};
+pub use sqs::SqsDeadLetterSink;

@@ -1,25 +1,34 @@
-//! Which PutEvents failures are worth retrying. The one place that classifies them.
+//! Which failures are worth retrying. The one place that classifies them, for a failed entry
+//! (`Entries[i].ErrorCode`) and for a failed PutEvents call alike.
 
 /// What to do with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
-    /// Transient: retry with backoff.
+    /// Transient, or about the environment rather than the event: retry with backoff. The shard
+    /// waits; metrics and logs show it.
     Retry,
-    /// The entry itself is wrong; retrying cannot help (poison record).
+    /// About the event itself: retrying cannot help. The entry is dead-lettered (a whole call
+    /// failing this way is first split into single entries to find the culprit).
     GiveUp,
 }
 
-/// Classifies an entry's `ErrorCode` (or a whole call's error code).
+/// Classifies an error code.
 ///
-/// Retried: throttling (`ThrottlingException`, `LimitExceededException`), service faults
-/// (`InternalFailure`, `InternalException`, `ServiceUnavailable`) and transport failures
-/// (`DispatchFailure`, `Timeout`, `ResponseError`). Everything else, notably
-/// `InvalidArgument`, `MalformedDetail`, `ResourceNotFoundException` (no such bus),
-/// `AccessDeniedException` and `ValidationException`, describes the request itself.
-// NOTE: AccessDenied and a missing bus are configuration problems an operator can fix; issue 5
-// (dead letters) decides whether they block or dead-letter. Until then they are not retried.
+/// Retried:
+/// - throttling: `ThrottlingException`, `LimitExceededException`;
+/// - service faults: `InternalFailure`, `InternalException`, `InternalServerError`,
+///   `ServiceUnavailable(Exception)`;
+/// - transport: `DispatchFailure`, `Timeout`, `ResponseError`, `Unknown` (no service answer);
+/// - credentials and permissions (`AccessDeniedException`, `NotAuthorizedForSourceException`,
+///   `UnrecognizedClientException`, `ExpiredTokenException`, `InvalidSignatureException`):
+///   every event would fail alike until an operator fixes the role, and dead-lettering them
+///   all would turn a misconfiguration into a redrive chore.
+///
+/// Everything else gives up: `InvalidArgument`, `MalformedDetail`, `ValidationException`,
+/// `ResourceNotFoundException` (the route's bus does not exist), and unknown codes from the
+/// service (an answer about the request, so retrying it unchanged cannot succeed).
 #[must_use]
-pub fn is_retryable_entry_code(code: &str) -> Disposition {
+pub fn classify(code: &str) -> Disposition {
     match code {
         "ThrottlingException"
         | "LimitExceededException"
@@ -31,7 +40,12 @@ pub fn is_retryable_entry_code(code: &str) -> Disposition {
         | "DispatchFailure"
         | "Timeout"
         | "ResponseError"
-        | "Unknown" => Disposition::Retry,
+        | "Unknown"
+        | "AccessDeniedException"
+        | "NotAuthorizedForSourceException"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException" => Disposition::Retry,
         _ => Disposition::GiveUp,
     }
 }
@@ -41,16 +55,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttling_and_faults_are_retried_validation_errors_are_not() {
-        for code in ["ThrottlingException", "InternalFailure", "DispatchFailure"] {
-            assert_eq!(is_retryable_entry_code(code), Disposition::Retry, "{code}");
+    fn transient_and_environment_errors_are_retried_event_errors_are_not() {
+        for code in [
+            "ThrottlingException",
+            "InternalFailure",
+            "DispatchFailure",
+            "AccessDeniedException",
+        ] {
+            assert_eq!(classify(code), Disposition::Retry, "{code}");
         }
         for code in [
             "InvalidArgument",
             "MalformedDetail",
-            "AccessDeniedException",
+            "ResourceNotFoundException",
+            "ValidationException",
         ] {
-            assert_eq!(is_retryable_entry_code(code), Disposition::GiveUp, "{code}");
+            assert_eq!(classify(code), Disposition::GiveUp, "{code}");
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::lease::{
     plan, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore, WorkerId,
 };
 use crate::pipeline::Router;
-use crate::publish::EventPublisher;
+use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{lineage_order, ShardSource};
 use crate::telemetry::{Health, Metrics};
 
@@ -45,10 +45,11 @@ pub struct SupervisorSettings {
 }
 
 /// Runs the relay for one stream.
-pub struct Supervisor<S, P, L> {
+pub struct Supervisor<S, P, L, D> {
     pub source: Arc<S>,
     pub publisher: Arc<P>,
     pub leases: Arc<L>,
+    pub dead_letters: Arc<D>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
     pub health: Health,
@@ -61,7 +62,7 @@ struct Running {
     handle: JoinHandle<WorkerExit>,
 }
 
-impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
+impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Supervisor<S, P, L, D> {
     /// Runs until `token` is cancelled, then stops every worker (each checkpoints what it
     /// settled) and releases the leases.
     ///
@@ -286,6 +287,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore> Supervisor<S, P, L> {
             source: Arc::clone(&self.source),
             publisher: Arc::clone(&self.publisher),
             leases: Arc::clone(&self.leases),
+            dead_letters: Arc::clone(&self.dead_letters),
             router: Arc::clone(&self.router),
             metrics: self.metrics.clone(),
             settings: Arc::new(self.settings.worker.clone()),

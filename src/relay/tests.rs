@@ -15,7 +15,10 @@ use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
 use crate::pipeline::{Entry, Router};
-use crate::publish::{EventPublisher, FailedEntry, PublishError, PutOutcome};
+use crate::publish::{
+    DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, FailedEntry, PublishError,
+    PutOutcome,
+};
 use crate::stream::{
     IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
     StreamRecord,
@@ -90,13 +93,26 @@ impl ShardSource for FakeSource {
     }
 }
 
-/// Accepts entries, failing each entry whose `n` is a multiple of `fail_every` (if set) on its first
-/// attempt with a retryable code; optionally cancels `cancel_on_call` at that call number.
+/// How the fake EventBridge treats entries (by the record number `n` in their detail).
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Accept everything.
+    AcceptAll,
+    /// Fail each entry whose `n` is a multiple of this on its first attempt (throttled).
+    ThrottleFirstAttemptOfEvery(u64),
+    /// Reject entry `n` for good with this entry-level code.
+    RejectEntry(u64, &'static str),
+    /// Fail the whole call with this code whenever it contains entry `n` (as PutEvents does
+    /// for a bus that does not exist).
+    RejectCallContaining(u64, &'static str),
+}
+
+/// A fake EventBridge; optionally cancels a token at the given call number.
 struct FakePublisher {
     accepted: Mutex<Vec<u64>>,
     attempts: Mutex<HashMap<u64, usize>>,
     calls: AtomicUsize,
-    fail_every: Option<u64>,
+    behaviour: Behaviour,
     cancel: Option<(usize, CancellationToken)>,
 }
 
@@ -109,24 +125,78 @@ impl EventPublisher for FakePublisher {
             }
         }
         assert!(entries.len() <= 10, "PutEvents limit");
+        let numbers: Vec<u64> = entries
+            .iter()
+            .map(|e| {
+                let detail: serde_json::Value = serde_json::from_str(&e.detail).expect("json");
+                detail["n"].as_u64().expect("n")
+            })
+            .collect();
+        if let Behaviour::RejectCallContaining(bad, code) = self.behaviour {
+            if numbers.contains(&bad) {
+                return Err(PublishError {
+                    code: code.into(),
+                    message: "rejected".into(),
+                });
+            }
+        }
         let mut failed = Vec::new();
-        for (index, e) in entries.iter().enumerate() {
-            let detail: serde_json::Value = serde_json::from_str(&e.detail).expect("json");
-            let n = detail["n"].as_u64().expect("n");
+        for (index, &n) in numbers.iter().enumerate() {
             let mut attempts = self.attempts.lock().expect("lock");
             let seen = attempts.entry(n).or_insert(0);
             *seen += 1;
-            if self.fail_every.is_some_and(|k| n.is_multiple_of(k)) && *seen == 1 {
-                failed.push(FailedEntry {
+            let failure = match self.behaviour {
+                Behaviour::ThrottleFirstAttemptOfEvery(k) if n.is_multiple_of(k) && *seen == 1 => {
+                    Some("ThrottlingException")
+                }
+                Behaviour::RejectEntry(bad, code) if n == bad => Some(code),
+                _ => None,
+            };
+            match failure {
+                Some(code) => failed.push(FailedEntry {
                     index,
-                    code: "ThrottlingException".into(),
-                    message: "slow down".into(),
-                });
-            } else {
-                self.accepted.lock().expect("lock").push(n);
+                    code: code.into(),
+                    message: "failed".into(),
+                }),
+                None => self.accepted.lock().expect("lock").push(n),
             }
         }
         Ok(PutOutcome { failed })
+    }
+}
+
+/// What happened, in order, across the fake lease store and dead-letter sink.
+type EventLog = Arc<Mutex<Vec<String>>>;
+
+/// A dead-letter sink that fails its first `fail_first` sends.
+struct FakeDeadLetters {
+    stored: Mutex<Vec<DeadLetter>>,
+    fail_first: AtomicUsize,
+    log: EventLog,
+}
+
+impl DeadLetterSink for FakeDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let failing = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            self.log
+                .lock()
+                .expect("lock")
+                .push("dead-letter-failed".into());
+            return Err(DeadLetterError {
+                code: "QueueUnreachable".into(),
+                message: "down".into(),
+            });
+        }
+        self.log
+            .lock()
+            .expect("lock")
+            .push(format!("dead-letter:{}", letter.sequence_number));
+        self.stored.lock().expect("lock").push(letter.clone());
+        Ok(())
     }
 }
 
@@ -134,6 +204,7 @@ impl EventPublisher for FakePublisher {
 #[derive(Default)]
 struct FakeLeases {
     leases: Mutex<HashMap<LeaseKey, Lease>>,
+    log: EventLog,
 }
 
 impl LeaseStore for FakeLeases {
@@ -174,7 +245,12 @@ impl LeaseStore for FakeLeases {
         owner: &WorkerId,
         checkpoint: &Checkpoint,
     ) -> Result<(), LeaseError> {
-        self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())
+        self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())?;
+        self.log
+            .lock()
+            .expect("lock")
+            .push(format!("checkpoint:{checkpoint}"));
+        Ok(())
     }
     async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
         self.owned(key, owner, |l| l.owner = None)
@@ -208,16 +284,19 @@ struct Setup {
     source: Arc<FakeSource>,
     publisher: Arc<FakePublisher>,
     leases: Arc<FakeLeases>,
+    dead_letters: Arc<FakeDeadLetters>,
     lease: Lease,
     token: CancellationToken,
+    log: EventLog,
 }
 
 fn setup(
     records: usize,
     page: usize,
-    fail_every: Option<u64>,
+    behaviour: Behaviour,
     cancel_at_call: Option<usize>,
 ) -> Setup {
+    let log = EventLog::default();
     let token = CancellationToken::new();
     let me = WorkerId("me".into());
     let lease = Lease {
@@ -230,7 +309,10 @@ fn setup(
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,
     };
-    let leases = FakeLeases::default();
+    let leases = FakeLeases {
+        log: Arc::clone(&log),
+        ..FakeLeases::default()
+    };
     leases
         .leases
         .lock()
@@ -242,16 +324,22 @@ fn setup(
             accepted: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
-            fail_every,
+            behaviour,
             cancel: cancel_at_call.map(|at| (at, token.clone())),
         }),
         leases: Arc::new(leases),
+        dead_letters: Arc::new(FakeDeadLetters {
+            stored: Mutex::new(Vec::new()),
+            fail_first: AtomicUsize::new(0),
+            log: Arc::clone(&log),
+        }),
         lease,
         token,
+        log,
     }
 }
 
-fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases> {
+fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
     let config = Config::from_toml(
         r#"
 [source]
@@ -269,6 +357,7 @@ unmarshall = "NewImage"
         source: Arc::clone(&s.source),
         publisher: Arc::clone(&s.publisher),
         leases: Arc::clone(&s.leases),
+        dead_letters: Arc::clone(&s.dead_letters),
         router: Arc::new(Router::new(config.routes).expect("valid")),
         metrics: Metrics::new(),
         settings: Arc::new(WorkerSettings {
@@ -292,7 +381,7 @@ fn accepted_numbers(s: &Setup) -> Vec<u64> {
 
 #[tokio::test(start_paused = true)]
 async fn only_failed_entries_are_retried_and_every_entry_is_accepted_once_in_order() {
-    let s = setup(25, 7, Some(3), None);
+    let s = setup(25, 7, Behaviour::ThrottleFirstAttemptOfEvery(3), None);
     s.source.expire_once.store(true, Ordering::SeqCst);
     let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
         .await
@@ -336,7 +425,7 @@ async fn only_failed_entries_are_retried_and_every_entry_is_accepted_once_in_ord
 #[tokio::test(start_paused = true)]
 async fn cancellation_settles_the_batch_in_flight_and_checkpoints_what_was_settled() {
     // 30 records in one page = 3 batches; cancel during the first PutEvents call.
-    let s = setup(30, 30, None, Some(1));
+    let s = setup(30, 30, Behaviour::AcceptAll, Some(1));
     let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
         .await
         .expect("stops promptly");
@@ -355,7 +444,7 @@ async fn cancellation_settles_the_batch_in_flight_and_checkpoints_what_was_settl
 
 #[tokio::test(start_paused = true)]
 async fn a_lease_taken_by_a_peer_stops_the_worker_without_a_checkpoint() {
-    let s = setup(5, 5, None, None);
+    let s = setup(5, 5, Behaviour::AcceptAll, None);
     s.leases
         .leases
         .lock()
@@ -373,10 +462,68 @@ async fn a_lease_taken_by_a_peer_stops_the_worker_without_a_checkpoint() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_rejected_because_of_one_event_is_split_and_only_that_event_is_dead_lettered() {
+    let s = setup(
+        12,
+        12,
+        Behaviour::RejectCallContaining(4, "ResourceNotFoundException"),
+        None,
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
+        .await
+        .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    let accepted = accepted_numbers(&s);
+    assert_eq!(
+        accepted,
+        vec![0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11],
+        "order kept around the culprit"
+    );
+    let stored = s.dead_letters.stored.lock().expect("lock").clone();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].error_code, "ResourceNotFoundException");
+    assert_eq!(stored[0].sequence_number, "104");
+    assert_eq!(stored[0].stage, crate::publish::Stage::Publish);
+    assert_eq!(stored[0].record["dynamodb"]["NewImage"]["n"]["N"], "4");
+    assert!(
+        stored[0].entry.is_some(),
+        "the rendered entry travels with the record"
+    );
+    assert_eq!(s.leases.checkpoint_of(&s.lease.key), Checkpoint::ShardEnd);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dead_letter_sink_holds_the_checkpoint_until_the_letter_is_stored() {
+    let s = setup(6, 6, Behaviour::RejectEntry(2, "MalformedDetail"), None);
+    s.dead_letters.fail_first.store(3, Ordering::SeqCst);
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker(&s).run())
+        .await
+        .expect("finishes once the sink recovers");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s), vec![0, 1, 3, 4, 5]);
+    let log = s.log.lock().expect("lock").clone();
+    assert_eq!(
+        log,
+        vec![
+            "dead-letter-failed",
+            "dead-letter-failed",
+            "dead-letter-failed",
+            "dead-letter:102",
+            "checkpoint:105",
+            "checkpoint:SHARD_END",
+        ],
+        "no checkpoint before the dead letter is stored"
+    );
+    let stored = s.dead_letters.stored.lock().expect("lock").clone();
+    assert_eq!(stored[0].error_code, "MalformedDetail");
+    assert_eq!(stored[0].attempts, 1);
+}
+
 #[test]
 fn the_worker_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let s = setup(1, 1, None, None);
+    let s = setup(1, 1, Behaviour::AcceptAll, None);
     let w = worker(&s);
     assert_send(&w.run());
 }

@@ -25,9 +25,11 @@ pub struct Metrics {
     pub records_filtered: IntCounter,
     /// Events accepted by EventBridge, per route.
     pub events_published: IntCounterVec,
-    /// Events that could not be made or were rejected for good, by stage: `transform` or
-    /// `publish`. Each one is also logged at ERROR with its record.
-    pub events_failed: IntCounterVec,
+    /// Events that could not be made or were rejected for good and went to the dead-letter
+    /// sink, by route and stage (`transform` or `publish`).
+    pub events_dead_lettered: IntCounterVec,
+    /// Failed attempts to write a dead letter (retried; the checkpoint waits), by error code.
+    pub dead_letter_write_errors: IntCounterVec,
     /// Seconds from a record's `ApproximateCreationDateTime` to EventBridge accepting its event.
     pub lag_seconds: Histogram,
     /// PutEvents calls made.
@@ -104,10 +106,15 @@ impl Metrics {
                 "Events accepted by EventBridge.",
                 &["route"],
             ),
-            events_failed: counter_vec(
-                "outbox_relay_events_failed_total",
-                "Events that could not be rendered or were rejected for good (logged at ERROR).",
+            events_dead_lettered: counter_vec(
+                "outbox_relay_events_dead_lettered_total",
+                "Events not delivered and written to the dead-letter sink, by route and stage.",
                 &["route", "stage"],
+            ),
+            dead_letter_write_errors: counter_vec(
+                "outbox_relay_dead_letter_write_errors_total",
+                "Failed dead-letter writes (retried; the checkpoint waits), by error code.",
+                &["error_code"],
             ),
             lag_seconds: histogram(
                 "outbox_relay_lag_seconds",

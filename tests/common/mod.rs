@@ -202,7 +202,12 @@ impl Fixture {
     /// Writes a relay config for this fixture and returns its path. `extra` is appended
     /// TOML (e.g. a different `[source]` starting position is set through `source_extra`).
     pub fn config(&self, source_extra: &str) -> PathBuf {
-        let text = format!(
+        self.config_with(source_extra, "")
+    }
+
+    /// Like [`Fixture::config`], with `tail` (more routes, a `[dead_letter]` section) appended.
+    pub fn config_with(&self, source_extra: &str, tail: &str) -> PathBuf {
+        let mut text = format!(
             r#"
 [aws]
 region = "us-east-1"
@@ -245,64 +250,117 @@ grace = "10s"
             leases = self.lease_table,
             bus = self.bus,
         );
+        text.push_str(tail);
         let path = self.dir.path().join(format!("{}.toml", unique("relay")));
         std::fs::write(&path, text).expect("write config");
         path
     }
 
-    /// Writes `n` books, each with its outbox row in one TransactWriteItems; returns their
-    /// event ids in write order. `eventData.seq` numbers them across calls.
+    /// Writes `n` books, each with its `BookAdded` outbox row in one TransactWriteItems;
+    /// returns their event ids in write order. `eventData.seq` numbers rows across calls.
     pub async fn write_books(&mut self, n: usize) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
-            let seq = self.written.len();
-            let id = format!("evt-{seq:05}-{:08x}", rand::random::<u32>());
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("after 1970")
-                .as_millis();
-            let book = HashMap::from([
-                ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
-                (
-                    "authors".to_owned(),
-                    AttributeValue::L(vec![AttributeValue::S("A. Author".into())]),
-                ),
-                ("year".to_owned(), AttributeValue::N("2019".into())),
-            ]);
-            let mut data = book.clone();
-            data.insert("seq".into(), AttributeValue::N(seq.to_string()));
-            data.insert("writtenAtMs".into(), AttributeValue::N(now_ms.to_string()));
-            let row = HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(id.clone())),
-                ("sk".to_owned(), AttributeValue::S("BookAdded".into())),
-                (
-                    "eventType".to_owned(),
-                    AttributeValue::S("BookAdded".into()),
-                ),
-                ("eventData".to_owned(), AttributeValue::M(data)),
-            ]);
-            let put = |table: &str, item: HashMap<String, AttributeValue>| {
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(table)
-                            .set_item(Some(item))
-                            .build()
-                            .expect("complete"),
-                    )
-                    .build()
-            };
-            self.ddb
-                .transact_write_items()
-                .transact_items(put(&self.books_table, book))
-                .transact_items(put(&self.events_table, row))
-                .send()
-                .await
-                .expect("transact write");
-            self.written.push(id.clone());
-            ids.push(id);
+            ids.push(self.write_event("BookAdded", 0).await);
         }
         ids
+    }
+
+    /// Writes one book and an outbox row of `event_type` (with `padding` bytes of filler in
+    /// its data) in one TransactWriteItems; returns the event id.
+    pub async fn write_event(&mut self, event_type: &str, padding: usize) -> String {
+        let seq = self.written.len();
+        let id = format!("evt-{seq:05}-{:08x}", rand::random::<u32>());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        let book = HashMap::from([
+            ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
+            (
+                "authors".to_owned(),
+                AttributeValue::L(vec![AttributeValue::S("A. Author".into())]),
+            ),
+            ("year".to_owned(), AttributeValue::N("2019".into())),
+        ]);
+        let mut data = book.clone();
+        data.insert("seq".into(), AttributeValue::N(seq.to_string()));
+        data.insert("writtenAtMs".into(), AttributeValue::N(now_ms.to_string()));
+        if padding > 0 {
+            data.insert("padding".into(), AttributeValue::S("x".repeat(padding)));
+        }
+        let row = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(id.clone())),
+            ("sk".to_owned(), AttributeValue::S(event_type.into())),
+            ("eventType".to_owned(), AttributeValue::S(event_type.into())),
+            ("eventData".to_owned(), AttributeValue::M(data)),
+        ]);
+        let put = |table: &str, item: HashMap<String, AttributeValue>| {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(table)
+                        .set_item(Some(item))
+                        .build()
+                        .expect("complete"),
+                )
+                .build()
+        };
+        self.ddb
+            .transact_write_items()
+            .transact_items(put(&self.books_table, book))
+            .transact_items(put(&self.events_table, row))
+            .send()
+            .await
+            .expect("transact write");
+        self.written.push(id.clone());
+        id
+    }
+
+    /// A new SQS queue; returns its URL.
+    pub async fn queue(&self, prefix: &str) -> String {
+        self.sqs
+            .create_queue()
+            .queue_name(unique(prefix))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_owned()
+    }
+
+    /// Every message currently in `queue_url` (received and deleted), as JSON.
+    pub async fn drain(&self, queue_url: &str, want: usize, deadline: Duration) -> Vec<Value> {
+        let end = Instant::now() + deadline;
+        let mut got = Vec::new();
+        while got.len() < want {
+            assert!(
+                Instant::now() < end,
+                "only {} of {want} messages in {queue_url}",
+                got.len()
+            );
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            for m in out.messages() {
+                got.push(serde_json::from_str(m.body().expect("body")).expect("json body"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().expect("handle"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        got
     }
 
     /// Receives events from the queue until `until(&received)` holds or `deadline` passes.

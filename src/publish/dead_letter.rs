@@ -1,0 +1,281 @@
+//! Dead letters: a record (and route) the relay could not deliver, with everything needed to
+//! understand and redrive it: the original stream record, the rendered entry if any, the error
+//! and the attempts. [`DeadLetterSink`] is the seam; this file holds the message format and the
+//! file and log sinks (the SQS sink is in `sqs.rs`).
+//!
+//! A dead letter is written *before* the checkpoint moves past its record; if the write fails,
+//! the relay retries it and the checkpoint waits: a record is never dropped silently.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::pipeline::Entry;
+
+/// Largest message body SQS accepts (256 KiB).
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html>
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Where in the pipeline the record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Rendering the event failed (template, unmarshall, size).
+    Transform,
+    /// EventBridge rejected the event for good.
+    Publish,
+}
+
+impl Stage {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transform => "transform",
+            Self::Publish => "publish",
+        }
+    }
+}
+
+/// The rendered PutEvents entry, as it was (or would have been) sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterEntry {
+    pub event_bus_name: String,
+    pub source: String,
+    pub detail_type: String,
+    /// The detail JSON text; `None` when removed to fit the message size limit.
+    pub detail: Option<String>,
+    pub resources: Vec<String>,
+    pub time: Option<String>,
+}
+
+impl From<&Entry> for DeadLetterEntry {
+    fn from(e: &Entry) -> Self {
+        Self {
+            event_bus_name: e.event_bus_name.clone(),
+            source: e.source.clone(),
+            detail_type: e.detail_type.clone(),
+            detail: Some(e.detail.clone()),
+            resources: e.resources.clone(),
+            time: e.time.map(rfc3339),
+        }
+    }
+}
+
+/// One undeliverable (record, route) pair.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// Format version of this message.
+    pub version: u32,
+    pub route: String,
+    pub stage: Stage,
+    /// `MalformedDetail`, `InvalidArgument`, `ResourceNotFoundException`, or for the
+    /// transform stage `DetailNotJsonObject`, `ImageMissing`, `UnmarshallFailed`, `EntryTooLarge`.
+    pub error_code: String,
+    pub error_message: String,
+    pub stream_arn: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    /// The stable event id consumers deduplicate on.
+    pub event_id: String,
+    pub attempts: u32,
+    pub first_attempt_at: String,
+    pub last_attempt_at: String,
+    /// The stream record in the Pipes JSON shape; only its keys when `truncated`.
+    pub record: Value,
+    pub entry: Option<DeadLetterEntry>,
+    /// Set when the record's images and the entry's detail were removed to fit 256 KiB.
+    pub truncated: bool,
+}
+
+impl DeadLetter {
+    /// The message body: the dead letter as JSON, cut down to the record's keys and sequence
+    /// number (and no detail) if the whole would exceed `max_bytes`.
+    #[must_use]
+    pub fn to_message(&self, max_bytes: usize) -> String {
+        let full = serde_json::to_string(self).expect("a dead letter always serializes");
+        if full.len() <= max_bytes {
+            return full;
+        }
+        let mut cut = self.clone();
+        cut.truncated = true;
+        let ddb = &self.record["dynamodb"];
+        cut.record = json!({
+            "eventID": self.record.get("eventID"),
+            "eventName": self.record.get("eventName"),
+            "dynamodb": {
+                "Keys": ddb.get("Keys"),
+                "SequenceNumber": ddb.get("SequenceNumber"),
+                "ApproximateCreationDateTime": ddb.get("ApproximateCreationDateTime"),
+            },
+        });
+        if let Some(entry) = &mut cut.entry {
+            entry.detail = None;
+        }
+        if cut.error_message.len() > 4096 {
+            cut.error_message.truncate(
+                (0..=4096)
+                    .rev()
+                    .find(|&i| cut.error_message.is_char_boundary(i))
+                    .unwrap_or(0),
+            );
+        }
+        serde_json::to_string(&cut).expect("a dead letter always serializes")
+    }
+}
+
+/// Formats a time as RFC 3339 with milliseconds.
+#[must_use]
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Writing a dead letter failed; the caller retries and does not checkpoint meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("writing a dead letter failed ({code}): {message}")]
+pub struct DeadLetterError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Where dead letters go.
+pub trait DeadLetterSink: Send + Sync + 'static {
+    /// Stores `letter` durably (or fails).
+    fn send(&self, letter: &DeadLetter)
+        -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+}
+
+/// Appends dead letters as JSON lines to a local file (development; one relay process only).
+#[derive(Debug)]
+pub struct FileDeadLetterSink {
+    path: PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl FileDeadLetterSink {
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl DeadLetterSink for FileDeadLetterSink {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let err = |e: std::io::Error| DeadLetterError {
+            code: format!("{:?}", e.kind()),
+            message: format!("{}: {e}", self.path.display()),
+        };
+        let mut line = serde_json::to_string(letter).expect("a dead letter always serializes");
+        line.push('\n');
+        // One writer at a time, so lines from concurrent shards never interleave.
+        let _guard = self.lock.lock().await;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await
+            .map_err(err)?;
+        file.write_all(line.as_bytes()).await.map_err(err)?;
+        file.sync_data().await.map_err(err)
+    }
+}
+
+/// No sink configured: the dead letter, payload included, is logged at ERROR (so it is not
+/// lost, but only as durable as the logs are).
+#[derive(Debug, Default)]
+pub struct LogDeadLetterSink;
+
+impl DeadLetterSink for LogDeadLetterSink {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        tracing::error!(
+            dead_letter = %letter.to_message(usize::MAX),
+            "Dead letter (no [dead_letter] sink configured; it exists only in this log line)."
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(detail_len: usize) -> DeadLetter {
+        DeadLetter {
+            version: 1,
+            route: "r".into(),
+            stage: Stage::Transform,
+            error_code: "EntryTooLarge".into(),
+            error_message: "too big".into(),
+            stream_arn: "arn:s".into(),
+            shard_id: "shard-1".into(),
+            sequence_number: "100".into(),
+            event_id: "evt-1".into(),
+            attempts: 1,
+            first_attempt_at: "2026-01-01T00:00:00.000Z".into(),
+            last_attempt_at: "2026-01-01T00:00:00.000Z".into(),
+            record: json!({"eventID": "e1", "eventName": "INSERT", "dynamodb": {
+                "Keys": {"pk": {"S": "evt-1"}}, "SequenceNumber": "100",
+                "NewImage": {"blob": {"S": "x".repeat(detail_len)}}}}),
+            entry: Some(DeadLetterEntry {
+                event_bus_name: "bus".into(),
+                source: "S".into(),
+                detail_type: "T".into(),
+                detail: Some(format!("{{\"blob\": \"{}\"}}", "x".repeat(detail_len))),
+                resources: vec![],
+                time: None,
+            }),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_small_dead_letter_keeps_everything() {
+        let msg: Value =
+            serde_json::from_str(&letter(10).to_message(MAX_MESSAGE_BYTES)).expect("json");
+        assert_eq!(msg["truncated"], false);
+        assert_eq!(msg["stage"], "transform");
+        assert_eq!(
+            msg["record"]["dynamodb"]["NewImage"]["blob"]["S"],
+            "xxxxxxxxxx"
+        );
+        assert_eq!(msg["entry"]["EventBusName"], "bus");
+    }
+
+    #[test]
+    fn an_oversized_dead_letter_keeps_the_reason_keys_and_sequence_number() {
+        let text = letter(300 * 1024).to_message(MAX_MESSAGE_BYTES);
+        assert!(text.len() <= MAX_MESSAGE_BYTES);
+        let msg: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(msg["truncated"], true);
+        assert_eq!(msg["error_code"], "EntryTooLarge");
+        assert_eq!(msg["record"]["dynamodb"]["Keys"]["pk"]["S"], "evt-1");
+        assert_eq!(msg["record"]["dynamodb"]["SequenceNumber"], "100");
+        assert!(msg["record"]["dynamodb"].get("NewImage").is_none());
+        assert!(msg["entry"]["Detail"].is_null());
+    }
+
+    #[tokio::test]
+    async fn the_file_sink_appends_one_json_line_per_dead_letter() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sink = FileDeadLetterSink::new(dir.path().join("dl.jsonl"));
+        sink.send(&letter(1)).await.expect("write");
+        sink.send(&letter(2)).await.expect("write");
+        let text = std::fs::read_to_string(dir.path().join("dl.jsonl")).expect("read");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[1]["record"]["dynamodb"]["NewImage"]["blob"]["S"],
+            "xx"
+        );
+    }
+}
