@@ -80,6 +80,11 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
             initial_backoff: config.publisher.initial_backoff,
             max_backoff: config.publisher.max_backoff,
             event_id_attribute: config.source.event_id_attribute.clone(),
+            max_attempts: config.publisher.max_attempts.map(std::num::NonZeroU32::get),
+            max_record_age: config.publisher.max_record_age,
+            publish_permits: Arc::new(tokio::sync::Semaphore::new(
+                config.publisher.max_concurrent_batches.get(),
+            )),
         },
     };
     let supervisor = Supervisor {
@@ -109,6 +114,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
         )),
         router: Arc::new(router),
         metrics,
+        pending: crate::telemetry::PendingRecords::default(),
         health,
         settings,
         owner,

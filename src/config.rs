@@ -206,6 +206,17 @@ pub struct PublisherConfig {
     /// Cap of the exponential retry delay. Default `20s`.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// PutEvents attempts per entry before a *retryable* failure (throttling, faults, network)
+    /// dead-letters it. Default: unset = retry until delivered (as Pipes' default of -1).
+    pub max_attempts: Option<std::num::NonZeroU32>,
+    /// Age (since the record's creation) after which a retryable failure dead-letters the
+    /// entry instead of retrying. Default: unset = no limit.
+    #[serde(default, with = "humantime_serde")]
+    pub max_record_age: Option<Duration>,
+    /// PutEvents batches in flight at once across all shards (each shard has at most one).
+    /// Default `64`.
+    #[serde(default = "default_max_concurrent_batches")]
+    pub max_concurrent_batches: NonZeroUsize,
 }
 
 /// `[dead_letter]`: where records go that cannot be delivered (a template that renders
@@ -298,6 +309,9 @@ fn default_max_batch_entries() -> NonZeroUsize {
 const fn default_initial_backoff() -> Duration {
     Duration::from_millis(100)
 }
+fn default_max_concurrent_batches() -> NonZeroUsize {
+    NonZeroUsize::new(64).expect("64 is not zero")
+}
 const fn default_max_backoff() -> Duration {
     Duration::from_secs(20)
 }
@@ -330,6 +344,9 @@ impl Default for PublisherConfig {
             max_batch_entries: default_max_batch_entries(),
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
+            max_attempts: None,
+            max_record_age: None,
+            max_concurrent_batches: default_max_concurrent_batches(),
         }
     }
 }

@@ -65,6 +65,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         &self,
         records: &[StreamRecord],
     ) -> (PageEnd, Option<SequenceNumber>) {
+        let shard = self.lease.key.0.as_str();
+        if let Some(created) = records.iter().filter_map(|r| r.created_at).min() {
+            self.pending.set(shard, created);
+        }
         let prepared: Vec<Prepared<'_>> = records.iter().map(|r| self.prepare(r)).collect();
         let (entries, entry_records) = self.route_page(&prepared).await;
         let mut settled = 0;
@@ -81,7 +85,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             )
             .await;
             settled = range.end;
+            // Records before the first unsettled entry's record are handled.
+            if let Some(created) = entry_records
+                .get(settled)
+                .and_then(|&i| records[i..].iter().filter_map(|r| r.created_at).min())
+            {
+                self.pending.set(shard, created);
+            }
         }
+        self.pending.clear(shard);
         let last = settled_through(&entry_records, settled, records.len())
             .map(|i| records[i].sequence_number.clone());
         (end, last)
@@ -152,6 +164,20 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         entry_records: &[usize],
         prepared: &[Prepared<'_>],
     ) {
+        // Bounded across shards; the semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.settings.publish_permits.acquire().await;
+        self.metrics.publish_in_flight_batches.inc();
+        self.publish_batch_inner(batch, entry_records, prepared)
+            .await;
+        self.metrics.publish_in_flight_batches.dec();
+    }
+
+    async fn publish_batch_inner(
+        &self,
+        batch: &[Entry],
+        entry_records: &[usize],
+        prepared: &[Prepared<'_>],
+    ) {
         let mut attempts = vec![Attempts::NONE; batch.len()];
         let mut groups: VecDeque<Vec<usize>> = VecDeque::from([(0..batch.len()).collect()]);
         while let Some(mut pending) = groups.pop_front() {
@@ -180,8 +206,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                                 .with_label_values(&[f.code.as_str()])
                                 .inc();
                             match classify(&f.code) {
-                                Disposition::Retry => retry.push(i),
-                                Disposition::GiveUp => {
+                                Disposition::Retry if !self.exhausted(&batch[i], attempts[i]) => {
+                                    self.metrics
+                                        .put_events_retries
+                                        .with_label_values(&[f.code.as_str()])
+                                        .inc();
+                                    retry.push(i);
+                                }
+                                Disposition::Retry | Disposition::GiveUp => {
                                     let failure = Failure {
                                         code: f.code,
                                         message: f.message,
@@ -205,7 +237,27 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                         match classify(&e.code) {
                             Disposition::Retry => {
                                 warn!(error = %e, entries = pending.len(), "PutEvents failed; retrying with backoff.");
-                                retry = pending.clone();
+                                for &i in &pending {
+                                    if self.exhausted(&batch[i], attempts[i]) {
+                                        let failure = Failure {
+                                            code: e.code.clone(),
+                                            message: e.message.clone(),
+                                        };
+                                        self.give_up(
+                                            &batch[i],
+                                            &prepared[entry_records[i]],
+                                            &failure,
+                                            attempts[i],
+                                        )
+                                        .await;
+                                    } else {
+                                        self.metrics
+                                            .put_events_retries
+                                            .with_label_values(&[e.code.as_str()])
+                                            .inc();
+                                        retry.push(i);
+                                    }
+                                }
                             }
                             Disposition::GiveUp if pending.len() > 1 => {
                                 warn!(error = %e, entries = pending.len(), "PutEvents rejected the request; sending its entries one by one to find the culprit.");
@@ -241,6 +293,21 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+
+    /// Whether a retryable failure of `entry` has used up `max_attempts` or `max_record_age`.
+    fn exhausted(&self, entry: &Entry, attempts: Attempts) -> bool {
+        let too_many = self
+            .settings
+            .max_attempts
+            .is_some_and(|max| attempts.count >= max);
+        let too_old = match (self.settings.max_record_age, entry.time) {
+            (Some(max), Some(created)) => SystemTime::now()
+                .duration_since(created)
+                .is_ok_and(|age| age >= max),
+            _ => false,
+        };
+        too_many || too_old
     }
 
     async fn give_up(
@@ -293,7 +360,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 Ok(()) => {
                     self.metrics
                         .events_dead_lettered
-                        .with_label_values(&[letter.route.as_str(), letter.stage.as_str()])
+                        .with_label_values(&[
+                            letter.route.as_str(),
+                            letter.stage.as_str(),
+                            letter.error_code.as_str(),
+                        ])
                         .inc();
                     error!(
                         route = %letter.route,

@@ -20,7 +20,7 @@ use crate::lease::{
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{lineage_order, ShardSource};
-use crate::telemetry::{Health, Metrics};
+use crate::telemetry::{Health, Metrics, PendingRecords};
 
 /// Where the stream comes from.
 #[derive(Debug, Clone)]
@@ -52,6 +52,7 @@ pub struct Supervisor<S, P, L, D> {
     pub dead_letters: Arc<D>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
+    pub pending: PendingRecords,
     pub health: Health,
     pub settings: SupervisorSettings,
     pub owner: WorkerId,
@@ -155,6 +156,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             }
             self.reap(&mut running).await;
             self.metrics.leases_owned.set(running.len() as i64);
+            self.metrics.oldest_unpublished_record_age_seconds.set(
+                self.pending
+                    .oldest_age(std::time::SystemTime::now())
+                    .as_secs_f64(),
+            );
             tokio::select! {
                 () = token.cancelled() => break,
                 () = tokio::time::sleep(self.settings.renew_interval) => {}
@@ -290,6 +296,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             dead_letters: Arc::clone(&self.dead_letters),
             router: Arc::clone(&self.router),
             metrics: self.metrics.clone(),
+            pending: self.pending.clone(),
             settings: Arc::new(self.settings.worker.clone()),
             owner: self.owner.clone(),
             lease,

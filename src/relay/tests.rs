@@ -105,6 +105,19 @@ enum Behaviour {
     /// Fail the whole call with this code whenever it contains entry `n` (as PutEvents does
     /// for a bus that does not exist).
     RejectCallContaining(u64, &'static str),
+    /// Throttle entry `n` on every attempt.
+    AlwaysThrottle(u64),
+    /// A pseudo-random schedule from a seed: each call fails as a whole (`InternalFailure`)
+    /// with 1 chance in 5; each entry of a call fails (throttled or internal) with 3 in 10.
+    Random(u64),
+}
+
+/// A small deterministic hash (splitmix64) for the random schedule.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// A fake EventBridge; optionally cancels a token at the given call number.
@@ -140,6 +153,14 @@ impl EventPublisher for FakePublisher {
                 });
             }
         }
+        if let Behaviour::Random(seed) = self.behaviour {
+            if mix(seed ^ ((call as u64) << 20)).is_multiple_of(5) {
+                return Err(PublishError {
+                    code: "InternalFailure".into(),
+                    message: "call failed".into(),
+                });
+            }
+        }
         let mut failed = Vec::new();
         for (index, &n) in numbers.iter().enumerate() {
             let mut attempts = self.attempts.lock().expect("lock");
@@ -150,6 +171,15 @@ impl EventPublisher for FakePublisher {
                     Some("ThrottlingException")
                 }
                 Behaviour::RejectEntry(bad, code) if n == bad => Some(code),
+                Behaviour::AlwaysThrottle(bad) if n == bad => Some("ThrottlingException"),
+                Behaviour::Random(seed) => {
+                    let roll = mix(seed ^ (n << 8) ^ (*seen as u64)) % 10;
+                    match roll {
+                        0 | 1 => Some("ThrottlingException"),
+                        2 => Some("InternalFailure"),
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             match failure {
@@ -340,6 +370,26 @@ fn setup(
 }
 
 fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+    worker_with(s, |_| {})
+}
+
+fn worker_with(
+    s: &Setup,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+    let mut settings = WorkerSettings {
+        poll_interval: Duration::from_millis(100),
+        busy_poll_interval: Duration::ZERO,
+        max_records_per_poll: 1000,
+        max_batch_entries: 10,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+        event_id_attribute: None,
+        max_attempts: None,
+        max_record_age: None,
+        publish_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+    };
+    tune(&mut settings);
     let config = Config::from_toml(
         r#"
 [source]
@@ -360,15 +410,8 @@ unmarshall = "NewImage"
         dead_letters: Arc::clone(&s.dead_letters),
         router: Arc::new(Router::new(config.routes).expect("valid")),
         metrics: Metrics::new(),
-        settings: Arc::new(WorkerSettings {
-            poll_interval: Duration::from_millis(100),
-            busy_poll_interval: Duration::ZERO,
-            max_records_per_poll: 1000,
-            max_batch_entries: 10,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(100),
-            event_id_attribute: None,
-        }),
+        pending: crate::telemetry::PendingRecords::default(),
+        settings: Arc::new(settings),
         owner: WorkerId("me".into()),
         lease: s.lease.clone(),
         token: s.token.clone(),
@@ -518,6 +561,56 @@ async fn a_failing_dead_letter_sink_holds_the_checkpoint_until_the_letter_is_sto
     let stored = s.dead_letters.stored.lock().expect("lock").clone();
     assert_eq!(stored[0].error_code, "MalformedDetail");
     assert_eq!(stored[0].attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_max_attempts_and_the_entry_is_dead_lettered() {
+    let s = setup(4, 4, Behaviour::AlwaysThrottle(1), None);
+    let exit = tokio::time::timeout(
+        Duration::from_secs(60),
+        worker_with(&s, |w| w.max_attempts = Some(3)).run(),
+    )
+    .await
+    .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s), vec![0, 2, 3]);
+    let stored = s.dead_letters.stored.lock().expect("lock").clone();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].error_code, "ThrottlingException");
+    assert_eq!(stored[0].attempts, 3);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+    #[test]
+    fn under_any_failure_schedule_every_entry_is_accepted_once_batch_after_batch(
+        seed in proptest::prelude::any::<u64>(),
+        records in 1usize..60,
+        page in 1usize..25,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let s = setup(records, page, Behaviour::Random(seed), None);
+        let exit = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(3600), worker(&s).run())
+                .await
+                .expect("transient failures are retried until they pass")
+        });
+        proptest::prop_assert_eq!(exit, WorkerExit::ShardEnded);
+        let accepted = accepted_numbers(&s);
+        let mut sorted = accepted.clone();
+        sorted.sort_unstable();
+        proptest::prop_assert_eq!(sorted, (0..records as u64).collect::<Vec<_>>(), "each entry exactly once");
+        // Batches are 10 consecutive entries of one page; batch N+1 starts only after batch N
+        // is settled, so batch ids never go down in acceptance order.
+        let batch_of = |n: u64| (n as usize / page, (n as usize % page) / 10);
+        proptest::prop_assert!(accepted.windows(2).all(|w| batch_of(w[0]) <= batch_of(w[1])));
+        proptest::prop_assert!(s.dead_letters.stored.lock().expect("lock").is_empty());
+        proptest::prop_assert_eq!(s.leases.checkpoint_of(&s.lease.key), Checkpoint::ShardEnd);
+    }
 }
 
 #[test]

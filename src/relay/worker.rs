@@ -16,7 +16,7 @@ use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{IteratorPosition, ShardSource, SourceError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, PendingRecords};
 
 /// How a worker reads and publishes.
 #[derive(Debug, Clone)]
@@ -28,6 +28,12 @@ pub struct WorkerSettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub event_id_attribute: Option<String>,
+    /// Attempts per entry before a retryable failure is dead-lettered (`None` = unbounded).
+    pub max_attempts: Option<u32>,
+    /// Record age after which a retryable failure is dead-lettered (`None` = unbounded).
+    pub max_record_age: Option<Duration>,
+    /// Shared by every shard: bounds the PutEvents batches in flight at once.
+    pub publish_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a worker stopped.
@@ -49,6 +55,7 @@ pub(super) struct Worker<S, P, L, D> {
     pub dead_letters: Arc<D>,
     pub router: Arc<Router>,
     pub metrics: Metrics,
+    pub pending: PendingRecords,
     pub settings: Arc<WorkerSettings>,
     pub owner: WorkerId,
     pub lease: Lease,

@@ -26,8 +26,15 @@ pub struct Metrics {
     /// Events accepted by EventBridge, per route.
     pub events_published: IntCounterVec,
     /// Events that could not be made or were rejected for good and went to the dead-letter
-    /// sink, by route and stage (`transform` or `publish`).
+    /// sink, by route, stage (`transform` or `publish`) and error code.
     pub events_dead_lettered: IntCounterVec,
+    /// Entries sent again after a retryable failure, by error code.
+    pub put_events_retries: IntCounterVec,
+    /// PutEvents batches being published (sent or waiting to be retried) right now.
+    pub publish_in_flight_batches: IntGauge,
+    /// Age of the oldest record read but not yet fully handled, over all owned shards
+    /// (0 when nothing is pending): the alertable "stuck" signal.
+    pub oldest_unpublished_record_age_seconds: prometheus::Gauge,
     /// Failed attempts to write a dead letter (retried; the checkpoint waits), by error code.
     pub dead_letter_write_errors: IntCounterVec,
     /// Seconds from a record's `ApproximateCreationDateTime` to EventBridge accepting its event.
@@ -108,9 +115,29 @@ impl Metrics {
             ),
             events_dead_lettered: counter_vec(
                 "outbox_relay_events_dead_lettered_total",
-                "Events not delivered and written to the dead-letter sink, by route and stage.",
-                &["route", "stage"],
+                "Events not delivered and written to the dead-letter sink, by route, stage and error code.",
+                &["route", "stage", "error_code"],
             ),
+            put_events_retries: counter_vec(
+                "outbox_relay_put_events_retries_total",
+                "Entries sent again after a retryable failure, by error code.",
+                &["error_code"],
+            ),
+            publish_in_flight_batches: gauge(
+                "outbox_relay_publish_in_flight_batches",
+                "PutEvents batches being published (sent or awaiting retry).",
+            ),
+            oldest_unpublished_record_age_seconds: {
+                let g = prometheus::Gauge::new(
+                    "outbox_relay_oldest_unpublished_record_age_seconds",
+                    "Age of the oldest record read but not yet fully handled (0 when none).",
+                )
+                .expect("static metric definition is valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             dead_letter_write_errors: counter_vec(
                 "outbox_relay_dead_letter_write_errors_total",
                 "Failed dead-letter writes (retried; the checkpoint waits), by error code.",

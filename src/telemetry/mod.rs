@@ -4,8 +4,10 @@ mod health;
 mod http;
 mod logs;
 mod metrics;
+mod pending;
 
 pub use health::Health;
 pub use http::serve;
 pub use logs::init as init_logs;
 pub use metrics::Metrics;
+pub use pending::PendingRecords;
