@@ -15,6 +15,8 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
+pub mod proxy;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The emulator's endpoint, starting it on first use.
