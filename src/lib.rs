@@ -11,6 +11,7 @@
 //! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
+//! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
 
 pub mod app;
 pub mod aws;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod lease;
 pub mod pipeline;
 pub mod publish;
+pub mod redrive;
 pub mod relay;
 pub mod stream;
 pub mod telemetry;

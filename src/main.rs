@@ -23,6 +23,16 @@ enum Command {
     Run,
     /// Check a config file without calling AWS; exit 2 naming every problem.
     Validate,
+    /// Re-publish the dead-letter queue (dead_letter.queue_url) with the current routes,
+    /// deleting each message once EventBridge accepted it.
+    Redrive {
+        /// Print the entries that would be sent; publish and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        max_messages: Option<usize>,
+    },
 }
 
 /// Exit code for a config that does not validate (also used by `run`).
@@ -52,6 +62,52 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Redrive {
+            dry_run,
+            max_messages,
+        } => redrive(
+            &config,
+            outbox_relay::redrive::RedriveOptions {
+                dry_run,
+                max_messages,
+            },
+        ),
+    }
+}
+
+fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(outbox_relay::redrive::run(config, options)) {
+        Ok(report) => {
+            let verb = if options.dry_run {
+                "would redrive"
+            } else {
+                "redriven"
+            };
+            eprintln!(
+                "redrive: {verb} {}, left in the queue {}",
+                report.redriven,
+                report.left.len()
+            );
+            if report.left.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

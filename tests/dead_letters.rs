@@ -9,11 +9,12 @@ use common::{distinct, Fixture, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_on() {
-    let mut f = Fixture::new().await;
-    let dlq = f.queue("dlq").await;
-    let tail = format!(
+const BROKEN_TEMPLATE: &str = r#"{"name": <$.dynamodb.NewImage.eventData.M.name.S>"#;
+const FIXED_TEMPLATE: &str = r#"{"name": <$.dynamodb.NewImage.eventData.M.name.S>}"#;
+
+/// Two routes that poison records (a template, a bus) and the dead-letter queue.
+fn poison_routes(bus: &str, lost_bus: &str, template: &str, dlq: &str) -> String {
+    format!(
         r#"
 [[routes]]
 name = "broken-template"
@@ -21,22 +22,134 @@ filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Broken"]}}}}}}}}
 event_bus_name = "{bus}"
 source = "OutboxDemo.Books"
 detail_type = "Broken"
-template = '{{"name": <$.dynamodb.NewImage.eventData.M.name.S>'
+template = '{template}'
 
 [[routes]]
 name = "missing-bus"
 filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Lost"]}}}}}}}}']
-event_bus_name = "no-such-bus"
+event_bus_name = "{lost_bus}"
 source = "OutboxDemo.Books"
 detail_type = "Lost"
 unmarshall = "NewImage"
 
 [dead_letter]
 queue_url = "{dlq}"
-"#,
-        bus = f.bus,
+"#
+    )
+}
+
+async fn queue_depth(f: &Fixture, queue_url: &str) -> usize {
+    f.sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+fn redrive(config: &std::path::Path, endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .arg("redrive")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run redrive");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_after_fixing_the_config_delivers_the_dead_letters_and_empties_the_queue() {
+    let mut f = Fixture::new().await;
+    let dlq = f.queue("dlq").await;
+    let broken_config = f.config_with(
+        "",
+        &poison_routes(&f.bus, "no-such-bus", BROKEN_TEMPLATE, &dlq),
     );
-    let config = f.config_with("", &tail);
+    let relay = Relay::start(&broken_config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let broken = f.write_event("Broken", 0).await;
+    let lost = f.write_event("Lost", 0).await;
+    relay
+        .wait_metric("outbox_relay_events_dead_lettered_total", 2.0, DEADLINE)
+        .await;
+    drop(relay);
+    assert_eq!(queue_depth(&f, &dlq).await, 2);
+
+    // With the broken config, redrive renders and publishes nothing and keeps both messages.
+    let (ok, _, err) = redrive(&broken_config, &f.endpoint, &[]);
+    assert!(
+        !ok,
+        "messages left behind make redrive fail:
+{err}"
+    );
+    assert!(err.contains("still cannot render"), "{err}");
+    assert_eq!(queue_depth(&f, &dlq).await, 2);
+
+    // Fixed: a dry run shows the entries and changes nothing.
+    let fixed_config = f.config_with("", &poison_routes(&f.bus, &f.bus, FIXED_TEMPLATE, &dlq));
+    let (ok, out, err) = redrive(&fixed_config, &f.endpoint, &["--dry-run"]);
+    assert!(ok, "{err}");
+    let entries: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON entry per line"))
+        .collect();
+    assert_eq!(entries.len(), 2, "{out}");
+    assert!(entries.iter().all(|e| e["EventBusName"] == f.bus.as_str()));
+    assert_eq!(queue_depth(&f, &dlq).await, 2);
+
+    // For real: both arrive on the bus, the queue is empty.
+    let (ok, _, err) = redrive(&fixed_config, &f.endpoint, &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("redriven 2, left in the queue 0"), "{err}");
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 2)
+        .await;
+    let mut types: Vec<_> = received
+        .iter()
+        .map(|r| {
+            r.body["detail-type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["Broken", "Lost"]);
+    let lost_event = received
+        .iter()
+        .find(|r| r.body["detail-type"] == "Lost")
+        .expect("lost");
+    assert_eq!(lost_event.event_id(), lost);
+    let broken_event = received
+        .iter()
+        .find(|r| r.body["detail-type"] == "Broken")
+        .expect("broken");
+    assert_eq!(broken_event.body["detail"]["name"], "Book 0");
+    assert!(!broken.is_empty());
+    assert_eq!(queue_depth(&f, &dlq).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_on() {
+    let mut f = Fixture::new().await;
+    let dlq = f.queue("dlq").await;
+    let config = f.config_with(
+        "",
+        &poison_routes(&f.bus, "no-such-bus", BROKEN_TEMPLATE, &dlq),
+    );
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
 

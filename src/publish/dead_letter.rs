@@ -21,7 +21,7 @@ use crate::pipeline::Entry;
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Where in the pipeline the record failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Rendering the event failed (template, unmarshall, size).
@@ -41,7 +41,7 @@ impl Stage {
 }
 
 /// The rendered PutEvents entry, as it was (or would have been) sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeadLetterEntry {
     pub event_bus_name: String,
@@ -67,7 +67,7 @@ impl From<&Entry> for DeadLetterEntry {
 }
 
 /// One undeliverable (record, route) pair.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     /// Format version of this message.
     pub version: u32,
