@@ -164,8 +164,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         entry_records: &[usize],
         prepared: &[Prepared<'_>],
     ) {
-        // Bounded across shards; the semaphore is never closed, so acquiring cannot fail.
-        let _permit = self.settings.publish_permits.acquire().await;
         self.metrics.publish_in_flight_batches.inc();
         self.publish_batch_inner(batch, entry_records, prepared)
             .await;
@@ -190,7 +188,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 }
                 self.metrics.put_events_requests.inc();
                 let timer = self.metrics.put_events_duration_seconds.start_timer();
-                let result = self.publisher.put_events(&request).await;
+                let result = {
+                    // Held only for the call, never across a backoff sleep, so shards that
+                    // keep failing cannot starve healthy ones. The semaphore is never closed.
+                    let _permit = self.settings.publish_permits.acquire().await;
+                    self.publisher.put_events(&request).await
+                };
+                self.health
+                    .publish_call_result(&self.lease.key.0, result.is_ok());
                 timer.observe_duration();
                 let mut retry = Vec::new();
                 match result {

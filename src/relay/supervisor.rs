@@ -297,6 +297,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             router: Arc::clone(&self.router),
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
+            health: self.health.clone(),
             settings: Arc::new(self.settings.worker.clone()),
             owner: self.owner.clone(),
             lease,

@@ -107,8 +107,9 @@ enum Behaviour {
     RejectCallContaining(u64, &'static str),
     /// Throttle entry `n` on every attempt.
     AlwaysThrottle(u64),
-    /// A pseudo-random schedule from a seed: each call fails as a whole (`InternalFailure`)
-    /// with 1 chance in 5; each entry of a call fails (throttled or internal) with 3 in 10.
+    /// A pseudo-random schedule from a seed: each call answers after up to 2 s, fails as a
+    /// whole (`InternalFailure`) with 1 chance in 5, and each entry of a call fails (throttled
+    /// or internal) with 3 in 10.
     Random(u64),
 }
 
@@ -154,6 +155,9 @@ impl EventPublisher for FakePublisher {
             }
         }
         if let Behaviour::Random(seed) = self.behaviour {
+            // Slow answers: up to 2 s (paused time: free).
+            let delay = mix(seed ^ (call as u64)) % 2000;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
             if mix(seed ^ ((call as u64) << 20)).is_multiple_of(5) {
                 return Err(PublishError {
                     code: "InternalFailure".into(),
@@ -411,6 +415,7 @@ unmarshall = "NewImage"
         router: Arc::new(Router::new(config.routes).expect("valid")),
         metrics: Metrics::new(),
         pending: crate::telemetry::PendingRecords::default(),
+        health: crate::telemetry::Health::new(Duration::from_secs(30)),
         settings: Arc::new(settings),
         owner: WorkerId("me".into()),
         lease: s.lease.clone(),

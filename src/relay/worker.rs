@@ -16,7 +16,7 @@ use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{IteratorPosition, ShardSource, SourceError};
-use crate::telemetry::{Metrics, PendingRecords};
+use crate::telemetry::{Health, Metrics, PendingRecords};
 
 /// How a worker reads and publishes.
 #[derive(Debug, Clone)]
@@ -56,6 +56,7 @@ pub(super) struct Worker<S, P, L, D> {
     pub router: Arc<Router>,
     pub metrics: Metrics,
     pub pending: PendingRecords,
+    pub health: Health,
     pub settings: Arc<WorkerSettings>,
     pub owner: WorkerId,
     pub lease: Lease,
@@ -94,6 +95,9 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         };
         info!(checkpoint = %self.lease.checkpoint, "Shard reader started.");
         let exit = self.read_loop(start).await;
+        // Whatever its last call did, this shard no longer holds readiness down.
+        self.health.publish_call_result(&self.lease.key.0, true);
+        self.pending.clear(&self.lease.key.0);
         info!(?exit, "Shard reader stopped.");
         exit
     }

@@ -1,8 +1,9 @@
 //! Liveness and readiness, shared between the supervisor (the single writer) and the HTTP
 //! endpoint (readers).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,6 +24,9 @@ struct Inner {
     ready: AtomicBool,
     /// Set when a task panicked: the process should be restarted.
     failed: AtomicBool,
+    /// Shards whose last PutEvents call failed as a whole (EventBridge unreachable): the relay
+    /// is not ready while any is.
+    publish_failing: Mutex<HashSet<String>>,
 }
 
 impl Health {
@@ -35,6 +39,7 @@ impl Health {
                 stall_after,
                 ready: AtomicBool::new(false),
                 failed: AtomicBool::new(false),
+                publish_failing: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -49,6 +54,20 @@ impl Health {
         self.inner.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Records whether `shard`'s last PutEvents call got an answer.
+    pub fn publish_call_result(&self, shard: &str, answered: bool) {
+        let mut failing = self
+            .inner
+            .publish_failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if answered {
+            failing.remove(shard);
+        } else {
+            failing.insert(shard.to_owned());
+        }
+    }
+
     /// Marks the process as broken (a task panicked); liveness fails from now on.
     pub fn fail(&self) {
         self.inner.failed.store(true, Ordering::Relaxed);
@@ -56,7 +75,13 @@ impl Health {
 
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed) && self.is_alive()
+        let publishing = self
+            .inner
+            .publish_failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        self.inner.ready.load(Ordering::Relaxed) && publishing && self.is_alive()
     }
 
     #[must_use]
@@ -86,6 +111,10 @@ mod tests {
         assert!(!h.is_ready());
         h.tick();
         assert!(h.is_alive());
+        h.publish_call_result("shard-1", false);
+        assert!(!h.is_ready(), "not ready while a shard cannot publish");
+        h.publish_call_result("shard-1", true);
+        assert!(h.is_ready());
         h.fail();
         assert!(!h.is_alive());
     }
