@@ -278,3 +278,35 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (about 15 s), run by scripts/bench"]
+async fn steady_low_rate_lag() {
+    let mut f = Fixture::new().await;
+    let relay = Relay::start_with_env(
+        &f.config(""),
+        &f.endpoint,
+        &[("OUTBOX_RELAY__SOURCE__POLL_INTERVAL", "250ms")],
+    );
+    relay.wait_ready(DEADLINE).await;
+    // 60 rows at 5 rows/s: the pacing is the load, not an assertion.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    for _ in 0..60 {
+        tick.tick().await;
+        f.write_books(1).await;
+    }
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 60)
+        .await;
+    let mut lags: Vec<u64> = received
+        .iter()
+        .map(|r| r.sent_ms.saturating_sub(r.written_ms()))
+        .collect();
+    lags.sort_unstable();
+    println!(
+        "emulator steady: 60 rows at 5 rows/s, poll_interval 250ms: lag p50 {} ms, p99 {} ms, max {} ms",
+        lags[lags.len() / 2],
+        lags[lags.len() * 99 / 100],
+        lags[lags.len() - 1]
+    );
+}

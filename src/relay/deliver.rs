@@ -20,10 +20,9 @@ use crate::publish::{
 };
 use crate::stream::{SequenceNumber, ShardSource, StreamRecord};
 
-/// A record made ready for routing: its Pipes JSON (with `eventSourceARN`) and stable id.
+/// A record made ready for routing (its JSON now has `eventSourceARN`) and its stable id.
 struct Prepared<'a> {
     record: &'a StreamRecord,
-    json: Value,
     event_id: String,
 }
 
@@ -63,13 +62,31 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     /// written) is always settled first.
     pub(super) async fn relay_page(
         &self,
-        records: &[StreamRecord],
+        records: &mut [StreamRecord],
     ) -> (PageEnd, Option<SequenceNumber>) {
         let shard = self.lease.key.0.as_str();
         if let Some(created) = records.iter().filter_map(|r| r.created_at).min() {
             self.pending.set(shard, created);
         }
-        let prepared: Vec<Prepared<'_>> = records.iter().map(|r| self.prepare(r)).collect();
+        for record in records.iter_mut() {
+            if let Some(obj) = record.json.as_object_mut() {
+                obj.insert(
+                    "eventSourceARN".to_owned(),
+                    Value::String(self.lease.stream_arn.clone()),
+                );
+            }
+        }
+        let records: &[StreamRecord] = records;
+        let prepared: Vec<Prepared<'_>> = records
+            .iter()
+            .map(|record| Prepared {
+                record,
+                event_id: stable_event_id(
+                    &record.json,
+                    self.settings.event_id_attribute.as_deref(),
+                ),
+            })
+            .collect();
         let (entries, entry_records) = self.route_page(&prepared).await;
         let mut settled = 0;
         let mut end = PageEnd::Done;
@@ -99,22 +116,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         (end, last)
     }
 
-    fn prepare<'a>(&self, record: &'a StreamRecord) -> Prepared<'a> {
-        let mut json = record.json.clone();
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert(
-                "eventSourceARN".to_owned(),
-                Value::String(self.lease.stream_arn.clone()),
-            );
-        }
-        let event_id = stable_event_id(&json, self.settings.event_id_attribute.as_deref());
-        Prepared {
-            record,
-            json,
-            event_id,
-        }
-    }
-
     /// Every entry the page's records produce, with the index of each entry's record. Records
     /// that fail to render for a route are dead-lettered here, before anything is published.
     async fn route_page(&self, prepared: &[Prepared<'_>]) -> (Vec<Entry>, Vec<usize>) {
@@ -122,7 +123,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         let mut entry_records = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
             let results = self.router.route(
-                &p.json,
+                &p.record.json,
                 &self.lease.stream_arn,
                 &p.event_id,
                 p.record.created_at,
@@ -181,7 +182,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         while let Some(mut pending) = groups.pop_front() {
             let mut pause = backoff(&self.settings);
             loop {
-                let request: Vec<Entry> = pending.iter().map(|&i| batch[i].clone()).collect();
+                // The first attempt sends the batch as it is; retries send the failed entries.
+                let retried: Vec<Entry>;
+                let request: &[Entry] = if pending.len() == batch.len() {
+                    batch
+                } else {
+                    retried = pending.iter().map(|&i| batch[i].clone()).collect();
+                    &retried
+                };
                 let now = SystemTime::now();
                 for &i in &pending {
                     attempts[i].record(now);
@@ -192,7 +200,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     // Held only for the call, never across a backoff sleep, so shards that
                     // keep failing cannot starve healthy ones. The semaphore is never closed.
                     let _permit = self.settings.publish_permits.acquire().await;
-                    self.publisher.put_events(&request).await
+                    self.publisher.put_events(request).await
                 };
                 self.health
                     .publish_call_result(&self.lease.key.0, result.is_ok());
@@ -350,7 +358,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             attempts: attempts.count,
             first_attempt_at: rfc3339(attempts.first.unwrap_or(now)),
             last_attempt_at: rfc3339(attempts.last.unwrap_or(now)),
-            record: p.json.clone(),
+            record: p.record.json.clone(),
             entry: entry.map(DeadLetterEntry::from),
             truncated: false,
         }

@@ -13,3 +13,5 @@ pub use worker::{WorkerExit, WorkerSettings};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throughput;

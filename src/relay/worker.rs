@@ -152,10 +152,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 }
             };
             read_backoff = backoff(&self.settings);
+            let mut page = page;
             let got_records = !page.records.is_empty();
             if got_records {
                 self.metrics.records_read.inc_by(page.records.len() as u64);
-                let (end, last) = self.relay_page(&page.records).await;
+                let (end, last) = self.relay_page(&mut page.records).await;
                 if let Some(last) = last {
                     if let Err(exit) = self.checkpoint(&Checkpoint::Sequence(last.clone())).await {
                         return exit;

@@ -1,0 +1,251 @@
+//! Relay cost with in-process fakes (no network): records/s on one core and the latency the
+//! relay adds per page (GetRecords answered → checkpoint written), at 10, 100 and 1,000
+//! shards. Ignored in normal runs; `scripts/bench` runs it in release mode and BENCHMARKS.md
+//! records the figures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::worker::{Worker, WorkerExit, WorkerSettings};
+use crate::config::Config;
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
+use crate::pipeline::{Entry, Router};
+use crate::publish::{
+    DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
+};
+use crate::stream::{
+    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
+    StreamRecord,
+};
+use crate::telemetry::{Health, Metrics, PendingRecords};
+
+/// Every shard's records, pre-built; iterators are `shard:index`.
+struct Source {
+    shards: HashMap<String, Vec<StreamRecord>>,
+    page: usize,
+    /// (shard, sequence number of the page's last record) → when the page was handed out.
+    read_at: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl ShardSource for Source {
+    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
+        Ok("arn:s".into())
+    }
+    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
+        Ok(Vec::new())
+    }
+    async fn shard_iterator(
+        &self,
+        _: &str,
+        shard: &ShardId,
+        _: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        Ok(format!("{shard}:0"))
+    }
+    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        let (shard, start) = iterator.rsplit_once(':').expect("our iterator");
+        let start: usize = start.parse().expect("index");
+        let records = &self.shards[shard];
+        let end = (start + self.page).min(records.len());
+        let page = records[start..end].to_vec();
+        if let Some(last) = page.last() {
+            self.read_at.lock().expect("lock").insert(
+                (shard.to_owned(), last.sequence_number.as_str().to_owned()),
+                Instant::now(),
+            );
+        }
+        Ok(RecordsPage {
+            records: page,
+            next_iterator: (end < records.len()).then(|| format!("{shard}:{end}")),
+        })
+    }
+}
+
+/// Accepts everything, counting entries.
+struct Publisher(AtomicUsize);
+
+impl EventPublisher for Publisher {
+    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
+        self.0.fetch_add(entries.len(), Ordering::Relaxed);
+        Ok(PutOutcome::default())
+    }
+}
+
+/// Records when each checkpoint was written.
+struct Leases {
+    written_at: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl LeaseStore for Leases {
+    async fn ensure_table(&self) -> Result<(), LeaseError> {
+        Ok(())
+    }
+    async fn list(&self, _: &str) -> Result<Vec<Lease>, LeaseError> {
+        Ok(Vec::new())
+    }
+    async fn create(&self, _: &Lease) -> Result<bool, LeaseError> {
+        Ok(true)
+    }
+    async fn take(&self, observed: &Lease, _: &WorkerId) -> Result<Lease, LeaseError> {
+        Ok(observed.clone())
+    }
+    async fn renew(&self, _: &LeaseKey, _: &WorkerId) -> Result<(), LeaseError> {
+        Ok(())
+    }
+    async fn checkpoint(
+        &self,
+        key: &LeaseKey,
+        _: &WorkerId,
+        c: &Checkpoint,
+    ) -> Result<(), LeaseError> {
+        if let Checkpoint::Sequence(seq) = c {
+            self.written_at
+                .lock()
+                .expect("lock")
+                .insert((key.0.clone(), seq.as_str().to_owned()), Instant::now());
+        }
+        Ok(())
+    }
+    async fn release(&self, _: &LeaseKey, _: &WorkerId) -> Result<(), LeaseError> {
+        Ok(())
+    }
+}
+
+struct NoDeadLetters;
+
+impl DeadLetterSink for NoDeadLetters {
+    async fn send(&self, _: &DeadLetter) -> Result<(), DeadLetterError> {
+        panic!("nothing should be dead-lettered in the throughput run")
+    }
+}
+
+fn record(shard: usize, i: usize) -> StreamRecord {
+    StreamRecord {
+        sequence_number: SequenceNumber::new(format!("{}", 1_000_000 + i)),
+        created_at: None,
+        json: json!({
+            "eventID": format!("s{shard}-e{i}"), "eventName": "INSERT", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {
+                "Keys": {"pk": {"S": format!("evt-{shard}-{i}")}, "sk": {"S": "BookAdded"}},
+                "NewImage": {
+                    "pk": {"S": format!("evt-{shard}-{i}")}, "sk": {"S": "BookAdded"},
+                    "eventType": {"S": "BookAdded"},
+                    "eventData": {"M": {"name": {"S": "Team Topologies"},
+                        "authors": {"L": [{"S": "Manuel Pais"}, {"S": "Matthew Skelton"}]},
+                        "year": {"N": "2019"}}}
+                },
+                "SequenceNumber": format!("{}", 1_000_000 + i), "SizeBytes": 231,
+                "StreamViewType": "NEW_AND_OLD_IMAGES"
+            }
+        }),
+    }
+}
+
+/// Relays `total` records spread over `shards` shards on a single-threaded runtime.
+fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
+    let per_shard = total / shards;
+    let config_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml"))
+            .expect("config/local.toml");
+    let config = Config::from_toml(&config_text).expect("valid");
+    let router = Arc::new(Router::new(config.routes).expect("valid"));
+    let source = Arc::new(Source {
+        shards: (0..shards)
+            .map(|s| {
+                (
+                    format!("shard-{s}"),
+                    (0..per_shard).map(|i| record(s, i)).collect(),
+                )
+            })
+            .collect(),
+        page: 1000,
+        read_at: Mutex::new(HashMap::new()),
+    });
+    let publisher = Arc::new(Publisher(AtomicUsize::new(0)));
+    let leases = Arc::new(Leases {
+        written_at: Mutex::new(HashMap::new()),
+    });
+    let settings = Arc::new(WorkerSettings {
+        poll_interval: Duration::from_millis(250),
+        busy_poll_interval: Duration::ZERO,
+        max_records_per_poll: 1000,
+        max_batch_entries: 10,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        event_id_attribute: Some("pk".into()),
+        max_attempts: None,
+        max_record_age: None,
+        publish_permits: Arc::new(tokio::sync::Semaphore::new(64)),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for s in 0..shards {
+            let key = LeaseKey(format!("shard-{s}"));
+            let worker = Worker {
+                source: Arc::clone(&source),
+                publisher: Arc::clone(&publisher),
+                leases: Arc::clone(&leases),
+                dead_letters: Arc::new(NoDeadLetters),
+                router: Arc::clone(&router),
+                metrics: Metrics::new(),
+                pending: PendingRecords::default(),
+                health: Health::new(Duration::from_secs(30)),
+                settings: Arc::clone(&settings),
+                owner: WorkerId("bench".into()),
+                lease: Lease {
+                    key: key.clone(),
+                    stream_arn: "arn:s".into(),
+                    shard_id: ShardId(key.0.clone()),
+                    owner: Some(WorkerId("bench".into())),
+                    counter: 1,
+                    checkpoint: Checkpoint::TrimHorizon,
+                    parent_shard_id: None,
+                    owner_switches_since_checkpoint: 0,
+                },
+                token: CancellationToken::new(),
+            };
+            tasks.push(tokio::spawn(worker.run()));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("no panic"), WorkerExit::ShardEnded);
+        }
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(publisher.0.load(Ordering::Relaxed), shards * per_shard);
+    let read_at = source.read_at.lock().expect("lock");
+    let written_at = leases.written_at.lock().expect("lock");
+    let mut latencies: Vec<Duration> = read_at
+        .iter()
+        .map(|(key, read)| written_at[key].duration_since(*read))
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    #[allow(clippy::cast_precision_loss)]
+    let rate = (shards * per_shard) as f64 / elapsed.as_secs_f64();
+    (rate, pct(50), pct(99))
+}
+
+#[test]
+#[ignore = "a measurement, run by scripts/bench in release mode"]
+fn relay_throughput_with_fakes() {
+    for shards in [10, 100, 1000] {
+        let (rate, p50, p99) = run(shards, 200_000);
+        println!(
+            "fakes: {shards:>5} shards, 200000 records, 1 core: {rate:>9.0} records/s; \
+             added latency per page (read -> checkpointed) p50 {:.2} ms, p99 {:.2} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+}
