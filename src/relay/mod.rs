@@ -2,6 +2,7 @@
 //! supervisor that discovers shards, holds leases and runs one loop per owned shard. This is
 //! the one module that knows every seam; `stream`, `lease` and `publish` never import each other.
 
+mod backoff;
 mod deliver;
 mod progress;
 mod supervisor;

@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -79,12 +78,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
 
     /// Waits for the lease table and the stream, retrying with backoff. `None` if cancelled.
     async fn start_up(&self, token: &CancellationToken) -> Option<String> {
-        let mut pause = ExponentialBuilder::default()
-            .with_min_delay(self.settings.initial_backoff)
-            .with_max_delay(self.settings.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut pause =
+            super::backoff::backoff(self.settings.initial_backoff, self.settings.max_backoff);
         loop {
             self.health.tick();
             let attempt = async {

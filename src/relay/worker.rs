@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -71,14 +70,9 @@ pub(super) enum PageEnd {
     Cancelled,
 }
 
-/// Exponential backoff with full jitter between the configured bounds, without end.
+/// The retry delays of this worker's settings (see `super::backoff`).
 pub(super) fn backoff(settings: &WorkerSettings) -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(settings.initial_backoff)
-        .with_max_delay(settings.max_backoff)
-        .with_jitter()
-        .without_max_times()
-        .build()
+    super::backoff::backoff(settings.initial_backoff, settings.max_backoff)
 }
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker<S, P, L, D> {
