@@ -93,20 +93,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
             clients.dynamodb.clone(),
         )),
         publisher: Arc::new(EventBridgePublisher::new(clients.eventbridge)),
-        dead_letters: Arc::new(
-            match (&config.dead_letter.queue_url, &config.dead_letter.file) {
-                (Some(url), _) => {
-                    ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::new(clients.sqs, url.clone()))
-                }
-                (None, Some(path)) => {
-                    ConfiguredDeadLetters::File(FileDeadLetterSink::new(path.clone()))
-                }
-                (None, None) => {
-                    warn!("No [dead_letter] sink configured: undeliverable events are logged at ERROR with their payload.");
-                    ConfiguredDeadLetters::Log(LogDeadLetterSink)
-                }
-            },
-        ),
+        dead_letters: Arc::new(dead_letter_sink(&config, clients.sqs)),
         leases: Arc::new(DynamoDbLeaseStore::new(
             clients.dynamodb,
             config.leases.table_name.clone(),
@@ -152,6 +139,22 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
     http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
     Ok(outcome)
+}
+
+/// Builds the dead-letter sink the config asks for.
+fn dead_letter_sink(config: &Config, sqs: aws_sdk_sqs::Client) -> ConfiguredDeadLetters {
+    let d = &config.dead_letter;
+    if let Some(url) = &d.queue_url {
+        return ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::new(sqs, url.clone()));
+    }
+    if let Some(name) = &d.queue_name {
+        return ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::by_name(sqs, name.clone()));
+    }
+    if let Some(path) = &d.file {
+        return ConfiguredDeadLetters::File(FileDeadLetterSink::new(path.clone()));
+    }
+    warn!("No [dead_letter] sink configured: undeliverable events are logged at ERROR with their payload.");
+    ConfiguredDeadLetters::Log(LogDeadLetterSink)
 }
 
 /// The dead-letter sink the config asks for.

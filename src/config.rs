@@ -221,12 +221,15 @@ pub struct PublisherConfig {
 
 /// `[dead_letter]`: where records go that cannot be delivered (a template that renders
 /// invalid JSON, an entry over 256 KiB, an event EventBridge rejects for good). At most one of
-/// `queue_url` and `file`; with neither, each dead letter is logged at ERROR with its payload.
+/// `queue_url`, `queue_name` and `file`; with none, each dead letter is logged at ERROR with its
+/// payload.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// SQS queue URL receiving one message per dead letter. Default: unset.
     pub queue_url: Option<String>,
+    /// SQS queue name, resolved to its URL at start-up (GetQueueUrl). Default: unset.
+    pub queue_name: Option<String>,
     /// JSON-lines file for local development (one process only). Default: unset.
     pub file: Option<std::path::PathBuf>,
 }
@@ -797,10 +800,15 @@ fn validate_publisher(p: &PublisherConfig, errors: &mut Vec<ConfigError>) {
 }
 
 fn validate_dead_letter(d: &DeadLetterConfig, errors: &mut Vec<ConfigError>) {
-    if d.queue_url.is_some() && d.file.is_some() {
+    let set = [
+        d.queue_url.is_some(),
+        d.queue_name.is_some(),
+        d.file.is_some(),
+    ];
+    if set.iter().filter(|&&x| x).count() > 1 {
         errors.push(ConfigError::new(
-            "dead_letter.file",
-            "set either `queue_url` or `file`, not both",
+            "dead_letter",
+            "set at most one of `queue_url`, `queue_name` and `file`",
         ));
     }
     if let Some(url) = &d.queue_url {

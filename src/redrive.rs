@@ -37,12 +37,25 @@ pub struct RedriveOptions {
 /// # Errors
 /// When the config has no `dead_letter.queue_url` or the queue cannot be read.
 pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveReport, String> {
-    let queue_url = config
-        .dead_letter
-        .queue_url
-        .clone()
-        .ok_or("redrive needs dead_letter.queue_url in the config")?;
     let clients = Clients::new(&sdk_config(&config.aws).await);
+    let queue_url = match (
+        &config.dead_letter.queue_url,
+        &config.dead_letter.queue_name,
+    ) {
+        (Some(url), _) => url.clone(),
+        (None, Some(name)) => clients
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| format!("cannot find queue {name:?}: {}", DisplayErrorContext(&e)))?
+            .queue_url
+            .ok_or_else(|| format!("no URL returned for queue {name:?}"))?,
+        (None, None) => {
+            return Err("redrive needs dead_letter.queue_url or dead_letter.queue_name".into())
+        }
+    };
     let router = Router::new(config.routes.clone()).map_err(|e| e.to_string())?;
     let publisher = EventBridgePublisher::new(clients.eventbridge);
     let sqs = clients.sqs;

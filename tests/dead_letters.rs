@@ -260,3 +260,84 @@ async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_
         0.0
     );
 }
+
+async fn checkpoint(f: &Fixture) -> String {
+    let leases = f.leases().await;
+    leases
+        .first()
+        .and_then(|l| l.get("checkpoint"))
+        .and_then(|c| c.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_dead_letter_queue_holds_the_checkpoint_and_loses_nothing() {
+    let mut f = Fixture::new().await;
+    let dlq_url = f.queue("dlq").await;
+    let dlq_name = dlq_url.rsplit('/').next().expect("name").to_owned();
+    let tail = poison_routes(&f.bus, &f.bus, BROKEN_TEMPLATE, "unused").replace(
+        r#"queue_url = "unused""#,
+        &format!(r#"queue_name = "{dlq_name}""#),
+    );
+    let relay = Relay::start(&f.config_with("", &tail), &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    f.write_books(2).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 2)
+        .await;
+    let end = std::time::Instant::now() + DEADLINE;
+    let before = loop {
+        let c = checkpoint(&f).await;
+        if c.chars().all(|ch| ch.is_ascii_digit()) && !c.is_empty() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < end, "no checkpoint written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // The queue goes away; a poison record and two good rows follow it.
+    f.sqs
+        .delete_queue()
+        .queue_url(&dlq_url)
+        .send()
+        .await
+        .expect("delete queue");
+    let poison = f.write_event("Broken", 0).await;
+    let after = f.write_books(2).await;
+    relay
+        .wait_metric("outbox_relay_dead_letter_write_errors_total", 3.0, DEADLINE)
+        .await;
+    assert_eq!(
+        checkpoint(&f).await,
+        before,
+        "no checkpoint past an unwritten dead letter"
+    );
+    assert!(
+        f.receive_batch(1).await.is_empty(),
+        "nothing after the poison is published yet"
+    );
+
+    // The queue is back (same name, same URL): the dead letter lands, the rows follow.
+    f.sqs
+        .create_queue()
+        .queue_name(&dlq_name)
+        .send()
+        .await
+        .expect("recreate queue");
+    let letters = f.drain(&dlq_url, 1, DEADLINE).await;
+    assert_eq!(letters[0]["event_id"], poison.as_str());
+    assert_eq!(letters[0]["error_code"], "DetailNotJsonObject");
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 4)
+        .await;
+    let got: Vec<String> = received[2..]
+        .iter()
+        .map(|r| r.event_id().to_owned())
+        .collect();
+    assert_eq!(got, after);
+    let end = std::time::Instant::now() + DEADLINE;
+    while checkpoint(&f).await == before {
+        assert!(std::time::Instant::now() < end, "checkpoint never advanced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
