@@ -12,6 +12,7 @@
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
+//! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.
 
 pub mod app;
 pub mod aws;
@@ -23,3 +24,4 @@ pub mod redrive;
 pub mod relay;
 pub mod stream;
 pub mod telemetry;
+pub mod test_route;

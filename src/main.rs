@@ -23,6 +23,16 @@ enum Command {
     Run,
     /// Check a config file without calling AWS; exit 2 naming every problem.
     Validate,
+    /// Show what every route does with one stream record (Pipes/Lambda JSON shape), offline:
+    /// whether it matched and the exact PutEvents entries it would send.
+    TestRoute {
+        /// The record, a JSON file (`-` for standard input).
+        #[arg(long)]
+        record: PathBuf,
+        /// `text` or `json` (`{"routes": [{"name", "matched", "entries", "error"}]}`).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
     /// Re-publish the dead-letter queue (dead_letter.queue_url) with the current routes,
     /// deleting each message once EventBridge accepted it.
     Redrive {
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::TestRoute { record, output } => test_route(&config, &record, &output),
         Command::Redrive {
             dry_run,
             max_messages,
@@ -72,6 +83,36 @@ fn main() -> ExitCode {
                 max_messages,
             },
         ),
+    }
+}
+
+fn test_route(config: &Config, record: &std::path::Path, output: &str) -> ExitCode {
+    let text = if record.as_os_str() == "-" {
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read_to_string(record)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", record.display());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match outbox_relay::test_route::test_route(config, &text) {
+        Ok(verdicts) => {
+            if output == "json" {
+                println!("{}", outbox_relay::test_route::to_json(&verdicts));
+            } else {
+                print!("{}", outbox_relay::test_route::to_text(&verdicts));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", record.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
     }
 }
 

@@ -106,3 +106,88 @@ fn a_missing_config_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
 }
+
+fn test_route(config: &str, record: &str) -> serde_json::Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["test-route", "--output", "json", "--config"])
+        .arg(format!("{root}/config/{config}"))
+        .arg("--record")
+        .arg(format!("{root}/config/samples/{record}"))
+        // No endpoint and no credentials: test-route must not call AWS.
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+#[test]
+fn test_route_shows_the_entries_of_the_outbox_variant() {
+    let doc = test_route("outbox.toml", "outbox-book-added.json");
+    let routes = doc["routes"].as_array().expect("routes");
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0]["name"], "book-added");
+    assert_eq!(routes[0]["matched"], true);
+    assert!(routes[0]["error"].is_null());
+    let entry = &routes[0]["entries"][0];
+    assert_eq!(entry["EventBusName"], "default");
+    assert_eq!(entry["Source"], "OutboxDemo.Books");
+    assert_eq!(entry["DetailType"], "BookAdded");
+    assert_eq!(entry["Time"], "2023-11-14T22:13:20.000Z");
+    let detail: serde_json::Value =
+        serde_json::from_str(entry["Detail"].as_str().expect("detail text")).expect("json");
+    assert_eq!(detail["eventId"], "6f1c2a8e-3b7d-4e51-9d0a-2f4b8c7e1a90");
+    assert_eq!(detail["eventData"]["name"], "Team Topologies");
+    assert_eq!(detail["eventData"]["year"], 2019);
+    assert_eq!(routes[1]["name"], "book-removed");
+    assert_eq!(routes[1]["matched"], false);
+    assert_eq!(routes[1]["entries"].as_array().map(Vec::len), Some(0));
+
+    let doc = test_route("outbox.toml", "outbox-book-removed.json");
+    assert_eq!(doc["routes"][0]["matched"], false);
+    assert_eq!(doc["routes"][1]["matched"], true);
+    assert_eq!(doc["routes"][1]["entries"][0]["DetailType"], "BookRemoved");
+}
+
+#[test]
+fn test_route_shows_the_entries_of_the_cdc_variant() {
+    let doc = test_route("cdc.toml", "cdc-insert.json");
+    assert_eq!(doc["routes"][0]["matched"], true);
+    assert_eq!(doc["routes"][1]["matched"], false);
+    let added = &doc["routes"][0]["entries"][0];
+    assert_eq!(added["Source"], "OutboxDemo.ChangeProcessor");
+    assert_eq!(
+        added["DetailParsed"],
+        serde_json::json!({"name": "Team Topologies", "authors": ["Manuel Pais", "Matthew Skelton"],
+                           "year": 2019, "eventId": "eccbc87e4b5ce2fe28308fd9f2a7baf3"})
+    );
+    let doc = test_route("cdc.toml", "cdc-remove.json");
+    assert_eq!(doc["routes"][0]["matched"], false);
+    let removed = &doc["routes"][1]["entries"][0];
+    assert_eq!(removed["DetailType"], "BookRemoved");
+    assert_eq!(
+        removed["DetailParsed"],
+        serde_json::json!({"eventId": "a87ff679a2f3e71d9181a67b7542122c", "name": "Team Topologies"})
+    );
+}
+
+#[test]
+fn test_route_rejects_a_record_that_is_not_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("r.json");
+    std::fs::write(&path, "{not json").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["test-route", "--config"])
+        .arg(format!("{}/config/outbox.toml", env!("CARGO_MANIFEST_DIR")))
+        .arg("--record")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+}
