@@ -18,7 +18,7 @@ use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
     LogDeadLetterSink, SqsDeadLetterSink,
 };
-use crate::relay::{StreamSelector, Supervisor, SupervisorSettings, WorkerSettings};
+use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
 use crate::stream::DynamoDbStreams;
 use crate::telemetry::{serve, Health, Metrics};
 
@@ -58,14 +58,20 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
 
     let sdk = sdk_config(&config.aws).await;
     let clients = Clients::new(&sdk);
-    let router = Router::new(config.routes.clone()).map_err(|e| e.to_string())?;
+    // Each stream gets the routes that apply to it (a route's `sources`, or every route).
+    let mut streams = Vec::new();
+    for selector in config.source.streams() {
+        let routes = config
+            .routes
+            .iter()
+            .filter(|r| r.sources.is_empty() || r.sources.iter().any(|s| s == selector.name()))
+            .cloned()
+            .collect();
+        let router = Router::new(routes).map_err(|e| e.to_string())?;
+        streams.push((selector, Arc::new(router)));
+    }
     let owner = WorkerId(worker_id());
     let settings = SupervisorSettings {
-        stream: match (&config.source.stream_arn, &config.source.table_name) {
-            (Some(arn), _) => StreamSelector::Arn(arn.clone()),
-            (None, Some(table)) => StreamSelector::Table(table.clone()),
-            (None, None) => return Err("source: no table_name or stream_arn".into()),
-        },
         starting_position: config.source.starting_position,
         discovery_interval: config.source.discovery_interval,
         lease_duration: config.leases.lease_duration,
@@ -99,7 +105,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
             config.leases.table_name.clone(),
             config.leases.create_table,
         )),
-        router: Arc::new(router),
+        streams,
         metrics,
         pending: crate::telemetry::PendingRecords::default(),
         health,

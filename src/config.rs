@@ -72,14 +72,67 @@ pub enum StartingPosition {
     Latest,
 }
 
-/// `[source]`: the DynamoDB stream to relay.
+/// One stream the relay reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamSelector {
+    /// The latest stream of this table.
+    Table(String),
+    /// This stream.
+    Arn(String),
+}
+
+impl StreamSelector {
+    /// The name a route's `sources` uses for it: the table name or the stream ARN.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Table(t) => t,
+            Self::Arn(a) => a,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Every stream to read, in config order (tables first), without duplicates.
+    #[must_use]
+    pub fn streams(&self) -> Vec<StreamSelector> {
+        let tables = self
+            .table_name
+            .iter()
+            .chain(&self.table_names)
+            .cloned()
+            .map(StreamSelector::Table);
+        let arns = self
+            .stream_arn
+            .iter()
+            .chain(&self.stream_arns)
+            .cloned()
+            .map(StreamSelector::Arn);
+        let mut out: Vec<StreamSelector> = Vec::new();
+        for s in tables.chain(arns) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// `[source]`: the DynamoDB stream(s) to relay.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Table whose *latest* stream is read. Exactly one of `table_name` and `stream_arn`.
+    /// Table whose *latest* stream is read. At least one table or stream must be given, by
+    /// any of `table_name`, `table_names`, `stream_arn` and `stream_arns`.
     pub table_name: Option<String>,
-    /// Stream ARN to read. Exactly one of `table_name` and `stream_arn`.
+    /// More tables, each read like `table_name`. Default: none.
+    #[serde(default)]
+    pub table_names: Vec<String>,
+    /// A stream ARN to read.
     pub stream_arn: Option<String>,
+    /// More stream ARNs. Default: none.
+    #[serde(default)]
+    pub stream_arns: Vec<String>,
     /// Where a shard without a checkpoint starts. Default `TRIM_HORIZON` (nothing is missed).
     #[serde(default = "default_starting_position")]
     pub starting_position: StartingPosition,
@@ -159,6 +212,8 @@ struct RawRoute {
     unmarshall: Option<ImageSelector>,
     #[serde(default = "default_event_id_field")]
     event_id_field: String,
+    #[serde(default)]
+    sources: Vec<String>,
 }
 
 /// A route: which records (filters) become which EventBridge event (target + detail).
@@ -178,6 +233,8 @@ pub struct RouteConfig {
     pub resources: Vec<String>,
     /// How the detail is made.
     pub detail: DetailConfig,
+    /// Table names or stream ARNs this route applies to. Default (empty): every source.
+    pub sources: Vec<String>,
 }
 
 /// How a route builds the event detail.
@@ -496,6 +553,17 @@ impl Config {
 
         if let Some(source) = &source {
             validate_source(source, &mut errors);
+            let streams = source.streams();
+            for (i, route) in routes.iter().enumerate() {
+                for (j, name) in route.sources.iter().enumerate() {
+                    if !streams.iter().any(|s| s.name() == name) {
+                        errors.push(ConfigError::new(
+                            format!("routes[{i}].sources[{j}]"),
+                            format!("{name:?} is not a table or stream ARN of [source]"),
+                        ));
+                    }
+                }
+            }
         }
         if let Some(leases) = &leases {
             validate_leases(leases, &mut errors);
@@ -574,7 +642,9 @@ impl Default for SourceConfig {
     fn default() -> Self {
         Self {
             table_name: None,
+            table_names: Vec::new(),
             stream_arn: None,
+            stream_arns: Vec::new(),
             starting_position: default_starting_position(),
             poll_interval: default_poll_interval(),
             busy_poll_interval: default_busy_poll_interval(),
@@ -728,29 +798,47 @@ fn build_route(
         detail_type: r.detail_type,
         resources: r.resources,
         detail: detail?,
+        sources: r.sources,
     })
 }
 
 fn validate_source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
-    match (&s.table_name, &s.stream_arn) {
-        (None, None) => errors.push(ConfigError::new(
+    if s.streams().is_empty() {
+        errors.push(ConfigError::new(
             "source.table_name",
-            "missing: set `table_name` or `stream_arn`",
-        )),
-        (Some(_), Some(_)) => errors.push(ConfigError::new(
-            "source.stream_arn",
-            "set either `table_name` or `stream_arn`, not both",
-        )),
-        (Some(t), None) if t.trim().is_empty() => {
-            errors.push(ConfigError::new("source.table_name", "must not be empty"));
+            "missing: set `table_name` (or `table_names`, `stream_arn`, `stream_arns`)",
+        ));
+    }
+    let tables = s
+        .table_name
+        .iter()
+        .map(|t| ("source.table_name".to_owned(), t));
+    let more = s
+        .table_names
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("source.table_names[{i}]"), t));
+    for (key, t) in tables.chain(more) {
+        if t.trim().is_empty() {
+            errors.push(ConfigError::new(key, "must not be empty"));
         }
-        (None, Some(arn)) if !arn.starts_with("arn:") || !arn.contains(":table/") => {
+    }
+    let arns = s
+        .stream_arn
+        .iter()
+        .map(|a| ("source.stream_arn".to_owned(), a));
+    let more = s
+        .stream_arns
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("source.stream_arns[{i}]"), a));
+    for (key, arn) in arns.chain(more) {
+        if !arn.starts_with("arn:") || !arn.contains(":table/") || !arn.contains("/stream/") {
             errors.push(ConfigError::new(
-                "source.stream_arn",
+                key,
                 "not a DynamoDB stream ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL)",
             ));
         }
-        _ => {}
     }
     if s.max_records_per_poll.get() > 1000 {
         errors.push(ConfigError::new(

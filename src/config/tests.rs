@@ -98,19 +98,33 @@ fn invalid_patterns_are_rejected_naming_route_and_filter() {
 }
 
 #[test]
-fn source_needs_exactly_one_of_table_and_stream() {
+fn source_needs_at_least_one_table_or_stream() {
     let none = MINIMAL.replace("table_name = \"EventsTable\"", "");
     assert_eq!(
         keys(&Config::from_toml(&none).expect_err("none")),
         vec!["source.table_name"]
     );
-    let both = MINIMAL.replace(
+    let several = MINIMAL.replace(
         "table_name = \"EventsTable\"",
-        "table_name = \"T\"\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"",
+        "table_name = \"T\"\ntable_names = [\"U\", \"T\"]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/V/stream/x\"",
+    );
+    let c = Config::from_toml(&several).expect("several sources");
+    assert_eq!(
+        c.source.streams(),
+        vec![
+            StreamSelector::Table("T".into()),
+            StreamSelector::Table("U".into()),
+            StreamSelector::Arn("arn:aws:dynamodb:us-east-1:1:table/V/stream/x".into()),
+        ],
+        "in order, without duplicates"
+    );
+    let bad_arn = MINIMAL.replace(
+        "table_name = \"EventsTable\"",
+        "stream_arns = [\"arn:nope\"]",
     );
     assert_eq!(
-        keys(&Config::from_toml(&both).expect_err("both")),
-        vec!["source.stream_arn"]
+        keys(&Config::from_toml(&bad_arn).expect_err("bad arn")),
+        vec!["source.stream_arns[0]"]
     );
 }
 
@@ -188,5 +202,22 @@ fn the_shipped_configs_are_valid() {
     assert!(
         checked >= 3,
         "expected local, outbox and cdc configs, found {checked}"
+    );
+}
+
+#[test]
+fn a_route_may_be_limited_to_configured_sources_only() {
+    let ok = MINIMAL
+        .replace(
+            "table_name = \"EventsTable\"",
+            "table_names = [\"A\", \"B\"]",
+        )
+        .replace("unmarshall", "sources = [\"B\"]\nunmarshall");
+    let c = Config::from_toml(&ok).expect("valid");
+    assert_eq!(c.routes[0].sources, vec!["B".to_owned()]);
+    let bad = ok.replace("sources = [\"B\"]", "sources = [\"C\"]");
+    assert_eq!(
+        keys(&Config::from_toml(&bad).expect_err("unknown source")),
+        vec!["routes[0].sources[0]"]
     );
 }

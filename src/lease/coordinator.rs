@@ -1,12 +1,20 @@
-//! Lease planning: from the leases observed, this worker's id and the time elapsed, decide
-//! what to take, renew and release. Pure: the supervisor's loop only executes the plan.
+//! Lease planning: from the leases and live workers observed, this worker's id and the time
+//! elapsed, decide what to take, renew, shed and release. Pure: the supervisor's loop only
+//! executes the plan.
 //!
-//! Expiry is judged on the local monotonic clock: a lease is expired when *we* have seen its
-//! counter stand still for `lease_duration`; wall clocks of different hosts are never compared.
-//! This first planner takes every free or expired lease it may read (lineage permitting);
-//! balancing across replicas comes with the multi-replica work.
+//! - Expiry is judged on the local monotonic clock: a lease (or a worker's registry item) is
+//!   expired when *we* have seen its counter stand still for `lease_duration`; wall clocks of
+//!   different hosts are never compared.
+//! - Fair share: `target = ceil(active leases / live workers)`. Live workers are the
+//!   registered workers whose heartbeat moves, owners of live leases, and ourselves.
+//! - Below target, a worker takes free or expired leases (lineage permitting: a child waits
+//!   until its parent reached `SHARD_END`).
+//! - Balancing never revokes a live lease. Instead, the most loaded worker (ties: smallest id)
+//!   *sheds* one lease per round while it holds at least two more than the least loaded
+//!   worker and no lease is free: it stops that shard at a safe point, checkpoints and
+//!   releases it, and an under-loaded peer takes it. No record is re-sent by rebalancing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,36 +28,56 @@ pub enum LeaseAction {
     Take(Lease),
     /// Renew a lease we hold.
     Renew(LeaseKey),
+    /// Stop reading a lease we hold, checkpoint and release it, so a less loaded peer can
+    /// take it.
+    Shed(LeaseKey),
     /// Let go of a lease we hold whose shard is finished.
     Release(LeaseKey),
 }
 
-/// When each lease's counter was last seen to change, on our monotonic clock.
+/// A relay process as the lease table's registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRecord {
+    pub id: WorkerId,
+    /// Bumped by every heartbeat.
+    pub counter: u64,
+}
+
+/// When each counter (of a lease or a worker's registry item) was last seen to change.
 #[derive(Debug, Default)]
 pub struct LeaseObservations {
-    seen: HashMap<LeaseKey, (u64, Instant)>,
+    seen: HashMap<String, (u64, Instant)>,
 }
 
 impl LeaseObservations {
-    /// Records the counters of `leases` as seen at `now`; forgets leases no longer listed.
-    pub fn observe(&mut self, leases: &[Lease], now: Instant) {
-        let mut next = HashMap::with_capacity(leases.len());
-        for lease in leases {
-            let since = match self.seen.get(&lease.key) {
-                Some(&(counter, since)) if counter == lease.counter => since,
+    /// Records the counters seen at `now`; forgets items no longer listed.
+    pub fn observe(&mut self, leases: &[Lease], workers: &[WorkerRecord], now: Instant) {
+        let items = leases
+            .iter()
+            .map(|l| (l.key.0.as_str(), l.counter))
+            .chain(workers.iter().map(|w| (w.id.0.as_str(), w.counter)));
+        let mut next = HashMap::with_capacity(leases.len() + workers.len());
+        for (key, counter) in items {
+            let since = match self.seen.get(key) {
+                Some(&(seen, since)) if seen == counter => since,
                 _ => now,
             };
-            next.insert(lease.key.clone(), (lease.counter, since));
+            next.insert(key.to_owned(), (counter, since));
         }
         self.seen = next;
     }
 
-    /// Whether `lease`'s counter has stood still for at least `lease_duration`.
+    /// Whether the item's counter has stood still for at least `lease_duration`.
+    fn stale(&self, key: &str, counter: u64, now: Instant, lease_duration: Duration) -> bool {
+        self.seen.get(key).is_some_and(|&(seen, since)| {
+            seen == counter && now.duration_since(since) >= lease_duration
+        })
+    }
+
+    /// Whether `lease` is expired.
     #[must_use]
     pub fn expired(&self, lease: &Lease, now: Instant, lease_duration: Duration) -> bool {
-        self.seen.get(&lease.key).is_some_and(|&(counter, since)| {
-            counter == lease.counter && now.duration_since(since) >= lease_duration
-        })
+        self.stale(&lease.key.0, lease.counter, now, lease_duration)
     }
 }
 
@@ -57,152 +85,93 @@ impl LeaseObservations {
 #[must_use]
 pub fn plan(
     leases: &[Lease],
+    workers: &[WorkerRecord],
     me: &WorkerId,
     observations: &LeaseObservations,
     now: Instant,
     lease_duration: Duration,
 ) -> Vec<LeaseAction> {
-    let by_shard: HashMap<_, _> = leases.iter().map(|l| (&l.shard_id, l)).collect();
+    let by_shard: HashMap<_, _> = leases
+        .iter()
+        .map(|l| ((&l.stream_arn, &l.shard_id), l))
+        .collect();
+    let active: Vec<&Lease> = leases
+        .iter()
+        .filter(|l| l.checkpoint != Checkpoint::ShardEnd)
+        .collect();
+    // The owner of a lease that is held (owned and not expired).
+    fn holder<'a>(
+        l: &'a Lease,
+        o: &LeaseObservations,
+        now: Instant,
+        d: Duration,
+    ) -> Option<&'a WorkerId> {
+        l.owner.as_ref().filter(|_| !o.expired(l, now, d))
+    }
+
+    // Live workers and how many active leases each holds (BTreeMap: deterministic ties).
+    let mut load: BTreeMap<&WorkerId, usize> = BTreeMap::new();
+    load.insert(me, 0);
+    for w in workers {
+        if !observations.stale(&w.id.0, w.counter, now, lease_duration) {
+            load.entry(&w.id).or_insert(0);
+        }
+    }
+    for l in &active {
+        if let Some(owner) = holder(l, observations, now, lease_duration) {
+            *load.entry(owner).or_insert(0) += 1;
+        }
+    }
+    let target = active.len().div_ceil(load.len());
+
     let mut actions = Vec::new();
     for lease in leases {
-        let mine = lease.owner.as_ref() == Some(me);
-        if lease.checkpoint == Checkpoint::ShardEnd {
-            if mine {
-                actions.push(LeaseAction::Release(lease.key.clone()));
+        if lease.owner.as_ref() == Some(me) {
+            actions.push(if lease.checkpoint == Checkpoint::ShardEnd {
+                LeaseAction::Release(lease.key.clone())
+            } else {
+                LeaseAction::Renew(lease.key.clone())
+            });
+        }
+    }
+
+    let free: Vec<&Lease> = active
+        .iter()
+        .copied()
+        .filter(|l| {
+            holder(l, observations, now, lease_duration).is_none() && l.owner.as_ref() != Some(me)
+        })
+        .filter(|l| {
+            // A child waits until its parent's lease reached SHARD_END. A parent with no lease
+            // was trimmed from the stream (or finished and cleaned up): nothing to wait for.
+            !l.parent_shard_id
+                .as_ref()
+                .and_then(|p| by_shard.get(&(&l.stream_arn, p)))
+                .is_some_and(|parent| parent.checkpoint != Checkpoint::ShardEnd)
+        })
+        .collect();
+    let mine = load[me];
+    for lease in free.iter().take(target.saturating_sub(mine)) {
+        actions.push(LeaseAction::Take((*lease).clone()));
+    }
+
+    // Shed: only the most loaded worker, only when nothing is free to take, only when the
+    // spread is at least two, one lease per round.
+    let most = load.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+    let least = load.values().min().copied().unwrap_or(0);
+    if let Some((&worker, &count)) = most {
+        if worker == me && free.is_empty() && count >= least + 2 {
+            if let Some(lease) = leases
+                .iter()
+                .filter(|l| l.owner.as_ref() == Some(me) && l.checkpoint != Checkpoint::ShardEnd)
+                .max_by(|a, b| a.key.cmp(&b.key))
+            {
+                actions.push(LeaseAction::Shed(lease.key.clone()));
             }
-            continue;
-        }
-        if mine {
-            actions.push(LeaseAction::Renew(lease.key.clone()));
-            continue;
-        }
-        // A child waits until its parent's lease reached SHARD_END. A parent with no lease was
-        // trimmed from the stream (or finished and cleaned up): nothing to wait for.
-        let parent_pending = lease
-            .parent_shard_id
-            .as_ref()
-            .and_then(|p| by_shard.get(p))
-            .is_some_and(|parent| parent.checkpoint != Checkpoint::ShardEnd);
-        if parent_pending {
-            continue;
-        }
-        let free = lease.owner.is_none() || observations.expired(lease, now, lease_duration);
-        if free {
-            actions.push(LeaseAction::Take(lease.clone()));
         }
     }
     actions
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stream::{SequenceNumber, ShardId};
-
-    fn lease(shard: &str, owner: Option<&str>, counter: u64, checkpoint: Checkpoint) -> Lease {
-        Lease {
-            key: LeaseKey(format!("arn#{shard}")),
-            stream_arn: "arn".into(),
-            shard_id: ShardId(shard.into()),
-            owner: owner.map(|o| WorkerId(o.into())),
-            counter,
-            checkpoint,
-            parent_shard_id: None,
-            owner_switches_since_checkpoint: 0,
-        }
-    }
-
-    const D: Duration = Duration::from_secs(10);
-
-    #[test]
-    fn takes_free_leases_and_renews_its_own() {
-        let me = WorkerId("me".into());
-        let leases = [
-            lease("a", None, 0, Checkpoint::TrimHorizon),
-            lease("b", Some("me"), 3, Checkpoint::Latest),
-        ];
-        let mut obs = LeaseObservations::default();
-        let now = Instant::now();
-        obs.observe(&leases, now);
-        assert_eq!(
-            plan(&leases, &me, &obs, now, D),
-            vec![
-                LeaseAction::Take(leases[0].clone()),
-                LeaseAction::Renew(leases[1].key.clone())
-            ]
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn takes_another_workers_lease_only_after_its_counter_stood_still_for_the_lease_duration()
-    {
-        let me = WorkerId("me".into());
-        let mut obs = LeaseObservations::default();
-        let held = [lease("a", Some("peer"), 5, Checkpoint::TrimHorizon)];
-        obs.observe(&held, Instant::now());
-        tokio::time::advance(D - Duration::from_millis(1)).await;
-        obs.observe(&held, Instant::now());
-        assert!(
-            plan(&held, &me, &obs, Instant::now(), D).is_empty(),
-            "not yet expired"
-        );
-
-        // The peer renews: the clock starts again.
-        let renewed = [lease("a", Some("peer"), 6, Checkpoint::TrimHorizon)];
-        tokio::time::advance(Duration::from_millis(5)).await;
-        obs.observe(&renewed, Instant::now());
-        tokio::time::advance(D - Duration::from_millis(1)).await;
-        obs.observe(&renewed, Instant::now());
-        assert!(
-            plan(&renewed, &me, &obs, Instant::now(), D).is_empty(),
-            "renewed lease is alive"
-        );
-
-        tokio::time::advance(Duration::from_millis(1)).await;
-        obs.observe(&renewed, Instant::now());
-        assert_eq!(
-            plan(&renewed, &me, &obs, Instant::now(), D),
-            vec![LeaseAction::Take(renewed[0].clone())]
-        );
-    }
-
-    #[test]
-    fn children_wait_for_their_parent_to_reach_shard_end() {
-        let me = WorkerId("me".into());
-        let parent = lease(
-            "p",
-            Some("peer"),
-            1,
-            Checkpoint::Sequence(SequenceNumber::new("5")),
-        );
-        let mut child = lease("c", None, 0, Checkpoint::TrimHorizon);
-        child.parent_shard_id = Some(ShardId("p".into()));
-        let mut obs = LeaseObservations::default();
-        let now = Instant::now();
-        let leases = [parent.clone(), child.clone()];
-        obs.observe(&leases, now);
-        assert!(plan(&leases, &me, &obs, now, D).is_empty());
-
-        let mut done = parent;
-        done.checkpoint = Checkpoint::ShardEnd;
-        let leases = [done, child.clone()];
-        assert_eq!(
-            plan(&leases, &me, &obs, now, D),
-            vec![LeaseAction::Take(child)]
-        );
-    }
-
-    #[test]
-    fn a_finished_shard_we_hold_is_released_and_never_taken() {
-        let me = WorkerId("me".into());
-        let leases = [
-            lease("a", Some("me"), 1, Checkpoint::ShardEnd),
-            lease("b", None, 1, Checkpoint::ShardEnd),
-        ];
-        let obs = LeaseObservations::default();
-        assert_eq!(
-            plan(&leases, &me, &obs, Instant::now(), D),
-            vec![LeaseAction::Release(leases[0].key.clone())]
-        );
-    }
-}
+mod tests;

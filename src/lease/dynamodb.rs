@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
+use super::coordinator::WorkerRecord;
 use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
-use super::store::{LeaseError, LeaseStore};
+use super::store::{LeaseError, LeaseSnapshot, LeaseStore};
 use crate::stream::ShardId;
 
 const KEY: &str = "leaseKey";
@@ -24,6 +25,8 @@ const CHECKPOINT: &str = "checkpoint";
 const PARENT: &str = "parentShardId";
 const SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
 const UPDATED_AT: &str = "updatedAt";
+/// Registry items of workers are keyed `worker#<id>` in the same table.
+const WORKER_PREFIX: &str = "worker#";
 
 /// Table creation is waited for this long before start-up gives up (and retries).
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -135,8 +138,8 @@ impl LeaseStore for DynamoDbLeaseStore {
         }
     }
 
-    async fn list(&self, stream_arn: &str) -> Result<Vec<Lease>, LeaseError> {
-        let mut leases = Vec::new();
+    async fn snapshot(&self) -> Result<LeaseSnapshot, LeaseError> {
+        let mut snapshot = LeaseSnapshot::default();
         let mut start = None;
         loop {
             let out = self
@@ -144,23 +147,58 @@ impl LeaseStore for DynamoDbLeaseStore {
                 .scan()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .filter_expression("#arn = :arn")
-                .expression_attribute_names("#arn", STREAM_ARN)
-                .expression_attribute_values(":arn", AttributeValue::S(stream_arn.to_owned()))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| call_error("Scan", &e))?;
             for item in out.items() {
-                leases.push(from_item(item)?);
+                let key = item.get(KEY).and_then(|v| v.as_s().ok());
+                match key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
+                    Some(id) => snapshot.workers.push(WorkerRecord {
+                        id: WorkerId(id.to_owned()),
+                        counter: item
+                            .get(COUNTER)
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0),
+                    }),
+                    None => snapshot.leases.push(from_item(item)?),
+                }
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
             }
         }
-        leases.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(leases)
+        snapshot.leases.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(snapshot)
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(format!("{WORKER_PREFIX}{worker}")))
+            .update_expression("SET #updated = :now ADD #counter :one")
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#counter", COUNTER)
+            .expression_attribute_values(":now", now())
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| call_error("UpdateItem(heartbeat)", &e))
+    }
+
+    async fn deregister(&self, worker: &WorkerId) -> Result<(), LeaseError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(format!("{WORKER_PREFIX}{worker}")))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| call_error("DeleteItem(deregister)", &e))
     }
 
     async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {

@@ -5,7 +5,7 @@ mod dynamodb;
 mod model;
 mod store;
 
-pub use coordinator::{plan, LeaseAction, LeaseObservations};
+pub use coordinator::{plan, LeaseAction, LeaseObservations, WorkerRecord};
 pub use dynamodb::DynamoDbLeaseStore;
 pub use model::{Checkpoint, Lease, LeaseKey, WorkerId};
-pub use store::{LeaseError, LeaseStore};
+pub use store::{LeaseError, LeaseSnapshot, LeaseStore};

@@ -5,7 +5,7 @@ use std::fmt;
 use crate::stream::{SequenceNumber, ShardId};
 
 /// Identifies a relay process in lease ownership (`hostname:uuid`-like, unique per start).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(pub String);
 
 impl fmt::Display for WorkerId {

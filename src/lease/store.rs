@@ -6,7 +6,15 @@
 
 use std::future::Future;
 
+use super::coordinator::WorkerRecord;
 use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
+
+/// Everything in the lease table: every lease (of every stream) and every registered worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseSnapshot {
+    pub leases: Vec<Lease>,
+    pub workers: Vec<WorkerRecord>,
+}
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +42,15 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Creates the table if missing (and allowed), then waits until it is usable.
     fn ensure_table(&self) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
-    /// Every lease of `stream_arn`.
-    fn list(&self, stream_arn: &str)
-        -> impl Future<Output = Result<Vec<Lease>, LeaseError>> + Send;
+    /// Every lease and registered worker in the table (one consistent scan).
+    fn snapshot(&self) -> impl Future<Output = Result<LeaseSnapshot, LeaseError>> + Send;
+
+    /// Registers `worker` (first call) or bumps its heartbeat counter, so peers count it in
+    /// the fair share even while it holds no lease.
+    fn heartbeat(&self, worker: &WorkerId) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Removes `worker` from the registry (clean shutdown), so peers rebalance at once.
+    fn deregister(&self, worker: &WorkerId) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
     /// Creates `lease` unless one with its key exists. `true` if created.
     fn create(&self, lease: &Lease) -> impl Future<Output = Result<bool, LeaseError>> + Send;

@@ -9,7 +9,7 @@ mod supervisor;
 mod worker;
 
 pub use progress::settled_through;
-pub use supervisor::{StreamSelector, Supervisor, SupervisorSettings};
+pub use supervisor::{Supervisor, SupervisorSettings};
 pub use worker::{WorkerExit, WorkerSettings};
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The supervisor: start-up (lease table, stream), shard discovery, lease coordination, and
-//! one worker task per owned shard; on shutdown it waits for the workers to checkpoint and
-//! releases its leases so peers resume at once.
+//! The supervisor: start-up (lease table, streams), shard discovery, the worker registry
+//! heartbeat, lease coordination (take, renew, shed, release), and one worker task per owned
+//! shard; on shutdown it waits for the workers to checkpoint, releases its leases and leaves
+//! the registry so peers resume at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,28 +13,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::worker::{initial_checkpoint, Worker, WorkerExit, WorkerSettings};
-use crate::config::StartingPosition;
+use crate::config::{StartingPosition, StreamSelector};
 use crate::lease::{
-    plan, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore, WorkerId,
+    plan, Checkpoint, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore,
+    WorkerId,
 };
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{lineage_order, ShardSource};
 use crate::telemetry::{Health, Metrics, PendingRecords};
 
-/// Where the stream comes from.
-#[derive(Debug, Clone)]
-pub enum StreamSelector {
-    /// The latest stream of this table.
-    Table(String),
-    /// This stream.
-    Arn(String),
-}
-
 /// How the supervisor coordinates.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
-    pub stream: StreamSelector,
     pub starting_position: StartingPosition,
     pub discovery_interval: Duration,
     pub lease_duration: Duration,
@@ -43,13 +35,14 @@ pub struct SupervisorSettings {
     pub worker: WorkerSettings,
 }
 
-/// Runs the relay for one stream.
+/// Runs the relay for every configured stream.
 pub struct Supervisor<S, P, L, D> {
     pub source: Arc<S>,
     pub publisher: Arc<P>,
     pub leases: Arc<L>,
     pub dead_letters: Arc<D>,
-    pub router: Arc<Router>,
+    /// Each configured stream with the routes that apply to it.
+    pub streams: Vec<(StreamSelector, Arc<Router>)>,
     pub metrics: Metrics,
     pub pending: PendingRecords,
     pub health: Health,
@@ -62,6 +55,15 @@ struct Running {
     handle: JoinHandle<WorkerExit>,
 }
 
+/// The supervisor's view between rounds.
+#[derive(Default)]
+struct State {
+    running: HashMap<LeaseKey, Running>,
+    /// Leases whose reader was asked to stop so they can be released to a peer.
+    shedding: HashSet<LeaseKey>,
+    observations: LeaseObservations,
+}
+
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Supervisor<S, P, L, D> {
     /// Runs until `token` is cancelled, then stops every worker (each checkpoints what it
     /// settled) and releases the leases.
@@ -69,15 +71,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
     /// # Cancel safety
     /// Not cancel-safe: cancel `token` and await the future instead of dropping it.
     pub async fn run(self, token: CancellationToken) {
-        let Some(stream_arn) = self.start_up(&token).await else {
+        let Some(routers) = self.start_up(&token).await else {
             return;
         };
-        let span = info_span!("stream", stream.arn = %stream_arn);
-        self.coordinate(&stream_arn, &token).instrument(span).await;
+        self.coordinate(&routers, &token).await;
     }
 
-    /// Waits for the lease table and the stream, retrying with backoff. `None` if cancelled.
-    async fn start_up(&self, token: &CancellationToken) -> Option<String> {
+    /// Waits for the lease table and every stream, retrying with backoff. Returns the routes
+    /// by stream ARN, or `None` if cancelled first.
+    async fn start_up(&self, token: &CancellationToken) -> Option<HashMap<String, Arc<Router>>> {
         let mut pause =
             super::backoff::backoff(self.settings.initial_backoff, self.settings.max_backoff);
         loop {
@@ -87,19 +89,25 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     .ensure_table()
                     .await
                     .map_err(|e| e.to_string())?;
-                match &self.settings.stream {
-                    StreamSelector::Arn(arn) => Ok(arn.clone()),
-                    StreamSelector::Table(table) => self
-                        .source
-                        .latest_stream_arn(table)
-                        .await
-                        .map_err(|e| e.to_string()),
+                let mut routers = HashMap::new();
+                for (selector, router) in &self.streams {
+                    let arn = match selector {
+                        StreamSelector::Arn(arn) => arn.clone(),
+                        StreamSelector::Table(table) => self
+                            .source
+                            .latest_stream_arn(table)
+                            .await
+                            .map_err(|e| format!("{table}: {e}"))?,
+                    };
+                    routers.insert(arn, Arc::clone(router));
                 }
+                Ok::<_, String>(routers)
             };
             match attempt.await {
-                Ok(arn) => {
-                    info!(stream.arn = %arn, owner = %self.owner, "Relay started.");
-                    return Some(arn);
+                Ok(routers) => {
+                    let arns: Vec<&str> = routers.keys().map(String::as_str).collect();
+                    info!(streams = ?arns, owner = %self.owner, "Relay started.");
+                    return Some(routers);
                 }
                 Err(reason) => {
                     let delay = pause.next().unwrap_or(self.settings.max_backoff);
@@ -113,44 +121,60 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
     }
 
-    async fn coordinate(&self, stream_arn: &str, token: &CancellationToken) {
-        let mut running: HashMap<LeaseKey, Running> = HashMap::new();
-        let mut observations = LeaseObservations::default();
+    async fn coordinate(&self, routers: &HashMap<String, Arc<Router>>, token: &CancellationToken) {
+        let mut state = State::default();
         let mut next_discovery = Instant::now();
         let mut discovered_once = false;
         loop {
             self.health.tick();
-            if Instant::now() >= next_discovery {
-                match self.discover(stream_arn).await {
-                    Ok(()) => {
-                        discovered_once = true;
-                        next_discovery = Instant::now() + self.settings.discovery_interval;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "Shard discovery failed; retrying next round.");
-                    }
-                }
+            if let Err(e) = self.leases.heartbeat(&self.owner).await {
+                warn!(error = %e, "Worker heartbeat failed; retrying next round.");
             }
-            match self.leases.list(stream_arn).await {
-                Ok(leases) => {
-                    observations.observe(&leases, Instant::now());
+            match self.leases.snapshot().await {
+                Ok(snapshot) => {
+                    let ours: Vec<Lease> = snapshot
+                        .leases
+                        .into_iter()
+                        .filter(|l| routers.contains_key(&l.stream_arn))
+                        .collect();
+                    if Instant::now() >= next_discovery {
+                        match self.discover(routers, &ours).await {
+                            Ok(()) => {
+                                discovered_once = true;
+                                next_discovery = Instant::now() + self.settings.discovery_interval;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "Shard discovery failed; retrying next round.")
+                            }
+                        }
+                    }
+                    state
+                        .observations
+                        .observe(&ours, &snapshot.workers, Instant::now());
                     let actions = plan(
-                        &leases,
+                        &ours,
+                        &snapshot.workers,
                         &self.owner,
-                        &observations,
+                        &state.observations,
                         Instant::now(),
                         self.settings.lease_duration,
                     );
-                    self.execute(actions, &leases, &mut running, token).await;
+                    self.execute(actions, &ours, routers, &mut state, token)
+                        .await;
+                    let finished = ours
+                        .iter()
+                        .filter(|l| l.checkpoint == Checkpoint::ShardEnd)
+                        .count();
+                    self.metrics.shards_finished.set(gauge(finished));
                     self.health.set_ready(discovered_once);
                 }
                 Err(e) => {
-                    warn!(error = %e, "Listing leases failed; retrying next round.");
+                    warn!(error = %e, "Reading the lease table failed; retrying next round.");
                     self.health.set_ready(false);
                 }
             }
-            self.reap(&mut running).await;
-            self.metrics.leases_owned.set(running.len() as i64);
+            self.reap(&mut state).await;
+            self.metrics.leases_owned.set(gauge(state.running.len()));
             self.metrics.oldest_unpublished_record_age_seconds.set(
                 self.pending
                     .oldest_age(std::time::SystemTime::now())
@@ -161,55 +185,63 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                 () = tokio::time::sleep(self.settings.renew_interval) => {}
             }
         }
-        self.shut_down(running).await;
+        self.shut_down(state).await;
     }
 
     /// Creates a lease for every shard that has none, parents first.
-    async fn discover(&self, stream_arn: &str) -> Result<(), String> {
-        let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
-            self.metrics
-                .stream_errors
-                .with_label_values(&[e.code()])
-                .inc();
-            e.to_string()
-        })?;
-        self.metrics.shards_known.set(shards.len() as i64);
-        let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
-        let existing: HashSet<_> = self
-            .leases
-            .list(stream_arn)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|l| l.shard_id)
-            .collect();
-        for shard in lineage_order(&shards) {
-            if existing.contains(&shard.id) {
-                continue;
-            }
-            let has_known_parent = shard
-                .parent
-                .as_ref()
-                .is_some_and(|p| known.contains(p) || existing.contains(p));
-            let lease = Lease {
-                key: LeaseKey::new(stream_arn, &shard.id),
-                stream_arn: stream_arn.to_owned(),
-                shard_id: shard.id.clone(),
-                owner: None,
-                counter: 0,
-                checkpoint: initial_checkpoint(self.settings.starting_position, has_known_parent),
-                parent_shard_id: shard.parent.clone(),
-                owner_switches_since_checkpoint: 0,
-            };
-            if self
-                .leases
-                .create(&lease)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                info!(shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
+    async fn discover(
+        &self,
+        routers: &HashMap<String, Arc<Router>>,
+        leases: &[Lease],
+    ) -> Result<(), String> {
+        let mut known_total = 0;
+        for stream_arn in routers.keys() {
+            let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
+                self.metrics
+                    .stream_errors
+                    .with_label_values(&[e.code()])
+                    .inc();
+                format!("{stream_arn}: {e}")
+            })?;
+            known_total += shards.len();
+            let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
+            let existing: HashSet<_> = leases
+                .iter()
+                .filter(|l| &l.stream_arn == stream_arn)
+                .map(|l| l.shard_id.clone())
+                .collect();
+            for shard in lineage_order(&shards) {
+                if existing.contains(&shard.id) {
+                    continue;
+                }
+                let has_known_parent = shard
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| known.contains(p) || existing.contains(p));
+                let lease = Lease {
+                    key: LeaseKey::new(stream_arn, &shard.id),
+                    stream_arn: stream_arn.clone(),
+                    shard_id: shard.id.clone(),
+                    owner: None,
+                    counter: 0,
+                    checkpoint: initial_checkpoint(
+                        self.settings.starting_position,
+                        has_known_parent,
+                    ),
+                    parent_shard_id: shard.parent.clone(),
+                    owner_switches_since_checkpoint: 0,
+                };
+                if self
+                    .leases
+                    .create(&lease)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    info!(stream.arn = %stream_arn, shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
+                }
             }
         }
+        self.metrics.shards_known.set(gauge(known_total));
         Ok(())
     }
 
@@ -217,7 +249,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         &self,
         actions: Vec<LeaseAction>,
         leases: &[Lease],
-        running: &mut HashMap<LeaseKey, Running>,
+        routers: &HashMap<String, Arc<Router>>,
+        state: &mut State,
         token: &CancellationToken,
     ) {
         for action in actions {
@@ -229,34 +262,55 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                             .lease_events
                             .with_label_values(&["taken"])
                             .inc();
-                        info!(shard.id = %lease.shard_id, previous_owner = ?observed.owner.as_ref().map(|o| o.0.as_str()), "Lease taken.");
-                        self.spawn(lease, running, token);
+                        info!(shard.id = %lease.shard_id, stream.arn = %lease.stream_arn, previous_owner = ?observed.owner.as_ref().map(|o| o.0.as_str()), "Lease taken.");
+                        self.spawn(lease, routers, state, token);
                     }
                     Err(LeaseError::LeaseLost { .. }) => {
                         debug!(shard.id = %observed.shard_id, "A peer took the lease first.");
                     }
                     Err(e) => warn!(error = %e, "Taking a lease failed."),
                 },
-                LeaseAction::Renew(key) => match self.leases.renew(&key, &self.owner).await {
-                    Ok(()) => {
-                        if !running.contains_key(&key) {
-                            // Ours but not being read (its worker stopped): read it again.
-                            if let Some(lease) = leases.iter().find(|l| l.key == key) {
-                                self.spawn(lease.clone(), running, token);
+                LeaseAction::Renew(key) => {
+                    if state.shedding.contains(&key) {
+                        continue; // being handed over: keep it alive until released
+                    }
+                    let timer = self.metrics.lease_renewal_duration_seconds.start_timer();
+                    let renewed = self.leases.renew(&key, &self.owner).await;
+                    timer.observe_duration();
+                    match renewed {
+                        Ok(()) => {
+                            if !state.running.contains_key(&key) {
+                                // Ours but not being read (its reader stopped): read it again.
+                                if let Some(lease) = leases.iter().find(|l| l.key == key) {
+                                    self.spawn(lease.clone(), routers, state, token);
+                                }
                             }
                         }
-                    }
-                    Err(LeaseError::LeaseLost { .. }) => {
-                        self.metrics.lease_events.with_label_values(&["lost"]).inc();
-                        info!(lease = %key, "Lease lost to a peer; stopping its reader.");
-                        if let Some(r) = running.get(&key) {
-                            r.token.cancel();
+                        Err(LeaseError::LeaseLost { .. }) => {
+                            self.metrics.lease_events.with_label_values(&["lost"]).inc();
+                            info!(lease = %key, "Lease lost to a peer; stopping its reader.");
+                            if let Some(r) = state.running.get(&key) {
+                                r.token.cancel();
+                            }
+                        }
+                        Err(e) => {
+                            self.metrics
+                                .lease_events
+                                .with_label_values(&["renew_failed"])
+                                .inc();
+                            warn!(error = %e, lease = %key, "Renewing a lease failed.");
                         }
                     }
-                    Err(e) => warn!(error = %e, lease = %key, "Renewing a lease failed."),
-                },
+                }
+                LeaseAction::Shed(key) => {
+                    if let Some(r) = state.running.get(&key) {
+                        info!(lease = %key, "Shedding a lease to a less loaded peer: stopping its reader.");
+                        r.token.cancel();
+                        state.shedding.insert(key);
+                    }
+                }
                 LeaseAction::Release(key) => {
-                    if running.contains_key(&key) {
+                    if state.running.contains_key(&key) {
                         continue; // its worker is still writing SHARD_END
                     }
                     match self.leases.release(&key, &self.owner).await {
@@ -278,18 +332,22 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
     fn spawn(
         &self,
         lease: Lease,
-        running: &mut HashMap<LeaseKey, Running>,
+        routers: &HashMap<String, Arc<Router>>,
+        state: &mut State,
         token: &CancellationToken,
     ) {
+        let Some(router) = routers.get(&lease.stream_arn) else {
+            return;
+        };
         let child = token.child_token();
-        let span = info_span!("shard", shard.id = %lease.shard_id);
+        let span = info_span!("shard", shard.id = %lease.shard_id, stream.arn = %lease.stream_arn);
         let key = lease.key.clone();
         let worker = Worker {
             source: Arc::clone(&self.source),
             publisher: Arc::clone(&self.publisher),
             leases: Arc::clone(&self.leases),
             dead_letters: Arc::clone(&self.dead_letters),
-            router: Arc::clone(&self.router),
+            router: Arc::clone(router),
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
             health: self.health.clone(),
@@ -299,7 +357,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             token: child.clone(),
         };
         let handle = tokio::spawn(worker.run().instrument(span));
-        running.insert(
+        state.running.insert(
             key,
             Running {
                 token: child,
@@ -308,18 +366,32 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         );
     }
 
-    /// Collects finished workers; a panicked worker marks the process unhealthy.
-    async fn reap(&self, running: &mut HashMap<LeaseKey, Running>) {
-        let finished: Vec<LeaseKey> = running
+    /// Collects finished workers; releases shed leases; a panicked worker marks the process
+    /// unhealthy.
+    async fn reap(&self, state: &mut State) {
+        let finished: Vec<LeaseKey> = state
+            .running
             .iter()
             .filter(|(_, r)| r.handle.is_finished())
             .map(|(k, _)| k.clone())
             .collect();
         for key in finished {
-            let Some(r) = running.remove(&key) else {
+            let Some(r) = state.running.remove(&key) else {
                 continue;
             };
+            let shed = state.shedding.remove(&key);
             match r.handle.await {
+                Ok(WorkerExit::Cancelled) if shed => {
+                    match self.leases.release(&key, &self.owner).await {
+                        Ok(()) => {
+                            self.metrics.lease_events.with_label_values(&["shed"]).inc();
+                            info!(lease = %key, "Lease shed: checkpointed and released for a peer.");
+                        }
+                        Err(e) => {
+                            warn!(error = %e, lease = %key, "Releasing a shed lease failed; it expires instead.")
+                        }
+                    }
+                }
                 Ok(exit) => debug!(lease = %key, ?exit, "Shard reader finished."),
                 Err(e) => {
                     error!(lease = %key, error = %e, "Shard reader panicked; the process is unhealthy and should be restarted.");
@@ -329,15 +401,18 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
     }
 
-    /// Stops every worker (they checkpoint what they settled), then releases our leases.
-    async fn shut_down(&self, running: HashMap<LeaseKey, Running>) {
+    /// Stops every worker (they checkpoint what they settled), releases our leases and leaves
+    /// the registry.
+    async fn shut_down(&self, state: State) {
         info!(
-            leases = running.len(),
+            leases = state.running.len(),
             "Shutting down: settling in-flight batches."
         );
         let mut released = 0;
-        for (key, r) in running {
+        for r in state.running.values() {
             r.token.cancel();
+        }
+        for (key, r) in state.running {
             let exit = match r.handle.await {
                 Ok(exit) => exit,
                 Err(e) => {
@@ -362,9 +437,16 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                 }
             }
         }
+        if let Err(e) = self.leases.deregister(&self.owner).await {
+            warn!(error = %e, "Leaving the worker registry failed; peers notice after lease_duration.");
+        }
         self.metrics.leases_owned.set(0);
         info!(released, "Leases released; shutdown complete.");
     }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Sleeps while keeping the liveness tick fresh (start-up backoff can exceed the stall limit).

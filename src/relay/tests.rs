@@ -245,14 +245,23 @@ impl LeaseStore for FakeLeases {
     async fn ensure_table(&self) -> Result<(), LeaseError> {
         Ok(())
     }
-    async fn list(&self, _: &str) -> Result<Vec<Lease>, LeaseError> {
-        Ok(self
-            .leases
-            .lock()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect())
+    async fn snapshot(&self) -> Result<crate::lease::LeaseSnapshot, LeaseError> {
+        Ok(crate::lease::LeaseSnapshot {
+            leases: self
+                .leases
+                .lock()
+                .expect("lock")
+                .values()
+                .cloned()
+                .collect(),
+            workers: Vec::new(),
+        })
+    }
+    async fn heartbeat(&self, _: &WorkerId) -> Result<(), LeaseError> {
+        Ok(())
+    }
+    async fn deregister(&self, _: &WorkerId) -> Result<(), LeaseError> {
+        Ok(())
     }
     async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
         let mut all = self.leases.lock().expect("lock");

@@ -57,8 +57,12 @@ pub struct Metrics {
     pub leases_owned: IntGauge,
     /// Leases taken, lost (taken by a peer) and released.
     pub lease_events: IntCounterVec,
-    /// Shards seen in the stream at the last discovery.
+    /// Shards seen in the streams at the last discovery.
     pub shards_known: IntGauge,
+    /// Shards whose lease holds `SHARD_END` (closed and fully relayed).
+    pub shards_finished: IntGauge,
+    /// Duration of lease renewals (a slow lease table delays failover detection).
+    pub lease_renewal_duration_seconds: Histogram,
 }
 
 impl Metrics {
@@ -186,12 +190,21 @@ impl Metrics {
             ),
             lease_events: counter_vec(
                 "outbox_relay_lease_events_total",
-                "Lease changes of this process: taken, lost, released.",
+                "Lease changes of this process: taken, shed, lost, released, renew_failed.",
                 &["event"],
             ),
             shards_known: gauge(
                 "outbox_relay_shards_known",
-                "Shards found in the stream at the last discovery.",
+                "Shards found in the streams at the last discovery.",
+            ),
+            shards_finished: gauge(
+                "outbox_relay_shards_finished",
+                "Shards closed and fully relayed (lease at SHARD_END).",
+            ),
+            lease_renewal_duration_seconds: histogram(
+                "outbox_relay_lease_renewal_duration_seconds",
+                "Duration of lease renewals.",
+                CALL_BUCKETS,
             ),
             registry,
         }

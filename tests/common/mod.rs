@@ -104,24 +104,31 @@ impl Fixture {
         f.with_bus_and_queue().await
     }
 
-    async fn create_tables(&self) {
-        let key = |name: &str, kind: KeyType| {
+    /// Creates one more outbox table (with a stream); returns its name.
+    pub async fn another_events_table(&self) -> String {
+        let name = unique("events");
+        self.create_events_table(&name).await;
+        name
+    }
+
+    async fn create_events_table(&self, name: &str) {
+        let key = |n: &str, kind: KeyType| {
             KeySchemaElement::builder()
-                .attribute_name(name)
+                .attribute_name(n)
                 .key_type(kind)
                 .build()
                 .expect("complete")
         };
-        let attr = |name: &str| {
+        let attr = |n: &str| {
             AttributeDefinition::builder()
-                .attribute_name(name)
+                .attribute_name(n)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .expect("complete")
         };
         self.ddb
             .create_table()
-            .table_name(&self.events_table)
+            .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attr("pk"))
             .attribute_definitions(attr("sk"))
@@ -137,12 +144,28 @@ impl Fixture {
             .send()
             .await
             .expect("create events table");
+    }
+
+    async fn create_tables(&self) {
+        self.create_events_table(&self.events_table).await;
         self.ddb
             .create_table()
             .table_name(&self.books_table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("name"))
-            .key_schema(key("name", KeyType::Hash))
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("name")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("complete"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("name")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("complete"),
+            )
             .send()
             .await
             .expect("create books table");
@@ -271,6 +294,17 @@ grace = "10s"
     /// Writes one book and an outbox row of `event_type` (with `padding` bytes of filler in
     /// its data) in one TransactWriteItems; returns the event id.
     pub async fn write_event(&mut self, event_type: &str, padding: usize) -> String {
+        let table = self.events_table.clone();
+        self.write_event_in(&table, event_type, padding).await
+    }
+
+    /// Like [`Fixture::write_event`], into another outbox table of this fixture.
+    pub async fn write_event_in(
+        &mut self,
+        table: &str,
+        event_type: &str,
+        padding: usize,
+    ) -> String {
         let seq = self.written.len();
         let id = format!("evt-{seq:05}-{:08x}", rand::random::<u32>());
         let now_ms = SystemTime::now()
@@ -311,7 +345,7 @@ grace = "10s"
         self.ddb
             .transact_write_items()
             .transact_items(put(&self.books_table, book))
-            .transact_items(put(&self.events_table, row))
+            .transact_items(put(table, row))
             .send()
             .await
             .expect("transact write");
