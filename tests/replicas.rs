@@ -135,3 +135,48 @@ async fn three_relays_share_six_tables_survive_kill_9_and_hand_over_on_sigterm()
     assert!(survivor_count > 0);
     drop(relays);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_does_not_hold_back_the_others_and_is_picked_up_once_created() {
+    let mut f = Fixture::new().await;
+    let missing = common::unique("later");
+    let relay = Relay::start(
+        &f.config(&format!("table_names = [\"{missing}\"]")),
+        &f.endpoint,
+    );
+    relay.wait_ready(DEADLINE).await;
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!("outbox_relay_source_up{{source=\"{missing}\"}} 0")),
+        "the missing source is reported down:\n{metrics}"
+    );
+    let existing = f.events_table.clone();
+    let first = f.write_event_in(&existing, "BookAdded", 0).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| !r.is_empty())
+        .await;
+    assert_eq!(received[0].event_id(), first);
+
+    f.create_events_table(&missing).await;
+    let end = Instant::now() + DEADLINE;
+    while !relay
+        .get("/metrics")
+        .await
+        .1
+        .contains(&format!("outbox_relay_source_up{{source=\"{missing}\"}} 1"))
+    {
+        assert!(
+            Instant::now() < end,
+            "the new table was never picked up:\n{}",
+            relay.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    relay
+        .wait_metric("outbox_relay_leases_owned", 2.0, DEADLINE)
+        .await;
+    let later = f.write_event_in(&missing, "BookAdded", 0).await;
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 2)
+        .await;
+    assert_eq!(received[1].event_id(), later);
+}

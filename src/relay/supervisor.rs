@@ -55,6 +55,14 @@ struct Running {
     handle: JoinHandle<WorkerExit>,
 }
 
+/// A configured source and the stream it currently resolves to.
+struct SourceState {
+    selector: StreamSelector,
+    router: Arc<Router>,
+    current: Option<String>,
+    up: bool,
+}
+
 /// The supervisor's view between rounds.
 #[derive(Default)]
 struct State {
@@ -71,49 +79,27 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
     /// # Cancel safety
     /// Not cancel-safe: cancel `token` and await the future instead of dropping it.
     pub async fn run(self, token: CancellationToken) {
-        let Some(routers) = self.start_up(&token).await else {
-            return;
-        };
-        self.coordinate(&routers, &token).await;
+        if self.start_up(&token).await {
+            self.coordinate(&token).await;
+        }
     }
 
-    /// Waits for the lease table and every stream, retrying with backoff. Returns the routes
-    /// by stream ARN, or `None` if cancelled first.
-    async fn start_up(&self, token: &CancellationToken) -> Option<HashMap<String, Arc<Router>>> {
+    /// Waits for the lease table, retrying with backoff. `false` if cancelled first.
+    async fn start_up(&self, token: &CancellationToken) -> bool {
         let mut pause =
             super::backoff::backoff(self.settings.initial_backoff, self.settings.max_backoff);
         loop {
             self.health.tick();
-            let attempt = async {
-                self.leases
-                    .ensure_table()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut routers = HashMap::new();
-                for (selector, router) in &self.streams {
-                    let arn = match selector {
-                        StreamSelector::Arn(arn) => arn.clone(),
-                        StreamSelector::Table(table) => self
-                            .source
-                            .latest_stream_arn(table)
-                            .await
-                            .map_err(|e| format!("{table}: {e}"))?,
-                    };
-                    routers.insert(arn, Arc::clone(router));
+            match self.leases.ensure_table().await {
+                Ok(()) => {
+                    info!(owner = %self.owner, sources = self.streams.len(), "Relay started.");
+                    return true;
                 }
-                Ok::<_, String>(routers)
-            };
-            match attempt.await {
-                Ok(routers) => {
-                    let arns: Vec<&str> = routers.keys().map(String::as_str).collect();
-                    info!(streams = ?arns, owner = %self.owner, "Relay started.");
-                    return Some(routers);
-                }
-                Err(reason) => {
+                Err(e) => {
                     let delay = pause.next().unwrap_or(self.settings.max_backoff);
-                    warn!(error = %reason, retry_in = ?delay, "Start-up failed (lease table or stream unreachable); retrying.");
+                    warn!(error = %e, retry_in = ?delay, "Start-up failed (lease table unreachable); retrying.");
                     tokio::select! {
-                        () = token.cancelled() => return None,
+                        () = token.cancelled() => return false,
                         () = sleep_ticking(delay, &self.health) => {}
                     }
                 }
@@ -121,7 +107,62 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
     }
 
-    async fn coordinate(&self, routers: &HashMap<String, Arc<Router>>, token: &CancellationToken) {
+    /// Resolves every source to its current stream, one by one: a source that cannot be
+    /// resolved (table deleted, stream disabled) is reported down and retried next round
+    /// without holding the others back. A table whose stream was replaced is followed; the
+    /// old stream stays in `routers` so its shards are read to their end.
+    async fn resolve(
+        &self,
+        sources: &mut [SourceState],
+        routers: &mut HashMap<String, Arc<Router>>,
+    ) {
+        for src in sources.iter_mut() {
+            let name = src.selector.name().to_owned();
+            let resolved = match &src.selector {
+                StreamSelector::Arn(arn) => Ok(arn.clone()),
+                StreamSelector::Table(table) => self.source.latest_stream_arn(table).await,
+            };
+            match resolved {
+                Ok(arn) => {
+                    if src.current.as_deref() != Some(arn.as_str()) {
+                        match &src.current {
+                            Some(old) => {
+                                info!(source = %name, old = %old, new = %arn, "The table has a new stream; following it (the old one is read to its end).")
+                            }
+                            None => info!(source = %name, stream.arn = %arn, "Source found."),
+                        }
+                        routers.insert(arn.clone(), Arc::clone(&src.router));
+                        src.current = Some(arn);
+                    }
+                    src.up = true;
+                }
+                Err(e) => {
+                    if src.up || src.current.is_none() {
+                        warn!(source = %name, error = %e, "Source unavailable; the other sources keep running. Retrying.");
+                    }
+                    src.up = false;
+                }
+            }
+            self.metrics
+                .source_up
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(src.up));
+        }
+    }
+
+    async fn coordinate(&self, token: &CancellationToken) {
+        let mut sources: Vec<SourceState> = self
+            .streams
+            .iter()
+            .map(|(selector, router)| SourceState {
+                selector: selector.clone(),
+                router: Arc::clone(router),
+                current: None,
+                up: false,
+            })
+            .collect();
+        let mut routers: HashMap<String, Arc<Router>> = HashMap::new();
+        let routers = &mut routers;
         let mut state = State::default();
         let mut next_discovery = Instant::now();
         let mut discovered_once = false;
@@ -138,9 +179,16 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                         .filter(|l| routers.contains_key(&l.stream_arn))
                         .collect();
                     if Instant::now() >= next_discovery {
-                        match self.discover(routers, &ours).await {
+                        self.resolve(&mut sources, routers).await;
+                        let current: Vec<String> = sources
+                            .iter()
+                            .filter(|s| s.up)
+                            .filter_map(|s| s.current.clone())
+                            .collect();
+                        match self.discover(&current, &ours).await {
                             Ok(()) => {
-                                discovered_once = true;
+                                // Ready once shards were discovered for at least one source.
+                                discovered_once = sources.iter().any(|s| s.up);
                                 next_discovery = Instant::now() + self.settings.discovery_interval;
                             }
                             Err(e) => {
@@ -188,14 +236,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         self.shut_down(state).await;
     }
 
-    /// Creates a lease for every shard that has none, parents first.
-    async fn discover(
-        &self,
-        routers: &HashMap<String, Arc<Router>>,
-        leases: &[Lease],
-    ) -> Result<(), String> {
+    /// Creates a lease for every shard of the current streams that has none, parents first.
+    async fn discover(&self, streams: &[String], leases: &[Lease]) -> Result<(), String> {
         let mut known_total = 0;
-        for stream_arn in routers.keys() {
+        for stream_arn in streams {
             let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
                 self.metrics
                     .stream_errors

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub shards_known: IntGauge,
     /// Shards whose lease holds `SHARD_END` (closed and fully relayed).
     pub shards_finished: IntGauge,
+    /// 1 while a configured source (table name or stream ARN) resolves to a stream, else 0.
+    pub source_up: prometheus::IntGaugeVec,
     /// Duration of lease renewals (a slow lease table delays failover detection).
     pub lease_renewal_duration_seconds: Histogram,
 }
@@ -197,6 +199,20 @@ impl Metrics {
                 "outbox_relay_shards_known",
                 "Shards found in the streams at the last discovery.",
             ),
+            source_up: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "outbox_relay_source_up",
+                        "1 while a configured source resolves to a stream, else 0.",
+                    ),
+                    &["source"],
+                )
+                .expect("static metric definition is valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             shards_finished: gauge(
                 "outbox_relay_shards_finished",
                 "Shards closed and fully relayed (lease at SHARD_END).",
