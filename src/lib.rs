@@ -11,6 +11,7 @@
 //! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
+//! - [`operator`]: `outbox-relay status` and `checkpoint reset`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
 //! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.
 
@@ -18,6 +19,7 @@ pub mod app;
 pub mod aws;
 pub mod config;
 pub mod lease;
+pub mod operator;
 pub mod pipeline;
 pub mod publish;
 pub mod redrive;

@@ -33,6 +33,16 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// Per shard of the configured sources: owner, checkpoint, lag and state, from the lease
+    /// table (and one GetRecords per shard for the lag).
+    Status {
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// Checkpoint maintenance.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Re-publish the dead-letter queue (dead_letter.queue_url) with the current routes,
     /// deleting each message once EventBridge accepted it.
     Redrive {
@@ -42,6 +52,25 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         max_messages: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointCommand {
+    /// Move one shard (--shard) or a whole source (--source) to TRIM_HORIZON, LATEST or the
+    /// first record at or after an RFC 3339 time; refuses owned shards unless --force.
+    Reset {
+        #[arg(long)]
+        shard: Option<String>,
+        /// A table name or stream ARN of the config.
+        #[arg(long)]
+        source: Option<String>,
+        /// TRIM_HORIZON, LATEST or a time such as 2026-01-31T12:00:00Z.
+        #[arg(long)]
+        to: outbox_relay::operator::ResetTarget,
+        /// Reset even while a relay owns the shard (it stops at its next lease write).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -73,6 +102,38 @@ fn main() -> ExitCode {
         }
         Command::Run => run(config),
         Command::TestRoute { record, output } => test_route(&config, &record, &output),
+        Command::Status { output } => block_on(async {
+            let rows = outbox_relay::operator::status(&config).await?;
+            if output == "json" {
+                println!("{}", outbox_relay::operator::status_json(&rows));
+            } else {
+                print!("{}", outbox_relay::operator::status_table(&rows));
+            }
+            Ok(())
+        }),
+        Command::Checkpoint(CheckpointCommand::Reset {
+            shard,
+            source,
+            to,
+            force,
+        }) => {
+            if shard.is_none() && source.is_none() {
+                eprintln!("error: give --shard SHARD_ID or --source NAME");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            let request = outbox_relay::operator::ResetRequest {
+                shard,
+                source,
+                to,
+                force,
+            };
+            block_on(async {
+                for line in outbox_relay::operator::reset(&config, &request).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            })
+        }
         Command::Redrive {
             dry_run,
             max_messages,
@@ -83,6 +144,27 @@ fn main() -> ExitCode {
                 max_messages,
             },
         ),
+    }
+}
+
+/// Runs an operator command on a fresh runtime; errors are printed, exit 1.
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -117,39 +199,27 @@ fn test_route(config: &Config, record: &std::path::Path, output: &str) -> ExitCo
 }
 
 fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(outbox_relay::redrive::run(config, options)) {
-        Ok(report) => {
-            let verb = if options.dry_run {
-                "would redrive"
-            } else {
-                "redriven"
-            };
-            eprintln!(
-                "redrive: {verb} {}, left in the queue {}",
-                report.redriven,
+    block_on(async {
+        let report = outbox_relay::redrive::run(config, options).await?;
+        let verb = if options.dry_run {
+            "would redrive"
+        } else {
+            "redriven"
+        };
+        eprintln!(
+            "redrive: {verb} {}, left in the queue {}",
+            report.redriven,
+            report.left.len()
+        );
+        if report.left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} message(s) left in the queue",
                 report.left.len()
-            );
-            if report.left.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            ))
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn run(config: Config) -> ExitCode {

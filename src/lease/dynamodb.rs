@@ -288,6 +288,31 @@ impl LeaseStore for DynamoDbLeaseStore {
             .map(drop)
     }
 
+    async fn reset(&self, observed: &Lease, checkpoint: &Checkpoint) -> Result<(), LeaseError> {
+        let request = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET #checkpoint = :checkpoint, #switches = :zero, #updated = :now REMOVE #owner ADD #counter :one",
+            )
+            .condition_expression("#counter = :observed")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#counter", COUNTER)
+            .expression_attribute_names("#checkpoint", CHECKPOINT)
+            .expression_attribute_names("#switches", SWITCHES)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":observed", AttributeValue::N(observed.counter.to_string()))
+            .expression_attribute_values(
+                ":checkpoint",
+                AttributeValue::S(checkpoint.as_stored().to_owned()),
+            );
+        self.update("UpdateItem(reset)", &observed.key, request)
+            .await
+            .map(drop)
+    }
+
     async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
         let request = self
             .client
@@ -388,6 +413,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Lease, LeaseError
             .ok_or_else(|| malformed("checkpoint is not a sequence number or sentinel"))?,
         parent_shard_id: s(PARENT).map(ShardId),
         owner_switches_since_checkpoint: n(SWITCHES)?,
+        updated_at: s(UPDATED_AT),
     })
 }
 
@@ -407,8 +433,12 @@ mod tests {
             checkpoint: Checkpoint::Sequence(SequenceNumber::new("42")),
             parent_shard_id: Some(ShardId("shard-0".into())),
             owner_switches_since_checkpoint: 2,
+            updated_at: None,
         };
-        assert_eq!(from_item(&to_item(&lease)).expect("well formed"), lease);
+        let mut read = from_item(&to_item(&lease)).expect("well formed");
+        assert!(read.updated_at.is_some(), "every write stamps updatedAt");
+        read.updated_at = None;
+        assert_eq!(read, lease);
     }
 
     #[test]
@@ -422,6 +452,7 @@ mod tests {
             checkpoint: Checkpoint::Latest,
             parent_shard_id: None,
             owner_switches_since_checkpoint: 0,
+            updated_at: None,
         });
         item.insert(CHECKPOINT.into(), AttributeValue::S("soon".into()));
         let err = from_item(&item).expect_err("bad checkpoint");

@@ -94,6 +94,9 @@ pub struct Lease {
     /// Takes since the last checkpoint: a shard that keeps changing hands without progress
     /// points at a poison record or a crash loop.
     pub owner_switches_since_checkpoint: u64,
+    /// When the lease was last written (RFC 3339, the writer's wall clock). For operators'
+    /// eyes only: expiry is judged by the counter on the observer's monotonic clock.
+    pub updated_at: Option<String>,
 }
 
 #[cfg(test)]

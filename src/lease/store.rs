@@ -78,6 +78,15 @@ pub trait LeaseStore: Send + Sync + 'static {
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
+    /// Operator reset: sets `checkpoint` and clears the owner, if the lease's counter is still
+    /// `observed.counter` (an owner that keeps reading loses its next conditional write and
+    /// stops; the next owner starts from the new checkpoint).
+    fn reset(
+        &self,
+        observed: &Lease,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
     /// Gives up a lease `owner` holds, so a peer can take it at once.
     fn release(
         &self,

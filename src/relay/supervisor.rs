@@ -274,6 +274,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     ),
                     parent_shard_id: shard.parent.clone(),
                     owner_switches_since_checkpoint: 0,
+                    updated_at: None,
                 };
                 if self
                     .leases

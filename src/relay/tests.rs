@@ -257,6 +257,9 @@ impl LeaseStore for FakeLeases {
             workers: Vec::new(),
         })
     }
+    async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
+        Ok(())
+    }
     async fn heartbeat(&self, _: &WorkerId) -> Result<(), LeaseError> {
         Ok(())
     }
@@ -351,6 +354,7 @@ fn setup(
         checkpoint: Checkpoint::TrimHorizon,
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,
+        updated_at: None,
     };
     let leases = FakeLeases {
         log: Arc::clone(&log),

@@ -88,6 +88,9 @@ impl LeaseStore for Leases {
     async fn snapshot(&self) -> Result<crate::lease::LeaseSnapshot, LeaseError> {
         Ok(crate::lease::LeaseSnapshot::default())
     }
+    async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
+        Ok(())
+    }
     async fn heartbeat(&self, _: &WorkerId) -> Result<(), LeaseError> {
         Ok(())
     }
@@ -218,6 +221,7 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
                     checkpoint: Checkpoint::TrimHorizon,
                     parent_shard_id: None,
                     owner_switches_since_checkpoint: 0,
+                    updated_at: None,
                 },
                 token: CancellationToken::new(),
             };

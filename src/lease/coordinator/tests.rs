@@ -14,6 +14,7 @@ fn lease(shard: &str, owner: Option<&str>, counter: u64, checkpoint: Checkpoint)
         checkpoint,
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,
+        updated_at: None,
     }
 }
 
