@@ -25,6 +25,8 @@ use crate::stream::{
 };
 use crate::telemetry::Metrics;
 
+mod resharding;
+
 /// A closed shard of `n` records, served `page` at a time; the first iterator past the start
 /// expires once when `expire_once` is set.
 struct FakeSource {
@@ -95,7 +97,7 @@ impl ShardSource for FakeSource {
 
 /// How the fake EventBridge treats entries (by the record number `n` in their detail).
 #[derive(Clone, Copy)]
-enum Behaviour {
+pub(super) enum Behaviour {
     /// Accept everything.
     AcceptAll,
     /// Fail each entry whose `n` is a multiple of this on its first attempt (throttled).
@@ -122,7 +124,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// A fake EventBridge; optionally cancels a token at the given call number.
-struct FakePublisher {
+pub(super) struct FakePublisher {
     accepted: Mutex<Vec<u64>>,
     attempts: Mutex<HashMap<u64, usize>>,
     calls: AtomicUsize,
@@ -200,10 +202,10 @@ impl EventPublisher for FakePublisher {
 }
 
 /// What happened, in order, across the fake lease store and dead-letter sink.
-type EventLog = Arc<Mutex<Vec<String>>>;
+pub(super) type EventLog = Arc<Mutex<Vec<String>>>;
 
 /// A dead-letter sink that fails its first `fail_first` sends.
-struct FakeDeadLetters {
+pub(super) struct FakeDeadLetters {
     stored: Mutex<Vec<DeadLetter>>,
     fail_first: AtomicUsize,
     log: EventLog,
@@ -236,7 +238,7 @@ impl DeadLetterSink for FakeDeadLetters {
 
 /// Leases in memory with DynamoDB's conditional semantics for the owner's writes.
 #[derive(Default)]
-struct FakeLeases {
+pub(super) struct FakeLeases {
     leases: Mutex<HashMap<LeaseKey, Lease>>,
     log: EventLog,
 }

@@ -1,0 +1,230 @@
+//! Resharding through the real supervisor, with a fake source: a parent shard split into two
+//! children. The emulator never splits shards (its one shard per table never closes), so the
+//! split is made here, behind the same `ShardSource` trait the SDK implementation has.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
+use crate::config::{Config, StartingPosition, StreamSelector};
+use crate::lease::{Checkpoint, WorkerId};
+use crate::pipeline::Router;
+use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
+use crate::stream::{
+    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
+    StreamRecord,
+};
+use crate::telemetry::{Health, Metrics, PendingRecords};
+
+/// Closed shards with fixed records, listed children first (DescribeStream gives no order
+/// guarantee), served two records per GetRecords call.
+struct SplitSource {
+    shards: Vec<Shard>,
+    records: HashMap<String, Vec<StreamRecord>>,
+    /// Shard ids in the order their first GetRecords happened.
+    first_reads: Mutex<Vec<String>>,
+}
+
+fn record(n: u64) -> StreamRecord {
+    StreamRecord {
+        sequence_number: SequenceNumber::new(format!("{}", 1000 + n)),
+        created_at: None,
+        json: json!({"eventID": format!("e{n}"), "eventName": "INSERT",
+                     "dynamodb": {"Keys": {"pk": {"S": "same-key"}}, "NewImage": {"n": {"N": n.to_string()}}}}),
+    }
+}
+
+impl SplitSource {
+    fn new() -> Self {
+        let shard = |id: &str, parent: Option<&str>| Shard {
+            id: ShardId(id.into()),
+            parent: parent.map(|p| ShardId(p.into())),
+            ending_sequence_number: Some(SequenceNumber::new("9999")),
+        };
+        Self {
+            shards: vec![
+                shard("child-a", Some("parent")),
+                shard("child-b", Some("parent")),
+                shard("parent", None),
+            ],
+            records: HashMap::from([
+                ("parent".to_owned(), (0..20).map(record).collect()),
+                ("child-a".to_owned(), (20..30).map(record).collect()),
+                ("child-b".to_owned(), (30..40).map(record).collect()),
+            ]),
+            first_reads: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl ShardSource for SplitSource {
+    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
+        Ok("arn:s".into())
+    }
+    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
+        Ok(self.shards.clone())
+    }
+    async fn shard_iterator(
+        &self,
+        _: &str,
+        shard: &ShardId,
+        position: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        let records = &self.records[&shard.0];
+        let start = match position {
+            IteratorPosition::TrimHorizon => 0,
+            IteratorPosition::Latest => records.len(),
+            IteratorPosition::AfterSequenceNumber(seq) => records
+                .iter()
+                .position(|r| &r.sequence_number == seq)
+                .map_or(0, |i| i + 1),
+        };
+        Ok(format!("{shard}:{start}"))
+    }
+    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        let (shard, start) = iterator.rsplit_once(':').expect("our iterator");
+        let start: usize = start.parse().expect("index");
+        {
+            let mut first = self.first_reads.lock().expect("lock");
+            if !first.iter().any(|s| s == shard) {
+                first.push(shard.to_owned());
+            }
+        }
+        let records = &self.records[shard];
+        let end = (start + 2).min(records.len());
+        Ok(RecordsPage {
+            records: records[start..end].to_vec(),
+            next_iterator: (end < records.len()).then(|| format!("{shard}:{end}")),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_are_read_only_after_their_parent_reached_shard_end() {
+    let source = Arc::new(SplitSource::new());
+    let publisher = Arc::new(FakePublisher {
+        accepted: Mutex::new(Vec::new()),
+        attempts: Mutex::new(HashMap::new()),
+        calls: AtomicUsize::new(0),
+        behaviour: Behaviour::AcceptAll,
+        cancel: None,
+    });
+    let leases = Arc::new(FakeLeases::default());
+    let config = Config::from_toml(
+        "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("valid");
+    let settings = SupervisorSettings {
+        starting_position: StartingPosition::TrimHorizon,
+        discovery_interval: Duration::from_millis(200),
+        lease_duration: Duration::from_millis(300),
+        renew_interval: Duration::from_millis(100),
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+        worker: WorkerSettings {
+            poll_interval: Duration::from_millis(50),
+            busy_poll_interval: Duration::ZERO,
+            max_records_per_poll: 1000,
+            max_batch_entries: 10,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            event_id_attribute: None,
+            max_attempts: None,
+            max_record_age: None,
+            publish_permits: Arc::new(tokio::sync::Semaphore::new(8)),
+        },
+    };
+    let supervisor = Supervisor {
+        source: Arc::clone(&source),
+        publisher: Arc::clone(&publisher),
+        leases: Arc::clone(&leases),
+        dead_letters: Arc::new(FakeDeadLetters {
+            stored: Mutex::new(Vec::new()),
+            fail_first: AtomicUsize::new(0),
+            log: super::EventLog::default(),
+        }),
+        streams: vec![(
+            StreamSelector::Arn("arn:s".into()),
+            Arc::new(Router::new(config.routes).expect("valid")),
+        )],
+        metrics: Metrics::new(),
+        pending: PendingRecords::default(),
+        health: Health::new(Duration::from_secs(30)),
+        settings,
+        owner: WorkerId("me".into()),
+    };
+    let token = CancellationToken::new();
+    let run = tokio::spawn(supervisor.run(token.clone()));
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while publisher.accepted.lock().expect("lock").len() < 40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("all 40 records relayed");
+    token.cancel();
+    run.await.expect("no panic");
+
+    let accepted = publisher.accepted.lock().expect("lock").clone();
+    let mut sorted = accepted.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (0..40).collect::<Vec<u64>>(),
+        "every record exactly once"
+    );
+    let last_parent = accepted
+        .iter()
+        .rposition(|&n| n < 20)
+        .expect("parent records");
+    let first_child = accepted
+        .iter()
+        .position(|&n| n >= 20)
+        .expect("child records");
+    assert!(
+        last_parent < first_child,
+        "the parent is done before any child: {accepted:?}"
+    );
+    for (lo, hi) in [(0, 20), (20, 30), (30, 40)] {
+        let shard: Vec<u64> = accepted
+            .iter()
+            .copied()
+            .filter(|&n| n >= lo && n < hi)
+            .collect();
+        assert!(
+            shard.windows(2).all(|w| w[0] < w[1]),
+            "order within a shard: {shard:?}"
+        );
+    }
+    let first_reads = source.first_reads.lock().expect("lock").clone();
+    assert_eq!(first_reads[0], "parent", "{first_reads:?}");
+    // Every lease ends at SHARD_END.
+    let all = leases.leases.lock().expect("lock").clone();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all.values().all(|l| l.checkpoint == Checkpoint::ShardEnd),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_child_of_a_known_parent_starts_at_trim_horizon_whatever_the_config_says() {
+    use crate::relay::worker::initial_checkpoint;
+    assert_eq!(
+        initial_checkpoint(StartingPosition::Latest, true),
+        Checkpoint::TrimHorizon
+    );
+    assert_eq!(
+        initial_checkpoint(StartingPosition::Latest, false),
+        Checkpoint::Latest
+    );
+    assert_eq!(
+        initial_checkpoint(StartingPosition::TrimHorizon, false),
+        Checkpoint::TrimHorizon
+    );
+}
