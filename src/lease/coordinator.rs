@@ -10,9 +10,10 @@
 //! - Below target, a worker takes free or expired leases (lineage permitting: a child waits
 //!   until its parent reached `SHARD_END`).
 //! - Balancing never revokes a live lease. Instead, the most loaded worker (ties: smallest id)
-//!   *sheds* one lease per round while it holds at least two more than the least loaded
-//!   worker and no lease is free: it stops that shard at a safe point, checkpoints and
-//!   releases it, and an under-loaded peer takes it. No record is re-sent by rebalancing.
+//!   *sheds* leases down to the fair share (at least one) while it holds at least two more
+//!   than the least loaded worker and no lease is free: it stops those shards at a safe point,
+//!   checkpoints and releases them, and under-loaded peers take them. No record is re-sent by
+//!   rebalancing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -156,16 +157,19 @@ pub fn plan(
     }
 
     // Shed: only the most loaded worker, only when nothing is free to take, only when the
-    // spread is at least two, one lease per round.
+    // spread is at least two; down to the fair share (at least one lease) in one round, so
+    // a fleet that grows from 1 to 5 workers over 1,000 shards settles in a few rounds.
     let most = load.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
     let least = load.values().min().copied().unwrap_or(0);
     if let Some((&worker, &count)) = most {
         if worker == me && free.is_empty() && count >= least + 2 {
-            if let Some(lease) = leases
+            let excess = count.saturating_sub(target).max(1);
+            let mut mine: Vec<&Lease> = leases
                 .iter()
                 .filter(|l| l.owner.as_ref() == Some(me) && l.checkpoint != Checkpoint::ShardEnd)
-                .max_by(|a, b| a.key.cmp(&b.key))
-            {
+                .collect();
+            mine.sort_by(|a, b| b.key.cmp(&a.key));
+            for lease in mine.into_iter().take(excess) {
                 actions.push(LeaseAction::Shed(lease.key.clone()));
             }
         }

@@ -156,7 +156,7 @@ fn a_finished_shard_we_hold_is_released_and_never_taken() {
 }
 
 #[test]
-fn only_the_most_loaded_worker_sheds_one_lease_and_only_when_nothing_is_free() {
+fn only_the_most_loaded_worker_sheds_down_to_its_share_and_only_when_nothing_is_free() {
     // 4 / 0: "a" holds everything, "b" just joined.
     let leases: Vec<_> = (0..4)
         .map(|i| lease(&format!("s{i}"), Some("a"), 1, Checkpoint::TrimHorizon))
@@ -166,17 +166,22 @@ fn only_the_most_loaded_worker_sheds_one_lease_and_only_when_nothing_is_free() {
     let now = Instant::now();
     obs.observe(&leases, &workers, now);
     let a = plan(&leases, &workers, &me("a"), &obs, now, D);
+    let sheds: Vec<_> = a
+        .iter()
+        .filter_map(|x| match x {
+            LeaseAction::Shed(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
-        a.iter()
-            .filter(|x| matches!(x, LeaseAction::Shed(_)))
-            .count(),
-        1
+        sheds,
+        vec![leases[3].key.clone(), leases[2].key.clone()],
+        "down to the fair share of 2"
     );
-    assert!(a.contains(&LeaseAction::Shed(leases[3].key.clone())));
     let b = plan(&leases, &workers, &me("b"), &obs, now, D);
     assert!(b.is_empty(), "b never revokes a live lease: {b:?}");
 
-    // Once a lease is free, a waits for b to take it instead of shedding more.
+    // While a lease is free, a waits for b to take it instead of shedding more.
     let mut shed = leases.clone();
     shed[3].owner = None;
     obs.observe(&shed, &workers, now);
@@ -213,6 +218,17 @@ fn no_shedding_within_one_of_balance() {
 /// Simulates rounds of several workers planning against a shared lease table with
 /// conditional takes, and applying sheds as instant releases.
 fn converge(shards: usize, workers: usize, rounds: usize) -> (Vec<usize>, usize) {
+    converge_from(shards, workers, rounds, false)
+}
+
+/// `first_alone`: the first worker runs alone for one round (and takes everything) before
+/// the others join.
+fn converge_from(
+    shards: usize,
+    workers: usize,
+    rounds: usize,
+    first_alone: bool,
+) -> (Vec<usize>, usize) {
     let now = Instant::now();
     let ids: Vec<WorkerId> = (0..workers).map(|i| me(&format!("w{i:03}"))).collect();
     let registry: Vec<WorkerRecord> = ids
@@ -227,9 +243,15 @@ fn converge(shards: usize, workers: usize, rounds: usize) -> (Vec<usize>, usize)
         .collect();
     let mut obs = LeaseObservations::default();
     for round in 0..rounds {
-        for id in &ids {
-            obs.observe(&table, &registry, now);
-            for action in plan(&table, &registry, id, &obs, now, D) {
+        let active = if first_alone && round == 0 {
+            1
+        } else {
+            ids.len()
+        };
+        let registered = &registry[..active];
+        for id in &ids[..active] {
+            obs.observe(&table, registered, now);
+            for action in plan(&table, registered, id, &obs, now, D) {
                 match action {
                     LeaseAction::Take(observed) => {
                         if let Some(l) = table.iter_mut().find(|l| l.key == observed.key) {
@@ -260,7 +282,7 @@ fn converge(shards: usize, workers: usize, rounds: usize) -> (Vec<usize>, usize)
             .collect();
         let max = counts.iter().max().copied().unwrap_or(0);
         let min = counts.iter().min().copied().unwrap_or(0);
-        if counts.iter().sum::<usize>() == shards && max - min <= 1 {
+        if active == ids.len() && counts.iter().sum::<usize>() == shards && max - min <= 1 {
             return (counts, round + 1);
         }
     }
@@ -282,4 +304,11 @@ proptest! {
         let (counts, _) = converge(shards, workers, 200);
         prop_assert_eq!(counts.iter().sum::<usize>(), shards, "every shard owned exactly once");
     }
+}
+
+#[test]
+fn five_workers_joining_one_that_holds_a_thousand_shards_settle_in_a_few_rounds() {
+    let (counts, rounds) = converge_from(1000, 5, 50, true);
+    assert_eq!(counts, vec![200; 5]);
+    assert!(rounds <= 5, "settled after {rounds} rounds");
 }
