@@ -26,6 +26,7 @@ use crate::stream::{
 use crate::telemetry::Metrics;
 
 mod resharding;
+mod scale;
 
 /// A closed shard of `n` records, served `page` at a time; the first iterator past the start
 /// expires once when `expire_once` is set.
@@ -241,6 +242,10 @@ impl DeadLetterSink for FakeDeadLetters {
 pub(super) struct FakeLeases {
     leases: Mutex<HashMap<LeaseKey, Lease>>,
     log: EventLog,
+    /// The worker registry: heartbeat counters.
+    workers: Mutex<HashMap<WorkerId, u64>>,
+    /// Every write (create, take, renew, checkpoint, release, reset, heartbeat).
+    writes: AtomicUsize,
 }
 
 impl LeaseStore for FakeLeases {
@@ -256,23 +261,46 @@ impl LeaseStore for FakeLeases {
                 .values()
                 .cloned()
                 .collect(),
-            workers: Vec::new(),
+            workers: self
+                .workers
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|(id, counter)| crate::lease::WorkerRecord {
+                    id: id.clone(),
+                    counter: *counter,
+                })
+                .collect(),
         })
     }
     async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
         Ok(())
     }
-    async fn heartbeat(&self, _: &WorkerId) -> Result<(), LeaseError> {
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        *self
+            .workers
+            .lock()
+            .expect("lock")
+            .entry(worker.clone())
+            .or_insert(0) += 1;
         Ok(())
     }
-    async fn deregister(&self, _: &WorkerId) -> Result<(), LeaseError> {
+    async fn deregister(&self, worker: &WorkerId) -> Result<(), LeaseError> {
+        self.workers.lock().expect("lock").remove(worker);
         Ok(())
     }
     async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let mut all = self.leases.lock().expect("lock");
-        Ok(all.insert(lease.key.clone(), lease.clone()).is_none())
+        if all.contains_key(&lease.key) {
+            return Ok(false); // attribute_not_exists(leaseKey) failed
+        }
+        all.insert(lease.key.clone(), lease.clone());
+        Ok(true)
     }
     async fn take(&self, observed: &Lease, owner: &WorkerId) -> Result<Lease, LeaseError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let mut all = self.leases.lock().expect("lock");
         let lease = all.get_mut(&observed.key).expect("exists");
         if lease.counter != observed.counter {
@@ -312,6 +340,7 @@ impl FakeLeases {
         owner: &WorkerId,
         change: impl FnOnce(&mut Lease),
     ) -> Result<(), LeaseError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let mut all = self.leases.lock().expect("lock");
         match all.get_mut(key) {
             Some(l) if l.owner.as_ref() == Some(owner) => {

@@ -1,0 +1,186 @@
+//! Scale measurements with fakes (ignored in normal runs; `scripts/bench` runs them in
+//! release mode): the relay's memory with 1,000 idle shards, lease-table writes per second at
+//! steady state, and how long 5 supervisors take to balance 1,000 shards.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
+use crate::config::{Config, StartingPosition, StreamSelector};
+use crate::lease::WorkerId;
+use crate::pipeline::Router;
+use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
+use crate::stream::{IteratorPosition, RecordsPage, Shard, ShardId, ShardSource, SourceError};
+use crate::telemetry::{Health, Metrics, PendingRecords};
+
+/// `n` open shards with no records.
+struct IdleShards(usize);
+
+impl ShardSource for IdleShards {
+    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
+        Ok("arn:s".into())
+    }
+    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
+        Ok((0..self.0)
+            .map(|i| Shard {
+                id: ShardId(format!("shardId-{i:05}")),
+                parent: None,
+                ending_sequence_number: None,
+            })
+            .collect())
+    }
+    async fn shard_iterator(
+        &self,
+        _: &str,
+        shard: &ShardId,
+        _: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        Ok(shard.0.clone())
+    }
+    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        Ok(RecordsPage {
+            records: Vec::new(),
+            next_iterator: Some(iterator.to_owned()),
+        })
+    }
+}
+
+fn supervisor(
+    id: &str,
+    source: &Arc<IdleShards>,
+    leases: &Arc<FakeLeases>,
+) -> Supervisor<IdleShards, FakePublisher, FakeLeases, FakeDeadLetters> {
+    let config = Config::from_toml(
+        "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("valid");
+    let defaults = crate::config::Config::from_toml("[source]\ntable_name = \"T\"\n[[routes]]\nname = \"a\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n")
+        .expect("valid");
+    Supervisor {
+        source: Arc::clone(source),
+        publisher: Arc::new(FakePublisher {
+            accepted: Mutex::new(Vec::new()),
+            attempts: Mutex::new(HashMap::new()),
+            calls: AtomicUsize::new(0),
+            behaviour: Behaviour::AcceptAll,
+            cancel: None,
+        }),
+        leases: Arc::clone(leases),
+        dead_letters: Arc::new(FakeDeadLetters {
+            stored: Mutex::new(Vec::new()),
+            fail_first: AtomicUsize::new(0),
+            log: super::EventLog::default(),
+        }),
+        streams: vec![(
+            StreamSelector::Arn("arn:s".into()),
+            Arc::new(Router::new(config.routes).expect("valid")),
+        )],
+        metrics: Metrics::new(),
+        pending: PendingRecords::default(),
+        health: Health::new(Duration::from_secs(3600)),
+        // The defaults a user gets: renew every 3 s, expire after 10 s, poll idle shards every 1 s.
+        settings: SupervisorSettings {
+            starting_position: StartingPosition::TrimHorizon,
+            discovery_interval: defaults.source.discovery_interval,
+            lease_duration: defaults.leases.lease_duration,
+            renew_interval: defaults.leases.renew_interval,
+            initial_backoff: defaults.publisher.initial_backoff,
+            max_backoff: defaults.publisher.max_backoff,
+            worker: WorkerSettings {
+                poll_interval: defaults.source.poll_interval,
+                busy_poll_interval: defaults.source.busy_poll_interval,
+                max_records_per_poll: 1000,
+                max_batch_entries: 10,
+                initial_backoff: defaults.publisher.initial_backoff,
+                max_backoff: defaults.publisher.max_backoff,
+                event_id_attribute: None,
+                max_attempts: None,
+                max_record_age: None,
+                publish_permits: Arc::new(tokio::sync::Semaphore::new(64)),
+            },
+        },
+        owner: WorkerId(id.into()),
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn owned_counts(leases: &FakeLeases) -> Vec<usize> {
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for l in leases.leases.lock().expect("lock").values() {
+        if let Some(o) = &l.owner {
+            *by.entry(o.0.clone()).or_default() += 1;
+        }
+    }
+    let mut v: Vec<usize> = by.into_values().collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+#[ignore = "a measurement, run by scripts/bench in release mode"]
+fn scale_with_fakes() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // One supervisor, 1,000 idle shards: memory and steady-state lease writes.
+        let before = rss_kib();
+        let source = Arc::new(IdleShards(1000));
+        let leases = Arc::new(FakeLeases::default());
+        let token = CancellationToken::new();
+        let one = tokio::spawn(supervisor("solo", &source, &leases).run(token.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(owned_counts(&leases), vec![1000]);
+        let writes_before = leases.writes.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let writes = leases.writes.load(Ordering::Relaxed) - writes_before;
+        let after = rss_kib();
+        println!(
+            "scale: 1 relay, 1000 idle shards: RSS {:.1} MiB (test process; {:.1} MiB before the relay started); lease-table writes {:.1}/s at steady state (renew_interval 3 s)",
+            after as f64 / 1024.0,
+            before as f64 / 1024.0,
+            writes as f64 / 60.0
+        );
+        token.cancel();
+        one.await.expect("no panic");
+
+        // Five supervisors, 1,000 shards: the first alone for 30 s, then four join.
+        let leases = Arc::new(FakeLeases::default());
+        let token = CancellationToken::new();
+        let mut runs = vec![tokio::spawn(supervisor("w0", &source, &leases).run(token.clone()))];
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(owned_counts(&leases), vec![1000]);
+        let joined = tokio::time::Instant::now();
+        for i in 1..5 {
+            runs.push(tokio::spawn(supervisor(&format!("w{i}"), &source, &leases).run(token.clone())));
+        }
+        while owned_counts(&leases) != vec![200; 5] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(joined.elapsed() < Duration::from_secs(3600), "no balance within an hour");
+        }
+        println!(
+            "scale: 4 relays joining 1 that holds 1000 shards: balanced 200 each after {:.1} s (renew_interval 3 s)",
+            joined.elapsed().as_secs_f64()
+        );
+        token.cancel();
+        for r in runs {
+            r.await.expect("no panic");
+        }
+    });
+}
