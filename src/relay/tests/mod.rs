@@ -35,6 +35,8 @@ struct FakeSource {
     page: usize,
     expire_once: AtomicBool,
     positions: Mutex<Vec<IteratorPosition>>,
+    /// Errors the next GetRecords calls return, in order.
+    read_errors: Mutex<Vec<SourceError>>,
 }
 
 impl FakeSource {
@@ -52,6 +54,7 @@ impl FakeSource {
             page,
             expire_once: AtomicBool::new(false),
             positions: Mutex::new(Vec::new()),
+            read_errors: Mutex::new(Vec::new()),
         }
     }
 }
@@ -84,6 +87,13 @@ impl ShardSource for FakeSource {
         Ok(start.to_string())
     }
     async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        let queued = {
+            let mut errors = self.read_errors.lock().expect("lock");
+            (!errors.is_empty()).then(|| errors.remove(0))
+        };
+        if let Some(e) = queued {
+            return Err(e);
+        }
         let start: usize = iterator.parse().expect("our iterator");
         if start > 0 && self.expire_once.swap(false, Ordering::SeqCst) {
             return Err(SourceError::IteratorExpired);
@@ -660,6 +670,44 @@ proptest::proptest! {
         proptest::prop_assert!(s.dead_letters.stored.lock().expect("lock").is_empty());
         proptest::prop_assert_eq!(s.leases.checkpoint_of(&s.lease.key), Checkpoint::ShardEnd);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
+    let mut s = setup(6, 6, Behaviour::AcceptAll, None);
+    s.lease.checkpoint = Checkpoint::Sequence(SequenceNumber::new("102"));
+    s.source.read_errors.lock().expect("lock").extend([
+        SourceError::Throttled {
+            code: "LimitExceededException".into(),
+        },
+        SourceError::TrimmedData,
+    ]);
+    let w = worker(&s);
+    let metrics = w.metrics.clone();
+    let exit = tokio::time::timeout(Duration::from_secs(60), w.run())
+        .await
+        .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    // Resumed from the oldest record still in the stream (here the fake still has them all).
+    assert_eq!(accepted_numbers(&s), (0..6).collect::<Vec<u64>>());
+    let positions = s.source.positions.lock().expect("lock").clone();
+    let after = IteratorPosition::AfterSequenceNumber(SequenceNumber::new("102"));
+    assert_eq!(
+        positions,
+        vec![after.clone(), after, IteratorPosition::TrimHorizon],
+        "a new iterator after each error; trimmed data moves to TRIM_HORIZON"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("outbox_relay_stream_errors_total{error_code=\"LimitExceededException\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "outbox_relay_stream_errors_total{error_code=\"TrimmedDataAccessException\"} 1"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
