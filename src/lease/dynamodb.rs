@@ -313,6 +313,27 @@ impl LeaseStore for DynamoDbLeaseStore {
             .map(drop)
     }
 
+    async fn delete(&self, observed: &Lease) -> Result<bool, LeaseError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(observed.key.0.clone()))
+            .condition_expression("#counter = :observed")
+            .expression_attribute_names("#counter", COUNTER)
+            .expression_attribute_values(
+                ":observed",
+                AttributeValue::N(observed.counter.to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(call_error("DeleteItem(lease)", &e)),
+        }
+    }
+
     async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
         let request = self
             .client

@@ -87,6 +87,10 @@ pub trait LeaseStore: Send + Sync + 'static {
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
+    /// Deletes a finished lease, if its counter is still `observed.counter`. `true` if
+    /// deleted.
+    fn delete(&self, observed: &Lease) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
     /// Gives up a lease `owner` holds, so a peer can take it at once.
     fn release(
         &self,

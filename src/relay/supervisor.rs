@@ -254,6 +254,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                 .filter(|l| &l.stream_arn == stream_arn)
                 .map(|l| l.shard_id.clone())
                 .collect();
+            self.clean_up(stream_arn, &known, leases).await;
             for shard in lineage_order(&shards) {
                 if existing.contains(&shard.id) {
                     continue;
@@ -288,6 +289,46 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
         self.metrics.shards_known.set(gauge(known_total));
         Ok(())
+    }
+
+    /// Deletes finished leases whose shard has left the stream (trimmed after 24 h) and whose
+    /// children have all started. A listed shard keeps its lease: discovery would otherwise
+    /// create it anew and read the shard again.
+    async fn clean_up(
+        &self,
+        stream_arn: &str,
+        listed: &HashSet<crate::stream::ShardId>,
+        leases: &[Lease],
+    ) {
+        let started = |l: &Lease| {
+            l.owner.is_some()
+                || !matches!(l.checkpoint, Checkpoint::TrimHorizon | Checkpoint::Latest)
+        };
+        for lease in leases.iter().filter(|l| {
+            l.stream_arn == stream_arn
+                && l.checkpoint == Checkpoint::ShardEnd
+                && !listed.contains(&l.shard_id)
+        }) {
+            let children_started = leases
+                .iter()
+                .filter(|c| {
+                    c.stream_arn == stream_arn
+                        && c.parent_shard_id.as_ref() == Some(&lease.shard_id)
+                })
+                .all(started);
+            if !children_started {
+                continue;
+            }
+            match self.leases.delete(lease).await {
+                Ok(true) => {
+                    info!(shard.id = %lease.shard_id, "Finished shard left the stream; its lease is deleted.")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(error = %e, shard.id = %lease.shard_id, "Deleting a finished lease failed; retrying next discovery.")
+                }
+            }
+        }
     }
 
     async fn execute(

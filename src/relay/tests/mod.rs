@@ -286,6 +286,17 @@ impl LeaseStore for FakeLeases {
     async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
         Ok(())
     }
+    async fn delete(&self, observed: &Lease) -> Result<bool, LeaseError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut all = self.leases.lock().expect("lock");
+        match all.get(&observed.key) {
+            Some(l) if l.counter == observed.counter => {
+                all.remove(&observed.key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         *self

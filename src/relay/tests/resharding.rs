@@ -25,6 +25,8 @@ use crate::telemetry::{Health, Metrics, PendingRecords};
 /// guarantee), served two records per GetRecords call.
 struct SplitSource {
     shards: Vec<Shard>,
+    /// Cleared when the parent is trimmed from the stream (DescribeStream stops listing it).
+    list_parent: std::sync::atomic::AtomicBool,
     records: HashMap<String, Vec<StreamRecord>>,
     /// Shard ids in the order their first GetRecords happened.
     first_reads: Mutex<Vec<String>>,
@@ -52,6 +54,7 @@ impl SplitSource {
                 shard("child-b", Some("parent")),
                 shard("parent", None),
             ],
+            list_parent: std::sync::atomic::AtomicBool::new(true),
             records: HashMap::from([
                 ("parent".to_owned(), (0..20).map(record).collect()),
                 ("child-a".to_owned(), (20..30).map(record).collect()),
@@ -67,7 +70,13 @@ impl ShardSource for SplitSource {
         Ok("arn:s".into())
     }
     async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
-        Ok(self.shards.clone())
+        let listed = self.list_parent.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self
+            .shards
+            .iter()
+            .filter(|s| listed || s.id.0 != "parent")
+            .cloned()
+            .collect())
     }
     async fn shard_iterator(
         &self,
@@ -119,35 +128,11 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
         "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
     )
     .expect("valid");
-    let settings = SupervisorSettings {
-        starting_position: StartingPosition::TrimHorizon,
-        discovery_interval: Duration::from_millis(200),
-        lease_duration: Duration::from_millis(300),
-        renew_interval: Duration::from_millis(100),
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(100),
-        worker: WorkerSettings {
-            poll_interval: Duration::from_millis(50),
-            busy_poll_interval: Duration::ZERO,
-            max_records_per_poll: 1000,
-            max_batch_entries: 10,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(100),
-            event_id_attribute: None,
-            max_attempts: None,
-            max_record_age: None,
-            publish_permits: Arc::new(tokio::sync::Semaphore::new(8)),
-        },
-    };
     let supervisor = Supervisor {
         source: Arc::clone(&source),
         publisher: Arc::clone(&publisher),
         leases: Arc::clone(&leases),
-        dead_letters: Arc::new(FakeDeadLetters {
-            stored: Mutex::new(Vec::new()),
-            fail_first: AtomicUsize::new(0),
-            log: super::EventLog::default(),
-        }),
+        dead_letters: Arc::new(no_dead_letters()),
         streams: vec![(
             StreamSelector::Arn("arn:s".into()),
             Arc::new(Router::new(config.routes).expect("valid")),
@@ -155,7 +140,7 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
         metrics: Metrics::new(),
         pending: PendingRecords::default(),
         health: Health::new(Duration::from_secs(30)),
-        settings,
+        settings: settings(),
         owner: WorkerId("me".into()),
     };
     let token = CancellationToken::new();
@@ -167,6 +152,35 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
     })
     .await
     .expect("all 40 records relayed");
+    // Every lease reaches SHARD_END; then the parent leaves the stream and its lease goes.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !leases
+            .leases
+            .lock()
+            .expect("lock")
+            .values()
+            .all(|l| l.checkpoint == Checkpoint::ShardEnd)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("all shards finish");
+    assert_eq!(
+        leases.leases.lock().expect("lock").len(),
+        3,
+        "a listed parent keeps its lease"
+    );
+    source
+        .list_parent
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while leases.leases.lock().expect("lock").len() > 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the trimmed parent's lease is deleted");
     token.cancel();
     run.await.expect("no panic");
 
@@ -203,13 +217,11 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
     }
     let first_reads = source.first_reads.lock().expect("lock").clone();
     assert_eq!(first_reads[0], "parent", "{first_reads:?}");
-    // Every lease ends at SHARD_END.
+    // The parent's lease was deleted once it left the stream; the children's remain.
     let all = leases.leases.lock().expect("lock").clone();
-    assert_eq!(all.len(), 3);
-    assert!(
-        all.values().all(|l| l.checkpoint == Checkpoint::ShardEnd),
-        "{all:?}"
-    );
+    let mut kept: Vec<&str> = all.values().map(|l| l.shard_id.0.as_str()).collect();
+    kept.sort_unstable();
+    assert_eq!(kept, vec!["child-a", "child-b"]);
 }
 
 #[test]
@@ -227,4 +239,158 @@ fn a_child_of_a_known_parent_starts_at_trim_horizon_whatever_the_config_says() {
         initial_checkpoint(StartingPosition::TrimHorizon, false),
         Checkpoint::TrimHorizon
     );
+}
+
+/// A table whose stream is replaced (disabled and re-enabled): `latest_stream_arn` answers the
+/// old ARN until `switched`, then the new one. Each stream has one closed shard.
+struct ReplacedStream {
+    switched: std::sync::atomic::AtomicBool,
+}
+
+impl ShardSource for ReplacedStream {
+    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
+        Ok(if self.switched.load(std::sync::atomic::Ordering::SeqCst) {
+            "arn:new".into()
+        } else {
+            "arn:old".into()
+        })
+    }
+    async fn list_shards(&self, arn: &str) -> Result<Vec<Shard>, SourceError> {
+        Ok(vec![Shard {
+            id: ShardId(format!("{arn}-shard")),
+            parent: None,
+            ending_sequence_number: Some(SequenceNumber::new("9999")),
+        }])
+    }
+    async fn shard_iterator(
+        &self,
+        _: &str,
+        shard: &ShardId,
+        position: &IteratorPosition,
+    ) -> Result<String, SourceError> {
+        let start = match position {
+            IteratorPosition::AfterSequenceNumber(seq) => {
+                seq.as_str().parse::<u64>().map_or(0, |s| s - 999)
+            }
+            _ => 0,
+        };
+        Ok(format!("{shard}:{start}"))
+    }
+    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        let (shard, start) = iterator.rsplit_once(':').expect("ours");
+        let start: u64 = start.parse().expect("index");
+        let base = if shard.starts_with("arn:old") { 0 } else { 5 };
+        // Record n = base + i sits at position i of its shard (sequence number 1000 + i).
+        let records: Vec<StreamRecord> = (start..5)
+            .map(|i| StreamRecord {
+                sequence_number: SequenceNumber::new(format!("{}", 1000 + i)),
+                ..record(base + i)
+            })
+            .collect();
+        Ok(RecordsPage {
+            records,
+            next_iterator: None,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_stream_is_followed_and_the_old_one_read_to_its_end() {
+    let source = Arc::new(ReplacedStream {
+        switched: std::sync::atomic::AtomicBool::new(false),
+    });
+    let publisher = Arc::new(FakePublisher {
+        accepted: Mutex::new(Vec::new()),
+        attempts: Mutex::new(HashMap::new()),
+        calls: AtomicUsize::new(0),
+        behaviour: Behaviour::AcceptAll,
+        cancel: None,
+    });
+    let leases = Arc::new(FakeLeases::default());
+    let config = Config::from_toml(
+        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("valid");
+    let supervisor = Supervisor {
+        source: Arc::clone(&source),
+        publisher: Arc::clone(&publisher),
+        leases: Arc::clone(&leases),
+        dead_letters: Arc::new(no_dead_letters()),
+        streams: vec![(
+            StreamSelector::Table("T".into()),
+            Arc::new(Router::new(config.routes).expect("valid")),
+        )],
+        metrics: Metrics::new(),
+        pending: PendingRecords::default(),
+        health: Health::new(Duration::from_secs(30)),
+        settings: settings(),
+        owner: WorkerId("me".into()),
+    };
+    let token = CancellationToken::new();
+    let run = tokio::spawn(supervisor.run(token.clone()));
+    let wait_for = |n: usize| {
+        let publisher = Arc::clone(&publisher);
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                while publisher.accepted.lock().expect("lock").len() < n {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .expect("records relayed");
+        }
+    };
+    wait_for(5).await;
+    source
+        .switched
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for(10).await;
+    token.cancel();
+    run.await.expect("no panic");
+    let mut accepted = publisher.accepted.lock().expect("lock").clone();
+    accepted.sort_unstable();
+    assert_eq!(accepted, (0..10).collect::<Vec<u64>>());
+    let arns: std::collections::BTreeSet<String> = leases
+        .leases
+        .lock()
+        .expect("lock")
+        .values()
+        .map(|l| l.stream_arn.clone())
+        .collect();
+    assert_eq!(
+        arns.into_iter().collect::<Vec<_>>(),
+        vec!["arn:new", "arn:old"]
+    );
+}
+
+fn no_dead_letters() -> FakeDeadLetters {
+    FakeDeadLetters {
+        stored: Mutex::new(Vec::new()),
+        fail_first: AtomicUsize::new(0),
+        log: super::EventLog::default(),
+    }
+}
+
+/// Supervisor settings for these tests: short intervals on paused time.
+fn settings() -> SupervisorSettings {
+    SupervisorSettings {
+        starting_position: StartingPosition::TrimHorizon,
+        discovery_interval: Duration::from_millis(200),
+        lease_duration: Duration::from_millis(300),
+        renew_interval: Duration::from_millis(100),
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+        worker: WorkerSettings {
+            poll_interval: Duration::from_millis(50),
+            busy_poll_interval: Duration::ZERO,
+            max_records_per_poll: 1000,
+            max_batch_entries: 10,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            event_id_attribute: None,
+            max_attempts: None,
+            max_record_age: None,
+            publish_permits: Arc::new(tokio::sync::Semaphore::new(8)),
+        },
+    }
 }
