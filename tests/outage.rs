@@ -51,8 +51,10 @@ async fn a_ten_second_outage_loses_nothing_and_heals_without_a_restart() {
     assert!(
         relay.metric("outbox_relay_put_events_errors_total").await
             + relay.metric("outbox_relay_stream_errors_total").await
+            + relay.metric("outbox_relay_lease_table_errors_total").await
             > 0.0,
-        "the outage was seen"
+        "the outage was seen:\n{}",
+        relay.log_text()
     );
     eprintln!(
         "outage: 300 rows delivered, {dups} duplicates (calls cut after EventBridge accepted them)"

@@ -37,6 +37,19 @@ pub enum LeaseError {
     },
 }
 
+impl LeaseError {
+    /// A bounded label for metrics.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        match self {
+            Self::LeaseLost { .. } => "ConditionalCheckFailedException",
+            Self::TableMissing { .. } => "ResourceNotFoundException",
+            Self::Malformed { .. } => "MalformedLease",
+            Self::CallFailed { code, .. } => code,
+        }
+    }
+}
+
 /// Lease table operations.
 pub trait LeaseStore: Send + Sync + 'static {
     /// Creates the table if missing (and allowed), then waits until it is usable.

@@ -169,6 +169,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         loop {
             self.health.tick();
             if let Err(e) = self.leases.heartbeat(&self.owner).await {
+                self.lease_table_error("heartbeat", &e);
                 warn!(error = %e, "Worker heartbeat failed; retrying next round.");
             }
             match self.leases.snapshot().await {
@@ -217,6 +218,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     self.health.set_ready(discovered_once);
                 }
                 Err(e) => {
+                    self.lease_table_error("snapshot", &e);
                     warn!(error = %e, "Reading the lease table failed; retrying next round.");
                     self.health.set_ready(false);
                 }
@@ -380,6 +382,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                             }
                         }
                         Err(e) => {
+                            self.lease_table_error("renew", &e);
                             self.metrics
                                 .lease_events
                                 .with_label_values(&["renew_failed"])
@@ -528,6 +531,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
         self.metrics.leases_owned.set(0);
         info!(released, "Leases released; shutdown complete.");
+    }
+}
+
+impl<S, P, L, D> Supervisor<S, P, L, D> {
+    fn lease_table_error(&self, operation: &str, e: &LeaseError) {
+        self.metrics
+            .lease_table_errors
+            .with_label_values(&[operation, e.code()])
+            .inc();
     }
 }
 

@@ -234,6 +234,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     return Err(WorkerExit::LeaseLost);
                 }
                 Err(e) => {
+                    self.metrics
+                        .lease_table_errors
+                        .with_label_values(&["checkpoint", e.code()])
+                        .inc();
                     warn!(error = %e, %checkpoint, "Checkpoint failed; retrying.");
                     // Keep trying while we may own the lease; on shutdown, give up after the
                     // grace period (the process exits) and let the next owner re-send.

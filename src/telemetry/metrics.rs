@@ -63,6 +63,9 @@ pub struct Metrics {
     pub shards_finished: IntGauge,
     /// 1 while a configured source (table name or stream ARN) resolves to a stream, else 0.
     pub source_up: prometheus::IntGaugeVec,
+    /// Failed lease-table calls (retried), by operation (`snapshot`, `heartbeat`, `renew`,
+    /// `checkpoint`) and error code.
+    pub lease_table_errors: IntCounterVec,
     /// Duration of lease renewals (a slow lease table delays failover detection).
     pub lease_renewal_duration_seconds: Histogram,
 }
@@ -216,6 +219,11 @@ impl Metrics {
             shards_finished: gauge(
                 "outbox_relay_shards_finished",
                 "Shards closed and fully relayed (lease at SHARD_END).",
+            ),
+            lease_table_errors: counter_vec(
+                "outbox_relay_lease_table_errors_total",
+                "Failed lease-table calls (retried), by operation and error code.",
+                &["operation", "error_code"],
             ),
             lease_renewal_duration_seconds: histogram(
                 "outbox_relay_lease_renewal_duration_seconds",
