@@ -149,15 +149,9 @@ fn main() -> ExitCode {
 
 /// Runs an operator command on a fresh runtime; errors are printed, exit 1.
 fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,15 +221,9 @@ fn run(config: Config) -> ExitCode {
         eprintln!("error: log.level: {e}");
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(outbox_relay::app::run(config)) {
         Ok(outbox_relay::app::RunOutcome::Clean) => ExitCode::SUCCESS,
@@ -246,4 +234,15 @@ fn run(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded tokio runtime every command runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }

@@ -53,21 +53,11 @@ async fn queue_depth(f: &Fixture, queue_url: &str) -> usize {
 }
 
 fn redrive(config: &std::path::Path, endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
-        .arg("redrive")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .expect("run redrive");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let all: Vec<&str> = std::iter::once("redrive")
+        .chain(args.iter().copied())
+        .collect();
+    let (code, out, err) = common::relay_cmd(config, endpoint, &all);
+    (code == 0, out, err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,29 +2,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{distinct, Fixture, Relay};
+use common::{distinct, relay_cmd, Fixture, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn relay_cmd(config: &std::path::Path, endpoint: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_each_shard_and_reset_moves_the_checkpoint() {

@@ -218,27 +218,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                                 .put_events_failed_entries
                                 .with_label_values(&[f.code.as_str()])
                                 .inc();
-                            match classify(&f.code) {
-                                Disposition::Retry if !self.exhausted(&batch[i], attempts[i]) => {
-                                    self.metrics
-                                        .put_events_retries
-                                        .with_label_values(&[f.code.as_str()])
-                                        .inc();
-                                    retry.push(i);
-                                }
-                                Disposition::Retry | Disposition::GiveUp => {
-                                    let failure = Failure {
-                                        code: f.code,
-                                        message: f.message,
-                                    };
-                                    self.give_up(
-                                        &batch[i],
-                                        &prepared[entry_records[i]],
-                                        &failure,
-                                        attempts[i],
-                                    )
-                                    .await;
-                                }
+                            let failure = Failure {
+                                code: f.code,
+                                message: f.message,
+                            };
+                            let ctx = (&batch[i], &prepared[entry_records[i]], attempts[i]);
+                            if self.settle_failure(ctx, &failure).await {
+                                retry.push(i);
                             }
                         }
                     }
@@ -250,24 +236,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                         match classify(&e.code) {
                             Disposition::Retry => {
                                 warn!(error = %e, entries = pending.len(), "PutEvents failed; retrying with backoff.");
+                                let failure = Failure {
+                                    code: e.code.clone(),
+                                    message: e.message.clone(),
+                                };
                                 for &i in &pending {
-                                    if self.exhausted(&batch[i], attempts[i]) {
-                                        let failure = Failure {
-                                            code: e.code.clone(),
-                                            message: e.message.clone(),
-                                        };
-                                        self.give_up(
-                                            &batch[i],
-                                            &prepared[entry_records[i]],
-                                            &failure,
-                                            attempts[i],
-                                        )
-                                        .await;
-                                    } else {
-                                        self.metrics
-                                            .put_events_retries
-                                            .with_label_values(&[e.code.as_str()])
-                                            .inc();
+                                    let ctx = (&batch[i], &prepared[entry_records[i]], attempts[i]);
+                                    if self.settle_failure(ctx, &failure).await {
                                         retry.push(i);
                                     }
                                 }
@@ -285,13 +260,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                                     code: e.code,
                                     message: e.message,
                                 };
-                                self.give_up(
-                                    &batch[i],
-                                    &prepared[entry_records[i]],
-                                    &failure,
-                                    attempts[i],
-                                )
-                                .await;
+                                let ctx = (&batch[i], &prepared[entry_records[i]], attempts[i]);
+                                self.settle_failure(ctx, &failure).await;
                             }
                         }
                     }
@@ -306,6 +276,24 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+
+    /// Decides a failed entry's fate: `true` = retry it (retryable and within `max_attempts`
+    /// and `max_record_age`); otherwise it is dead-lettered here and `false` is returned.
+    async fn settle_failure(
+        &self,
+        (entry, record, attempts): (&Entry, &Prepared<'_>, Attempts),
+        failure: &Failure,
+    ) -> bool {
+        if classify(&failure.code) == Disposition::Retry && !self.exhausted(entry, attempts) {
+            self.metrics
+                .put_events_retries
+                .with_label_values(&[failure.code.as_str()])
+                .inc();
+            return true;
+        }
+        self.give_up(entry, record, failure, attempts).await;
+        false
     }
 
     /// Whether a retryable failure of `entry` has used up `max_attempts` or `max_record_age`.

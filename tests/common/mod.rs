@@ -677,3 +677,22 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs `outbox-relay ARGS --config CONFIG` against `endpoint`; returns exit code, stdout and
+/// stderr.
+pub fn relay_cmd(config: &Path, endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run outbox-relay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

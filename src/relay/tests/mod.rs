@@ -143,6 +143,18 @@ pub(super) struct FakePublisher {
     cancel: Option<(usize, CancellationToken)>,
 }
 
+impl FakePublisher {
+    pub(super) fn new(behaviour: Behaviour, cancel: Option<(usize, CancellationToken)>) -> Self {
+        Self {
+            accepted: Mutex::new(Vec::new()),
+            attempts: Mutex::new(HashMap::new()),
+            calls: AtomicUsize::new(0),
+            behaviour,
+            cancel,
+        }
+    }
+}
+
 impl EventPublisher for FakePublisher {
     async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -419,13 +431,10 @@ fn setup(
         .insert(lease.key.clone(), lease.clone());
     Setup {
         source: Arc::new(FakeSource::new(records, page)),
-        publisher: Arc::new(FakePublisher {
-            accepted: Mutex::new(Vec::new()),
-            attempts: Mutex::new(HashMap::new()),
-            calls: AtomicUsize::new(0),
+        publisher: Arc::new(FakePublisher::new(
             behaviour,
-            cancel: cancel_at_call.map(|at| (at, token.clone())),
-        }),
+            cancel_at_call.map(|at| (at, token.clone())),
+        )),
         leases: Arc::new(leases),
         dead_letters: Arc::new(FakeDeadLetters {
             stored: Mutex::new(Vec::new()),

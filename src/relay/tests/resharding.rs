@@ -116,33 +116,14 @@ impl ShardSource for SplitSource {
 #[tokio::test(start_paused = true)]
 async fn children_are_read_only_after_their_parent_reached_shard_end() {
     let source = Arc::new(SplitSource::new());
-    let publisher = Arc::new(FakePublisher {
-        accepted: Mutex::new(Vec::new()),
-        attempts: Mutex::new(HashMap::new()),
-        calls: AtomicUsize::new(0),
-        behaviour: Behaviour::AcceptAll,
-        cancel: None,
-    });
+    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
     let leases = Arc::new(FakeLeases::default());
-    let config = Config::from_toml(
-        "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
-    )
-    .expect("valid");
-    let supervisor = Supervisor {
-        source: Arc::clone(&source),
-        publisher: Arc::clone(&publisher),
-        leases: Arc::clone(&leases),
-        dead_letters: Arc::new(no_dead_letters()),
-        streams: vec![(
-            StreamSelector::Arn("arn:s".into()),
-            Arc::new(Router::new(config.routes).expect("valid")),
-        )],
-        metrics: Metrics::new(),
-        pending: PendingRecords::default(),
-        health: Health::new(Duration::from_secs(30)),
-        settings: settings(),
-        owner: WorkerId("me".into()),
-    };
+    let supervisor = supervise(
+        &source,
+        &publisher,
+        &leases,
+        StreamSelector::Arn("arn:s".into()),
+    );
     let token = CancellationToken::new();
     let run = tokio::spawn(supervisor.run(token.clone()));
     tokio::time::timeout(Duration::from_secs(120), async {
@@ -299,33 +280,14 @@ async fn a_replaced_stream_is_followed_and_the_old_one_read_to_its_end() {
     let source = Arc::new(ReplacedStream {
         switched: std::sync::atomic::AtomicBool::new(false),
     });
-    let publisher = Arc::new(FakePublisher {
-        accepted: Mutex::new(Vec::new()),
-        attempts: Mutex::new(HashMap::new()),
-        calls: AtomicUsize::new(0),
-        behaviour: Behaviour::AcceptAll,
-        cancel: None,
-    });
+    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
     let leases = Arc::new(FakeLeases::default());
-    let config = Config::from_toml(
-        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
-    )
-    .expect("valid");
-    let supervisor = Supervisor {
-        source: Arc::clone(&source),
-        publisher: Arc::clone(&publisher),
-        leases: Arc::clone(&leases),
-        dead_letters: Arc::new(no_dead_letters()),
-        streams: vec![(
-            StreamSelector::Table("T".into()),
-            Arc::new(Router::new(config.routes).expect("valid")),
-        )],
-        metrics: Metrics::new(),
-        pending: PendingRecords::default(),
-        health: Health::new(Duration::from_secs(30)),
-        settings: settings(),
-        owner: WorkerId("me".into()),
-    };
+    let supervisor = supervise(
+        &source,
+        &publisher,
+        &leases,
+        StreamSelector::Table("T".into()),
+    );
     let token = CancellationToken::new();
     let run = tokio::spawn(supervisor.run(token.clone()));
     let wait_for = |n: usize| {
@@ -368,6 +330,34 @@ fn no_dead_letters() -> FakeDeadLetters {
         stored: Mutex::new(Vec::new()),
         fail_first: AtomicUsize::new(0),
         log: super::EventLog::default(),
+    }
+}
+
+/// A supervisor over `source` with one route that unmarshalls every record.
+fn supervise<S: ShardSource>(
+    source: &Arc<S>,
+    publisher: &Arc<FakePublisher>,
+    leases: &Arc<FakeLeases>,
+    selector: StreamSelector,
+) -> Supervisor<S, FakePublisher, FakeLeases, FakeDeadLetters> {
+    let config = Config::from_toml(
+        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("valid");
+    Supervisor {
+        source: Arc::clone(source),
+        publisher: Arc::clone(publisher),
+        leases: Arc::clone(leases),
+        dead_letters: Arc::new(no_dead_letters()),
+        streams: vec![(
+            selector,
+            Arc::new(Router::new(config.routes).expect("valid")),
+        )],
+        metrics: Metrics::new(),
+        pending: PendingRecords::default(),
+        health: Health::new(Duration::from_secs(30)),
+        settings: settings(),
+        owner: WorkerId("me".into()),
     }
 }
 

@@ -62,13 +62,7 @@ fn supervisor(
         .expect("valid");
     Supervisor {
         source: Arc::clone(source),
-        publisher: Arc::new(FakePublisher {
-            accepted: Mutex::new(Vec::new()),
-            attempts: Mutex::new(HashMap::new()),
-            calls: AtomicUsize::new(0),
-            behaviour: Behaviour::AcceptAll,
-            cancel: None,
-        }),
+        publisher: Arc::new(FakePublisher::new(Behaviour::AcceptAll, None)),
         leases: Arc::clone(leases),
         dead_letters: Arc::new(FakeDeadLetters {
             stored: Mutex::new(Vec::new()),
