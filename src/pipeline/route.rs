@@ -123,9 +123,11 @@ impl Router {
                 match_all.push(i);
             }
             for filter in &route.filters {
-                matcher
-                    .add_pattern(i, filter.as_str())
-                    .map_err(|e| PatternError::Rejected(e.to_string()))?;
+                for pattern in filter.expanded() {
+                    matcher
+                        .add_pattern(i, pattern)
+                        .map_err(|e| PatternError::Rejected(e.to_string()))?;
+                }
             }
         }
         Ok(Self {
