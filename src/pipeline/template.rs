@@ -5,6 +5,11 @@
 //! inserted without quotes, escaped so the result stays valid JSON. A path that names nothing
 //! renders as `null` in value position and as nothing inside a string.
 //!
+//! Paths starting `$.NewImage`, `$.OldImage` or `$.Keys` address that image *unmarshalled* to
+//! plain JSON (`<$.NewImage.year>` is the number 2019, where `<$.dynamodb.NewImage.year.N>` is
+//! the string "2019"): stream records have no such top-level keys, so Pipes paths keep their
+//! meaning.
+//!
 //! Reserved variables: `<aws.pipes.event>` and `<aws.pipes.event.json>` (the whole record),
 //! `<aws.pipes.pipe-name>` (the route name), `<aws.pipes.source-arn>` (the stream ARN),
 //! `<aws.pipes.event.ingestion-time>` (the record's creation time, RFC 3339) and our own
@@ -136,17 +141,32 @@ fn push_escaped(out: &mut String, s: &str) {
     out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
+/// Image names that, as the first step of a path, mean the unmarshalled image.
+const PLAIN_IMAGES: &[&str] = &["NewImage", "OldImage", "Keys"];
+
+fn walk<'a>(mut at: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+    for step in steps {
+        at = match step {
+            Step::Key(k) => at.get(k)?,
+            Step::Index(i) => at.get(*i)?,
+        };
+    }
+    Some(at)
+}
+
 fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Option<Value> {
     match var {
         Var::Path(steps) => {
-            let mut at = ctx.record;
-            for step in steps {
-                at = match step {
-                    Step::Key(k) => at.get(k)?,
-                    Step::Index(i) => at.get(*i)?,
-                };
+            // `$.NewImage`, `$.OldImage` and `$.Keys` (not keys of a stream record) address
+            // the image unmarshalled to plain JSON.
+            if let Some(Step::Key(root)) = steps.first() {
+                if PLAIN_IMAGES.contains(&root.as_str()) && ctx.record.get(root).is_none() {
+                    let typed = ctx.record.get("dynamodb")?.get(root)?.as_object()?;
+                    let plain = super::unmarshall::item(typed).ok()?;
+                    return walk(&plain, &steps[1..]).cloned();
+                }
             }
-            Some(at.clone())
+            walk(ctx.record, steps).cloned()
         }
         Var::Event => Some(ctx.record.clone()),
         Var::PipeName => Some(Value::String(ctx.route_name.to_owned())),
@@ -270,6 +290,22 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
             json!({"id": "evt-1", "pipe": "book-added", "gone": null, "s": "xy"})
+        );
+    }
+
+    #[test]
+    fn image_roots_address_the_unmarshalled_image() {
+        let record = json!({"dynamodb": {"NewImage": {
+            "name": {"S": "Dune"}, "year": {"N": "1965"},
+            "authors": {"L": [{"S": "Frank Herbert"}]}
+        }}});
+        let t = Template::parse(
+            r#"{"name": <$.NewImage.name>, "year": <$.NewImage.year>, "first": "<$.NewImage.authors[0]>", "typed": <$.dynamodb.NewImage.year.N>, "old": <$.OldImage.name>}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            json!({"name": "Dune", "year": 1965, "first": "Frank Herbert", "typed": "1965", "old": null})
         );
     }
 
