@@ -95,6 +95,8 @@ async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
     assert!(log.contains("Leases released; shutdown complete."), "{log}");
     let leases = f.leases().await;
     assert_eq!(leases.len(), 1);
+    let workers = f.lease_table_items().await.len() - leases.len();
+    assert_eq!(workers, 0, "the stopped relay left the worker registry");
     assert!(
         !leases[0].contains_key("leaseOwner"),
         "lease released: {leases:?}"

@@ -451,8 +451,18 @@ grace = "10s"
         got
     }
 
-    /// The lease items of this fixture's lease table (none before a relay created it).
+    /// The shard leases of this fixture's lease table (none before a relay created it),
+    /// without the workers' registry items.
     pub async fn leases(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.lease_table_items()
+            .await
+            .into_iter()
+            .filter(|item| item.contains_key("streamArn"))
+            .collect()
+    }
+
+    /// Every item of the lease table: shard leases and `worker#` registry items.
+    pub async fn lease_table_items(&self) -> Vec<HashMap<String, AttributeValue>> {
         match self
             .ddb
             .scan()
