@@ -8,6 +8,15 @@ use common::{distinct, relay_cmd, Fixture, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// `checkpoint reset --source TABLE --to TO`.
+fn reset(config: &std::path::Path, endpoint: &str, table: &str, to: &str) -> (i32, String, String) {
+    relay_cmd(
+        config,
+        endpoint,
+        &["checkpoint", "reset", "--source", table, "--to", to],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_each_shard_and_reset_moves_the_checkpoint() {
     let mut f = Fixture::new().await;
@@ -27,18 +36,7 @@ async fn status_shows_each_shard_and_reset_moves_the_checkpoint() {
     assert_eq!(doc["shards"][0]["state"], "owned");
     assert_eq!(doc["shards"][0]["source"], f.events_table.as_str());
     let table = f.events_table.clone();
-    let (code, _, err) = relay_cmd(
-        &config,
-        &f.endpoint,
-        &[
-            "checkpoint",
-            "reset",
-            "--source",
-            &table,
-            "--to",
-            "TRIM_HORIZON",
-        ],
-    );
+    let (code, _, err) = reset(&config, &f.endpoint, &table, "TRIM_HORIZON");
     assert_eq!(code, 1);
     assert!(
         err.contains("refusing to reset shards a relay owns"),
@@ -61,32 +59,10 @@ async fn status_shows_each_shard_and_reset_moves_the_checkpoint() {
     );
 
     // A time before every record: back to TRIM_HORIZON; after every record: past them all.
-    let (code, out, err) = relay_cmd(
-        &config,
-        &f.endpoint,
-        &[
-            "checkpoint",
-            "reset",
-            "--source",
-            &table,
-            "--to",
-            "2000-01-01T00:00:00Z",
-        ],
-    );
+    let (code, out, err) = reset(&config, &f.endpoint, &table, "2000-01-01T00:00:00Z");
     assert_eq!(code, 0, "{err}");
     assert!(out.trim_end().ends_with("-> TRIM_HORIZON"), "{out}");
-    let (code, out, err) = relay_cmd(
-        &config,
-        &f.endpoint,
-        &[
-            "checkpoint",
-            "reset",
-            "--source",
-            &table,
-            "--to",
-            "2100-01-01T00:00:00Z",
-        ],
-    );
+    let (code, out, err) = reset(&config, &f.endpoint, &table, "2100-01-01T00:00:00Z");
     assert_eq!(code, 0, "{err}");
     assert!(
         out.trim_end()
@@ -117,18 +93,7 @@ async fn status_shows_each_shard_and_reset_moves_the_checkpoint() {
     assert!(status.success());
 
     // TRIM_HORIZON: everything is sent again.
-    let (code, _, err) = relay_cmd(
-        &config,
-        &f.endpoint,
-        &[
-            "checkpoint",
-            "reset",
-            "--source",
-            &table,
-            "--to",
-            "TRIM_HORIZON",
-        ],
-    );
+    let (code, _, err) = reset(&config, &f.endpoint, &table, "TRIM_HORIZON");
     assert_eq!(code, 0, "{err}");
     let relay = Relay::start(&config, &f.endpoint);
     let mut again = Vec::new();

@@ -126,27 +126,20 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
     );
     let token = CancellationToken::new();
     let run = tokio::spawn(supervisor.run(token.clone()));
-    tokio::time::timeout(Duration::from_secs(120), async {
-        while publisher.accepted.lock().expect("lock").len() < 40 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually("all 40 records relayed", || {
+        publisher.accepted.lock().expect("lock").len() >= 40
     })
-    .await
-    .expect("all 40 records relayed");
+    .await;
     // Every lease reaches SHARD_END; then the parent leaves the stream and its lease goes.
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !leases
+    eventually("all shards finish", || {
+        leases
             .leases
             .lock()
             .expect("lock")
             .values()
             .all(|l| l.checkpoint == Checkpoint::ShardEnd)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     })
-    .await
-    .expect("all shards finish");
+    .await;
     assert_eq!(
         leases.leases.lock().expect("lock").len(),
         3,
@@ -155,13 +148,10 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
     source
         .list_parent
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while leases.leases.lock().expect("lock").len() > 2 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually("the trimmed parent's lease is deleted", || {
+        leases.leases.lock().expect("lock").len() <= 2
     })
-    .await
-    .expect("the trimmed parent's lease is deleted");
+    .await;
     token.cancel();
     run.await.expect("no panic");
 
@@ -293,13 +283,10 @@ async fn a_replaced_stream_is_followed_and_the_old_one_read_to_its_end() {
     let wait_for = |n: usize| {
         let publisher = Arc::clone(&publisher);
         async move {
-            tokio::time::timeout(Duration::from_secs(60), async {
-                while publisher.accepted.lock().expect("lock").len() < n {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            eventually("records relayed", || {
+                publisher.accepted.lock().expect("lock").len() >= n
             })
-            .await
-            .expect("records relayed");
+            .await;
         }
     };
     wait_for(5).await;
@@ -383,4 +370,16 @@ fn settings() -> SupervisorSettings {
             publish_permits: Arc::new(tokio::sync::Semaphore::new(8)),
         },
     }
+}
+
+/// Waits (on paused time: instantly) until `done` holds; a minute of simulated time means the
+/// relay is stuck.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never happened: {what}"));
 }
