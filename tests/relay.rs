@@ -14,6 +14,12 @@ async fn two_hundred_outbox_rows_arrive_once_each_in_stream_order() {
     let mut f = Fixture::new().await;
     let relay = Relay::start(&f.config(""), &f.endpoint);
     relay.wait_ready(DEADLINE).await;
+    // Ready means reading: the new shard's lease was taken in the round that found it.
+    let leases = f.leases().await;
+    assert!(
+        leases.len() == 1 && leases[0].contains_key("leaseOwner"),
+        "owned when ready: {leases:?}"
+    );
     let started = std::time::Instant::now();
     let ids = f.write_books(200).await;
 

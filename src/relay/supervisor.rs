@@ -172,31 +172,41 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                 self.lease_table_error("heartbeat", &e);
                 warn!(error = %e, "Worker heartbeat failed; retrying next round.");
             }
+            let discovering = Instant::now() >= next_discovery;
+            if discovering {
+                // Before the snapshot, so a newly found stream's leases count as ours.
+                self.resolve(&mut sources, routers).await;
+            }
             match self.leases.snapshot().await {
-                Ok(snapshot) => {
-                    let ours: Vec<Lease> = snapshot
-                        .leases
-                        .into_iter()
-                        .filter(|l| routers.contains_key(&l.stream_arn))
-                        .collect();
-                    if Instant::now() >= next_discovery {
-                        self.resolve(&mut sources, routers).await;
+                Ok(mut snapshot) => {
+                    if discovering {
                         let current: Vec<String> = sources
                             .iter()
                             .filter(|s| s.up)
                             .filter_map(|s| s.current.clone())
                             .collect();
-                        match self.discover(&current, &ours).await {
-                            Ok(()) => {
+                        match self.discover(&current, &snapshot.leases).await {
+                            Ok(created) => {
                                 // Ready once shards were discovered for at least one source.
                                 discovered_once = sources.iter().any(|s| s.up);
                                 next_discovery = Instant::now() + self.settings.discovery_interval;
+                                // New leases are taken in this round, not the next one.
+                                if created > 0 {
+                                    if let Ok(fresh) = self.leases.snapshot().await {
+                                        snapshot = fresh;
+                                    }
+                                }
                             }
                             Err(e) => {
                                 warn!(error = %e, "Shard discovery failed; retrying next round.")
                             }
                         }
                     }
+                    let ours: Vec<Lease> = snapshot
+                        .leases
+                        .into_iter()
+                        .filter(|l| routers.contains_key(&l.stream_arn))
+                        .collect();
                     state
                         .observations
                         .observe(&ours, &snapshot.workers, Instant::now());
@@ -239,8 +249,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
     }
 
     /// Creates a lease for every shard of the current streams that has none, parents first.
-    async fn discover(&self, streams: &[String], leases: &[Lease]) -> Result<(), String> {
+    /// Returns how many leases it created.
+    async fn discover(&self, streams: &[String], leases: &[Lease]) -> Result<usize, String> {
         let mut known_total = 0;
+        let mut created = 0;
         for stream_arn in streams {
             let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
                 self.metrics
@@ -285,12 +297,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     .await
                     .map_err(|e| e.to_string())?
                 {
+                    created += 1;
                     info!(stream.arn = %stream_arn, shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
                 }
             }
         }
         self.metrics.shards_known.set(gauge(known_total));
-        Ok(())
+        Ok(created)
     }
 
     /// Deletes finished leases whose shard has left the stream (trimmed after 24 h) and whose
