@@ -171,6 +171,55 @@ mod tests {
         }
     }
 
+    /// Plain JSON → DynamoDB JSON, the way the SDKs marshal documents (lists as `L`, objects
+    /// as `M`, numbers as `N` strings with the same digits).
+    fn marshal(v: &Value) -> Value {
+        match v {
+            Value::Null => json!({"NULL": true}),
+            Value::Bool(b) => json!({"BOOL": b}),
+            Value::Number(n) => json!({"N": n.to_string()}),
+            Value::String(s) => json!({"S": s}),
+            Value::Array(items) => json!({"L": items.iter().map(marshal).collect::<Vec<_>>()}),
+            Value::Object(m) => {
+                json!({"M": m.iter().map(|(k, v)| (k.clone(), marshal(v))).collect::<Map<_, _>>()})
+            }
+        }
+    }
+
+    fn plain_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let number = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            // Beyond f64: up to 38 digits, as DynamoDB allows, with a fraction.
+            ("[1-9][0-9]{0,37}", "[0-9]{0,10}[1-9]").prop_map(|(i, f)| format!("{i}.{f}")),
+            "-?[1-9][0-9]{20,37}",
+        ]
+        .prop_map(|text| serde_json::from_str::<Value>(&text).expect("a JSON number"));
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number,
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unmarshall_inverts_marshal_exactly_for_any_nested_value(v in plain_value()) {
+            let typed = marshal(&v);
+            let back = value(&typed, "v").expect("marshalled JSON is valid DynamoDB JSON");
+            // Compare the JSON text: numbers must keep every digit, not just compare equal.
+            proptest::prop_assert_eq!(back.to_string(), v.to_string());
+        }
+    }
+
     #[test]
     fn malformed_values_name_their_path() {
         let err = item(

@@ -171,3 +171,58 @@ fn the_same_leaf_inside_and_outside_an_or_is_refused() {
         .expect_err("conflict");
     assert!(matches!(err, PatternError::Unsupported { .. }), "{err}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+    /// Reordering an event's keys (at every level) never changes whether a pattern matches.
+    #[test]
+    fn matching_is_invariant_to_key_order_in_the_event(
+        source in proptest::sample::select(vec!["aws.payments", "aws.other", "shop"]),
+        currency in proptest::sample::select(vec!["USD", "EUR", "JPY"]),
+        amount in 0u32..300,
+        with_state in proptest::bool::ANY,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let patterns = [
+            r#"{"source": ["aws.payments"], "detail": {"$or": [{"currency": ["USD", "EUR"]}, {"amount": [{"numeric": [">", 100]}]}]}}"#,
+            r#"{"source": [{"prefix": "aws."}], "detail": {"state": [{"exists": false}]}}"#,
+            r#"{"detail": {"currency": [{"anything-but": ["JPY"]}], "amount": [{"numeric": [">=", 0, "<", 150]}]}}"#,
+        ];
+        let mut detail = vec![
+            ("currency", serde_json::json!(currency)),
+            ("amount", serde_json::json!(amount)),
+            ("note", serde_json::json!("x")),
+        ];
+        if with_state {
+            detail.push(("state", serde_json::json!("open")));
+        }
+        let mut top = vec![("source", serde_json::json!(source)), ("id", serde_json::json!("e-1"))];
+        let build = |detail: &[(&str, Value)], top: &[(&str, Value)]| {
+            let d: Map<String, Value> = detail.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            let mut t: Map<String, Value> = top.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            t.insert("detail".into(), Value::Object(d));
+            Value::Object(t).to_string()
+        };
+        let original = build(&detail, &top);
+        // A deterministic shuffle from the seed, at both levels.
+        let mut x = seed | 1;
+        let mut shuffle = |len: usize| -> Vec<usize> {
+            let mut idx: Vec<usize> = (0..len).collect();
+            for i in (1..len).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                idx.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            idx
+        };
+        let order = shuffle(detail.len());
+        detail = order.into_iter().map(|i| detail[i].clone()).collect();
+        let order = shuffle(top.len());
+        top = order.into_iter().map(|i| top[i].clone()).collect();
+        let reordered = build(&detail, &top);
+        for p in patterns {
+            proptest::prop_assert_eq!(matches(p, &original), matches(p, &reordered), "{} on {} vs {}", p, original, reordered);
+        }
+    }
+}
