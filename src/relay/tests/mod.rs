@@ -451,11 +451,9 @@ fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLe
     worker_with(s, |_| {})
 }
 
-fn worker_with(
-    s: &Setup,
-    tune: impl FnOnce(&mut WorkerSettings),
-) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
-    let mut settings = WorkerSettings {
+/// Worker settings for tests on paused time: short polls and backoffs, nothing bounded.
+fn worker_settings() -> WorkerSettings {
+    WorkerSettings {
         poll_interval: Duration::from_millis(100),
         busy_poll_interval: Duration::ZERO,
         max_records_per_poll: 1000,
@@ -466,7 +464,14 @@ fn worker_with(
         max_attempts: None,
         max_record_age: None,
         publish_permits: Arc::new(tokio::sync::Semaphore::new(4)),
-    };
+    }
+}
+
+fn worker_with(
+    s: &Setup,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+    let mut settings = worker_settings();
     tune(&mut settings);
     let config = Config::from_toml(
         r#"

@@ -14,7 +14,7 @@ use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::{Checkpoint, WorkerId};
 use crate::pipeline::Router;
-use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
+use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::{
     IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
     StreamRecord,
@@ -357,18 +357,7 @@ fn settings() -> SupervisorSettings {
         renew_interval: Duration::from_millis(100),
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
-        worker: WorkerSettings {
-            poll_interval: Duration::from_millis(50),
-            busy_poll_interval: Duration::ZERO,
-            max_records_per_poll: 1000,
-            max_batch_entries: 10,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(100),
-            event_id_attribute: None,
-            max_attempts: None,
-            max_record_age: None,
-            publish_permits: Arc::new(tokio::sync::Semaphore::new(8)),
-        },
+        worker: super::worker_settings(),
     }
 }
 
