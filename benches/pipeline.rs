@@ -66,7 +66,7 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| serde_json::to_vec(black_box(&matching)).expect("json"));
     });
     g.bench_function("match_only", |b| {
-        b.iter(|| router.matching(black_box(&matching_bytes)));
+        b.iter(|| router.matching(black_box(&matching), black_box(&matching_bytes)));
     });
     g.finish();
 

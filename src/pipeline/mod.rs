@@ -11,6 +11,6 @@ pub mod template;
 pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
-pub use pattern::{Filter, PatternError};
+pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Entry, RecordContext, RouteError, Router};
 pub use template::{Template, TemplateError};

@@ -1,29 +1,27 @@
 //! EventBridge event patterns (a Pipe's `FilterCriteria`), validated against the EventBridge
-//! pattern language and compiled for `quamina`.
+//! pattern language and matched with `quamina`, corrected where quamina differs from AWS.
 //!
 //! What we add or restrict around quamina, so a pattern means what AWS documents:
 //! - `$or` (top level or nested, combined with other fields) is expanded here into several
 //!   plain patterns of the same route, since quamina has no `$or`;
-//! - operators EventBridge does not have (quamina's `regexp`, `shellstyle`) are rejected;
-//! - EventBridge forms quamina cannot evaluate yet (`anything-but` with an operator object,
-//!   `prefix`/`suffix` with `equals-ignore-case`) are rejected at start-up with a clear
-//!   "not supported yet" rather than ever matching differently from AWS.
+//! - operators EventBridge does not have (quamina's `regexp`, `shellstyle`) are rejected, and
+//!   arguments are checked as EventBridge checks them (numeric ranges and limits, wildcards,
+//!   CIDR networks);
+//! - EventBridge forms quamina lacks (`anything-but` with `prefix`, `suffix`,
+//!   `equals-ignore-case` or `wildcard`; `prefix`/`suffix` with `equals-ignore-case`) are left
+//!   out of the quamina pattern, which then only pre-filters, and every quamina hit of such a
+//!   pattern is confirmed by [`eval`], a direct evaluator of the whole pattern. Patterns with
+//!   `numeric` are confirmed the same way, since quamina compares numbers beyond the ±5.0e9
+//!   EventBridge covers, and so are IPv6 `cidr` patterns (see [`quamina_lacks`]).
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// Operators of the EventBridge pattern language, as values inside a field's array.
-const OPERATORS: &[&str] = &[
-    "prefix",
-    "suffix",
-    "equals-ignore-case",
-    "wildcard",
-    "anything-but",
-    "numeric",
-    "exists",
-    "cidr",
-];
+use validate::{invalid, join};
+
+pub mod eval;
+mod validate;
 
 /// Upper bound on the patterns one filter may expand to through `$or` (EventBridge caps a
 /// pattern's combinations similarly), so a config cannot blow up the matcher.
@@ -44,21 +42,45 @@ pub enum PatternError {
     /// Not valid EventBridge pattern syntax.
     #[error("at {path}: {reason}")]
     Invalid { path: String, reason: String },
-    /// Valid EventBridge syntax this relay cannot evaluate faithfully yet.
-    #[error("at {path}: {what} is not supported yet")]
+    /// Valid EventBridge syntax this relay cannot evaluate faithfully.
+    #[error("at {path}: {what} is not supported")]
     Unsupported { path: String, what: String },
     /// The matcher rejected the (expanded) pattern.
     #[error("invalid event pattern: {0}")]
     Rejected(String),
 }
 
-/// One compiled event pattern. The matching automaton lives in the
-/// [`crate::pipeline::Router`], which merges every route's patterns into one.
+/// One `$or`-free alternative of a filter, split for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternative {
+    /// What quamina matches: the whole pattern, or the part of it quamina can evaluate.
+    /// `None` when nothing is left for quamina: every record is confirmed directly.
+    prefilter: Option<String>,
+    /// The whole pattern, when quamina's hits must be confirmed by [`eval::matches`].
+    confirm: Option<Map<String, Value>>,
+}
+
+impl Alternative {
+    /// The quamina pattern, if any.
+    #[must_use]
+    pub fn prefilter(&self) -> Option<&str> {
+        self.prefilter.as_deref()
+    }
+
+    /// Whether quamina's hits need confirming.
+    #[must_use]
+    pub fn confirmed(&self) -> bool {
+        self.confirm.is_some()
+    }
+}
+
+/// One compiled event pattern. The matching automaton lives in a [`Matcher`], which merges
+/// every route's patterns into one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Filter {
     text: String,
-    /// The `$or`-free patterns quamina matches; the filter matches if any does.
-    expanded: Vec<String>,
+    /// The `$or`-free alternatives; the filter matches if any does.
+    alternatives: Vec<Alternative>,
 }
 
 impl fmt::Debug for Filter {
@@ -79,20 +101,25 @@ impl Filter {
         if object.is_empty() {
             return Err(PatternError::Empty);
         }
-        validate_object(object, "")?;
-        let alternatives = expand(object, "")?;
+        validate::object(object, "")?;
         let mut probe = quamina::Quamina::<usize>::new();
-        let mut expanded = Vec::with_capacity(alternatives.len());
-        for alt in alternatives {
-            let json = Value::Object(alt).to_string();
-            probe
-                .add_pattern(0, &json)
-                .map_err(|e| PatternError::Rejected(e.to_string()))?;
-            expanded.push(json);
+        let mut alternatives = Vec::new();
+        for alt in expand(object, "")? {
+            let (prefilter, needs_confirm) = split(&alt);
+            let prefilter = (!prefilter.is_empty()).then(|| Value::Object(prefilter).to_string());
+            if let Some(p) = &prefilter {
+                probe
+                    .add_pattern(0, p)
+                    .map_err(|e| PatternError::Rejected(e.to_string()))?;
+            }
+            alternatives.push(Alternative {
+                prefilter,
+                confirm: needs_confirm.then_some(alt),
+            });
         }
         Ok(Self {
             text: text.to_owned(),
-            expanded,
+            alternatives,
         })
     }
 
@@ -102,120 +129,145 @@ impl Filter {
         &self.text
     }
 
-    /// The `$or`-free patterns to give the matcher.
+    /// The `$or`-free alternatives.
     #[must_use]
-    pub fn expanded(&self) -> &[String] {
-        &self.expanded
+    pub fn alternatives(&self) -> &[Alternative] {
+        &self.alternatives
     }
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+/// Whether a leaf condition is an EventBridge form quamina does not evaluate (or evaluates
+/// more narrowly than AWS, so it cannot even pre-filter).
+///
+/// IPv6 `cidr`: quamina 0.7's automaton only accepts the fully expanded eight-group form of
+/// an address, so a compressed `2001:db8::1` never matches `2001:db8::/64`. Upstream fix, if
+/// small: parse the event value with `std::net::Ipv6Addr` and feed the automaton its
+/// canonical expanded form instead of the raw bytes.
+fn quamina_lacks(condition: &Value) -> bool {
+    let Some(op) = condition.as_object() else {
+        return false;
+    };
+    op.iter().any(|(name, arg)| match (name.as_str(), arg) {
+        ("prefix" | "suffix" | "anything-but", Value::Object(_)) => true,
+        ("cidr", Value::String(net)) => net.contains(':'),
+        _ => false,
+    })
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> PatternError {
-    PatternError::Invalid {
-        path: if path.is_empty() {
-            "(top)".into()
-        } else {
-            path.to_owned()
-        },
-        reason: reason.into(),
-    }
+/// Whether a field's conditions include one quamina cannot pre-filter. Besides single
+/// forms, quamina 0.7 ignores `exists` OR-ed with other values in one array
+/// (`["a", {"exists": true}]` misses `"b"`), so such arrays are evaluated directly.
+///
+/// `exists: false` is also left to the evaluator: quamina 0.7 misses
+/// `{"a": [{"exists": true}], "d": {"b": [{"exists": false}]}}` on `{"a": "x"}`.
+fn quamina_lacks_any(conditions: &[Value]) -> bool {
+    conditions.iter().any(quamina_lacks)
+        || (conditions.len() > 1 && conditions.iter().any(|c| c.get("exists").is_some()))
+        || conditions
+            .iter()
+            .any(|c| c.get("exists") == Some(&Value::Bool(false)))
 }
 
-/// Checks an object level of a pattern: fields map to arrays (leaf conditions) or objects
-/// (nested fields); `$or` maps to an array of at least two objects.
-fn validate_object(object: &Map<String, Value>, path: &str) -> Result<(), PatternError> {
-    for (key, value) in object {
-        let here = join(path, key);
-        if key == "$or" {
-            let branches = value
-                .as_array()
-                .ok_or_else(|| invalid(&here, "$or takes an array of patterns"))?;
-            if branches.len() < 2 {
-                return Err(invalid(&here, "$or needs at least two patterns"));
-            }
-            for (i, branch) in branches.iter().enumerate() {
-                let branch = branch
-                    .as_object()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| {
-                        invalid(
-                            &format!("{here}[{i}]"),
-                            "each $or branch is a non-empty object",
-                        )
-                    })?;
-                validate_object(branch, path)?;
-            }
-            continue;
-        }
+/// Whether a leaf condition is one quamina evaluates more leniently than EventBridge.
+fn quamina_widens(condition: &Value) -> bool {
+    condition.get("numeric").is_some()
+}
+
+/// The part of `pattern` quamina can evaluate, and whether the whole must be confirmed.
+fn split(pattern: &Map<String, Value>) -> (Map<String, Value>, bool) {
+    let mut kept = Map::new();
+    let mut confirm = false;
+    for (key, value) in pattern {
         match value {
-            Value::Object(nested) if !nested.is_empty() => validate_object(nested, &here)?,
-            Value::Object(_) => return Err(invalid(&here, "an empty object matches nothing")),
-            Value::Array(conditions) if conditions.is_empty() => {
-                return Err(invalid(&here, "an empty array matches nothing"))
-            }
-            Value::Array(conditions) => {
-                for (i, c) in conditions.iter().enumerate() {
-                    validate_condition(c, &format!("{here}[{i}]"))?;
+            Value::Object(nested) => {
+                let (sub, c) = split(nested);
+                confirm |= c;
+                if !sub.is_empty() {
+                    kept.insert(key.clone(), Value::Object(sub));
                 }
             }
-            _ => {
-                return Err(invalid(
-                    &here,
-                    "a value must be inside an array, e.g. [\"value\"]",
-                ))
+            Value::Array(conditions) if quamina_lacks_any(conditions) => confirm = true,
+            other => {
+                if let Value::Array(conditions) = other {
+                    confirm |= conditions.iter().any(quamina_widens);
+                }
+                kept.insert(key.clone(), other.clone());
             }
         }
     }
-    Ok(())
+    (kept, confirm)
 }
 
-/// One element of a leaf array: a literal, or an object with exactly one known operator.
-fn validate_condition(condition: &Value, path: &str) -> Result<(), PatternError> {
-    let Value::Object(op) = condition else {
-        return Ok(()); // string, number, boolean or null literal
-    };
-    let mut entries = op.iter();
-    let (name, arg) = entries
-        .next()
-        .ok_or_else(|| invalid(path, "an operator object needs one operator"))?;
-    if entries.next().is_some() {
-        return Err(invalid(
-            path,
-            "an operator object takes exactly one operator",
-        ));
+/// Every route's filters in one quamina automaton, with the confirmations some need.
+pub struct Matcher {
+    automaton: quamina::Quamina<u32>,
+    /// Per alternative id: the route it belongs to and, if any, the pattern to confirm.
+    alternatives: Vec<(usize, Option<Map<String, Value>>)>,
+    /// Alternatives with nothing for quamina: confirmed against every record.
+    unfiltered: Vec<u32>,
+}
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Matcher")
+            .field("alternatives", &self.alternatives.len())
+            .finish_non_exhaustive()
     }
-    if !OPERATORS.contains(&name.as_str()) {
-        return Err(invalid(
-            path,
-            format!(
-                "unknown operator {name:?} (EventBridge has {})",
-                OPERATORS.join(", ")
-            ),
-        ));
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Self::new()
     }
-    let unsupported = |what: &str| PatternError::Unsupported {
-        path: path.to_owned(),
-        what: what.to_owned(),
-    };
-    match (name.as_str(), arg) {
-        ("prefix" | "suffix", Value::Object(_)) => {
-            Err(unsupported(&format!("{name} with equals-ignore-case")))
+}
+
+impl Matcher {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            automaton: quamina::Quamina::new(),
+            alternatives: Vec::new(),
+            unfiltered: Vec::new(),
         }
-        ("anything-but", Value::Object(_)) => Err(unsupported("anything-but with an operator")),
-        ("prefix" | "suffix" | "equals-ignore-case" | "wildcard" | "cidr", Value::String(_)) => {
-            Ok(())
+    }
+
+    /// Adds `filter` as one of route `route`'s filters.
+    ///
+    /// # Errors
+    /// [`PatternError::Rejected`] if quamina refuses a pattern (unreachable for a compiled
+    /// [`Filter`], which was probed).
+    pub fn add(&mut self, route: usize, filter: &Filter) -> Result<(), PatternError> {
+        for alt in &filter.alternatives {
+            let id = u32::try_from(self.alternatives.len())
+                .map_err(|_| PatternError::Rejected("too many patterns".into()))?;
+            match &alt.prefilter {
+                Some(p) => self
+                    .automaton
+                    .add_pattern(id, p)
+                    .map_err(|e| PatternError::Rejected(e.to_string()))?,
+                None => self.unfiltered.push(id),
+            }
+            self.alternatives.push((route, alt.confirm.clone()));
         }
-        ("exists", Value::Bool(_)) => Ok(()),
-        ("numeric", Value::Array(_)) => Ok(()),
-        ("anything-but", Value::String(_) | Value::Number(_) | Value::Array(_)) => Ok(()),
-        (op, _) => Err(invalid(path, format!("invalid argument for {op}"))),
+        Ok(())
+    }
+
+    /// Appends to `out` the route of every alternative matching the event (`event_json` is
+    /// `event` serialized; both are passed so neither is recomputed). Routes may repeat.
+    pub fn matching(&self, event: &Value, event_json: &[u8], out: &mut Vec<usize>) {
+        // The event is our own serialization of a serde_json::Value, so it is valid JSON.
+        let hits = self
+            .automaton
+            .matches_for_event(event_json)
+            .unwrap_or_default();
+        for id in hits.into_iter().chain(self.unfiltered.iter().copied()) {
+            let Some((route, confirm)) = self.alternatives.get(id as usize) else {
+                continue;
+            };
+            if confirm.as_ref().is_none_or(|p| eval::matches(p, event)) {
+                out.push(*route);
+            }
+        }
     }
 }
 

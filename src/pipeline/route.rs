@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::batch::{entry_size, MAX_REQUEST_BYTES};
-use super::pattern::PatternError;
+use super::pattern::{Matcher, PatternError};
 use super::unmarshall::{self, UnmarshallError};
 use crate::config::{DetailConfig, ImageSelector, RouteConfig};
 
@@ -96,7 +96,7 @@ impl RouteError {
 /// The routes of a relay, with their patterns merged into one matcher.
 pub struct Router {
     routes: Vec<RouteConfig>,
-    matcher: quamina::Quamina<usize>,
+    matcher: Matcher,
     /// Routes without filters: they match every record.
     match_all: Vec<usize>,
 }
@@ -116,18 +116,14 @@ impl Router {
     /// [`PatternError::Rejected`] if the matcher refuses a pattern (config validation makes
     /// this unreachable for loaded configs).
     pub fn new(routes: Vec<RouteConfig>) -> Result<Self, PatternError> {
-        let mut matcher = quamina::Quamina::new();
+        let mut matcher = Matcher::new();
         let mut match_all = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             if route.filters.is_empty() {
                 match_all.push(i);
             }
             for filter in &route.filters {
-                for pattern in filter.expanded() {
-                    matcher
-                        .add_pattern(i, pattern)
-                        .map_err(|e| PatternError::Rejected(e.to_string()))?;
-                }
+                matcher.add(i, filter)?;
             }
         }
         Ok(Self {
@@ -143,15 +139,12 @@ impl Router {
         &self.routes
     }
 
-    /// Indexes of the routes whose filters match `record_json` (the record serialized), in
-    /// config order, each once.
+    /// Indexes of the routes whose filters match `record` (`record_json` is the record
+    /// serialized), in config order, each once.
     #[must_use]
-    pub fn matching(&self, record_json: &[u8]) -> Vec<usize> {
-        // The record is our own serialization of a serde_json::Value, so it is valid JSON.
-        let mut hits = self
-            .matcher
-            .matches_for_event(record_json)
-            .unwrap_or_default();
+    pub fn matching(&self, record: &Value, record_json: &[u8]) -> Vec<usize> {
+        let mut hits = Vec::with_capacity(self.routes.len());
+        self.matcher.matching(record, record_json, &mut hits);
         hits.extend_from_slice(&self.match_all);
         hits.sort_unstable();
         hits.dedup();
@@ -168,7 +161,7 @@ impl Router {
         created_at: Option<SystemTime>,
     ) -> Vec<Result<Entry, RouteError>> {
         let bytes = serde_json::to_vec(record).expect("a serde_json::Value always serializes");
-        self.matching(&bytes)
+        self.matching(record, &bytes)
             .into_iter()
             .map(|i| {
                 let route = &self.routes[i];

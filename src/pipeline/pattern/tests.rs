@@ -1,24 +1,25 @@
 use super::*;
 
+/// The quamina patterns of each alternative (the whole pattern when nothing needs confirming).
 fn expanded(text: &str) -> Vec<Value> {
     Filter::compile(text)
         .expect("valid")
-        .expanded()
+        .alternatives()
         .iter()
-        .map(|p| serde_json::from_str(p).expect("json"))
+        .map(|a| serde_json::from_str(a.prefilter().expect("prefilter")).expect("json"))
         .collect()
 }
 
-/// Matches `event` against `pattern` the way the router does (any expansion matches).
-fn matches(pattern: &str, event: &str) -> bool {
+/// Matches `event` against `pattern` the way the router does.
+pub(super) fn matches(pattern: &str, event: &str) -> bool {
     let filter = Filter::compile(pattern).expect("valid");
-    let mut q = quamina::Quamina::<usize>::new();
-    for p in filter.expanded() {
-        q.add_pattern(0, p).expect("valid");
-    }
-    !q.matches_for_event(event.as_bytes())
-        .expect("json")
-        .is_empty()
+    let mut m = Matcher::new();
+    m.add(0, &filter).expect("valid");
+    let value: Value = serde_json::from_str(event).expect("json event");
+    let bytes = serde_json::to_vec(&value).expect("serializes");
+    let mut out = Vec::new();
+    m.matching(&value, &bytes, &mut out);
+    !out.is_empty()
 }
 
 #[test]
@@ -47,7 +48,7 @@ fn accepts_a_pipes_dynamodb_filter() {
         r#"{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"eventType": {"S": ["BookAdded"]}}}}"#,
     )
     .expect("valid pattern");
-    assert_eq!(f.expanded().len(), 1);
+    assert_eq!(f.alternatives().len(), 1);
 }
 
 // Source of the $or cases: AWS EventBridge user guide, "Content filtering in Amazon
@@ -151,18 +152,29 @@ fn operators_eventbridge_does_not_have_are_rejected() {
 }
 
 #[test]
-fn eventbridge_forms_not_yet_evaluated_are_refused_not_mismatched() {
-    for pattern in [
-        r#"{"a": [{"anything-but": {"prefix": "x"}}]}"#,
-        r#"{"a": [{"prefix": {"equals-ignore-case": "x"}}]}"#,
-        r#"{"a": [{"suffix": {"equals-ignore-case": "x"}}]}"#,
-    ] {
-        let err = Filter::compile(pattern).expect_err(pattern);
-        assert!(
-            matches!(err, PatternError::Unsupported { .. }),
-            "{pattern}: {err}"
-        );
-    }
+fn forms_quamina_lacks_are_confirmed_by_the_evaluator() {
+    let p = r#"{"detail": {"region": [{"anything-but": {"prefix": "us-"}}], "kind": ["a"]}}"#;
+    let filter = Filter::compile(p).expect("valid");
+    let alt = &filter.alternatives()[0];
+    assert!(alt.confirmed());
+    assert_eq!(alt.prefilter(), Some(r#"{"detail":{"kind":["a"]}}"#));
+    assert!(matches(
+        p,
+        r#"{"detail": {"region": "eu-west-1", "kind": "a"}}"#
+    ));
+    assert!(!matches(
+        p,
+        r#"{"detail": {"region": "us-east-1", "kind": "a"}}"#
+    ));
+    assert!(!matches(p, r#"{"detail": {"kind": "a"}}"#));
+    // Nothing left for quamina: every record is confirmed directly.
+    let p = r#"{"FileName": [{"suffix": {"equals-ignore-case": ".png"}}]}"#;
+    assert_eq!(
+        Filter::compile(p).expect("valid").alternatives()[0].prefilter(),
+        None
+    );
+    assert!(matches(p, r#"{"FileName": "A.PNG"}"#));
+    assert!(!matches(p, r#"{"FileName": "A.JPG"}"#));
 }
 
 #[test]
@@ -223,6 +235,143 @@ proptest::proptest! {
         let reordered = build(&detail, &top);
         for p in patterns {
             proptest::prop_assert_eq!(matches(p, &original), matches(p, &reordered), "{} on {} vs {}", p, original, reordered);
+        }
+    }
+}
+
+/// The conformance suite: (pattern, event, expected) cases from the AWS user guides, each
+/// naming its source, run through the router's matcher and through the direct evaluator alone.
+#[test]
+fn conformance_with_the_aws_user_guides() {
+    let suite: Value =
+        serde_json::from_str(include_str!("conformance.json")).expect("conformance.json");
+    let cases = suite["matching"].as_array().expect("matching cases");
+    assert!(cases.len() >= 100, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in cases {
+        let pattern = case["pattern"].to_string();
+        let event = case["event"].to_string();
+        let expected = case["match"].as_bool().expect("match is a boolean");
+        let routed = matches(&pattern, &event);
+        let object = case["pattern"].as_object().expect("pattern object");
+        let direct = expand(object, "")
+            .expect("expands")
+            .iter()
+            .any(|alt| eval::matches(alt, &case["event"]));
+        if routed != expected || direct != expected {
+            failures.push(format!(
+                "{}: {pattern} on {event}: expected {expected}, router {routed}, evaluator {direct}",
+                case["source"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn invalid_patterns_from_the_aws_user_guides_are_rejected_with_their_reason() {
+    let suite: Value =
+        serde_json::from_str(include_str!("conformance.json")).expect("conformance.json");
+    for case in suite["invalid"].as_array().expect("invalid cases") {
+        let pattern = case["pattern"].to_string();
+        let needle = case["error"].as_str().expect("error");
+        match Filter::compile(&pattern) {
+            Ok(_) => panic!("{}: {pattern} was accepted", case["source"]),
+            Err(e) => assert!(
+                e.to_string().contains(needle),
+                "{}: {pattern}: {e} (expected {needle:?})",
+                case["source"]
+            ),
+        }
+    }
+}
+
+mod differential {
+    //! The router (quamina, confirmed where needed) and the direct evaluator must agree on
+    //! every pattern: where quamina differs, the pattern must be routed to the evaluator.
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "us-east-1",
+                "US-West",
+                "init",
+                "",
+                "a*b",
+                "10.0.0.7",
+                "x.png"
+            ])
+            .prop_map(|s| json!(s)),
+            prop::sample::select(vec![0.0, 5.0, 5.5, -1.0, 300.0]).prop_map(|n| json!(n)),
+            prop::sample::select(vec![0i64, 5, 123]).prop_map(|n| json!(n)),
+            Just(json!(true)),
+            Just(Value::Null),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => leaf(),
+            1 => prop::collection::vec(leaf(), 0..3).prop_map(Value::Array),
+            1 => leaf().prop_map(|l| json!({"inner": l})),
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            leaf(),
+            prop::sample::select(vec!["us", "in", "US-", ""]).prop_map(|p| json!({"prefix": p})),
+            prop::sample::select(vec![".png", "1", "b"]).prop_map(|p| json!({"suffix": p})),
+            prop::sample::select(vec!["us-west", "INIT"])
+                .prop_map(|p| json!({"equals-ignore-case": p})),
+            prop::sample::select(vec!["*-*", "a\\*b", "*.png", "us*1"])
+                .prop_map(|p| json!({"wildcard": p})),
+            prop::sample::select(vec![
+                json!("init"),
+                json!(5),
+                json!(["init", "x.png"]),
+                json!([0, 300])
+            ])
+            .prop_map(|v| json!({"anything-but": v})),
+            prop::sample::select(vec![
+                json!([">", 0]),
+                json!(["<=", 5]),
+                json!(["=", 5.5]),
+                json!([">=", -1, "<", 5])
+            ])
+            .prop_map(|v| json!({"numeric": v})),
+            any::<bool>().prop_map(|b| json!({"exists": b})),
+            Just(json!({"cidr": "10.0.0.0/24"})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn quamina_and_the_evaluator_agree(
+            a in prop::collection::vec(condition(), 1..3),
+            b in prop::option::of(prop::collection::vec(condition(), 1..3)),
+            ea in prop::option::of(value()),
+            eb in prop::option::of(value()),
+        ) {
+            let mut pattern = serde_json::Map::new();
+            pattern.insert("a".into(), Value::Array(a));
+            if let Some(b) = b {
+                pattern.insert("d".into(), json!({"b": b}));
+            }
+            let mut event = serde_json::Map::new();
+            if let Some(v) = ea { event.insert("a".into(), v); }
+            if let Some(v) = eb { event.insert("d".into(), json!({"b": v})); }
+            let event = Value::Object(event);
+            let text = Value::Object(pattern.clone()).to_string();
+            if super::Filter::compile(&text).is_err() {
+                return Ok(()); // not a valid pattern: nothing to compare
+            }
+            let by_router = super::matches(&text, &event.to_string());
+            let by_eval = super::eval::matches(&pattern, &event);
+            prop_assert_eq!(by_router, by_eval, "{} on {}", text, event);
         }
     }
 }
