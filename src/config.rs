@@ -214,6 +214,8 @@ struct RawRoute {
     event_id_field: String,
     #[serde(default)]
     sources: Vec<String>,
+    #[serde(default)]
+    expand_json: Vec<String>,
 }
 
 /// A route: which records (filters) become which EventBridge event (target + detail).
@@ -235,6 +237,10 @@ pub struct RouteConfig {
     pub detail: DetailConfig,
     /// Table names or stream ARNs this route applies to. Default (empty): every source.
     pub sources: Vec<String>,
+    /// Top-level attributes of the item that hold a JSON document in a string (the seed's
+    /// `eventData`): parsed in the plain images, so `unmarshall` details and `$.NewImage`
+    /// template paths carry the document, not its text. Default: none.
+    pub expand_json: Vec<String>,
 }
 
 /// How a route builds the event detail.
@@ -776,6 +782,15 @@ fn build_route(
             None
         }
         (Some(text), None) => match Template::parse(&text) {
+            Ok(t) if t.renders_string() => {
+                errors.push(ConfigError::new(
+                    format!("{key}.template"),
+                    "this template renders a string (free text or a JSON string), but an \
+                     EventBridge event's detail must be a JSON object: wrap it, e.g. \
+                     {\"message\": \"...\"}",
+                ));
+                None
+            }
             Ok(t) => Some(DetailConfig::Template(t)),
             Err(e) => {
                 errors.push(ConfigError::new(format!("{key}.template"), e.to_string()));
@@ -799,6 +814,7 @@ fn build_route(
         resources: r.resources,
         detail: detail?,
         sources: r.sources,
+        expand_json: r.expand_json,
     })
 }
 

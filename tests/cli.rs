@@ -148,6 +148,16 @@ fn test_route_shows_the_entries_of_the_outbox_variant() {
     assert_eq!(routes[1]["matched"], false);
     assert_eq!(routes[1]["entries"].as_array().map(Vec::len), Some(0));
 
+    // The seed wrote eventData as JSON text: expand_json delivers the same object.
+    let seed = test_route("outbox.toml", "outbox-book-added-seed-string.json");
+    let seed_detail: serde_json::Value = serde_json::from_str(
+        seed["routes"][0]["entries"][0]["Detail"]
+            .as_str()
+            .expect("detail text"),
+    )
+    .expect("json");
+    assert_eq!(seed_detail, detail);
+
     let doc = test_route("outbox.toml", "outbox-book-removed.json");
     assert_eq!(doc["routes"][0]["matched"], false);
     assert_eq!(doc["routes"][1]["matched"], true);
@@ -190,4 +200,40 @@ fn test_route_rejects_a_record_that_is_not_json() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+}
+
+#[test]
+fn test_route_evaluates_every_operator_family_of_the_example_config() {
+    let doc = test_route("operators.toml", "operators.json");
+    let expected = [
+        ("exact-values", true),
+        ("prefix", true),
+        ("prefix-ignore-case", true),
+        ("suffix", false),
+        ("suffix-ignore-case", true),
+        ("equals-ignore-case", true),
+        ("wildcard", true),
+        ("anything-but", true),
+        ("anything-but-prefix", true),
+        ("anything-but-wildcard", true),
+        ("numeric", true),
+        ("cidr", true),
+        ("exists", true),
+        ("null-and-empty", true),
+        ("or", false),
+    ];
+    let routes = doc["routes"].as_array().expect("routes");
+    let actual: Vec<(&str, bool)> = routes
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name"),
+                r["matched"].as_bool().expect("matched"),
+            )
+        })
+        .collect();
+    assert_eq!(actual, expected);
+    for route in routes.iter().filter(|r| r["matched"] == true) {
+        assert_eq!(route["entries"][0]["DetailType"], "OrderChanged");
+    }
 }

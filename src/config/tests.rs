@@ -221,3 +221,17 @@ fn a_route_may_be_limited_to_configured_sources_only() {
         vec!["routes[0].sources[0]"]
     );
 }
+
+#[test]
+fn a_template_that_renders_a_string_is_rejected_with_the_reason() {
+    for template in ["'Hello <$.eventName>'", r#"'"Hello, <$.eventName>"'"#] {
+        let text = MINIMAL.replace(
+            "unmarshall = \"NewImage\"",
+            &format!("template = {template}"),
+        );
+        assert_ne!(text, MINIMAL, "MINIMAL uses unmarshall");
+        let err = Config::from_toml(&text).expect_err(template);
+        assert_eq!(keys(&err), vec!["routes[0].template"], "{template}");
+        assert!(err.to_string().contains("must be a JSON object"), "{err}");
+    }
+}

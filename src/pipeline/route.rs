@@ -4,6 +4,7 @@
 //! one route or fifty. Each matching route then renders its detail (template or unmarshalled
 //! image) into an [`Entry`], checked against the PutEvents limits before it is ever sent.
 
+use std::cell::OnceCell;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -14,7 +15,7 @@ use super::unmarshall::{self, UnmarshallError};
 use crate::config::{DetailConfig, ImageSelector, RouteConfig};
 
 /// What a route needs to know about the record it renders, besides the record itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct RecordContext<'a> {
     /// The stream record in the Pipes JSON shape.
     pub record: &'a Value,
@@ -26,6 +27,104 @@ pub struct RecordContext<'a> {
     pub event_id: &'a str,
     /// `ApproximateCreationDateTime`, which also becomes the event's `Time`.
     pub created_at: Option<SystemTime>,
+    /// Top-level attributes of the plain images that hold a JSON document in a string.
+    pub expand_json: &'a [String],
+    /// The plain (unmarshalled, expanded) images, made on first use: `NewImage`, `OldImage`,
+    /// `Keys`.
+    images: [OnceCell<Result<Option<Value>, ImageError>>; 3],
+}
+
+/// Why a record's image could not be made plain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The image is not valid DynamoDB JSON.
+    #[error("cannot unmarshall {image}: {source}")]
+    Unmarshall {
+        image: &'static str,
+        #[source]
+        source: UnmarshallError,
+    },
+    /// An `expand_json` attribute holds a string that is not a JSON document.
+    #[error("{image}.{attribute} is not a JSON document: {reason}")]
+    NotJson {
+        image: &'static str,
+        attribute: String,
+        reason: String,
+    },
+}
+
+impl<'a> RecordContext<'a> {
+    #[must_use]
+    pub fn new(
+        record: &'a Value,
+        route_name: &'a str,
+        source_arn: &'a str,
+        event_id: &'a str,
+        created_at: Option<SystemTime>,
+        expand_json: &'a [String],
+    ) -> Self {
+        Self {
+            record,
+            route_name,
+            source_arn,
+            event_id,
+            created_at,
+            expand_json,
+            images: Default::default(),
+        }
+    }
+
+    /// The record's `image` as plain JSON with the `expand_json` attributes parsed, or
+    /// `None` when the record has no such image (e.g. `NewImage` of a REMOVE).
+    ///
+    /// # Errors
+    /// [`ImageError`] when the image is malformed or an attribute to expand is not JSON.
+    pub fn plain_image(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
+        let slot = match image {
+            ImageSelector::NewImage => &self.images[0],
+            ImageSelector::OldImage => &self.images[1],
+            ImageSelector::Keys => &self.images[2],
+        };
+        slot.get_or_init(|| self.make_plain(image))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(Clone::clone)
+    }
+
+    fn make_plain(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
+        let name = image.field();
+        let Some(typed) = self
+            .record
+            .get("dynamodb")
+            .and_then(|d| d.get(name))
+            .and_then(Value::as_object)
+        else {
+            return Ok(None);
+        };
+        let mut plain = unmarshall::item(typed).map_err(|source| ImageError::Unmarshall {
+            image: name,
+            source,
+        })?;
+        if let Value::Object(map) = &mut plain {
+            for attribute in self.expand_json {
+                if let Some(Value::String(text)) = map.get(attribute) {
+                    let doc = serde_json::from_str::<Value>(text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|doc| match doc {
+                            Value::Object(_) | Value::Array(_) => Ok(doc),
+                            _ => Err("it is JSON, but not an object or array".to_owned()),
+                        })
+                        .map_err(|reason| ImageError::NotJson {
+                            image: name,
+                            attribute: attribute.clone(),
+                            reason,
+                        })?;
+                    map.insert(attribute.clone(), doc);
+                }
+            }
+        }
+        Ok(Some(plain))
+    }
 }
 
 /// One PutEvents entry, ready to send.
@@ -52,13 +151,12 @@ pub enum RouteError {
     /// The record has no such image (e.g. `NewImage` of a REMOVE).
     #[error("route {route}: record has no {image}")]
     ImageMissing { route: String, image: &'static str },
-    /// The image is not valid DynamoDB JSON.
-    #[error("route {route}: cannot unmarshall {image}: {source}")]
-    UnmarshallFailed {
+    /// The image is not valid DynamoDB JSON, or an `expand_json` attribute is not JSON.
+    #[error("route {route}: {source}")]
+    ImageInvalid {
         route: String,
-        image: &'static str,
         #[source]
-        source: UnmarshallError,
+        source: ImageError,
     },
     /// The entry exceeds the 256 KiB PutEvents limit on its own.
     #[error("route {route}: entry is {size} bytes, above the {limit} byte PutEvents limit")]
@@ -76,7 +174,14 @@ impl RouteError {
         match self {
             Self::DetailNotJsonObject { .. } => "DetailNotJsonObject",
             Self::ImageMissing { .. } => "ImageMissing",
-            Self::UnmarshallFailed { .. } => "UnmarshallFailed",
+            Self::ImageInvalid {
+                source: ImageError::Unmarshall { .. },
+                ..
+            } => "UnmarshallFailed",
+            Self::ImageInvalid {
+                source: ImageError::NotJson { .. },
+                ..
+            } => "ExpandJsonFailed",
             Self::EntryTooLarge { .. } => "EntryTooLarge",
         }
     }
@@ -87,7 +192,7 @@ impl RouteError {
         match self {
             Self::DetailNotJsonObject { route, .. }
             | Self::ImageMissing { route, .. }
-            | Self::UnmarshallFailed { route, .. }
+            | Self::ImageInvalid { route, .. }
             | Self::EntryTooLarge { route, .. } => route,
         }
     }
@@ -165,13 +270,14 @@ impl Router {
             .into_iter()
             .map(|i| {
                 let route = &self.routes[i];
-                let ctx = RecordContext {
+                let ctx = RecordContext::new(
                     record,
-                    route_name: &route.name,
+                    &route.name,
                     source_arn,
                     event_id,
                     created_at,
-                };
+                    &route.expand_json,
+                );
                 render(i, route, &ctx)
             })
             .collect()
@@ -181,7 +287,10 @@ impl Router {
 fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<Entry, RouteError> {
     let detail = match &route.detail {
         DetailConfig::Template(t) => {
-            let text = t.render(ctx);
+            let text = t.render(ctx).map_err(|source| RouteError::ImageInvalid {
+                route: route.name.clone(),
+                source,
+            })?;
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(_)) => text,
                 Ok(_) => {
@@ -229,30 +338,27 @@ fn unmarshall_detail(
     event_id_field: &str,
     ctx: &RecordContext<'_>,
 ) -> Result<String, RouteError> {
-    let name = image.field();
-    let typed = ctx
-        .record
-        .get("dynamodb")
-        .and_then(|d| d.get(name))
-        .and_then(Value::as_object)
+    let plain = ctx
+        .plain_image(image)
+        .map_err(|source| RouteError::ImageInvalid {
+            route: route.name.clone(),
+            source,
+        })?
         .ok_or_else(|| RouteError::ImageMissing {
             route: route.name.clone(),
-            image: name,
+            image: image.field(),
         })?;
-    let mut plain = unmarshall::item(typed).map_err(|source| RouteError::UnmarshallFailed {
-        route: route.name.clone(),
-        image: name,
-        source,
-    })?;
-    if let Value::Object(map) = &mut plain {
-        if !event_id_field.is_empty() && !map.contains_key(event_id_field) {
-            map.insert(
+    match plain {
+        Value::Object(map) if !event_id_field.is_empty() && !map.contains_key(event_id_field) => {
+            let mut with_id = map.clone();
+            with_id.insert(
                 event_id_field.to_owned(),
                 Value::String(ctx.event_id.to_owned()),
             );
+            Ok(Value::Object(with_id).to_string())
         }
+        other => Ok(other.to_string()),
     }
-    Ok(plain.to_string())
 }
 
 /// The stable event id of a record: the `attribute` of the outbox row (looked up in `Keys`,

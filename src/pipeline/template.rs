@@ -17,7 +17,8 @@
 
 use serde_json::Value;
 
-use super::route::RecordContext;
+use super::route::{ImageError, RecordContext};
+use crate::config::ImageSelector;
 
 /// Why a template could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +63,11 @@ enum Part {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Free text (not starting with `{`, `[` or `"`, and not a lone placeholder): Pipes
+    /// inserts every value into it as text.
+    plain: bool,
+    /// The template renders a string: free text, or a JSON string literal.
+    renders_string: bool,
 }
 
 impl Template {
@@ -109,29 +115,61 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        Ok(Self { parts })
+        let trimmed = text.trim();
+        let lone_placeholder = trimmed.starts_with('<')
+            && trimmed.ends_with('>')
+            && parts
+                .iter()
+                .filter(|p| !matches!(p, Part::Text(t) if t.trim().is_empty()))
+                .count()
+                == 1;
+        let plain = !trimmed.starts_with(['{', '[', '"']) && !lone_placeholder;
+        let renders_string = plain || trimmed.starts_with('"');
+        if plain {
+            for part in &mut parts {
+                if let Part::Var { in_string, .. } = part {
+                    *in_string = true;
+                }
+            }
+        }
+        Ok(Self {
+            parts,
+            plain,
+            renders_string,
+        })
+    }
+
+    /// Whether the template renders a string (free text, or a JSON string literal), which
+    /// an EventBridge event cannot carry as its detail.
+    #[must_use]
+    pub fn renders_string(&self) -> bool {
+        self.renders_string
     }
 
     /// Renders the template for one record.
-    #[must_use]
-    pub fn render(&self, ctx: &RecordContext<'_>) -> String {
+    ///
+    /// # Errors
+    /// [`ImageError`] when a placeholder reads an image that cannot be made plain.
+    pub fn render(&self, ctx: &RecordContext<'_>) -> Result<String, ImageError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Var { var, in_string } => {
-                    let value = resolve(var, ctx);
+                    let value = resolve(var, ctx)?;
                     match (value, in_string) {
                         (None, false) => out.push_str("null"),
                         (None, true) => {}
                         (Some(v), false) => out.push_str(&v.to_string()),
+                        (Some(Value::String(s)), true) if self.plain => out.push_str(&s),
+                        (Some(v), true) if self.plain => out.push_str(&v.to_string()),
                         (Some(Value::String(s)), true) => push_escaped(&mut out, &s),
                         (Some(v), true) => push_escaped(&mut out, &v.to_string()),
                     }
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -141,8 +179,15 @@ fn push_escaped(out: &mut String, s: &str) {
     out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
-/// Image names that, as the first step of a path, mean the unmarshalled image.
-const PLAIN_IMAGES: &[&str] = &["NewImage", "OldImage", "Keys"];
+/// Image names that, as the first step of a path, mean the plain (unmarshalled) image.
+fn plain_image_root(root: &str) -> Option<ImageSelector> {
+    match root {
+        "NewImage" => Some(ImageSelector::NewImage),
+        "OldImage" => Some(ImageSelector::OldImage),
+        "Keys" => Some(ImageSelector::Keys),
+        _ => None,
+    }
+}
 
 fn walk<'a>(mut at: &'a Value, steps: &[Step]) -> Option<&'a Value> {
     for step in steps {
@@ -154,19 +199,22 @@ fn walk<'a>(mut at: &'a Value, steps: &[Step]) -> Option<&'a Value> {
     Some(at)
 }
 
-fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Option<Value> {
-    match var {
+fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Result<Option<Value>, ImageError> {
+    Ok(match var {
         Var::Path(steps) => {
             // `$.NewImage`, `$.OldImage` and `$.Keys` (not keys of a stream record) address
             // the image unmarshalled to plain JSON.
-            if let Some(Step::Key(root)) = steps.first() {
-                if PLAIN_IMAGES.contains(&root.as_str()) && ctx.record.get(root).is_none() {
-                    let typed = ctx.record.get("dynamodb")?.get(root)?.as_object()?;
-                    let plain = super::unmarshall::item(typed).ok()?;
-                    return walk(&plain, &steps[1..]).cloned();
-                }
+            let image = match steps.first() {
+                Some(Step::Key(root)) if ctx.record.get(root).is_none() => plain_image_root(root),
+                _ => None,
+            };
+            match image {
+                Some(image) => ctx
+                    .plain_image(image)?
+                    .and_then(|plain| walk(plain, &steps[1..]))
+                    .cloned(),
+                None => walk(ctx.record, steps).cloned(),
             }
-            walk(ctx.record, steps).cloned()
         }
         Var::Event => Some(ctx.record.clone()),
         Var::PipeName => Some(Value::String(ctx.route_name.to_owned())),
@@ -175,7 +223,7 @@ fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Option<Value> {
             .created_at
             .map(|t| Value::String(humantime::format_rfc3339_millis(t).to_string())),
         Var::EventId => Some(Value::String(ctx.event_id.to_owned())),
-    }
+    })
 }
 
 /// `Ok(None)` means "not a placeholder": the text stays literal (e.g. `<b>` in a string).
@@ -245,13 +293,14 @@ mod tests {
     use serde_json::json;
 
     fn ctx(record: &Value) -> RecordContext<'_> {
-        RecordContext {
+        RecordContext::new(
             record,
-            route_name: "book-added",
-            source_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
-            event_id: "evt-1",
-            created_at: None,
-        }
+            "book-added",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
+            "evt-1",
+            None,
+            &[],
+        )
     }
 
     #[test]
@@ -261,7 +310,7 @@ mod tests {
             r#"{"name": <$.dynamodb.NewImage.name.S>, "msg": "added <$.dynamodb.NewImage.name.S>!"}"#,
         )
         .expect("valid");
-        let rendered = t.render(&ctx(&record));
+        let rendered = t.render(&ctx(&record)).expect("renders");
         let parsed: Value = serde_json::from_str(&rendered).expect("valid JSON");
         assert_eq!(
             parsed,
@@ -275,7 +324,8 @@ mod tests {
         let t =
             Template::parse(r#"{"all": <$.a.list>, "second": <$.a.list[1].x>}"#).expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
+                .expect("json"),
             json!({"all": [{"x": 1}, {"x": 2}], "second": 2})
         );
     }
@@ -288,7 +338,8 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
+                .expect("json"),
             json!({"id": "evt-1", "pipe": "book-added", "gone": null, "s": "xy"})
         );
     }
@@ -304,15 +355,109 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record))).expect("json"),
+            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
+                .expect("json"),
             json!({"name": "Dune", "year": 1965, "first": "Frank Herbert", "typed": "1965", "old": null})
         );
+    }
+
+    /// (template, input, expected output) cases from the EventBridge user guide's "Amazon
+    /// EventBridge Pipes input transformation" page (its SQS sample payload) and the
+    /// EventBridge API reference's `InputTransformer` page; `expected` is the rendered text
+    /// parsed as JSON, or the raw text for free-text templates.
+    #[test]
+    fn conformance_with_the_pipes_input_transformation_page() {
+        const PIPES: &str = "Pipes input transformation";
+        const API: &str = "API reference, InputTransformer";
+        let sqs = json!({
+            "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "body": {"key": "value-from-body", "Records": [0, 1, 2, {"third": true}]},
+            "attributes": {"SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateReceiveCount": "1"},
+            "detail": {"instance": "i-0123", "status": "running"}
+        });
+        let mut context = ctx(&sqs);
+        context.created_at =
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+        let cases: &[(&str, &str, Value)] = &[
+            (PIPES, r#""Hello, sender""#, json!("Hello, sender")),
+            (
+                PIPES,
+                "<$.attributes.SenderId>",
+                json!("AIDAIENQZJOLO23YVJ4VO"),
+            ),
+            (
+                PIPES,
+                r#""Hello, <$.attributes.SenderId>""#,
+                json!("Hello, AIDAIENQZJOLO23YVJ4VO"),
+            ),
+            (
+                PIPES,
+                r#"{"key1": "value1", "key2": "value2", "key3": "value3"}"#,
+                json!({"key1": "value1", "key2": "value2", "key3": "value3"}),
+            ),
+            (
+                PIPES,
+                r#"{"key1": "value1", "key2": <$.body.key>, "d": <aws.pipes.event.ingestion-time>}"#,
+                json!({"key1": "value1", "key2": "value-from-body", "d": "2023-11-14T22:13:20.000Z"}),
+            ),
+            (
+                PIPES,
+                r#"{"key1": "value1", "key2": <$.body.Records[3]>}"#,
+                json!({"key1": "value1", "key2": {"third": true}}),
+            ),
+            (
+                PIPES,
+                r#"{"pipe": <aws.pipes.pipe-name>, "src": "<aws.pipes.source-arn>"}"#,
+                json!({"pipe": "book-added", "src": "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L"}),
+            ),
+            (
+                PIPES,
+                r#"{"whole": <aws.pipes.event.json>}"#,
+                json!({"whole": sqs.clone()}),
+            ),
+            (
+                PIPES,
+                r#"{"count": "<$.attributes.ApproximateReceiveCount>", "obj": <$.attributes>}"#,
+                json!({"count": "1", "obj": {"SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateReceiveCount": "1"}}),
+            ),
+            (
+                API,
+                r#"{"myInstance": <$.detail.instance>, "myStatus": "<$.detail.instance> is in state \"<$.detail.status>\""}"#,
+                json!({"myInstance": "i-0123", "myStatus": "i-0123 is in state \"running\""}),
+            ),
+            (
+                API,
+                "<$.detail.instance> is in state <$.detail.status>",
+                json!("i-0123 is in state running"),
+            ),
+        ];
+        for (source, template, expected) in cases {
+            let t = Template::parse(template).expect(template);
+            let rendered = t.render(&context).expect("renders");
+            let actual = if t.plain {
+                Value::String(rendered.clone())
+            } else {
+                serde_json::from_str(&rendered)
+                    .unwrap_or_else(|e| panic!("{source}: {template} -> {rendered}: {e}"))
+            };
+            assert_eq!(&actual, expected, "{source}: {template} -> {rendered}");
+            // A lone placeholder renders whatever its value is: known only per record.
+            let lone = template.starts_with("<$") && template.matches('<').count() == 1;
+            assert_eq!(
+                t.renders_string(),
+                expected.is_string() && !lone,
+                "{source}: {template}"
+            );
+        }
     }
 
     #[test]
     fn non_placeholders_stay_literal_and_bad_paths_are_rejected() {
         let t = Template::parse(r#"{"html": "<b>bold</b>"}"#).expect("valid");
-        assert_eq!(t.render(&ctx(&json!({}))), r#"{"html": "<b>bold</b>"}"#);
+        assert_eq!(
+            t.render(&ctx(&json!({}))).expect("renders"),
+            r#"{"html": "<b>bold</b>"}"#
+        );
         assert!(matches!(
             Template::parse("<$.a[x]>"),
             Err(TemplateError::InvalidPath { .. })

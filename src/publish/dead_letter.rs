@@ -74,7 +74,8 @@ pub struct DeadLetter {
     pub route: String,
     pub stage: Stage,
     /// `MalformedDetail`, `InvalidArgument`, `ResourceNotFoundException`, or for the
-    /// transform stage `DetailNotJsonObject`, `ImageMissing`, `UnmarshallFailed`, `EntryTooLarge`.
+    /// transform stage `DetailNotJsonObject`, `ImageMissing`, `UnmarshallFailed`, `ExpandJsonFailed`,
+    /// `EntryTooLarge`.
     pub error_code: String,
     pub error_message: String,
     pub stream_arn: String,

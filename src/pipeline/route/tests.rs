@@ -144,3 +144,75 @@ fn the_stable_event_id_prefers_the_outbox_attribute_then_the_record_id() {
     assert_eq!(stable_event_id(&record, Some("missing")), "rec-1");
     assert_eq!(stable_event_id(&record, None), "rec-1");
 }
+
+/// The seed's outbox row keeps its payload as JSON text in a string attribute.
+fn insert_with_json_text(event_data: &str) -> Value {
+    json!({
+        "eventID": "rec-2",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "Keys": {"pk": {"S": "evt-10"}},
+            "NewImage": {
+                "pk": {"S": "evt-10"},
+                "eventType": {"S": "BookAdded"},
+                "eventData": {"S": event_data}
+            },
+            "SequenceNumber": "101"
+        }
+    })
+}
+
+const EXPANDING_ROUTES: &str = r#"
+[[routes]]
+name = "plain"
+event_bus_name = "bus"
+source = "S"
+detail_type = "D"
+unmarshall = "NewImage"
+expand_json = ["eventData"]
+
+[[routes]]
+name = "templated"
+event_bus_name = "bus"
+source = "S"
+detail_type = "D"
+template = '{"name": <$.NewImage.eventData.name>, "first": "<$.NewImage.eventData.authors[0]>"}'
+expand_json = ["eventData"]
+"#;
+
+#[test]
+fn expand_json_parses_a_json_document_held_in_a_string_attribute() {
+    let r = router(EXPANDING_ROUTES);
+    let record =
+        insert_with_json_text(r#"{"name": "Dune", "year": 1965, "authors": ["Frank Herbert"]}"#);
+    let entries: Vec<Entry> = r
+        .route(&record, "arn", "evt-10", None)
+        .into_iter()
+        .map(|e| e.expect("renders"))
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&entries[0].detail).expect("json"),
+        json!({"pk": "evt-10", "eventType": "BookAdded", "eventId": "evt-10",
+               "eventData": {"name": "Dune", "year": 1965, "authors": ["Frank Herbert"]}})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&entries[1].detail).expect("json"),
+        json!({"name": "Dune", "first": "Frank Herbert"})
+    );
+}
+
+#[test]
+fn an_attribute_to_expand_that_is_not_json_is_a_route_error_for_each_route() {
+    let r = router(EXPANDING_ROUTES);
+    let results = r.route(&insert_with_json_text("not json {"), "arn", "evt-10", None);
+    assert_eq!(results.len(), 2);
+    for result in results {
+        let err = result.expect_err("poison");
+        assert_eq!(err.code(), "ExpandJsonFailed");
+        assert!(
+            err.to_string()
+                .contains("NewImage.eventData is not a JSON document"),
+            "{err}"
+        );
+    }
+}
