@@ -9,6 +9,10 @@ use outbox_relay::config::Config;
 use outbox_relay::pipeline::{Batches, Router};
 use serde_json::{json, Value};
 
+/// The binary's allocator, so the figures are the relay's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A seed-shaped outbox row INSERT as DynamoDB Streams delivers it (Pipes JSON shape).
 fn outbox_insert(event_type: &str) -> Value {
     json!({

@@ -14,10 +14,12 @@
 //! - [`operator`]: `outbox-relay status` and `checkpoint reset`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
 //! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.
+//! - [`healthcheck`]: `outbox-relay healthcheck`, a container health probe of `/healthz`.
 
 pub mod app;
 pub mod aws;
 pub mod config;
+pub mod healthcheck;
 pub mod lease;
 pub mod operator;
 pub mod pipeline;

@@ -2,9 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use outbox_relay::config::Config;
+
+/// The relay's per-record work is allocation-heavy (JSON trees); mimalloc makes the pipeline
+/// about a third faster than the system allocator (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// Relays DynamoDB Streams outbox rows to Amazon EventBridge.
 #[derive(Debug, Parser)]
@@ -21,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the relay (the default).
     Run,
+    /// Probe the running relay's /healthz (at [http] listen) for container health checks:
+    /// exit 0 if healthy, 1 otherwise. Needs no shell or curl in the image.
+    Healthcheck,
     /// Check a config file without calling AWS; exit 2 naming every problem.
     Validate,
     /// Show what every route does with one stream record (Pipes/Lambda JSON shape), offline:
@@ -101,6 +111,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Healthcheck => {
+            let addr = outbox_relay::healthcheck::probe_address(config.http.listen);
+            match outbox_relay::healthcheck::probe(addr, "/healthz", Duration::from_secs(3)) {
+                Ok(200) => ExitCode::SUCCESS,
+                Ok(code) => {
+                    eprintln!("unhealthy: {addr}/healthz answered {code}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::TestRoute { record, output } => test_route(&config, &record, &output),
         Command::Status { output } => block_on(async {
             let rows = outbox_relay::operator::status(&config).await?;

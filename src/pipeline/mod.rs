@@ -12,5 +12,5 @@ pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
 pub use pattern::{Filter, Matcher, PatternError};
-pub use route::{Entry, RecordContext, RouteError, Router};
+pub use route::{Entry, PlainImages, RecordContext, RouteError, Router};
 pub use template::{Template, TemplateError};

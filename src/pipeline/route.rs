@@ -15,7 +15,7 @@ use super::unmarshall::{self, UnmarshallError};
 use crate::config::{DetailConfig, ImageSelector, RouteConfig};
 
 /// What a route needs to know about the record it renders, besides the record itself.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct RecordContext<'a> {
     /// The stream record in the Pipes JSON shape.
     pub record: &'a Value,
@@ -27,11 +27,28 @@ pub struct RecordContext<'a> {
     pub event_id: &'a str,
     /// `ApproximateCreationDateTime`, which also becomes the event's `Time`.
     pub created_at: Option<SystemTime>,
-    /// Top-level attributes of the plain images that hold a JSON document in a string.
-    pub expand_json: &'a [String],
-    /// The plain (unmarshalled, expanded) images, made on first use: `NewImage`, `OldImage`,
-    /// `Keys`.
-    images: [OnceCell<Result<Option<Value>, ImageError>>; 3],
+    /// The record's plain images, shared by the routes that expand the same attributes.
+    pub images: &'a PlainImages<'a>,
+}
+
+impl RecordContext<'_> {
+    /// The record's `image` as plain JSON (see [`PlainImages::get`]).
+    ///
+    /// # Errors
+    /// [`ImageError`] when the image is malformed or an attribute to expand is not JSON.
+    pub fn plain_image(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
+        self.images.get(image)
+    }
+}
+
+/// A record's images unmarshalled to plain JSON, each made on first use and then shared.
+#[derive(Debug)]
+pub struct PlainImages<'a> {
+    record: &'a Value,
+    /// Top-level attributes holding a JSON document in a string, parsed in every image.
+    expand_json: &'a [String],
+    /// `NewImage`, `OldImage`, `Keys`.
+    cells: [OnceCell<Result<Option<Value>, ImageError>>; 3],
 }
 
 /// Why a record's image could not be made plain.
@@ -53,24 +70,13 @@ pub enum ImageError {
     },
 }
 
-impl<'a> RecordContext<'a> {
+impl<'a> PlainImages<'a> {
     #[must_use]
-    pub fn new(
-        record: &'a Value,
-        route_name: &'a str,
-        source_arn: &'a str,
-        event_id: &'a str,
-        created_at: Option<SystemTime>,
-        expand_json: &'a [String],
-    ) -> Self {
+    pub fn new(record: &'a Value, expand_json: &'a [String]) -> Self {
         Self {
             record,
-            route_name,
-            source_arn,
-            event_id,
-            created_at,
             expand_json,
-            images: Default::default(),
+            cells: Default::default(),
         }
     }
 
@@ -79,19 +85,19 @@ impl<'a> RecordContext<'a> {
     ///
     /// # Errors
     /// [`ImageError`] when the image is malformed or an attribute to expand is not JSON.
-    pub fn plain_image(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
+    pub fn get(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
         let slot = match image {
-            ImageSelector::NewImage => &self.images[0],
-            ImageSelector::OldImage => &self.images[1],
-            ImageSelector::Keys => &self.images[2],
+            ImageSelector::NewImage => &self.cells[0],
+            ImageSelector::OldImage => &self.cells[1],
+            ImageSelector::Keys => &self.cells[2],
         };
-        slot.get_or_init(|| self.make_plain(image))
+        slot.get_or_init(|| self.make(image))
             .as_ref()
             .map(Option::as_ref)
             .map_err(Clone::clone)
     }
 
-    fn make_plain(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
+    fn make(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
         let name = image.field();
         let Some(typed) = self
             .record
@@ -266,18 +272,27 @@ impl Router {
         created_at: Option<SystemTime>,
     ) -> Vec<Result<Entry, RouteError>> {
         let bytes = serde_json::to_vec(record).expect("a serde_json::Value always serializes");
+        // Routes that expand no attribute (most) share one set of plain images.
+        let shared = PlainImages::new(record, &[]);
         self.matching(record, &bytes)
             .into_iter()
             .map(|i| {
                 let route = &self.routes[i];
-                let ctx = RecordContext::new(
+                let own;
+                let images = if route.expand_json.is_empty() {
+                    &shared
+                } else {
+                    own = PlainImages::new(record, &route.expand_json);
+                    &own
+                };
+                let ctx = RecordContext {
                     record,
-                    &route.name,
+                    route_name: &route.name,
                     source_arn,
                     event_id,
                     created_at,
-                    &route.expand_json,
-                );
+                    images,
+                };
                 render(i, route, &ctx)
             })
             .collect()
@@ -291,8 +306,9 @@ fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<
                 route: route.name.clone(),
                 source,
             })?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(_)) => text,
+            // Validate without building a tree: a JSON text starting with `{` is an object.
+            match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                Ok(_) if text.trim_start().starts_with('{') => text,
                 Ok(_) => {
                     return Err(RouteError::DetailNotJsonObject {
                         route: route.name.clone(),

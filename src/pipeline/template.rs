@@ -15,6 +15,8 @@
 //! `<aws.pipes.event.ingestion-time>` (the record's creation time, RFC 3339) and our own
 //! `<outbox.event-id>`, the stable event id consumers deduplicate on.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::route::{ImageError, RecordContext};
@@ -146,6 +148,25 @@ impl Template {
         self.renders_string
     }
 
+    /// The template with every placeholder rendered as a path that names nothing (`null` in
+    /// value position, nothing inside a string): its shape, independent of any record.
+    #[must_use]
+    pub fn skeleton(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var {
+                    in_string: false, ..
+                } => out.push_str("null"),
+                Part::Var {
+                    in_string: true, ..
+                } => {}
+            }
+        }
+        out
+    }
+
     /// Renders the template for one record.
     ///
     /// # Errors
@@ -157,13 +178,13 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Var { var, in_string } => {
                     let value = resolve(var, ctx)?;
-                    match (value, in_string) {
+                    match (value.as_deref(), in_string) {
                         (None, false) => out.push_str("null"),
                         (None, true) => {}
-                        (Some(v), false) => out.push_str(&v.to_string()),
-                        (Some(Value::String(s)), true) if self.plain => out.push_str(&s),
-                        (Some(v), true) if self.plain => out.push_str(&v.to_string()),
-                        (Some(Value::String(s)), true) => push_escaped(&mut out, &s),
+                        (Some(v), false) => push_json(&mut out, v),
+                        (Some(Value::String(s)), true) if self.plain => out.push_str(s),
+                        (Some(v), true) if self.plain => push_json(&mut out, v),
+                        (Some(Value::String(s)), true) => push_escaped(&mut out, s),
                         (Some(v), true) => push_escaped(&mut out, &v.to_string()),
                     }
                 }
@@ -171,6 +192,13 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// Appends `v` as JSON text.
+fn push_json(out: &mut String, v: &Value) {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{v}");
 }
 
 /// Appends `s` JSON-escaped, without surrounding quotes.
@@ -199,7 +227,11 @@ fn walk<'a>(mut at: &'a Value, steps: &[Step]) -> Option<&'a Value> {
     Some(at)
 }
 
-fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Result<Option<Value>, ImageError> {
+fn resolve<'c>(
+    var: &Var,
+    ctx: &'c RecordContext<'c>,
+) -> Result<Option<Cow<'c, Value>>, ImageError> {
+    let owned = |v: Value| Some(Cow::Owned(v));
     Ok(match var {
         Var::Path(steps) => {
             // `$.NewImage`, `$.OldImage` and `$.Keys` (not keys of a stream record) address
@@ -212,17 +244,19 @@ fn resolve(var: &Var, ctx: &RecordContext<'_>) -> Result<Option<Value>, ImageErr
                 Some(image) => ctx
                     .plain_image(image)?
                     .and_then(|plain| walk(plain, &steps[1..]))
-                    .cloned(),
-                None => walk(ctx.record, steps).cloned(),
+                    .map(Cow::Borrowed),
+                None => walk(ctx.record, steps).map(Cow::Borrowed),
             }
         }
-        Var::Event => Some(ctx.record.clone()),
-        Var::PipeName => Some(Value::String(ctx.route_name.to_owned())),
-        Var::SourceArn => Some(Value::String(ctx.source_arn.to_owned())),
-        Var::IngestionTime => ctx
-            .created_at
-            .map(|t| Value::String(humantime::format_rfc3339_millis(t).to_string())),
-        Var::EventId => Some(Value::String(ctx.event_id.to_owned())),
+        Var::Event => Some(Cow::Borrowed(ctx.record)),
+        Var::PipeName => owned(Value::String(ctx.route_name.to_owned())),
+        Var::SourceArn => owned(Value::String(ctx.source_arn.to_owned())),
+        Var::IngestionTime => ctx.created_at.and_then(|t| {
+            owned(Value::String(
+                humantime::format_rfc3339_millis(t).to_string(),
+            ))
+        }),
+        Var::EventId => owned(Value::String(ctx.event_id.to_owned())),
     })
 }
 
@@ -290,17 +324,24 @@ fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::route::PlainImages;
     use serde_json::json;
 
-    fn ctx(record: &Value) -> RecordContext<'_> {
-        RecordContext::new(
+    fn with_ctx<T>(record: &Value, f: impl FnOnce(&mut RecordContext<'_>) -> T) -> T {
+        let images = PlainImages::new(record, &[]);
+        let mut ctx = RecordContext {
             record,
-            "book-added",
-            "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
-            "evt-1",
-            None,
-            &[],
-        )
+            route_name: "book-added",
+            source_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
+            event_id: "evt-1",
+            created_at: None,
+            images: &images,
+        };
+        f(&mut ctx)
+    }
+
+    fn render(t: &Template, record: &Value) -> String {
+        with_ctx(record, |ctx| t.render(ctx).expect("renders"))
     }
 
     #[test]
@@ -310,7 +351,7 @@ mod tests {
             r#"{"name": <$.dynamodb.NewImage.name.S>, "msg": "added <$.dynamodb.NewImage.name.S>!"}"#,
         )
         .expect("valid");
-        let rendered = t.render(&ctx(&record)).expect("renders");
+        let rendered = render(&t, &record);
         let parsed: Value = serde_json::from_str(&rendered).expect("valid JSON");
         assert_eq!(
             parsed,
@@ -324,8 +365,7 @@ mod tests {
         let t =
             Template::parse(r#"{"all": <$.a.list>, "second": <$.a.list[1].x>}"#).expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
-                .expect("json"),
+            serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
             json!({"all": [{"x": 1}, {"x": 2}], "second": 2})
         );
     }
@@ -338,8 +378,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
-                .expect("json"),
+            serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
             json!({"id": "evt-1", "pipe": "book-added", "gone": null, "s": "xy"})
         );
     }
@@ -355,8 +394,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            serde_json::from_str::<Value>(&t.render(&ctx(&record)).expect("renders"))
-                .expect("json"),
+            serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
             json!({"name": "Dune", "year": 1965, "first": "Frank Herbert", "typed": "1965", "old": null})
         );
     }
@@ -375,8 +413,7 @@ mod tests {
             "attributes": {"SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateReceiveCount": "1"},
             "detail": {"instance": "i-0123", "status": "running"}
         });
-        let mut context = ctx(&sqs);
-        context.created_at =
+        let created_at =
             Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
         let cases: &[(&str, &str, Value)] = &[
             (PIPES, r#""Hello, sender""#, json!("Hello, sender")),
@@ -433,7 +470,10 @@ mod tests {
         ];
         for (source, template, expected) in cases {
             let t = Template::parse(template).expect(template);
-            let rendered = t.render(&context).expect("renders");
+            let rendered = with_ctx(&sqs, |ctx| {
+                ctx.created_at = created_at;
+                t.render(ctx).expect("renders")
+            });
             let actual = if t.plain {
                 Value::String(rendered.clone())
             } else {
@@ -454,10 +494,7 @@ mod tests {
     #[test]
     fn non_placeholders_stay_literal_and_bad_paths_are_rejected() {
         let t = Template::parse(r#"{"html": "<b>bold</b>"}"#).expect("valid");
-        assert_eq!(
-            t.render(&ctx(&json!({}))).expect("renders"),
-            r#"{"html": "<b>bold</b>"}"#
-        );
+        assert_eq!(render(&t, &json!({})), r#"{"html": "<b>bold</b>"}"#);
         assert!(matches!(
             Template::parse("<$.a[x]>"),
             Err(TemplateError::InvalidPath { .. })

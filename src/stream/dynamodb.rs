@@ -3,7 +3,6 @@
 //! The translation from SDK types to ours (records into the Pipes JSON shape, error codes into
 //! [`SourceError`]) is done by pure functions at the bottom, tested with SDK builders.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
@@ -162,7 +161,7 @@ where
 
 /// A stream record in the JSON shape Pipes and Lambda use; records without a sequence number
 /// (never sent by DynamoDB) are skipped.
-fn to_stream_record(record: &Record) -> Option<StreamRecord> {
+pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
     let sequence_number = SequenceNumber::new(ddb.sequence_number()?);
     let created_at = ddb.approximate_creation_date_time().and_then(|t| {
@@ -222,32 +221,45 @@ fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     })
 }
 
-/// An item as DynamoDB JSON, attributes in name order (the SDK's HashMap has none).
+/// An item as DynamoDB JSON (serde_json's map keeps attributes in name order; the SDK's
+/// HashMap has none).
 fn typed_item(item: &std::collections::HashMap<String, AttributeValue>) -> Value {
-    let sorted: BTreeMap<_, _> = item.iter().collect();
     Value::Object(
-        sorted
-            .into_iter()
+        item.iter()
             .map(|(k, v)| (k.clone(), typed_value(v)))
             .collect(),
     )
 }
 
+/// `{tag: value}`, built directly: `json!` would re-serialize a nested `Value` (a deep copy).
+fn tagged(tag: &str, value: Value) -> Value {
+    let mut map = Map::new();
+    map.insert(tag.to_owned(), value);
+    Value::Object(map)
+}
+
+fn strings<'a>(items: impl Iterator<Item = &'a String>) -> Value {
+    Value::Array(items.map(|s| Value::String(s.clone())).collect())
+}
+
 fn typed_value(v: &AttributeValue) -> Value {
     let b64 = |b: &aws_smithy_types::Blob| base64::engine::general_purpose::STANDARD.encode(b);
     match v {
-        AttributeValue::S(s) => json!({"S": s}),
-        AttributeValue::N(n) => json!({"N": n}),
-        AttributeValue::B(b) => json!({"B": b64(b)}),
-        AttributeValue::Bool(b) => json!({"BOOL": b}),
-        AttributeValue::Null(n) => json!({"NULL": n}),
-        AttributeValue::M(m) => json!({"M": typed_item(m)}),
-        AttributeValue::L(l) => json!({"L": l.iter().map(typed_value).collect::<Vec<_>>()}),
-        AttributeValue::Ss(s) => json!({"SS": s}),
-        AttributeValue::Ns(n) => json!({"NS": n}),
-        AttributeValue::Bs(b) => json!({"BS": b.iter().map(b64).collect::<Vec<_>>()}),
+        AttributeValue::S(s) => tagged("S", Value::String(s.clone())),
+        AttributeValue::N(n) => tagged("N", Value::String(n.clone())),
+        AttributeValue::B(b) => tagged("B", Value::String(b64(b))),
+        AttributeValue::Bool(b) => tagged("BOOL", Value::Bool(*b)),
+        AttributeValue::Null(n) => tagged("NULL", Value::Bool(*n)),
+        AttributeValue::M(m) => tagged("M", typed_item(m)),
+        AttributeValue::L(l) => tagged("L", Value::Array(l.iter().map(typed_value).collect())),
+        AttributeValue::Ss(s) => tagged("SS", strings(s.iter())),
+        AttributeValue::Ns(n) => tagged("NS", strings(n.iter())),
+        AttributeValue::Bs(b) => tagged(
+            "BS",
+            Value::Array(b.iter().map(|x| Value::String(b64(x))).collect()),
+        ),
         // A type newer than this SDK: keep the record, mark the value.
-        _ => json!({"NULL": true}),
+        _ => tagged("NULL", Value::Bool(true)),
     }
 }
 

@@ -4,6 +4,6 @@ mod dynamodb;
 mod shard;
 mod source;
 
-pub use dynamodb::DynamoDbStreams;
+pub use dynamodb::{to_stream_record, DynamoDbStreams};
 pub use shard::{lineage_order, SequenceNumber, Shard, ShardId};
 pub use source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};

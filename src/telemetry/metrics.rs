@@ -19,6 +19,8 @@ const CALL_BUCKETS: &[f64] = &[
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family's name, in registration order.
+    names: Vec<String>,
     /// Stream records read from GetRecords.
     pub records_read: IntCounter,
     /// Records that matched no route (dropped on purpose by filters).
@@ -78,7 +80,10 @@ impl Metrics {
     #[must_use]
     pub fn new() -> Self {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
+        let note = |name: &str| names.borrow_mut().push(name.to_owned());
         let counter = |name: &str, help: &str| {
+            note(name);
             let c = IntCounter::new(name, help).expect("static metric definition is valid");
             registry
                 .register(Box::new(c.clone()))
@@ -86,6 +91,7 @@ impl Metrics {
             c
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            note(name);
             let c = IntCounterVec::new(Opts::new(name, help), labels)
                 .expect("static metric definition is valid");
             registry
@@ -94,6 +100,7 @@ impl Metrics {
             c
         };
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            note(name);
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
                 .expect("static metric definition is valid");
             registry
@@ -102,13 +109,14 @@ impl Metrics {
             h
         };
         let gauge = |name: &str, help: &str| {
+            note(name);
             let g = IntGauge::new(name, help).expect("static metric definition is valid");
             registry
                 .register(Box::new(g.clone()))
                 .expect("metric registered once");
             g
         };
-        Self {
+        let mut metrics = Self {
             records_read: counter(
                 "outbox_relay_records_read_total",
                 "Stream records read from DynamoDB Streams.",
@@ -137,6 +145,7 @@ impl Metrics {
                 "PutEvents batches being published (sent or awaiting retry).",
             ),
             oldest_unpublished_record_age_seconds: {
+                note("outbox_relay_oldest_unpublished_record_age_seconds");
                 let g = prometheus::Gauge::new(
                     "outbox_relay_oldest_unpublished_record_age_seconds",
                     "Age of the oldest record read but not yet fully handled (0 when none).",
@@ -203,6 +212,7 @@ impl Metrics {
                 "Shards found in the streams at the last discovery.",
             ),
             source_up: {
+                note("outbox_relay_source_up");
                 let g = prometheus::IntGaugeVec::new(
                     Opts::new(
                         "outbox_relay_source_up",
@@ -231,7 +241,17 @@ impl Metrics {
                 CALL_BUCKETS,
             ),
             registry,
-        }
+            names: Vec::new(),
+        };
+        metrics.names = names.into_inner();
+        metrics
+    }
+
+    /// The name of every metric family, including labelled ones with no series yet (which
+    /// `/metrics` omits until first used).
+    #[must_use]
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The metrics in the Prometheus text format.
