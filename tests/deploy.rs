@@ -202,3 +202,44 @@ fn the_alerting_rules_are_valid_promql_over_metrics_the_relay_exports() {
     }
     assert!(alerts >= 5, "{alerts} alerts");
 }
+
+#[test]
+fn the_grafana_dashboard_queries_valid_promql_over_exported_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/outbox-relay.json")).expect("dashboard JSON");
+    let exported = outbox_relay::telemetry::Metrics::new().names().to_vec();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            promql_parser::parser::parse(expr)
+                .unwrap_or_else(|e| panic!("{}: invalid PromQL: {e}\n{expr}", panel["title"]));
+            for metric in metric_names(expr) {
+                assert!(
+                    exported.contains(&metric),
+                    "{expr}: {metric} is not exported"
+                );
+            }
+            queries += 1;
+        }
+    }
+    let titles: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for needed in [
+        "lag",
+        "Throughput",
+        "PutEvents latency",
+        "failures",
+        "Leases per replica",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(needed)),
+            "no panel about {needed}: {titles:?}"
+        );
+    }
+    assert!(queries >= 10, "{queries} queries");
+}
