@@ -237,3 +237,31 @@ fn test_route_evaluates_every_operator_family_of_the_example_config() {
         assert_eq!(route["entries"][0]["DetailType"], "OrderChanged");
     }
 }
+
+#[test]
+fn healthcheck_exits_1_naming_the_address_when_no_relay_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\ntable_name = \"T\"\n[http]\nlisten = \"{closed}\"\n[[routes]]\nname = \"r\"\n\
+             event_bus_name = \"b\"\nsource = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n"
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["healthcheck", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("unhealthy: {closed}/healthz")),
+        "{stderr}"
+    );
+}

@@ -12,8 +12,25 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_outbox_rows_arrive_once_each_in_stream_order() {
     let mut f = Fixture::new().await;
-    let relay = Relay::start(&f.config(""), &f.endpoint);
+    let config = f.config("");
+    let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
+    // The image's HEALTHCHECK command answers healthy for a running relay (the test config
+    // listens on port 0, so the probe is pointed at the port the relay logged).
+    let healthcheck = std::process::Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["healthcheck", "--config"])
+        .arg(&config)
+        .env(
+            "OUTBOX_RELAY__HTTP__LISTEN",
+            relay.http.trim_start_matches("http://"),
+        )
+        .output()
+        .expect("run healthcheck");
+    assert!(
+        healthcheck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healthcheck.stderr)
+    );
     // Ready means reading: the new shard's lease was taken in the round that found it.
     let leases = f.leases().await;
     assert!(

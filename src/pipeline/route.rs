@@ -366,14 +366,32 @@ fn unmarshall_detail(
         })?;
     match plain {
         Value::Object(map) if !event_id_field.is_empty() && !map.contains_key(event_id_field) => {
-            let mut with_id = map.clone();
-            with_id.insert(
-                event_id_field.to_owned(),
-                Value::String(ctx.event_id.to_owned()),
-            );
-            Ok(Value::Object(with_id).to_string())
+            let with_id = WithField {
+                map,
+                key: event_id_field,
+                value: ctx.event_id,
+            };
+            Ok(serde_json::to_string(&with_id).expect("a JSON map always serializes"))
         }
         other => Ok(other.to_string()),
+    }
+}
+
+/// A shared plain image serialized with one more string field, in the map's (sorted) key
+/// order, without copying the image.
+struct WithField<'a> {
+    map: &'a serde_json::Map<String, Value>,
+    key: &'a str,
+    value: &'a str,
+}
+
+impl serde::Serialize for WithField<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let key = self.key.to_owned();
+        let extra = Value::String(self.value.to_owned());
+        let before = self.map.iter().filter(|(k, _)| k.as_str() < self.key);
+        let after = self.map.iter().filter(|(k, _)| k.as_str() > self.key);
+        serializer.collect_map(before.chain(std::iter::once((&key, &extra))).chain(after))
     }
 }
 

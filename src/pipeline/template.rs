@@ -118,13 +118,13 @@ impl Template {
             parts.push(Part::Text(literal));
         }
         let trimmed = text.trim();
-        let lone_placeholder = trimmed.starts_with('<')
-            && trimmed.ends_with('>')
-            && parts
-                .iter()
-                .filter(|p| !matches!(p, Part::Text(t) if t.trim().is_empty()))
-                .count()
-                == 1;
+        let mut significant = parts
+            .iter()
+            .filter(|p| !matches!(p, Part::Text(t) if t.trim().is_empty()));
+        let lone_placeholder = matches!(
+            (significant.next(), significant.next()),
+            (Some(Part::Var { .. }), None)
+        );
         let plain = !trimmed.starts_with(['{', '[', '"']) && !lone_placeholder;
         let renders_string = plain || trimmed.starts_with('"');
         if plain {
@@ -489,6 +489,15 @@ mod tests {
                 "{source}: {template}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_placeholder_alone_is_a_lone_placeholder() {
+        assert!(!Template::parse("  <$.a>  ")
+            .expect("valid")
+            .renders_string());
+        // `<b>` is literal text, not a placeholder: free text, which renders a string.
+        assert!(Template::parse("<b>").expect("valid").renders_string());
     }
 
     #[test]

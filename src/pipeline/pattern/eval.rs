@@ -95,10 +95,10 @@ fn string_operator(op: &str, arg: &Value, s: &str) -> bool {
             .and_then(Value::as_str)
             .is_some_and(|p| fold(s).ends_with(&fold(p))),
         ("equals-ignore-case", Value::String(p)) => fold(s) == fold(p),
-        ("equals-ignore-case", Value::Array(ps)) => ps
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|p| fold(s) == fold(p)),
+        ("equals-ignore-case", Value::Array(ps)) => {
+            let s = fold(s);
+            ps.iter().filter_map(Value::as_str).any(|p| s == fold(p))
+        }
         ("wildcard", Value::String(w)) => wildcard_matches(w, s),
         ("wildcard", Value::Array(ws)) => ws
             .iter()
