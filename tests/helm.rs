@@ -254,7 +254,7 @@ fn default_values_render_lint_and_validate() {
     assert_eq!(r.container()["image"], format!("outbox-relay:{version}"));
     assert_eq!(r.container()["args"], Value::Sequence(vec!["run".into()]));
     assert_eq!(as_u64(&r.get("Deployment")["spec"]["replicas"]), 2);
-    assert!(r.manifests[&format!("outbox-relay/templates/NOTES.txt")].contains("roleArn is empty"));
+    assert!(r.manifests["outbox-relay/templates/NOTES.txt"].contains("roleArn is empty"));
 }
 
 #[test]
