@@ -500,23 +500,51 @@ impl Config {
         path: &Path,
         env: Option<config::Map<String, String>>,
     ) -> Result<Self, ConfigErrors> {
-        let file_err = |reason: String| ConfigErrors(vec![ConfigError::new("file", reason)]);
         if !path.is_file() {
-            return Err(file_err(format!(
-                "{} is not a readable file",
-                path.display()
-            )));
+            return Err(ConfigErrors(vec![ConfigError::new(
+                "file",
+                format!("{} is not a readable file", path.display()),
+            )]));
         }
+        Self::load_source(config::File::from(path), &path.display().to_string(), env)
+    }
+
+    /// Loads the config from TOML text (`OUTBOX_RELAY_CONFIG_TOML`) with environment overrides
+    /// from the process environment, and validates it.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_toml_text(text: &str) -> Result<Self, ConfigErrors> {
+        Self::load_source(
+            config::File::from_str(text, config::FileFormat::Toml),
+            "the config text",
+            None,
+        )
+    }
+
+    fn load_source<S>(
+        source: S,
+        what: &str,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigErrors>
+    where
+        S: config::Source + Send + Sync + 'static,
+    {
         let environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
             .try_parsing(true)
             .source(env);
         let raw = config::Config::builder()
-            .add_source(config::File::from(path))
+            .add_source(source)
             .add_source(environment)
             .build()
-            .map_err(|e| file_err(format!("cannot load {}: {e}", path.display())))?;
+            .map_err(|e| {
+                ConfigErrors(vec![ConfigError::new(
+                    "file",
+                    format!("cannot load {what}: {e}"),
+                )])
+            })?;
         Self::from_raw(&raw)
     }
 

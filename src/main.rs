@@ -22,6 +22,15 @@ struct Cli {
     /// Config file (TOML or YAML), for the default `run` command.
     #[arg(long, short, env = "OUTBOX_RELAY_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// The config itself, as TOML text; used instead of the file when set and not empty (on
+    /// ECS, inject it from an SSM parameter as a container secret).
+    #[arg(
+        long,
+        env = "OUTBOX_RELAY_CONFIG_TOML",
+        global = true,
+        hide_env_values = true
+    )]
+    config_toml: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,22 +98,31 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(path) = cli.config else {
-        eprintln!("error: --config FILE is required (or set OUTBOX_RELAY_CONFIG)");
-        return ExitCode::from(EXIT_BAD_CONFIG);
+    let (origin, loaded) = match (cli.config_toml.filter(|t| !t.trim().is_empty()), cli.config) {
+        (Some(text), _) => (
+            "OUTBOX_RELAY_CONFIG_TOML".to_owned(),
+            Config::load_toml_text(&text),
+        ),
+        (None, Some(path)) => (path.display().to_string(), Config::load(&path)),
+        (None, None) => {
+            eprintln!(
+                "error: --config FILE is required (or set OUTBOX_RELAY_CONFIG, or the config \
+                 text in OUTBOX_RELAY_CONFIG_TOML)"
+            );
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
     };
-    let config = match Config::load(&path) {
+    let config = match loaded {
         Ok(config) => config,
         Err(errors) => {
-            eprintln!("error: {}: {errors}", path.display());
+            eprintln!("error: {origin}: {errors}");
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Validate => {
             println!(
-                "{}: valid ({} route{})",
-                path.display(),
+                "{origin}: valid ({} route{})",
                 config.routes.len(),
                 if config.routes.len() == 1 { "" } else { "s" }
             );

@@ -39,6 +39,46 @@ fn a_good_config_validates() {
     assert!(out.contains("valid (1 route)"), "{out}");
 }
 
+/// `validate` with the config given as text in `OUTBOX_RELAY_CONFIG_TOML` (how ECS injects it
+/// from an SSM parameter), beside a config file path that does not exist (the image's default).
+fn validate_text(text: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .arg("validate")
+        .env("OUTBOX_RELAY_CONFIG", "/nonexistent/config.toml")
+        .env("OUTBOX_RELAY_CONFIG_TOML", text)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn the_config_can_come_as_text_from_the_environment() {
+    let (code, out) = validate_text(GOOD, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("OUTBOX_RELAY_CONFIG_TOML: valid (1 route)"),
+        "{out}"
+    );
+    // Key overrides still apply on top of the text, and errors name the key.
+    let (code, out) = validate_text(GOOD, &[("OUTBOX_RELAY__SOURCE__POLL_INTERVAL", "fast")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("OUTBOX_RELAY_CONFIG_TOML") && out.contains("source.poll_interval"),
+        "{out}"
+    );
+    let (code, out) = validate_text("[source\n", &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot load the config text"), "{out}");
+    // Empty text means "not set": the file path is used, and it does not exist.
+    let (code, out) = validate_text("  ", &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("/nonexistent/config.toml"), "{out}");
+}
+
 #[test]
 fn broken_configs_exit_2_naming_the_key() {
     let cases = [

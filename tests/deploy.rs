@@ -1,12 +1,26 @@
 //! The deployment files agree with the code and the README: the Docker image's paths, user,
-//! port and entrypoint, and the IAM policy's actions against the AWS calls the relay makes.
+//! port and entrypoint, the IAM policy's actions against the AWS calls the relay makes, the ECS
+//! task definition and CloudFormation service (botocore's validator, cfn-lint), the alerting rules
+//! and the dashboard.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-fn read(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::{read, run, venv_bin, REPO};
+
+/// The smallest config the relay accepts: its defaults are what the deployment files must
+/// agree with.
+fn default_config() -> outbox_relay::config::Config {
+    outbox_relay::config::Config::from_toml(
+        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"r\"\nevent_bus_name = \"b\"\n\
+         source = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("minimal config")
 }
 
 /// The Dockerfile's instructions of the runtime stage (the last `FROM`), continuation lines
@@ -45,11 +59,7 @@ fn the_image_runs_the_relay_as_documented() {
     let stage = runtime_stage();
     assert_eq!(instruction(&stage, "FROM"), "scratch AS runtime");
     // The port is the default of [http] listen.
-    let config = outbox_relay::config::Config::from_toml(
-        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"r\"\nevent_bus_name = \"b\"\n\
-         source = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n",
-    )
-    .expect("minimal config");
+    let config = default_config();
     assert_eq!(
         instruction(&stage, "EXPOSE"),
         config.http.listen.port().to_string()
@@ -123,10 +133,7 @@ fn sources(dir: &Path, out: &mut String) {
 #[test]
 fn the_iam_policy_allows_exactly_the_calls_the_relay_makes() {
     let mut code = String::new();
-    sources(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut code,
-    );
+    sources(&Path::new(REPO).join("src"), &mut code);
     let needed: BTreeSet<&str> = CALLS
         .iter()
         .filter(|(call, _)| code.contains(call))
@@ -242,4 +249,236 @@ fn the_grafana_dashboard_queries_valid_promql_over_exported_metrics() {
         );
     }
     assert!(queries >= 10, "{queries} queries");
+}
+
+/// CloudFormation YAML with its short-form tags (`!Sub x`, `!Ref x`, `!If [...]`) rewritten to
+/// the long form (`{"Fn::Sub": x}`, `{"Ref": x}`), as JSON.
+fn cloudformation(relative: &str) -> serde_json::Value {
+    fn long_form(v: serde_yaml_ng::Value) -> serde_yaml_ng::Value {
+        use serde_yaml_ng::Value;
+        match v {
+            Value::Tagged(tagged) => {
+                let tag = tagged.tag.to_string();
+                let name = tag.trim_start_matches('!');
+                let key = if name == "Ref" {
+                    "Ref".to_owned()
+                } else {
+                    format!("Fn::{name}")
+                };
+                let mut map = serde_yaml_ng::Mapping::new();
+                map.insert(Value::String(key), long_form(tagged.value));
+                Value::Mapping(map)
+            }
+            Value::Sequence(items) => Value::Sequence(items.into_iter().map(long_form).collect()),
+            Value::Mapping(map) => {
+                Value::Mapping(map.into_iter().map(|(k, v)| (k, long_form(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read(relative)).expect("template is YAML");
+    serde_json::to_value(long_form(yaml)).expect("template as JSON")
+}
+
+#[test]
+fn the_ecs_service_template_passes_cfn_lint_and_yamllint() {
+    let (ok, text) = run(
+        Command::new(venv_bin("cfn-lint")).arg(Path::new(REPO).join("deploy/ecs/service.yaml"))
+    );
+    assert!(ok, "cfn-lint:\n{text}");
+    let (ok, text) = run(Command::new(venv_bin("yamllint")).current_dir(REPO).args([
+        "--strict",
+        "-c",
+        ".yamllint.yaml",
+        "deploy/ecs/service.yaml",
+    ]));
+    assert!(ok, "yamllint:\n{text}");
+}
+
+/// botocore's own parameter validator against the `RegisterTaskDefinition` input shape; prints
+/// its report (empty when valid).
+const VALIDATE_TASK_DEFINITION: &str = r#"
+import json, sys, botocore.session
+from botocore.validate import ParamValidator
+shape = botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition").input_shape
+print(ParamValidator().validate(json.load(sys.stdin), shape).generate_report())
+"#;
+
+fn register_task_definition_report(request: &serde_json::Value) -> String {
+    use std::io::Write;
+    let mut child = Command::new(venv_bin("python"))
+        .args(["-c", VALIDATE_TASK_DEFINITION])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write request");
+    let out = child.wait_with_output().expect("validator ran");
+    assert!(out.status.success(), "the validator failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_task_definition_is_a_valid_register_task_definition_request() {
+    let request: serde_json::Value =
+        serde_json::from_str(&read("deploy/ecs/task-definition.json")).expect("JSON");
+    assert_eq!(register_task_definition_report(&request), "");
+    // The validator does bite: a misspelled key and a wrong type are reported.
+    let mut bad = request.clone();
+    bad["containerDefinitions"][0]["stopTimout"] = 30.into();
+    bad["containerDefinitions"][0]["readonlyRootFilesystem"] = "yes".into();
+    let report = register_task_definition_report(&bad);
+    assert!(
+        report.contains("stopTimout") && report.contains("readonlyRootFilesystem"),
+        "{report}"
+    );
+
+    // The config text it carries is one the relay accepts.
+    let config = request["containerDefinitions"][0]["environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .find(|e| e["name"] == "OUTBOX_RELAY_CONFIG_TOML")
+        .and_then(|e| e["value"].as_str())
+        .expect("OUTBOX_RELAY_CONFIG_TOML");
+    let (ok, text) = run(Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .arg("validate")
+        .env_remove("OUTBOX_RELAY_CONFIG")
+        .env("OUTBOX_RELAY_CONFIG_TOML", config));
+    assert!(ok, "{text}");
+}
+
+/// The invariants of a task definition, in the API's camelCase (`task-definition.json`) or
+/// CloudFormation's PascalCase (`service.yaml`).
+fn check_task_definition(task: &serde_json::Value, pascal: bool) {
+    let key = |name: &str| {
+        if pascal {
+            let mut c = name.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        } else {
+            name.to_owned()
+        }
+    };
+    let get = |v: &serde_json::Value, path: &[&str]| {
+        path.iter().fold(v.clone(), |v, k| v[key(k)].clone())
+    };
+    let config = default_config();
+    assert_eq!(get(task, &["networkMode"]), "awsvpc");
+    assert_eq!(
+        get(task, &["requiresCompatibilities"]),
+        serde_json::json!(["FARGATE"])
+    );
+    let containers = get(task, &["containerDefinitions"]);
+    let c = &containers[0];
+    assert_eq!(get(c, &["command"]), serde_json::json!(["run"]));
+    // Non-root as in the image, read-only root, no capabilities, not privileged.
+    let user = get(c, &["user"]);
+    assert!(
+        read("Dockerfile").contains(&format!("USER {}", user.as_str().expect("user"))),
+        "the task runs as the image's user {user}"
+    );
+    assert_eq!(get(c, &["readonlyRootFilesystem"]), true);
+    assert_eq!(get(c, &["privileged"]), false);
+    assert_eq!(
+        get(c, &["linuxParameters", "capabilities", "drop"]),
+        serde_json::json!(["ALL"])
+    );
+    // The port the relay listens on by default, and the image's shell-less health check.
+    assert_eq!(
+        get(c, &["portMappings"])[0][key("containerPort")],
+        config.http.listen.port()
+    );
+    assert_eq!(
+        get(c, &["healthCheck", "command"]),
+        serde_json::json!(["CMD", "/outbox-relay", "healthcheck"])
+    );
+    assert!(read("Dockerfile").contains(r#"CMD ["/outbox-relay", "healthcheck"]"#));
+    // ECS waits longer than the relay's drain before SIGKILL (Fargate allows up to 120 s).
+    let stop = get(c, &["stopTimeout"]).as_u64().expect("stopTimeout");
+    assert!(
+        Duration::from_secs(stop) > config.shutdown.grace && stop <= 120,
+        "{stop}"
+    );
+    assert_eq!(get(c, &["logConfiguration", "logDriver"]), "awslogs");
+    let env = get(c, &["environment"]);
+    assert!(
+        env.as_array()
+            .expect("environment")
+            .iter()
+            .any(|e| e[key("name")] == "OUTBOX_RELAY_CONFIG_TOML"),
+        "the config comes in OUTBOX_RELAY_CONFIG_TOML"
+    );
+}
+
+#[test]
+fn both_task_definitions_run_the_image_as_the_relay_expects() {
+    let plain: serde_json::Value =
+        serde_json::from_str(&read("deploy/ecs/task-definition.json")).expect("JSON");
+    check_task_definition(&plain, false);
+    let template = cloudformation("deploy/ecs/service.yaml");
+    check_task_definition(&template["Resources"]["TaskDefinition"]["Properties"], true);
+}
+
+#[test]
+fn the_ecs_service_keeps_every_shard_owned_during_deployments() {
+    let template = cloudformation("deploy/ecs/service.yaml");
+    let service = &template["Resources"]["Service"]["Properties"];
+    assert_eq!(service["LaunchType"], "FARGATE");
+    let deployment = &service["DeploymentConfiguration"];
+    assert_eq!(deployment["MinimumHealthyPercent"], 100);
+    assert_eq!(deployment["MaximumPercent"], 200);
+    assert_eq!(
+        deployment["DeploymentCircuitBreaker"],
+        serde_json::json!({"Enable": true, "Rollback": true})
+    );
+    assert_eq!(
+        service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"],
+        "DISABLED"
+    );
+}
+
+#[test]
+fn the_ecs_task_role_grants_exactly_the_relay_policy() {
+    let template = cloudformation("deploy/ecs/service.yaml");
+    let role = &template["Resources"]["TaskRole"]["Properties"];
+    let statements: Vec<serde_json::Value> = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        // The dead-letter statement is conditional: compare its "queue configured" branch.
+        .map(|s| match s.get("Fn::If") {
+            Some(branches) => branches[1].clone(),
+            None => s.clone(),
+        })
+        .collect();
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("deploy/iam/relay-policy.json")).expect("policy JSON");
+    let expected: Vec<serde_json::Value> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            let subbed: Vec<serde_json::Value> = s["Resource"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .map(|r| serde_json::json!({ "Fn::Sub": r }))
+                .collect();
+            s["Resource"] = subbed.into();
+            s
+        })
+        .collect();
+    assert_eq!(
+        statements, expected,
+        "TaskRole policy vs deploy/iam/relay-policy.json"
+    );
 }

@@ -4,34 +4,20 @@
 //! by `outbox-relay validate`. The tools come from `scripts/dev-stack install`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use outbox_relay::config::Config;
 use serde_yaml_ng::Value;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+#[path = "common/tools.rs"]
+mod tools;
+
+use tools::{read, run, venv_bin, REPO};
+
 const CHART: &str = "deploy/helm/outbox-relay";
 const MULTI_REPLICA: &str = "deploy/helm/outbox-relay/ci/multi-replica-values.yaml";
-
-fn venv_bin(tool: &str) -> PathBuf {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let status = Command::new(Path::new(REPO).join("scripts/dev-stack"))
-            .arg("install")
-            .status()
-            .expect("scripts/dev-stack runs");
-        assert!(status.success(), "scripts/dev-stack install failed");
-    });
-    Path::new(REPO).join(".venv/bin").join(tool)
-}
-
-fn read(relative: &str) -> String {
-    let path = Path::new(REPO).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// What `scripts/helm-render` printed: the manifests (by template path) and the lint report,
 /// or the error that rejected the values.
@@ -119,17 +105,10 @@ impl Rendered {
                 files.push(path);
             }
         }
-        let out = Command::new(venv_bin("kubernetes-validate"))
+        let (ok, text) = run(Command::new(venv_bin("kubernetes-validate"))
             .args(["--strict", "--kubernetes-version", kube_version])
-            .args(&files)
-            .output()
-            .expect("kubernetes-validate runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+            .args(&files));
+        assert!(ok, "kubernetes-validate failed:\n{text}");
         text
     }
 }
@@ -414,15 +393,9 @@ fn the_chart_and_its_values_pass_yamllint() {
         "ci/multi-replica-values.yaml",
         "files/alerts.yaml",
     ];
-    let out = Command::new(venv_bin("yamllint"))
+    let (ok, text) = run(Command::new(venv_bin("yamllint"))
         .current_dir(Path::new(REPO).join(CHART))
         .args(["--strict", "-c", "../../../.yamllint.yaml"])
-        .args(files)
-        .output()
-        .expect("yamllint runs");
-    assert!(
-        out.status.success(),
-        "yamllint:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+        .args(files));
+    assert!(ok, "yamllint:\n{text}");
 }
