@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 
 pub mod proxy;
+pub mod tools;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
