@@ -1,0 +1,302 @@
+//! The consumer's handler, called with committed EventBridge events (as the relay publishes
+//! them) against DynamoDB on the emulator: one side effect per event id, whether the event comes
+//! twice in a row, ten times at once, or again after a handler crashed mid-way.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
+use book_consumer::{lambda_handler, settings, Consumer, ConsumerError, Handled};
+use books_common::testing::{create_table, sdk_config};
+use dynamodb_idempotency::{Begin, Error as IdempotencyError};
+use serde_json::Value;
+
+struct World {
+    ddb: aws_sdk_dynamodb::Client,
+    presentation: String,
+    idempotency: String,
+}
+
+impl World {
+    async fn new() -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk_config());
+        let presentation = create_table(&ddb, "presentation", "name", None).await;
+        let idempotency = create_table(&ddb, "idempotency", "id", None).await;
+        Self {
+            ddb,
+            presentation,
+            idempotency,
+        }
+    }
+
+    fn consumer(&self, handler_timeout: Duration) -> Consumer {
+        Consumer::new(
+            self.ddb.clone(),
+            &self.presentation,
+            &self.idempotency,
+            settings(handler_timeout),
+        )
+    }
+
+    async fn item(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.ddb
+            .get_item()
+            .table_name(table)
+            .key(key, AttributeValue::S(value.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+    }
+
+    /// How many times BookAdded was applied to this book (None: no item).
+    async fn times_applied(&self, name: &str) -> Option<u64> {
+        self.item(&self.presentation, "name", name).await.map(|i| {
+            i["timesApplied"]
+                .as_n()
+                .expect("counter")
+                .parse()
+                .expect("number")
+        })
+    }
+
+    async fn record(
+        &self,
+        event_id: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.item(
+            &self.idempotency,
+            "id",
+            &format!("book-consumer#{event_id}"),
+        )
+        .await
+    }
+}
+
+fn fixture(name: &str) -> EventBridgeEvent<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture"))
+        .expect("an EventBridge event")
+}
+
+fn event_id(event: &EventBridgeEvent<Value>) -> String {
+    event.detail["eventId"]
+        .as_str()
+        .expect("eventId")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_same_event_twice_applies_once() {
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(30));
+    let event = fixture("eventbridge-book-added.json");
+    let first = consumer.handle(&event).await.expect("handled");
+    assert_eq!(
+        first,
+        Handled::Applied(
+            "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()
+        )
+    );
+    // The relay redelivers (a new EventBridge id, the same event id).
+    let mut again = event.clone();
+    again.id = Some("another-eventbridge-id".into());
+    assert_eq!(
+        consumer.handle(&again).await.expect("handled"),
+        Handled::Duplicate
+    );
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+    let book = w
+        .item(&w.presentation, "name", "Team Topologies")
+        .await
+        .expect("item");
+    assert_eq!(book["year"], AttributeValue::N("2019".into()));
+
+    // The record has Powertools' layout.
+    let record = w
+        .record(&event_id(&event))
+        .await
+        .expect("idempotency record");
+    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    let expiration: u64 = record["expiration"]
+        .as_n()
+        .expect("N")
+        .parse()
+        .expect("secs");
+    assert!(expiration > now.as_secs() + 23 * 3600 && expiration <= now.as_secs() + 24 * 3600 + 5);
+    let in_progress: u128 = record["in_progress_expiration"]
+        .as_n()
+        .expect("N")
+        .parse()
+        .expect("ms");
+    assert!(in_progress > now.as_millis(), "epoch milliseconds");
+    assert!(record["data"].as_s().expect("data").contains("was added!"));
+
+    // Through the Lambda entry point too.
+    let context = lambda_runtime::Context::default();
+    lambda_handler(&consumer, lambda_runtime::LambdaEvent::new(event, context))
+        .await
+        .expect("handled");
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_deliveries_apply_once() {
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(30));
+    let event = fixture("eventbridge-book-added.json");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let consumer = consumer.clone();
+            let event = event.clone();
+            tokio::spawn(async move { consumer.handle(&event).await })
+        })
+        .collect();
+    let mut applied = 0;
+    let mut retry = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(Handled::Applied(_)) => applied += 1,
+            Ok(Handled::Duplicate) => {}
+            // A twin was running: this delivery fails and is retried later.
+            Err(ConsumerError::Idempotency(IdempotencyError::InProgress(_))) => retry += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1, "exactly one delivery applies the event");
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+    // The failed ones come back later and find it done.
+    for _ in 0..retry {
+        assert_eq!(
+            consumer.handle(&event).await.expect("handled"),
+            Handled::Duplicate
+        );
+    }
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+}
+
+#[tokio::test]
+async fn a_crashed_delivery_is_taken_over_after_its_in_progress_expiry() {
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(2));
+    let event = fixture("eventbridge-book-added.json");
+    let key = format!("book-consumer#{}", event_id(&event));
+    // A delivery claims the event and crashes before its side effect.
+    let Begin::Claimed(claim) = consumer.idempotency().begin(&key).await.expect("begin") else {
+        panic!("the first delivery claims the key");
+    };
+    drop(claim);
+    let record = w.record(&event_id(&event)).await.expect("record");
+    assert_eq!(record["status"], AttributeValue::S("INPROGRESS".into()));
+
+    // A retry right away finds it in progress and fails (to be retried later)...
+    assert!(matches!(
+        consumer.handle(&event).await,
+        Err(ConsumerError::Idempotency(IdempotencyError::InProgress(_)))
+    ));
+    assert_eq!(w.times_applied("Team Topologies").await, None);
+    // ...and once the in-progress expiry passed, a retry takes over and completes it.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        match consumer.handle(&event).await {
+            Ok(Handled::Applied(_)) => break,
+            Err(ConsumerError::Idempotency(IdempotencyError::InProgress(_))) => {
+                assert!(Instant::now() < end, "never taken over");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+    let record = w.record(&event_id(&event)).await.expect("record");
+    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+    assert_eq!(
+        consumer.handle(&event).await.expect("handled"),
+        Handled::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn book_removed_and_the_cdc_variant() {
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(30));
+    consumer
+        .handle(&fixture("eventbridge-book-added.json"))
+        .await
+        .expect("added");
+    let removed = fixture("eventbridge-book-removed.json");
+    assert_eq!(
+        consumer.handle(&removed).await.expect("removed"),
+        Handled::Applied("Team Topologies was removed!".into())
+    );
+    assert_eq!(w.times_applied("Team Topologies").await, None);
+    assert_eq!(
+        consumer.handle(&removed).await.expect("handled"),
+        Handled::Duplicate
+    );
+
+    let cdc = fixture("eventbridge-book-added-cdc.json");
+    assert_eq!(
+        consumer.handle(&cdc).await.expect("handled"),
+        Handled::Applied(
+            "Accelerate (2018) by Nicole Forsgren, Jez Humble, Gene Kim was added!".into()
+        )
+    );
+    let mut other = cdc.clone();
+    other.detail_type = "BookLent".into();
+    assert_eq!(
+        consumer.handle(&other).await.expect("handled"),
+        Handled::Ignored
+    );
+}
+
+#[tokio::test]
+async fn failures_leave_the_event_retryable() {
+    let w = World::new().await;
+    // A malformed event: refused, nothing claimed.
+    let mut bad = fixture("eventbridge-book-added.json");
+    bad.detail["eventData"] = serde_json::json!({"title": "x"});
+    assert!(matches!(
+        consumer_for(&w, "unused").handle(&bad).await,
+        Err(ConsumerError::BadEvent(_))
+    ));
+    assert!(w.record(&event_id(&bad)).await.is_none());
+
+    // The side effect fails (no such table): the claim is released, so a retry runs it.
+    let event = fixture("eventbridge-book-added.json");
+    let broken = consumer_for(&w, "no-such-presentation-table");
+    assert!(matches!(
+        broken.handle(&event).await,
+        Err(ConsumerError::Store { .. })
+    ));
+    assert!(
+        w.record(&event_id(&event)).await.is_none(),
+        "claim released"
+    );
+    let consumer = w.consumer(Duration::from_secs(30));
+    assert!(matches!(
+        consumer.handle(&event).await,
+        Ok(Handled::Applied(_))
+    ));
+}
+
+fn consumer_for(w: &World, presentation: &str) -> Consumer {
+    Consumer::new(
+        w.ddb.clone(),
+        presentation,
+        &w.idempotency,
+        settings(Duration::from_secs(30)),
+    )
+}

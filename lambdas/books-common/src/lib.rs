@@ -1,0 +1,64 @@
+//! What the books demo's Lambdas share: the book, the outbox row's layout, the AWS SDK config
+//! and JSON logs.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use serde::{Deserialize, Serialize};
+
+/// A book, as the API receives it (the seed's `input.json`) and as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Book {
+    pub name: String,
+    pub authors: Vec<String>,
+    pub year: i64,
+}
+
+/// The outbox row's attributes (EventsTable): what the relay's routes filter on and unmarshall.
+pub mod outbox {
+    /// Partition key: the event id, stable across redeliveries; consumers dedup on it.
+    pub const EVENT_ID: &str = "pk";
+    /// Sort key: the event type.
+    pub const SORT_KEY: &str = "sk";
+    pub const EVENT_TYPE: &str = "eventType";
+    /// The event's data, a map (the seed wrote a JSON string; the relay's `expand_json` reads both).
+    pub const EVENT_DATA: &str = "eventData";
+    /// TTL attribute (epoch seconds): outbox rows only need to live until relayed.
+    pub const EXPIRES_AT: &str = "expiresAt";
+    pub const BOOK_ADDED: &str = "BookAdded";
+    pub const BOOK_REMOVED: &str = "BookRemoved";
+}
+
+/// The SDK config from the default chain (in Lambda: the function's role and region;
+/// `AWS_ENDPOINT_URL` points it at an emulator), with rustls on `ring` as the relay uses.
+pub async fn aws_config() -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .load()
+        .await
+}
+
+/// JSON logs on stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .try_init();
+}
+
+/// A required environment variable, or an error naming it.
+///
+/// # Errors
+/// The variable is unset or not UTF-8.
+pub fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|e| format!("environment variable {name}: {e}"))
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;
