@@ -1,0 +1,254 @@
+//! The books demo end to end, for both seed variants: rows written by the demo's API (the
+//! `book-api` handler) or by a plain table write (CDC), relayed by the real `outbox-relay`
+//! binary with the shipped configs (`config/outbox.toml`, `config/cdc.toml`), published to a
+//! bus whose rule feeds a queue, and applied by the `book-consumer` handler, asserted from the
+//! tables.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use book_consumer::{settings, Consumer, Handled};
+use common::{unique, Fixture, Relay};
+use lambda_http::http::{Method, StatusCode};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A shipped config pointed at this fixture's tables and bus (the emulator is one region).
+fn shipped_config(f: &Fixture, file: &str, source_table: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(std::path::Path::new(common::REPO).join(file))
+        .expect("shipped config")
+        .replace("region = \"eu-north-1\"", "region = \"us-east-1\"")
+        .replace(
+            "table_name = \"EventsTable\"",
+            &format!("table_name = \"{source_table}\""),
+        )
+        .replace(
+            "table_name = \"BooksTable\"",
+            &format!("table_name = \"{source_table}\""),
+        )
+        .replace(
+            "table_name = \"outbox-relay-leases\"",
+            &format!("table_name = \"{}\"", f.lease_table),
+        )
+        .replace(
+            "event_bus_name = \"default\"",
+            &format!("event_bus_name = \"{}\"", f.bus),
+        )
+        + "\n[http]\nlisten = \"127.0.0.1:0\"\n";
+    let path = f.dir.path().join(format!("{}.toml", unique("shipped")));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn table(ddb: &aws_sdk_dynamodb::Client, prefix: &str, key: &str, stream: bool) -> String {
+    let name = unique(prefix);
+    let mut create = ddb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("complete"),
+        );
+    if stream {
+        create = create.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("complete"),
+        );
+    }
+    create.send().await.expect("create table");
+    name
+}
+
+/// The consumer side: PresentationTable, the idempotency table, the handler.
+struct ConsumerSide {
+    presentation: String,
+    consumer: Consumer,
+}
+
+impl ConsumerSide {
+    async fn new(f: &Fixture) -> Self {
+        let presentation = table(&f.ddb, "presentation", "name", false).await;
+        let idempotency = table(&f.ddb, "idempotency", "id", false).await;
+        let consumer = Consumer::new(
+            f.ddb.clone(),
+            &presentation,
+            idempotency,
+            settings(Duration::from_secs(30)),
+        );
+        Self {
+            presentation,
+            consumer,
+        }
+    }
+
+    /// Receives the next event of `detail_type` from the queue (what the local runner does)
+    /// and hands it to the consumer; returns the event and what the consumer did.
+    async fn next(
+        &self,
+        f: &Fixture,
+        detail_type: &str,
+    ) -> (EventBridgeEvent<serde_json::Value>, Handled) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            for received in f.receive_batch(1).await {
+                let event: EventBridgeEvent<serde_json::Value> =
+                    serde_json::from_value(received.body).expect("an EventBridge event");
+                if event.detail_type == detail_type {
+                    let handled = self.consumer.handle(&event).await.expect("handled");
+                    return (event, handled);
+                }
+            }
+            assert!(Instant::now() < end, "no {detail_type} within {DEADLINE:?}");
+        }
+    }
+
+    async fn book(
+        &self,
+        f: &Fixture,
+        name: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        f.ddb
+            .get_item()
+            .table_name(&self.presentation)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+    }
+}
+
+fn request(method: Method, body: &str) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method(method)
+        .uri("/book")
+        .body(lambda_http::Body::from(body))
+        .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_variant_post_relay_consume_delete() {
+    let f = Fixture::new().await;
+    let side = ConsumerSide::new(&f).await;
+    let config = shipped_config(&f, "config/outbox.toml", &f.events_table);
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
+
+    let input = std::fs::read_to_string(
+        std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
+    )
+    .expect("input.json");
+    let response = api.handle(request(Method::POST, &input)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value =
+        serde_json::from_slice(response.body().as_ref()).expect("JSON");
+
+    let (event, handled) = side.next(&f, "BookAdded").await;
+    assert_eq!(
+        handled,
+        Handled::Applied(
+            "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()
+        )
+    );
+    // The event id the API returned is the one the consumer deduplicates on.
+    assert_eq!(event.detail["eventId"], created["eventId"]);
+    let book = side.book(&f, "Team Topologies").await.expect("presented");
+    assert_eq!(book["year"], AttributeValue::N("2019".into()));
+    // The same event delivered again: no second side effect.
+    assert_eq!(
+        side.consumer.handle(&event).await.expect("handled"),
+        Handled::Duplicate
+    );
+    assert_eq!(book["timesApplied"], AttributeValue::N("1".into()));
+    assert_eq!(
+        side.book(&f, "Team Topologies").await.expect("presented")["timesApplied"],
+        AttributeValue::N("1".into())
+    );
+
+    let response = api
+        .handle(request(Method::DELETE, r#"{"name": "Team Topologies"}"#))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (_, handled) = side.next(&f, "BookRemoved").await;
+    assert_eq!(
+        handled,
+        Handled::Applied("Team Topologies was removed!".into())
+    );
+    assert!(side.book(&f, "Team Topologies").await.is_none());
+    let (status, log) = relay.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_variant_insert_relay_consume_remove() {
+    let f = Fixture::new().await;
+    let side = ConsumerSide::new(&f).await;
+    let books = table(&f.ddb, "cdc-books", "name", true).await;
+    let config = shipped_config(&f, "config/cdc.toml", &books);
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+
+    f.ddb
+        .put_item()
+        .table_name(&books)
+        .item("name", AttributeValue::S("Accelerate".into()))
+        .item(
+            "authors",
+            AttributeValue::L(
+                ["Nicole Forsgren", "Jez Humble", "Gene Kim"]
+                    .map(|a| AttributeValue::S(a.into()))
+                    .to_vec(),
+            ),
+        )
+        .item("year", AttributeValue::N("2018".into()))
+        .send()
+        .await
+        .expect("put book");
+    let (event, handled) = side.next(&f, "BookAdded").await;
+    assert_eq!(
+        handled,
+        Handled::Applied(
+            "Accelerate (2018) by Nicole Forsgren, Jez Humble, Gene Kim was added!".into()
+        )
+    );
+    assert_eq!(event.detail["publishedYear"], 2018);
+    assert_eq!(
+        side.consumer.handle(&event).await.expect("handled"),
+        Handled::Duplicate
+    );
+
+    f.ddb
+        .delete_item()
+        .table_name(&books)
+        .key("name", AttributeValue::S("Accelerate".into()))
+        .send()
+        .await
+        .expect("delete book");
+    let (_, handled) = side.next(&f, "BookRemoved").await;
+    assert_eq!(handled, Handled::Applied("Accelerate was removed!".into()));
+    assert!(side.book(&f, "Accelerate").await.is_none());
+    let (status, log) = relay.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{log}");
+}
