@@ -4,6 +4,8 @@
     demo_aws.py add-books N       N books, each with its outbox row, one transaction each
     demo_aws.py remove-book NAME  delete a book and write its BookRemoved outbox row
     demo_aws.py events N [SECS]   wait for N events on the queue, print them, delete them
+    demo_aws.py redeliver TYPE    send the last TYPE event seen on the bus to the consumer's queue again
+    demo_aws.py presentation NAME print the book's PresentationTable item (or that there is none)
 
 Talks only to AWS_ENDPOINT_URL (set by `scripts/dev-stack env`).
 """
@@ -19,6 +21,9 @@ BUS = "outbox-demo"
 QUEUE = "outbox-demo-events"
 EVENTS_TABLE = "EventsTable"
 BOOKS_TABLE = "BooksTable"
+PRESENTATION_TABLE = "PresentationTable"
+IDEMPOTENCY_TABLE = "IdempotencyTable"
+CONSUMER_QUEUE = "book-consumer"
 BOOKS = [
     ("Team Topologies", ["Manuel Pais", "Matthew Skelton"], 2019),
     ("Accelerate", ["Nicole Forsgren", "Jez Humble", "Gene Kim"], 2018),
@@ -55,6 +60,14 @@ def create():
             AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
         )
+    for table, key in [(PRESENTATION_TABLE, "name"), (IDEMPOTENCY_TABLE, "id")]:
+        if table not in existing:
+            ddb.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            )
     events = client("events")
     if BUS not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
         events.create_event_bus(Name=BUS)
@@ -65,7 +78,15 @@ def create():
                     EventPattern=json.dumps({"source": [{"prefix": ""}]}))
     events.put_targets(Rule="all-outbox-demo-events", EventBusName=BUS,
                        Targets=[{"Id": "queue", "Arn": queue_arn}])
-    print(f"created {EVENTS_TABLE} (with stream), {BOOKS_TABLE}, bus {BUS}, rule -> queue {QUEUE}")
+    # The consumer's rule: the book events, into the queue its local runner polls.
+    consumer_url = sqs.create_queue(QueueName=CONSUMER_QUEUE)["QueueUrl"]
+    consumer_arn = sqs.get_queue_attributes(QueueUrl=consumer_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="books-to-consumer", EventBusName=BUS,
+                    EventPattern=json.dumps({"detail-type": ["BookAdded", "BookRemoved"]}))
+    events.put_targets(Rule="books-to-consumer", EventBusName=BUS,
+                       Targets=[{"Id": "book-consumer", "Arn": consumer_arn}])
+    print(f"created {EVENTS_TABLE} (with stream), {BOOKS_TABLE}, {PRESENTATION_TABLE}, {IDEMPOTENCY_TABLE}, "
+          f"bus {BUS}, rules -> queues {QUEUE} (all events), {CONSUMER_QUEUE} (the consumer's)")
 
 
 def outbox_row(event_type, data):
@@ -121,6 +142,33 @@ def events(n, seconds):
               f"book={data.get('name')!r}")
     if len(got) < n:
         sys.exit(f"only {len(got)} of {n} events arrived within {seconds}s")
+    with open(SEEN, "w") as f:
+        json.dump(got, f)
+
+
+SEEN = os.path.join(os.environ.get("DEV_STACK_DIR", ".dev-stack"), "events-seen.json")
+
+
+def redeliver(detail_type):
+    with open(SEEN) as f:
+        seen = [e for e in json.load(f) if e["detail-type"] == detail_type]
+    if not seen:
+        sys.exit(f"no {detail_type} event seen yet")
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=CONSUMER_QUEUE)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(seen[-1]))
+    print(f"  sent {detail_type} eventId={seen[-1]['detail'].get('eventId')} to {CONSUMER_QUEUE} again")
+
+
+def presentation(name):
+    item = client("dynamodb").get_item(TableName=PRESENTATION_TABLE, Key={"name": {"S": name}},
+                                       ConsistentRead=True).get("Item")
+    if item is None:
+        print(f"  {PRESENTATION_TABLE}: no item for {name!r}")
+        return
+    authors = ", ".join(a["S"] for a in item["authors"]["L"])
+    print(f"  {PRESENTATION_TABLE}: {item['name']['S']!r} ({item['year']['N']}) by {authors}; "
+          f"timesApplied={item['timesApplied']['N']}")
 
 
 if __name__ == "__main__":
@@ -131,6 +179,10 @@ if __name__ == "__main__":
         add_books(int(sys.argv[2]))
     elif cmd == "remove-book":
         remove_book(sys.argv[2])
+    elif cmd == "redeliver":
+        redeliver(sys.argv[2])
+    elif cmd == "presentation":
+        presentation(sys.argv[2])
     elif cmd == "events":
         events(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 30)
     else:

@@ -7,7 +7,6 @@
 
 use std::process::ExitCode;
 
-use axum::body::Bytes;
 use book_api::Api;
 use books_common::{aws_config, env, init_logs};
 use lambda_http::http::Request;
@@ -60,9 +59,13 @@ async fn serve_locally(api: Api) -> Result<(), String> {
         let api = api.clone();
         async move {
             let (parts, body) = request.into_parts();
-            let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-                Ok(bytes) => bytes,
-                Err(_) => Bytes::new(),
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+                let too_large = book_api::json_response(
+                    lambda_http::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    &serde_json::json!({"error": format!("the body exceeds {MAX_BODY_BYTES} bytes")}),
+                );
+                let (parts, body) = too_large.into_parts();
+                return axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()));
             };
             let request = Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
             let (parts, body) = api.handle(request).await.into_parts();
@@ -71,7 +74,19 @@ async fn serve_locally(api: Api) -> Result<(), String> {
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminate => {}
+            }
+            tracing::info!("book-api stopped");
         })
         .await
         .map_err(|e| e.to_string())
