@@ -482,3 +482,82 @@ fn the_ecs_task_role_grants_exactly_the_relay_policy() {
         "TaskRole policy vs deploy/iam/relay-policy.json"
     );
 }
+
+#[test]
+fn the_books_app_template_passes_cfn_lint_and_yamllint() {
+    let (ok, text) = run(Command::new(venv_bin("cfn-lint"))
+        .arg(Path::new(REPO).join("deploy/books-app/template.yaml")));
+    assert!(ok, "cfn-lint:\n{text}");
+    let (ok, text) = run(Command::new(venv_bin("yamllint")).current_dir(REPO).args([
+        "--strict",
+        "-c",
+        ".yamllint.yaml",
+        "deploy/books-app/template.yaml",
+    ]));
+    assert!(ok, "yamllint:\n{text}");
+}
+
+/// The IAM actions a function's inline policies grant.
+fn granted_actions(template: &serde_json::Value, function: &str) -> BTreeSet<String> {
+    template["Resources"][function]["Properties"]["Policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| p["Statement"].as_array().expect("statements").clone())
+        .flat_map(|s| s["Action"].as_array().expect("actions").clone())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The DynamoDB actions the handler code in `files` needs (a transaction's items need their own
+/// actions). The consumer's local SQS runner (its `main.rs`) is not part of the Lambda.
+fn needed_actions(files: &[&str]) -> BTreeSet<String> {
+    let code: String = files.iter().map(|f| read(f)).collect();
+    let mut calls: Vec<(&str, &str)> = CALLS.to_vec();
+    calls.extend([
+        ("Put::builder()", "dynamodb:PutItem"),
+        ("Delete::builder()", "dynamodb:DeleteItem"),
+    ]);
+    calls
+        .iter()
+        .filter(|(call, _)| code.contains(call))
+        .map(|(_, action)| (*action).to_owned())
+        .collect()
+}
+
+#[test]
+fn the_books_app_grants_each_function_exactly_what_it_calls() {
+    let template = cloudformation("deploy/books-app/template.yaml");
+    assert_eq!(
+        granted_actions(&template, "BookApiFunction"),
+        needed_actions(&["lambdas/book-api/src/lib.rs"])
+    );
+    assert_eq!(
+        granted_actions(&template, "BookConsumerFunction"),
+        needed_actions(&[
+            "lambdas/book-consumer/src/lib.rs",
+            "lambdas/idempotency/src/lib.rs"
+        ])
+    );
+    // The relay's policy is deploy/iam/relay-policy.json without CreateTable (the stack makes
+    // the lease table) and without the dead-letter queue (the stack has none for the relay).
+    let relay: BTreeSet<String> = template["Resources"]["RelayPolicy"]["Properties"]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions").clone())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("deploy/iam/relay-policy.json")).expect("policy JSON");
+    let expected: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions").clone())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .filter(|a| a != "dynamodb:CreateTable" && !a.starts_with("sqs:"))
+        .collect();
+    assert_eq!(relay, expected);
+}
