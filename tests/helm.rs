@@ -233,6 +233,11 @@ fn default_values_render_lint_and_validate() {
     assert_eq!(r.container()["image"], format!("outbox-relay:{version}"));
     assert_eq!(r.container()["args"], Value::Sequence(vec!["run".into()]));
     assert_eq!(as_u64(&r.get("Deployment")["spec"]["replicas"]), 2);
+    // The default port is the one the image exposes.
+    assert!(read("Dockerfile").contains(&format!(
+        "EXPOSE {}",
+        as_u64(&r.container()["ports"][0]["containerPort"])
+    )));
     assert!(r.manifests["outbox-relay/templates/NOTES.txt"].contains("roleArn is empty"));
 }
 
