@@ -424,7 +424,17 @@ fn both_task_definitions_run_the_image_as_the_relay_expects() {
         serde_json::from_str(&read("deploy/ecs/task-definition.json")).expect("JSON");
     check_task_definition(&plain, false);
     let template = cloudformation("deploy/ecs/service.yaml");
-    check_task_definition(&template["Resources"]["TaskDefinition"]["Properties"], true);
+    // StopTimeout is a parameter: check its default, and that it cannot exceed Fargate's limit.
+    let stop = &template["Parameters"]["StopTimeoutSeconds"];
+    assert_eq!(stop["MaxValue"], 120);
+    let mut task = template["Resources"]["TaskDefinition"]["Properties"].clone();
+    let container = &mut task["ContainerDefinitions"][0];
+    assert_eq!(
+        container["StopTimeout"],
+        serde_json::json!({"Ref": "StopTimeoutSeconds"})
+    );
+    container["StopTimeout"] = stop["Default"].clone();
+    check_task_definition(&task, true);
 }
 
 #[test]
@@ -560,4 +570,23 @@ fn the_books_app_grants_each_function_exactly_what_it_calls() {
         .filter(|a| a != "dynamodb:CreateTable" && !a.starts_with("sqs:"))
         .collect();
     assert_eq!(relay, expected);
+}
+
+#[test]
+fn the_tests_build_the_binary_as_the_dockerfile_build_stage_does() {
+    // tests/image.rs runs the runtime stage around `scripts/docker-stack binary`'s output, so
+    // that build must be the build stage's.
+    let dockerfile = read("Dockerfile");
+    let script = read("scripts/docker-stack");
+    for needle in [
+        "RUSTFLAGS=\"-C target-feature=+crt-static\"",
+        "cargo build --release --locked --bin outbox-relay --target x86_64-unknown-linux-gnu",
+        "target/x86_64-unknown-linux-gnu/release/outbox-relay",
+    ] {
+        assert!(dockerfile.contains(needle), "Dockerfile lacks {needle}");
+        assert!(
+            script.contains(needle),
+            "scripts/docker-stack lacks {needle}"
+        );
+    }
 }
