@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{
@@ -20,49 +19,7 @@ pub mod tools;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The emulator's endpoint, starting it on first use.
-pub fn endpoint() -> &'static str {
-    static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
-        if let Ok(e) = std::env::var("OUTBOX_RELAY_TEST_ENDPOINT") {
-            return e;
-        }
-        let out = Command::new(Path::new(REPO).join("scripts/dev-stack"))
-            .arg("up")
-            .env("DEV_STACK_DIR", Path::new(REPO).join("target/test-stack"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("scripts/dev-stack runs");
-        assert!(out.status.success(), "scripts/dev-stack up failed");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
-    })
-}
-
-/// A unique name for this test's resources.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
-/// SDK config for a given endpoint, with dummy credentials.
-pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .http_client(http)
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"),
-        ))
-        .build()
-}
+pub use books_common::testing::{endpoint, sdk_config_at as sdk_config, unique};
 
 /// One test's world: an outbox table with a stream, a books table, a bus whose catch-all
 /// rule feeds a queue, and a lease table name.

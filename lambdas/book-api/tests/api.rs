@@ -338,6 +338,14 @@ async fn the_local_server_serves_the_same_handler() {
     assert!(body["eventId"].is_string());
     let bad = http.post(&url).body("{}").send().await.expect("request");
     assert_eq!(bad.status().as_u16(), 400);
+    // A body beyond the local server's limit is refused before the handler.
+    let huge = http
+        .post(&url)
+        .body(format!(r#"{{"name": "{}"}}"#, "x".repeat(100 * 1024)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(huge.status().as_u16(), 413);
     let deleted = http
         .delete(&url)
         .body(r#"{"name": "Team Topologies"}"#)

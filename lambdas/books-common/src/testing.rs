@@ -1,4 +1,5 @@
-//! Test support (feature `testing`): the moto emulator started by the repository's
+//! Test support (feature `testing`), shared by the Lambdas' tests and the relay's own harness
+//! (`tests/common`): the moto emulator started by the repository's
 //! `scripts/dev-stack` (or `OUTBOX_RELAY_TEST_ENDPOINT`), SDK config with dummy credentials,
 //! and tables with unique names.
 #![allow(clippy::missing_panics_doc)]
@@ -37,10 +38,17 @@ pub fn endpoint() -> &'static str {
 /// SDK config for the emulator, with dummy credentials.
 #[must_use]
 pub fn sdk_config() -> SdkConfig {
+    sdk_config_at(endpoint())
+}
+
+/// SDK config for an emulator-compatible endpoint (the emulator, or a proxy in front of it),
+/// with dummy credentials.
+#[must_use]
+pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .http_client(
             aws_smithy_http_client::Builder::new()
                 .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
