@@ -10,7 +10,7 @@ use aws_sdk_dynamodbstreams::primitives::DateTime;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, StreamRecord, StreamViewType};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::route::stable_event_id;
+use outbox_relay::pipeline::router::stable_event_id;
 use outbox_relay::pipeline::Router;
 use outbox_relay::stream::to_stream_record;
 

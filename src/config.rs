@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use crate::pipeline::ImageSelector;
 use crate::pipeline::{Filter, Template};
 
 /// Environment variables with this prefix override file keys (`OUTBOX_RELAY__SOURCE__TABLE_NAME`).
@@ -171,29 +172,6 @@ pub struct LeasesConfig {
     /// How often owned leases are renewed; must be below `lease_duration / 3`. Default `3s`.
     #[serde(default = "default_renew_interval", with = "humantime_serde")]
     pub renew_interval: Duration,
-}
-
-/// What becomes the `Detail` of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ImageSelector {
-    /// The item after the change (absent on REMOVE).
-    NewImage,
-    /// The item before the change (absent on INSERT).
-    OldImage,
-    /// The item's key attributes (always present).
-    Keys,
-}
-
-impl ImageSelector {
-    /// The name of this image inside a stream record's `dynamodb` object.
-    #[must_use]
-    pub fn field(self) -> &'static str {
-        match self {
-            Self::NewImage => "NewImage",
-            Self::OldImage => "OldImage",
-            Self::Keys => "Keys",
-        }
-    }
 }
 
 /// One `[[routes]]` entry, as it appears in the file.

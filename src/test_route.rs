@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::pipeline::route::stable_event_id;
+use crate::pipeline::router::stable_event_id;
 use crate::pipeline::Router;
 
 /// Stream ARN used when neither the record (`eventSourceARN`) nor the config names one.

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::route::Entry;
+use super::router::Entry;
 
 /// Entries per PutEvents request.
 /// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>

@@ -5,12 +5,14 @@
 //! benchmarks and (later) the Lambdas share it.
 
 pub mod batch;
+pub mod image;
 pub mod pattern;
-pub mod route;
+pub mod router;
 pub mod template;
 pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
+pub use image::{ImageError, ImageSelector, PlainImages};
 pub use pattern::{Filter, Matcher, PatternError};
-pub use route::{Entry, PlainImages, RecordContext, RouteError, Router};
+pub use router::{Entry, RecordContext, RouteError, Router};
 pub use template::{Template, TemplateError};

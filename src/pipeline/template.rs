@@ -19,8 +19,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::route::{ImageError, RecordContext};
-use crate::config::ImageSelector;
+use super::image::{ImageError, ImageSelector};
+use super::router::RecordContext;
 
 /// Why a template could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -324,7 +324,7 @@ fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::route::PlainImages;
+    use crate::pipeline::image::PlainImages;
     use serde_json::json;
 
     fn with_ctx<T>(record: &Value, f: impl FnOnce(&mut RecordContext<'_>) -> T) -> T {

@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 use super::progress::settled_through;
 use super::worker::{backoff, PageEnd, Worker};
 use crate::lease::LeaseStore;
-use crate::pipeline::route::stable_event_id;
+use crate::pipeline::router::stable_event_id;
 use crate::pipeline::{Batches, Entry};
 use crate::publish::{
     classify, rfc3339, DeadLetter, DeadLetterEntry, DeadLetterSink, Disposition, EventPublisher,

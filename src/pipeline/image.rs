@@ -1,0 +1,124 @@
+//! A record's images (`NewImage`, `OldImage`, `Keys`) as plain JSON: unmarshalled once per
+//! record on first use, with `expand_json` attributes parsed, and shared by the routes.
+
+use std::cell::OnceCell;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::unmarshall::{self, UnmarshallError};
+
+/// What becomes the `Detail` of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ImageSelector {
+    /// The item after the change (absent on REMOVE).
+    NewImage,
+    /// The item before the change (absent on INSERT).
+    OldImage,
+    /// The item's key attributes (always present).
+    Keys,
+}
+
+impl ImageSelector {
+    /// The name of this image inside a stream record's `dynamodb` object.
+    #[must_use]
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::NewImage => "NewImage",
+            Self::OldImage => "OldImage",
+            Self::Keys => "Keys",
+        }
+    }
+}
+
+/// A record's images unmarshalled to plain JSON, each made on first use and then shared.
+#[derive(Debug)]
+pub struct PlainImages<'a> {
+    record: &'a Value,
+    /// Top-level attributes holding a JSON document in a string, parsed in every image.
+    expand_json: &'a [String],
+    /// `NewImage`, `OldImage`, `Keys`.
+    cells: [OnceCell<Result<Option<Value>, ImageError>>; 3],
+}
+
+/// Why a record's image could not be made plain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The image is not valid DynamoDB JSON.
+    #[error("cannot unmarshall {image}: {source}")]
+    Unmarshall {
+        image: &'static str,
+        #[source]
+        source: UnmarshallError,
+    },
+    /// An `expand_json` attribute holds a string that is not a JSON document.
+    #[error("{image}.{attribute} is not a JSON document: {reason}")]
+    NotJson {
+        image: &'static str,
+        attribute: String,
+        reason: String,
+    },
+}
+
+impl<'a> PlainImages<'a> {
+    #[must_use]
+    pub fn new(record: &'a Value, expand_json: &'a [String]) -> Self {
+        Self {
+            record,
+            expand_json,
+            cells: Default::default(),
+        }
+    }
+
+    /// The record's `image` as plain JSON with the `expand_json` attributes parsed, or
+    /// `None` when the record has no such image (e.g. `NewImage` of a REMOVE).
+    ///
+    /// # Errors
+    /// [`ImageError`] when the image is malformed or an attribute to expand is not JSON.
+    pub fn get(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
+        let slot = match image {
+            ImageSelector::NewImage => &self.cells[0],
+            ImageSelector::OldImage => &self.cells[1],
+            ImageSelector::Keys => &self.cells[2],
+        };
+        slot.get_or_init(|| self.make(image))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(Clone::clone)
+    }
+
+    fn make(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
+        let name = image.field();
+        let Some(typed) = self
+            .record
+            .get("dynamodb")
+            .and_then(|d| d.get(name))
+            .and_then(Value::as_object)
+        else {
+            return Ok(None);
+        };
+        let mut plain = unmarshall::item(typed).map_err(|source| ImageError::Unmarshall {
+            image: name,
+            source,
+        })?;
+        if let Value::Object(map) = &mut plain {
+            for attribute in self.expand_json {
+                if let Some(Value::String(text)) = map.get(attribute) {
+                    let doc = serde_json::from_str::<Value>(text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|doc| match doc {
+                            Value::Object(_) | Value::Array(_) => Ok(doc),
+                            _ => Err("it is JSON, but not an object or array".to_owned()),
+                        })
+                        .map_err(|reason| ImageError::NotJson {
+                            image: name,
+                            attribute: attribute.clone(),
+                            reason,
+                        })?;
+                    map.insert(attribute.clone(), doc);
+                }
+            }
+        }
+        Ok(Some(plain))
+    }
+}
