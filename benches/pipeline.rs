@@ -47,7 +47,9 @@ fn router() -> Router {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml"))
         .expect("config/local.toml");
     let config = Config::from_toml(&text).expect("valid config");
-    Router::new(config.routes).expect("valid patterns")
+    config
+        .router_for(&config.source.streams()[0])
+        .expect("valid patterns")
 }
 
 fn pipeline(c: &mut Criterion) {

@@ -117,7 +117,9 @@ fn full(router: &Router, record: &Record) -> usize {
 fn ten_routes(c: &mut Criterion) {
     let config = Config::from_toml(&config()).expect("valid config");
     assert_eq!(config.routes.len(), 10);
-    let router = Router::new(config.routes).expect("valid patterns");
+    let router = config
+        .router_for(&config.source.streams()[0])
+        .expect("valid patterns");
     // BookRemoved: its own route + audit. LoanStarted: its own, loans and audit. Heartbeat:
     // no route.
     let cases = [

@@ -13,7 +13,6 @@ use tracing::{error, info, warn};
 use crate::aws::{sdk_config, Clients};
 use crate::config::Config;
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
-use crate::pipeline::Router;
 use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
     LogDeadLetterSink, SqsDeadLetterSink,
@@ -31,12 +30,31 @@ pub enum RunOutcome {
     Forced,
 }
 
+/// A start-up failure that retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The metrics and health address cannot be bound.
+    #[error("cannot listen on {address} (http.listen)")]
+    ListenFailed {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A source's routes cannot be merged into one matcher (validation makes this unreachable
+    /// for a loaded config).
+    #[error("cannot build the routes of source {source_name:?}")]
+    RoutesRejected {
+        source_name: String,
+        #[source]
+        source: crate::pipeline::PatternError,
+    },
+}
+
 /// Runs the relay until a shutdown signal.
 ///
 /// # Errors
-/// Start-up failures that retrying cannot fix: the HTTP address cannot be bound, or the
-/// routes cannot be compiled.
-pub async fn run(config: Config) -> Result<RunOutcome, String> {
+/// [`StartupError`]: the HTTP address cannot be bound, or the routes cannot be compiled.
+pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     let metrics = Metrics::new();
     // The supervisor ticks every renew interval; three missed ticks (or 30 s) is a stall.
     let stall_after = (config.leases.renew_interval * 3).max(Duration::from_secs(30));
@@ -45,8 +63,16 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .map_err(|e| format!("cannot listen on {} (http.listen): {e}", config.http.listen))?;
-    let http_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| StartupError::ListenFailed {
+            address: config.http.listen,
+            source,
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::ListenFailed {
+            address: config.http.listen,
+            source,
+        })?;
     let http_token = CancellationToken::new();
     let http = tokio::spawn(serve(
         listener,
@@ -58,16 +84,16 @@ pub async fn run(config: Config) -> Result<RunOutcome, String> {
 
     let sdk = sdk_config(&config.aws).await;
     let clients = Clients::new(&sdk);
-    // Each stream gets the routes that apply to it (a route's `sources`, or every route).
+    // Each stream gets the routes that apply to it.
     let mut streams = Vec::new();
     for selector in config.source.streams() {
-        let routes = config
-            .routes
-            .iter()
-            .filter(|r| r.sources.is_empty() || r.sources.iter().any(|s| s == selector.name()))
-            .cloned()
-            .collect();
-        let router = Router::new(routes).map_err(|e| e.to_string())?;
+        let router =
+            config
+                .router_for(&selector)
+                .map_err(|source| StartupError::RoutesRejected {
+                    source_name: selector.name().to_owned(),
+                    source,
+                })?;
         streams.push((selector, Arc::new(router)));
     }
     let owner = WorkerId(worker_id());

@@ -51,8 +51,17 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().expect("accept");
+            // Read the whole request: closing with unread bytes resets the connection, and
+            // the client may then see the reset instead of the answer.
+            let mut request = Vec::new();
             let mut buf = [0u8; 512];
-            let _ = conn.read(&mut buf).expect("request");
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).expect("request");
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
             conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes())
                 .expect("answer");
         });

@@ -48,7 +48,12 @@ enum Command {
         /// The record, a JSON file (`-` for standard input).
         #[arg(long)]
         record: PathBuf,
-        /// `text` or `json` (`{"routes": [{"name", "matched", "entries", "error"}]}`).
+        /// The source the record comes from (a table name or stream ARN of the config).
+        /// Default: the record's `eventSourceARN`, else the config's only source.
+        #[arg(long)]
+        source: Option<String>,
+        /// `text` or `json` (`{"source", "routes": [{"name", "applies", "matched", "entries",
+        /// "error"}]}`).
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
@@ -143,7 +148,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::TestRoute { record, output } => test_route(&config, &record, &output),
+        Command::TestRoute {
+            record,
+            source,
+            output,
+        } => test_route(&config, &record, source.as_deref(), &output),
         Command::Status { output } => block_on(async {
             let rows = outbox_relay::operator::status(&config).await?;
             if output == "json" {
@@ -204,7 +213,12 @@ fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCod
     }
 }
 
-fn test_route(config: &Config, record: &std::path::Path, output: &str) -> ExitCode {
+fn test_route(
+    config: &Config,
+    record: &std::path::Path,
+    source: Option<&str>,
+    output: &str,
+) -> ExitCode {
     let text = if record.as_os_str() == "-" {
         let mut buf = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).map(|_| buf)
@@ -218,12 +232,12 @@ fn test_route(config: &Config, record: &std::path::Path, output: &str) -> ExitCo
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    match outbox_relay::test_route::test_route(config, &text) {
-        Ok(verdicts) => {
+    match outbox_relay::test_route::test_route(config, &text, source) {
+        Ok(report) => {
             if output == "json" {
-                println!("{}", outbox_relay::test_route::to_json(&verdicts));
+                println!("{}", outbox_relay::test_route::to_json(&report));
             } else {
-                print!("{}", outbox_relay::test_route::to_text(&verdicts));
+                print!("{}", outbox_relay::test_route::to_text(&report));
             }
             ExitCode::SUCCESS
         }
@@ -236,7 +250,9 @@ fn test_route(config: &Config, record: &std::path::Path, output: &str) -> ExitCo
 
 fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> ExitCode {
     block_on(async {
-        let report = outbox_relay::redrive::run(config, options).await?;
+        let report = outbox_relay::redrive::run(config, options)
+            .await
+            .map_err(|e| DisplayChain(&e).to_string())?;
         let verb = if options.dry_run {
             "would redrive"
         } else {
@@ -271,6 +287,7 @@ fn run(config: Config) -> ExitCode {
         Ok(outbox_relay::app::RunOutcome::Clean) => ExitCode::SUCCESS,
         Ok(outbox_relay::app::RunOutcome::Forced) => ExitCode::FAILURE,
         Err(e) => {
+            let e = DisplayChain(&e);
             tracing::error!(error = %e, "Start-up failed.");
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -287,4 +304,19 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
+}
+
+/// An error with its chain of sources, `: `-separated, for the one place that prints it.
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }

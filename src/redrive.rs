@@ -10,7 +10,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 
 use crate::aws::{sdk_config, Clients};
-use crate::config::Config;
+use crate::config::{Config, StreamSelector};
 use crate::pipeline::{Entry, Router};
 use crate::publish::{DeadLetter, EventBridgePublisher, EventPublisher};
 
@@ -21,6 +21,28 @@ pub struct RedriveReport {
     pub redriven: usize,
     /// Left in the queue, each with why.
     pub left: Vec<(String, String)>,
+}
+
+/// Why a redrive could not run (a message that cannot be redriven is not an error: it stays
+/// in the queue and is reported in [`RedriveReport::left`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    /// The config names no dead-letter queue.
+    #[error("redrive needs dead_letter.queue_url or dead_letter.queue_name")]
+    NoQueue,
+    /// `dead_letter.queue_name` could not be resolved to a URL.
+    #[error("cannot find queue {name:?}: {detail}")]
+    QueueNotFound { name: String, detail: String },
+    /// Receiving from, or reading the attributes of, the queue failed.
+    #[error("cannot read {queue_url}: {detail}")]
+    ReceiveFailed { queue_url: String, detail: String },
+    /// A source's routes cannot be merged into one matcher (unreachable for a loaded config).
+    #[error("cannot build the routes of source {source_name:?}")]
+    RoutesRejected {
+        source_name: String,
+        #[source]
+        source: crate::pipeline::PatternError,
+    },
 }
 
 /// Options of one redrive run.
@@ -35,8 +57,8 @@ pub struct RedriveOptions {
 /// Runs a redrive.
 ///
 /// # Errors
-/// When the config has no `dead_letter.queue_url` or the queue cannot be read.
-pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveReport, String> {
+/// [`RedriveError`]: no queue configured, or the queue cannot be read.
+pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveReport, RedriveError> {
     let clients = Clients::new(&sdk_config(&config.aws).await);
     let queue_url = match (
         &config.dead_letter.queue_url,
@@ -49,14 +71,18 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
             .queue_name(name)
             .send()
             .await
-            .map_err(|e| format!("cannot find queue {name:?}: {}", DisplayErrorContext(&e)))?
+            .map_err(|e| RedriveError::QueueNotFound {
+                name: name.clone(),
+                detail: DisplayErrorContext(&e).to_string(),
+            })?
             .queue_url
-            .ok_or_else(|| format!("no URL returned for queue {name:?}"))?,
-        (None, None) => {
-            return Err("redrive needs dead_letter.queue_url or dead_letter.queue_name".into())
-        }
+            .ok_or_else(|| RedriveError::QueueNotFound {
+                name: name.clone(),
+                detail: "no URL returned".to_owned(),
+            })?,
+        (None, None) => return Err(RedriveError::NoQueue),
     };
-    let router = Router::new(config.routes.clone()).map_err(|e| e.to_string())?;
+    let routers = Routers::new(config)?;
     let publisher = EventBridgePublisher::new(clients.eventbridge);
     let sqs = clients.sqs;
 
@@ -66,7 +92,10 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .send()
         .await
-        .map_err(|e| format!("cannot read {queue_url}: {}", DisplayErrorContext(&e)))?
+        .map_err(|e| RedriveError::ReceiveFailed {
+            queue_url: queue_url.clone(),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
         .and_then(|n| n.parse::<usize>().ok())
@@ -91,11 +120,9 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
             .visibility_timeout(VISIBILITY_TIMEOUT_SECS)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot receive from {queue_url}: {}",
-                    DisplayErrorContext(&e)
-                )
+            .map_err(|e| RedriveError::ReceiveFailed {
+                queue_url: queue_url.clone(),
+                detail: DisplayErrorContext(&e).to_string(),
             })?;
         if batch.messages().is_empty() {
             break;
@@ -103,15 +130,18 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
         for message in batch.messages() {
             seen += 1;
             let id = message.message_id().unwrap_or("?").to_owned();
-            match redrive_one(message, &router, &publisher, options.dry_run).await {
+            match redrive_one(message, &routers, &publisher, options.dry_run).await {
                 Ok(entry) => {
                     if options.dry_run {
                         println!("{}", entry_json(&entry));
                         to_release.push(message.clone());
+                        report.redriven += 1;
+                    } else if let Err(reason) = delete(&sqs, &queue_url, message).await {
+                        eprintln!("redrive: {id}: {reason}");
+                        report.left.push((id, reason));
                     } else {
-                        delete(&sqs, &queue_url, message).await?;
+                        report.redriven += 1;
                     }
-                    report.redriven += 1;
                 }
                 Err(reason) => {
                     eprintln!("redrive: left {id} in the queue: {reason}");
@@ -135,7 +165,7 @@ const VISIBILITY_TIMEOUT_SECS: i32 = 300;
 /// Re-renders and (unless `dry_run`) publishes one dead letter.
 async fn redrive_one(
     message: &Message,
-    router: &Router,
+    routers: &Routers<'_>,
     publisher: &EventBridgePublisher,
     dry_run: bool,
 ) -> Result<Entry, String> {
@@ -148,7 +178,7 @@ async fn redrive_one(
             letter.sequence_number, letter.shard_id
         ));
     }
-    let entry = render(&letter, router)?;
+    let entry = routers.render(&letter)?;
     if dry_run {
         return Ok(entry);
     }
@@ -164,37 +194,98 @@ async fn redrive_one(
     }
 }
 
-/// The entry the letter's route makes of its record under the current config.
-fn render(letter: &DeadLetter, router: &Router) -> Result<Entry, String> {
-    let index = router
-        .routes()
-        .iter()
-        .position(|r| r.name == letter.route)
-        .ok_or_else(|| format!("route {:?} is not in the config any more", letter.route))?;
-    let created = letter
-        .entry
-        .as_ref()
-        .and_then(|e| e.time.as_deref())
-        .and_then(|t| humantime::parse_rfc3339(t).ok());
-    router
-        .route(
-            &letter.record,
-            &letter.stream_arn,
-            &letter.event_id,
-            created,
-        )
-        .into_iter()
-        .find_map(|r| match r {
-            Ok(entry) if entry.route == index => Some(Ok(entry)),
-            Err(e) if e.route() == letter.route => Some(Err(format!("still cannot render: {e}"))),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            Err(format!(
-                "the record no longer matches route {:?}'s filters",
-                letter.route
-            ))
-        })
+/// Every configured source's router: a letter is re-rendered by the routes that apply to
+/// its stream now, exactly as the running relay would.
+struct Routers<'c> {
+    config: &'c Config,
+    by_source: Vec<(StreamSelector, Router)>,
+}
+
+impl<'c> Routers<'c> {
+    fn new(config: &'c Config) -> Result<Self, RedriveError> {
+        let by_source = config
+            .source
+            .streams()
+            .into_iter()
+            .map(|s| {
+                let router =
+                    config
+                        .router_for(&s)
+                        .map_err(|source| RedriveError::RoutesRejected {
+                            source_name: s.name().to_owned(),
+                            source,
+                        })?;
+                Ok((s, router))
+            })
+            .collect::<Result<_, RedriveError>>()?;
+        Ok(Self { config, by_source })
+    }
+
+    /// The entry the letter's route makes of its record under the current config.
+    fn render(&self, letter: &DeadLetter) -> Result<Entry, String> {
+        let source = self
+            .config
+            .source
+            .source_of_stream(&letter.stream_arn)
+            .ok_or_else(|| {
+                format!(
+                    "its stream {} is not a source of this config any more",
+                    letter.stream_arn
+                )
+            })?;
+        let router = self
+            .by_source
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|(_, r)| r)
+            .ok_or_else(|| format!("no routes for source {:?}", source.name()))?;
+        let Some(index) = router
+            .routes()
+            .iter()
+            .position(|r| r.name() == letter.route)
+        else {
+            let known = self
+                .config
+                .routes
+                .iter()
+                .any(|b| b.route.name() == letter.route);
+            return Err(if known {
+                format!(
+                    "route {:?} does not apply to source {:?} any more",
+                    letter.route,
+                    source.name()
+                )
+            } else {
+                format!("route {:?} is not in the config any more", letter.route)
+            });
+        };
+        let created = letter
+            .entry
+            .as_ref()
+            .and_then(|e| e.time.as_deref())
+            .and_then(|t| humantime::parse_rfc3339(t).ok());
+        router
+            .route(
+                &letter.record,
+                &letter.stream_arn,
+                &letter.event_id,
+                created,
+            )
+            .into_iter()
+            .find_map(|r| match r {
+                Ok(entry) if entry.route == index => Some(Ok(entry)),
+                Err(e) if e.route() == letter.route => {
+                    Some(Err(format!("still cannot render: {e}")))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| {
+                Err(format!(
+                    "the record no longer matches route {:?}'s filters",
+                    letter.route
+                ))
+            })
+    }
 }
 
 fn entry_json(entry: &Entry) -> Value {

@@ -6,13 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::pipeline::router::stable_event_id;
-use crate::pipeline::Router;
 
-/// Stream ARN used when neither the record (`eventSourceARN`) nor the config names one.
-const PLACEHOLDER_ARN: &str =
-    "arn:aws:dynamodb:us-east-1:123456789012:table/test-route/stream/test-route";
+/// Account and region of the stream ARN made up when the record names none.
+const PLACEHOLDER_ARN_PREFIX: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/";
 
 /// Why a record cannot be tested.
 #[derive(Debug, thiserror::Error)]
@@ -21,23 +19,49 @@ pub enum TestRouteError {
     NotJson(String),
     #[error("the record must be a stream record object (eventName, dynamodb, ...) or {{\"Records\": [one record]}}")]
     NotARecord,
+    /// `--source`, or the record's `eventSourceARN`, names no source of the config.
+    #[error("{what} is not a source of this config (its sources: {known})")]
+    UnknownSource { what: String, known: String },
+    /// The record does not say its source and the config has several.
+    #[error("the record has no eventSourceARN and the config reads {count} sources: pass --source with one of {known}")]
+    AmbiguousSource { count: usize, known: String },
+    /// The routes cannot be merged into one matcher (unreachable for a loaded config).
+    #[error("cannot build the routes: {0}")]
+    RoutesRejected(#[from] crate::pipeline::PatternError),
+}
+
+/// What `test-route` found for one record: its source and every route's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The source the record belongs to (table name or stream ARN, as configured).
+    pub source: String,
+    /// Every route of the config, in config order.
+    pub routes: Vec<RouteVerdict>,
 }
 
 /// One route's verdict on the record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteVerdict {
     pub name: String,
+    /// Whether the route applies to the record's source (its `sources`, or every source).
+    pub applies: bool,
     pub matched: bool,
     /// The entries as PutEvents would receive them (`EventBusName`, `Source`, ...).
     pub entries: Vec<Value>,
     pub error: Option<String>,
 }
 
-/// Runs `record_text` through every route of `config`.
+/// Runs `record_text` through the routes of `config` that apply to its source: `source` if
+/// given (a table name or stream ARN of the config), else the record's `eventSourceARN`,
+/// else the config's only source.
 ///
 /// # Errors
-/// When the text is not a JSON stream record.
-pub fn test_route(config: &Config, record_text: &str) -> Result<Vec<RouteVerdict>, TestRouteError> {
+/// When the text is not a JSON stream record, or its source is unknown or ambiguous.
+pub fn test_route(
+    config: &Config,
+    record_text: &str,
+    source: Option<&str>,
+) -> Result<Report, TestRouteError> {
     let parsed: Value =
         serde_json::from_str(record_text).map_err(|e| TestRouteError::NotJson(e.to_string()))?;
     // A Lambda/Pipes batch with a single record is accepted as well.
@@ -50,12 +74,17 @@ pub fn test_route(config: &Config, record_text: &str) -> Result<Vec<RouteVerdict
     if !object.contains_key("dynamodb") && !object.contains_key("eventName") {
         return Err(TestRouteError::NotARecord);
     }
-    let stream_arn = object
+    let record_arn = object
         .get("eventSourceARN")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| config.source.stream_arn.clone())
-        .unwrap_or_else(|| PLACEHOLDER_ARN.to_owned());
+        .map(str::to_owned);
+    let selector = record_source(config, source, record_arn.as_deref())?;
+    let stream_arn = record_arn.unwrap_or_else(|| match &selector {
+        StreamSelector::Arn(arn) => arn.clone(),
+        StreamSelector::Table(table) => {
+            format!("{PLACEHOLDER_ARN_PREFIX}{table}/stream/test-route")
+        }
+    });
     object
         .entry("eventSourceARN")
         .or_insert_with(|| Value::String(stream_arn.clone()));
@@ -65,22 +94,30 @@ pub fn test_route(config: &Config, record_text: &str) -> Result<Vec<RouteVerdict
         .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
     let event_id = stable_event_id(&record, config.source.event_id_attribute.as_deref());
 
-    let router = Router::new(config.routes.clone()).map_err(|_| TestRouteError::NotARecord)?;
-    let results = router.route(&record, &stream_arn, &event_id, created_at);
-    let mut verdicts: Vec<RouteVerdict> = router
-        .routes()
+    // The same choice of routes as the running relay makes for this source.
+    let router = config.router_for(&selector)?;
+    let mut verdicts: Vec<RouteVerdict> = config
+        .routes
         .iter()
-        .map(|r| RouteVerdict {
-            name: r.name.clone(),
+        .map(|b| RouteVerdict {
+            name: b.route.name().to_owned(),
+            applies: b.applies_to(&selector),
             matched: false,
             entries: Vec::new(),
             error: None,
         })
         .collect();
-    for result in results {
+    let verdict = |verdicts: &mut Vec<RouteVerdict>, name: &str| {
+        verdicts.iter_mut().position(|v| v.name == name)
+    };
+    for result in router.route(&record, &stream_arn, &event_id, created_at) {
         match result {
             Ok(entry) => {
-                let v = &mut verdicts[entry.route];
+                let name = router.routes()[entry.route].name();
+                let Some(i) = verdict(&mut verdicts, name) else {
+                    continue;
+                };
+                let v = &mut verdicts[i];
                 v.matched = true;
                 let detail: Value = serde_json::from_str(&entry.detail).unwrap_or(Value::Null);
                 v.entries.push(json!({
@@ -94,22 +131,72 @@ pub fn test_route(config: &Config, record_text: &str) -> Result<Vec<RouteVerdict
                 }));
             }
             Err(e) => {
-                if let Some(v) = verdicts.iter_mut().find(|v| v.name == e.route()) {
-                    v.matched = true;
-                    v.error = Some(e.to_string());
+                if let Some(i) = verdict(&mut verdicts, e.route()) {
+                    verdicts[i].matched = true;
+                    verdicts[i].error = Some(e.to_string());
                 }
             }
         }
     }
-    Ok(verdicts)
+    Ok(Report {
+        source: selector.name().to_owned(),
+        routes: verdicts,
+    })
+}
+
+/// The configured source a record belongs to (see [`test_route`]).
+fn record_source(
+    config: &Config,
+    source: Option<&str>,
+    record_arn: Option<&str>,
+) -> Result<StreamSelector, TestRouteError> {
+    let streams = config.source.streams();
+    let known = || {
+        streams
+            .iter()
+            .map(|s| format!("{:?}", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = source {
+        return streams
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
+            .ok_or_else(|| TestRouteError::UnknownSource {
+                what: format!("--source {name:?}"),
+                known: known(),
+            });
+    }
+    if let Some(arn) = record_arn {
+        return config
+            .source
+            .source_of_stream(arn)
+            .ok_or_else(|| TestRouteError::UnknownSource {
+                what: match table_of_stream_arn(arn) {
+                    Some(table) => format!("the record's table {table:?} (eventSourceARN {arn})"),
+                    None => format!("the record's eventSourceARN {arn:?}"),
+                },
+                known: known(),
+            });
+    }
+    match streams.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(TestRouteError::AmbiguousSource {
+            count: streams.len(),
+            known: known(),
+        }),
+    }
 }
 
 /// The verdicts as the `--output json` document.
 #[must_use]
-pub fn to_json(verdicts: &[RouteVerdict]) -> Value {
+pub fn to_json(report: &Report) -> Value {
     json!({
-        "routes": verdicts.iter().map(|v| json!({
+        "source": report.source,
+        "routes": report.routes.iter().map(|v| json!({
             "name": v.name,
+            "applies": v.applies,
             "matched": v.matched,
             "entries": v.entries,
             "error": v.error,
@@ -119,13 +206,14 @@ pub fn to_json(verdicts: &[RouteVerdict]) -> Value {
 
 /// The verdicts for a terminal.
 #[must_use]
-pub fn to_text(verdicts: &[RouteVerdict]) -> String {
-    let mut out = String::new();
-    for v in verdicts {
-        let status = match (&v.error, v.matched) {
-            (Some(_), _) => "matched, but cannot render",
-            (None, true) => "matched",
-            (None, false) => "no match",
+pub fn to_text(report: &Report) -> String {
+    let mut out = format!("source {:?}\n", report.source);
+    for v in &report.routes {
+        let status = match (&v.error, v.matched, v.applies) {
+            (_, _, false) => "does not apply to this source (see its `sources`)",
+            (Some(_), _, true) => "matched, but cannot render",
+            (None, true, true) => "matched",
+            (None, false, true) => "no match",
         };
         out.push_str(&format!("route {:?}: {status}\n", v.name));
         if let Some(e) = &v.error {

@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::pipeline::{Detail, ImageSelector};
 
 const MINIMAL: &str = r#"
 [source]
@@ -29,8 +32,8 @@ fn a_minimal_config_takes_every_default() {
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.shutdown.grace, Duration::from_secs(20));
     assert!(matches!(
-        c.routes[0].detail,
-        DetailConfig::Unmarshall {
+        c.routes[0].route.detail(),
+        Detail::Unmarshall {
             image: ImageSelector::NewImage,
             ..
         }

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod image;
 pub mod pattern;
+pub mod route;
 pub mod router;
 pub mod template;
 pub mod unmarshall;
@@ -14,5 +15,6 @@ pub mod unmarshall;
 pub use batch::{entry_size, Batches};
 pub use image::{ImageError, ImageSelector, PlainImages};
 pub use pattern::{Filter, Matcher, PatternError};
+pub use route::{Detail, DetailSpec, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};
 pub use template::{Template, TemplateError};

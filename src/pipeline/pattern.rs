@@ -12,7 +12,13 @@
 //!   out of the quamina pattern, which then only pre-filters, and every quamina hit of such a
 //!   pattern is confirmed by [`eval`], a direct evaluator of the whole pattern. Patterns with
 //!   `numeric` are confirmed the same way, since quamina compares numbers beyond the ±5.0e9
-//!   EventBridge covers, and so are IPv6 `cidr` patterns (see [`quamina_lacks`]).
+//!   EventBridge covers, and so are IPv6 `cidr` patterns (see [`quamina_lacks`]);
+//! - keys are literal: a key holding a dot (`order.status`, a valid DynamoDB attribute name)
+//!   names that one attribute. quamina cannot address such keys (see [`quamina_can_name`]),
+//!   so they are matched by [`eval`]. EventBridge joins a path's keys with dots when it
+//!   compiles a pattern (user guide, "Event pattern syntax", considerations), so there
+//!   `order.status` also names `order` → `status`; in a stream record the two never meet,
+//!   since a nested attribute sits under its type (`order.M.status`).
 
 use std::fmt;
 
@@ -173,11 +179,25 @@ fn quamina_widens(condition: &Value) -> bool {
     condition.get("numeric").is_some()
 }
 
+/// Whether quamina can address a field by this key. quamina 0.7 joins a pattern's path with
+/// `\n` for its automaton, but its segments tree (which decides which event fields to read)
+/// splits paths on `.` as well (`lib.rs`, `add_pattern`: `field_path.replace('.', "\n")`), so
+/// a key holding a dot never sees its value and never matches. Such keys (and `\n`, its
+/// separator) are left to [`eval`], which looks keys up literally. Upstream fix, if small:
+/// build the segments tree from the path's own segments instead of re-splitting on dots.
+fn quamina_can_name(key: &str) -> bool {
+    !key.contains(['.', '\n'])
+}
+
 /// The part of `pattern` quamina can evaluate, and whether the whole must be confirmed.
 fn split(pattern: &Map<String, Value>) -> (Map<String, Value>, bool) {
     let mut kept = Map::new();
     let mut confirm = false;
     for (key, value) in pattern {
+        if !quamina_can_name(key) {
+            confirm = true;
+            continue;
+        }
         match value {
             Value::Object(nested) => {
                 let (sub, c) = split(nested);

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::batch::{entry_size, MAX_REQUEST_BYTES};
 use super::image::{ImageError, ImageSelector, PlainImages};
 use super::pattern::{Matcher, PatternError};
-use crate::config::{DetailConfig, RouteConfig};
+use super::route::{Detail, Route};
 
 /// What a route needs to know about the record it renders, besides the record itself.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +113,7 @@ impl RouteError {
 
 /// The routes of a relay, with their patterns merged into one matcher.
 pub struct Router {
-    routes: Vec<RouteConfig>,
+    routes: Vec<Route>,
     matcher: Matcher,
     /// Routes without filters: they match every record.
     match_all: Vec<usize>,
@@ -133,14 +133,14 @@ impl Router {
     /// # Errors
     /// [`PatternError::Rejected`] if the matcher refuses a pattern (config validation makes
     /// this unreachable for loaded configs).
-    pub fn new(routes: Vec<RouteConfig>) -> Result<Self, PatternError> {
+    pub fn new(routes: Vec<Route>) -> Result<Self, PatternError> {
         let mut matcher = Matcher::new();
         let mut match_all = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            if route.filters.is_empty() {
+            if route.filters().is_empty() {
                 match_all.push(i);
             }
-            for filter in &route.filters {
+            for filter in route.filters() {
                 matcher.add(i, filter)?;
             }
         }
@@ -153,7 +153,7 @@ impl Router {
 
     /// The routes, in config order.
     #[must_use]
-    pub fn routes(&self) -> &[RouteConfig] {
+    pub fn routes(&self) -> &[Route] {
         &self.routes
     }
 
@@ -186,15 +186,15 @@ impl Router {
             .map(|i| {
                 let route = &self.routes[i];
                 let own;
-                let images = if route.expand_json.is_empty() {
+                let images = if route.expand_json().is_empty() {
                     &shared
                 } else {
-                    own = PlainImages::new(record, &route.expand_json);
+                    own = PlainImages::new(record, route.expand_json());
                     &own
                 };
                 let ctx = RecordContext {
                     record,
-                    route_name: &route.name,
+                    route_name: route.name(),
                     source_arn,
                     event_id,
                     created_at,
@@ -206,11 +206,11 @@ impl Router {
     }
 }
 
-fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<Entry, RouteError> {
-    let detail = match &route.detail {
-        DetailConfig::Template(t) => {
+fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry, RouteError> {
+    let detail = match route.detail() {
+        Detail::Template(t) => {
             let text = t.render(ctx).map_err(|source| RouteError::ImageInvalid {
-                route: route.name.clone(),
+                route: route.name().to_owned(),
                 source,
             })?;
             // Validate without building a tree: a JSON text starting with `{` is an object.
@@ -218,36 +218,37 @@ fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<
                 Ok(_) if text.trim_start().starts_with('{') => text,
                 Ok(_) => {
                     return Err(RouteError::DetailNotJsonObject {
-                        route: route.name.clone(),
+                        route: route.name().to_owned(),
                         reason: "it is JSON, but not an object".to_owned(),
                     })
                 }
                 Err(e) => {
                     return Err(RouteError::DetailNotJsonObject {
-                        route: route.name.clone(),
+                        route: route.name().to_owned(),
                         reason: e.to_string(),
                     })
                 }
             }
         }
-        DetailConfig::Unmarshall {
+        Detail::Unmarshall {
             image,
             event_id_field,
         } => unmarshall_detail(route, *image, event_id_field, ctx)?,
     };
+    let target = route.target();
     let entry = Entry {
         route: index,
-        event_bus_name: route.event_bus_name.clone(),
-        source: route.source.clone(),
-        detail_type: route.detail_type.clone(),
+        event_bus_name: target.event_bus_name.clone(),
+        source: target.source.clone(),
+        detail_type: target.detail_type.clone(),
         detail,
-        resources: route.resources.clone(),
+        resources: target.resources.clone(),
         time: ctx.created_at,
     };
     let size = entry_size(&entry);
     if size > MAX_REQUEST_BYTES {
         return Err(RouteError::EntryTooLarge {
-            route: route.name.clone(),
+            route: route.name().to_owned(),
             size,
             limit: MAX_REQUEST_BYTES,
         });
@@ -256,7 +257,7 @@ fn render(index: usize, route: &RouteConfig, ctx: &RecordContext<'_>) -> Result<
 }
 
 fn unmarshall_detail(
-    route: &RouteConfig,
+    route: &Route,
     image: ImageSelector,
     event_id_field: &str,
     ctx: &RecordContext<'_>,
@@ -264,11 +265,11 @@ fn unmarshall_detail(
     let plain = ctx
         .plain_image(image)
         .map_err(|source| RouteError::ImageInvalid {
-            route: route.name.clone(),
+            route: route.name().to_owned(),
             source,
         })?
         .ok_or_else(|| RouteError::ImageMissing {
-            route: route.name.clone(),
+            route: route.name().to_owned(),
             image: image.field(),
         })?;
     match plain {

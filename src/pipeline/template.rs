@@ -35,6 +35,27 @@ pub enum TemplateError {
     /// An `<aws.pipes.*>` variable that Pipes does not define (or we do not support).
     #[error("unknown reserved variable <{name}> at byte {offset}")]
     UnknownVariable { name: String, offset: usize },
+    /// A placeholder that starts (`<$`, `<aws.`, `<outbox.`) but never ends with `>`.
+    #[error("unclosed placeholder at byte {offset}: expected '>' after {start:?}")]
+    UnclosedPlaceholder { start: String, offset: usize },
+    /// The template's literal text is not a JSON object around its placeholders, so no record
+    /// can render it into a valid detail.
+    #[error(
+        "not a JSON object around its placeholders, so no record renders a valid detail: {reason}"
+    )]
+    NotAnObject { reason: String },
+    /// Free text or a JSON string literal: it renders a string, never an object.
+    #[error(
+        "this template renders a string (free text or a JSON string), but an EventBridge \
+         event's detail must be a JSON object: wrap it, e.g. {{\"message\": \"...\"}}"
+    )]
+    RendersString,
+    /// A placeholder alone renders whatever its value is (`null` when it names nothing).
+    #[error(
+        "a lone placeholder renders whatever its value is (null when absent), not always a \
+         JSON object: wrap it, e.g. {{\"value\": {placeholder}}}, or use `unmarshall`"
+    )]
+    LonePlaceholder { placeholder: String },
 }
 
 /// One step of a JSON path.
@@ -86,7 +107,7 @@ impl Template {
         let mut offset = 0;
         while let Some(c) = rest.chars().next() {
             if c == '<' {
-                if let Some(end) = rest.find('>') {
+                if let Some(end) = placeholder_end(rest, offset)? {
                     let name = &rest[1..end];
                     if let Some(var) = parse_var(name, offset)? {
                         if !literal.is_empty() {
@@ -141,6 +162,46 @@ impl Template {
         })
     }
 
+    /// Parses `text` as an event's detail: refused unless every rendering, whatever the
+    /// record, is a JSON object.
+    ///
+    /// Value-position placeholders render a JSON value and placeholders inside strings render
+    /// escaped text, so a rendering is valid JSON exactly when the [`Template::skeleton`]
+    /// (each placeholder as `null` or nothing) is; and it is an object exactly when the
+    /// skeleton is. A lone placeholder renders its value, which only the whole record
+    /// (`<aws.pipes.event>`) always makes an object.
+    ///
+    /// # Errors
+    /// [`TemplateError`] naming why the template cannot be a detail.
+    pub fn parse_detail(text: &str) -> Result<Self, TemplateError> {
+        let template = Self::parse(text)?;
+        if template.renders_string {
+            return Err(TemplateError::RendersString);
+        }
+        let mut significant = template
+            .parts
+            .iter()
+            .filter(|p| !matches!(p, Part::Text(t) if t.trim().is_empty()));
+        if let (Some(Part::Var { var, .. }), None) = (significant.next(), significant.next()) {
+            return match var {
+                Var::Event => Ok(template),
+                _ => Err(TemplateError::LonePlaceholder {
+                    placeholder: text.trim().to_owned(),
+                }),
+            };
+        }
+        let skeleton = template.skeleton();
+        match serde_json::from_str::<Value>(&skeleton) {
+            Ok(Value::Object(_)) => Ok(template),
+            Ok(other) => Err(TemplateError::NotAnObject {
+                reason: format!("its shape {skeleton} is a JSON {}", json_kind(&other)),
+            }),
+            Err(e) => Err(TemplateError::NotAnObject {
+                reason: format!("its shape {skeleton} is not valid JSON ({e})"),
+            }),
+        }
+    }
+
     /// Whether the template renders a string (free text, or a JSON string literal), which
     /// an EventBridge event cannot carry as its detail.
     #[must_use]
@@ -192,6 +253,48 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// The JSON kind of a value, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Where the placeholder starting at `rest` (which starts with `<`) ends: the byte index of
+/// its `>`, skipping `>` inside a quoted bracket step (`['a>b']`). `Ok(None)` when `rest`
+/// has no `>` and does not start like a placeholder (it is literal text, e.g. `a < b`).
+///
+/// # Errors
+/// [`TemplateError::UnclosedPlaceholder`] when it starts like one but never ends.
+fn placeholder_end(rest: &str, offset: usize) -> Result<Option<usize>, TemplateError> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices().skip(1) {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '>' => return Ok(Some(i)),
+            None if (c == '\'' || c == '"') && rest[..i].ends_with('[') => quote = Some(c),
+            None => {}
+        }
+    }
+    let starts_placeholder = ["<$", "<aws.pipes.", "<outbox."]
+        .iter()
+        .any(|p| rest.starts_with(p));
+    if starts_placeholder {
+        let start: String = rest.chars().take(40).collect();
+        return Err(TemplateError::UnclosedPlaceholder { start, offset });
+    }
+    Ok(None)
 }
 
 /// Appends `v` as JSON text.
@@ -302,11 +405,22 @@ fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateErr
                 .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '@'))
             {
                 return Err(err(
-                    "keys may hold letters, digits, '-', '_', '/', ':' and '@'",
+                    "keys may hold letters, digits, '-', '_', '/', ':' and '@'; quote any other \
+                     key in brackets, as in $.NewImage['order.status']",
                 ));
             }
             steps.push(Step::Key(key.to_owned()));
             rest = &after[end..];
+        } else if let Some(quoted) = rest
+            .strip_prefix("['")
+            .map(|a| (a, '\''))
+            .or_else(|| rest.strip_prefix("[\"").map(|a| (a, '"')))
+        {
+            let (key, after) = quoted_key(quoted.0, quoted.1).ok_or_else(|| {
+                err("a quoted key must end with its quote and ']', as in ['order.status']")
+            })?;
+            steps.push(Step::Key(key));
+            rest = after;
         } else if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').ok_or_else(|| err("unclosed '['"))?;
             let index = after[..end]
@@ -319,6 +433,26 @@ fn parse_path(path: &str, whole: &str, offset: usize) -> Result<Var, TemplateErr
         }
     }
     Ok(Var::Path(steps))
+}
+
+/// A quoted key's text (`\\` escapes the quote and itself) and what follows its `]`.
+fn quoted_key(text: &str, quote: char) -> Option<(String, &str)> {
+    let mut key = String::new();
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            key.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == quote {
+            let after = text[i + c.len_utf8()..].strip_prefix(']')?;
+            return Some((key, after));
+        } else {
+            key.push(c);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -512,5 +646,230 @@ mod tests {
             Template::parse("<aws.pipes.nope>"),
             Err(TemplateError::UnknownVariable { .. })
         ));
+    }
+
+    #[test]
+    fn quoted_bracket_steps_name_keys_with_any_character() {
+        let record = json!({"a": {"order.status": "PAID", "it's": 1, "x>y": [true], "q\"": 2}});
+        let t = Template::parse(
+            r#"{"s": <$.a['order.status']>, "q": <$.a["it's"]>, "gt": <$.a['x>y'][0]>, "esc": <$.a['q"']>, "in": "<$.a['order.status']>!"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
+            json!({"s": "PAID", "q": 1, "gt": true, "esc": 2, "in": "PAID!"})
+        );
+        // A backslash escapes the quote inside a quoted key.
+        let t = Template::parse(r#"{"s": <$.a['it\'s']>}"#).expect("valid");
+        assert_eq!(
+            serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
+            json!({"s": 1})
+        );
+        for bad in ["<$.a['open]>", "<$.a['x'>", "<$.a.b.c d>"] {
+            assert!(
+                matches!(
+                    Template::parse(bad),
+                    Err(TemplateError::InvalidPath { .. }
+                        | TemplateError::UnclosedPlaceholder { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_placeholder_that_never_closes_is_refused_but_a_lone_angle_bracket_is_text() {
+        assert!(matches!(
+            Template::parse(r#"{"a": <$.dynamodb.NewImage"#),
+            Err(TemplateError::UnclosedPlaceholder { offset: 6, .. })
+        ));
+        assert!(matches!(
+            Template::parse(r#"{"a": "<aws.pipes.pipe-name"}"#),
+            Err(TemplateError::UnclosedPlaceholder { .. })
+        ));
+        Template::parse_detail(r#"{"cmp": "a < b"}"#).expect("literal '<' in a string");
+    }
+
+    #[test]
+    fn a_detail_template_must_render_an_object_for_every_record() {
+        for ok in [
+            r#"{"a": <$.x>, "b": [<$.y>, "<$.z>"], "c": {"d": <aws.pipes.event>}}"#,
+            r#"  {"<$.k>": 1}  "#,
+            "<aws.pipes.event.json>",
+            " <aws.pipes.event> ",
+        ] {
+            Template::parse_detail(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let refused = |text: &str| Template::parse_detail(text).expect_err(text);
+        assert!(matches!(
+            refused(r#"{"a": <$.x>,,}"#),
+            TemplateError::NotAnObject { .. }
+        ));
+        assert!(matches!(
+            refused(r#"{<$.k>: 1}"#),
+            TemplateError::NotAnObject { .. }
+        ));
+        assert!(matches!(
+            refused(r#"{"a": <$.x><$.y>}"#),
+            TemplateError::NotAnObject { .. }
+        ));
+        assert!(matches!(
+            refused(r#"{"a": 1<$.x>}"#),
+            TemplateError::NotAnObject { .. }
+        ));
+        assert!(matches!(
+            refused("[<$.x>]"),
+            TemplateError::NotAnObject { .. }
+        ));
+        assert!(matches!(
+            refused("<$.NewImage>"),
+            TemplateError::LonePlaceholder { .. }
+        ));
+        assert!(matches!(
+            refused("<outbox.event-id>"),
+            TemplateError::LonePlaceholder { .. }
+        ));
+        assert!(matches!(
+            refused(r#""text <$.x>""#),
+            TemplateError::RendersString
+        ));
+        assert!(matches!(
+            refused("<$.x> is here"),
+            TemplateError::RendersString
+        ));
+    }
+
+    mod every_accepted_template_renders_an_object {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of templates: structure, literals, and placeholders in value and string
+        /// position, over paths that a record may or may not have.
+        fn piece() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                " ",
+                "\"k\"",
+                "\"k2\"",
+                "1",
+                "null",
+                "true",
+                "<$.a>",
+                "<$.b.c>",
+                "<$.missing>",
+                "\"<$.a>\"",
+                "\"x <$.b.c> y\"",
+                "<outbox.event-id>",
+                "<aws.pipes.event>",
+                "\"<aws.pipes.pipe-name>\"",
+            ])
+        }
+
+        /// A JSON object's tokens, with placeholders among its values.
+        fn shape() -> impl Strategy<Value = Vec<String>> {
+            let leaf = piece()
+                .prop_filter("a value", |p| {
+                    !matches!(*p, "{" | "}" | "[" | "]" | "," | ":" | " ")
+                })
+                .prop_map(|p| vec![p.to_owned()]);
+            let value = leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| {
+                        let mut out = vec!["[".to_owned()];
+                        for (i, item) in items.into_iter().enumerate() {
+                            if i > 0 {
+                                out.push(",".to_owned());
+                            }
+                            out.extend(item);
+                        }
+                        out.push("]".to_owned());
+                        out
+                    }),
+                    proptest::collection::vec(inner, 0..4).prop_map(object),
+                ]
+            });
+            proptest::collection::vec(value, 0..5).prop_map(object)
+        }
+
+        fn object(values: Vec<Vec<String>>) -> Vec<String> {
+            let mut out = vec!["{".to_owned()];
+            for (i, value) in values.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(",".to_owned());
+                }
+                out.push(format!("\"k{i}\""));
+                out.push(":".to_owned());
+                out.extend(value);
+            }
+            out.push("}".to_owned());
+            out
+        }
+
+        /// Values a record's fields take: text that needs escaping, numbers, nesting.
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                ".*".prop_map(Value::String),
+                Just(json!({"n": [1, "\"", {"x": null}]})),
+                Just(json!(["<", ">", "\\"])),
+            ]
+        }
+
+        /// Also counts the accepted templates: a generator that rarely makes one would
+        /// prove nothing.
+        #[test]
+        fn for_any_record() {
+            use proptest::test_runner::{Config, TestRunner};
+            let accepted = std::cell::Cell::new(0_u32);
+            // A random JSON shape with placeholders, then one random piece inserted or one
+            // token dropped half the time: valid templates and near misses.
+            let strategy = (
+                shape(),
+                prop::option::of((any::<prop::sample::Index>(), piece())),
+                prop::option::of(any::<prop::sample::Index>()),
+                proptest::option::of(value()),
+                proptest::option::of(value()),
+            );
+            let mut runner = TestRunner::new(Config::with_cases(3000));
+            runner
+                .run(&strategy, |(mut tokens, insert, drop, a, c)| {
+                    if let Some((at, piece)) = insert {
+                        tokens.insert(at.index(tokens.len() + 1), piece.to_owned());
+                    }
+                    if let Some(at) = drop {
+                        tokens.remove(at.index(tokens.len()));
+                    }
+                    let text = tokens.concat();
+                    let Ok(t) = Template::parse_detail(&text) else {
+                        return Ok(());
+                    };
+                    accepted.set(accepted.get() + 1);
+                    let mut record = json!({"b": {}});
+                    if let Some(a) = a {
+                        record["a"] = a;
+                    }
+                    if let Some(c) = c {
+                        record["b"]["c"] = c;
+                    }
+                    let rendered = render(&t, &record);
+                    let parsed: Value = serde_json::from_str(&rendered)
+                        .map_err(|e| TestCaseError::fail(format!("{text} -> {rendered}: {e}")))?;
+                    prop_assert!(parsed.is_object(), "{} -> {}", text, rendered);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                accepted.get() >= 300,
+                "only {} templates accepted",
+                accepted.get()
+            );
+        }
     }
 }

@@ -409,6 +409,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         self.router
             .routes()
             .get(entry.route)
-            .map_or("unknown", |r| r.name.as_str())
+            .map_or("unknown", crate::pipeline::Route::name)
     }
 }

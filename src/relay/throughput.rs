@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
-use crate::pipeline::{Entry, Router};
+use crate::pipeline::Entry;
 use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
 };
@@ -166,7 +166,11 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml"))
             .expect("config/local.toml");
     let config = Config::from_toml(&config_text).expect("valid");
-    let router = Arc::new(Router::new(config.routes).expect("valid"));
+    let router = Arc::new(
+        config
+            .router_for(&config.source.streams()[0])
+            .expect("valid"),
+    );
     let source = Arc::new(Source {
         shards: (0..shards)
             .map(|s| {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
-use crate::pipeline::{Entry, Router};
+use crate::pipeline::Entry;
 use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, FailedEntry, PublishError,
     PutOutcome,
@@ -491,7 +491,11 @@ unmarshall = "NewImage"
         publisher: Arc::clone(&s.publisher),
         leases: Arc::clone(&s.leases),
         dead_letters: Arc::clone(&s.dead_letters),
-        router: Arc::new(Router::new(config.routes).expect("valid")),
+        router: Arc::new(
+            config
+                .router_for(&config.source.streams()[0])
+                .expect("valid"),
+        ),
         metrics: Metrics::new(),
         pending: crate::telemetry::PendingRecords::default(),
         health: crate::telemetry::Health::new(Duration::from_secs(30)),

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::{Checkpoint, WorkerId};
-use crate::pipeline::Router;
 use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::{
     IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
@@ -338,7 +337,11 @@ fn supervise<S: ShardSource>(
         dead_letters: Arc::new(no_dead_letters()),
         streams: vec![(
             selector,
-            Arc::new(Router::new(config.routes).expect("valid")),
+            Arc::new(
+                config
+                    .router_for(&config.source.streams()[0])
+                    .expect("valid"),
+            ),
         )],
         metrics: Metrics::new(),
         pending: PendingRecords::default(),

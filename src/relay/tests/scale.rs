@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::WorkerId;
-use crate::pipeline::Router;
 use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
 use crate::stream::{IteratorPosition, RecordsPage, Shard, ShardId, ShardSource, SourceError};
 use crate::telemetry::{Health, Metrics, PendingRecords};
@@ -71,7 +70,11 @@ fn supervisor(
         }),
         streams: vec![(
             StreamSelector::Arn("arn:s".into()),
-            Arc::new(Router::new(config.routes).expect("valid")),
+            Arc::new(
+                config
+                    .router_for(&config.source.streams()[0])
+                    .expect("valid"),
+            ),
         )],
         metrics: Metrics::new(),
         pending: PendingRecords::default(),

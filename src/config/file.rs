@@ -1,0 +1,312 @@
+//! The config file's shape: one struct per section, each key documented for operators with
+//! its default. Defaults live in one place: every section is `#[serde(default)]`, and its
+//! `impl Default` takes each value from a named `default_*` function that README's
+//! configuration reference mirrors.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pipeline::batch::MAX_ENTRIES;
+use crate::pipeline::ImageSelector;
+
+/// `[aws]`: where the AWS APIs are.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// AWS region. Default: the SDK's provider chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint for every AWS API, for emulators such as moto (`http://127.0.0.1:5000`).
+    /// Default: the real AWS endpoints.
+    pub endpoint_url: Option<String>,
+}
+
+/// Where the stream of a shard starts when its lease has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum StartingPosition {
+    /// The oldest record still in the stream (24 h retention).
+    #[serde(rename = "TRIM_HORIZON")]
+    TrimHorizon,
+    /// Only records written after the relay first saw the shard.
+    #[serde(rename = "LATEST")]
+    Latest,
+}
+
+/// `[source]`: the DynamoDB stream(s) to relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Table whose *latest* stream is read. At least one table or stream must be given, by
+    /// any of `table_name`, `table_names`, `stream_arn` and `stream_arns`.
+    pub table_name: Option<String>,
+    /// More tables, each read like `table_name`. Default: none.
+    pub table_names: Vec<String>,
+    /// A stream ARN to read.
+    pub stream_arn: Option<String>,
+    /// More stream ARNs. Default: none.
+    pub stream_arns: Vec<String>,
+    /// Where a shard without a checkpoint starts. Default `TRIM_HORIZON` (nothing is missed).
+    pub starting_position: StartingPosition,
+    /// Pause between polls of a shard that returned no records. Default `1s`.
+    // NOTE: Pipes polls 4 times a second per shard; DynamoDB Streams allows 5 reads/s per shard
+    // shared by at most two readers, so 250ms is the floor we accept.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Pause between polls while records flow (a full page re-polls at once). Default `0s`.
+    #[serde(with = "humantime_serde")]
+    pub busy_poll_interval: Duration,
+    /// `Limit` of each GetRecords call, 1..=1000. Default `1000` (the API maximum).
+    pub max_records_per_poll: NonZeroUsize,
+    /// How often the stream is described to find new shards. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub discovery_interval: Duration,
+    /// Attribute of the outbox row (in `Keys`, then `NewImage`, then `OldImage`) that holds the
+    /// stable event id; records without it use the stream record's `eventID`. Default: unset.
+    pub event_id_attribute: Option<String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            table_name: None,
+            table_names: Vec::new(),
+            stream_arn: None,
+            stream_arns: Vec::new(),
+            starting_position: default_starting_position(),
+            poll_interval: default_poll_interval(),
+            busy_poll_interval: default_busy_poll_interval(),
+            max_records_per_poll: default_max_records_per_poll(),
+            discovery_interval: default_discovery_interval(),
+            event_id_attribute: None,
+        }
+    }
+}
+
+/// `[leases]`: the DynamoDB table holding leases and checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeasesConfig {
+    /// Lease table name. Default `outbox-relay-leases`.
+    pub table_name: String,
+    /// Create the table (on-demand billing) at start-up if it does not exist. Default `true`.
+    pub create_table: bool,
+    /// A lease whose counter has not moved for this long is expired and may be taken. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// How often owned leases are renewed; must be below `lease_duration / 3`. Default `3s`.
+    #[serde(with = "humantime_serde")]
+    pub renew_interval: Duration,
+}
+
+impl Default for LeasesConfig {
+    fn default() -> Self {
+        Self {
+            table_name: default_lease_table(),
+            create_table: true,
+            lease_duration: default_lease_duration(),
+            renew_interval: default_renew_interval(),
+        }
+    }
+}
+
+/// One `[[routes]]` entry, as it appears in the file. `name`, `event_bus_name`, `source` and
+/// `detail_type` are required; the other keys default as their comments say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub name: String,
+    /// Default: none (every record matches).
+    #[serde(default)]
+    pub filters: Vec<String>,
+    pub event_bus_name: String,
+    pub source: String,
+    pub detail_type: String,
+    /// Default: none.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub template: Option<String>,
+    pub unmarshall: Option<ImageSelector>,
+    /// Default `eventId`.
+    #[serde(default = "default_event_id_field")]
+    pub event_id_field: String,
+    /// Default: none (every source).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Default: none.
+    #[serde(default)]
+    pub expand_json: Vec<String>,
+}
+
+/// `[publisher]`: PutEvents batching and retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublisherConfig {
+    /// Entries per PutEvents call, 1..=10 (the API maximum). Default `10`.
+    pub max_batch_entries: NonZeroUsize,
+    /// First retry delay for failed entries and failed calls. Default `100ms`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Cap of the exponential retry delay. Default `20s`.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// PutEvents attempts per entry before a *retryable* failure (throttling, faults, network)
+    /// dead-letters it. Default: unset = retry until delivered (as Pipes' default of -1).
+    pub max_attempts: Option<NonZeroU32>,
+    /// Age (since the record's creation) after which a retryable failure dead-letters the
+    /// entry instead of retrying. Default: unset = no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_record_age: Option<Duration>,
+    /// PutEvents batches in flight at once across all shards (each shard has at most one).
+    /// Default `64`.
+    pub max_concurrent_batches: NonZeroUsize,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_entries: default_max_batch_entries(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            max_attempts: None,
+            max_record_age: None,
+            max_concurrent_batches: default_max_concurrent_batches(),
+        }
+    }
+}
+
+/// `[dead_letter]`: where records go that cannot be delivered (a record whose image cannot
+/// be unmarshalled, an entry over 256 KiB, an event EventBridge rejects for good). At most
+/// one of `queue_url`, `queue_name` and `file`; with none, each dead letter is logged at
+/// ERROR with its payload.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// SQS queue URL receiving one message per dead letter. Default: unset.
+    pub queue_url: Option<String>,
+    /// SQS queue name, resolved to its URL at start-up (GetQueueUrl). Default: unset.
+    pub queue_name: Option<String>,
+    /// JSON-lines file for local development (one process only). Default: unset.
+    pub file: Option<PathBuf>,
+}
+
+/// `[http]`: the metrics and health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9464`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (containers).
+    Json,
+    /// Human-readable, for terminals.
+    Pretty,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter: a level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or
+    /// comma-separated `target=level` directives (`info,outbox_relay=debug`). Default `info`;
+    /// `RUST_LOG` wins.
+    pub level: String,
+    /// `json` or `pretty`. Default `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, time allowed to settle in-flight batches, checkpoint and release leases
+    /// before the process exits anyway. Default `20s`.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace: default_grace(),
+        }
+    }
+}
+
+const fn default_starting_position() -> StartingPosition {
+    StartingPosition::TrimHorizon
+}
+const fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+const fn default_busy_poll_interval() -> Duration {
+    Duration::ZERO
+}
+/// The GetRecords maximum (DynamoDB Streams API reference, `GetRecords` `Limit`).
+const fn default_max_records_per_poll() -> NonZeroUsize {
+    NonZeroUsize::new(1000).expect("1000 is not zero")
+}
+const fn default_discovery_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_lease_table() -> String {
+    "outbox-relay-leases".to_owned()
+}
+// NOTE: KCL's failover time is 10s; we keep it and renew at a third of it, as KCL does.
+const fn default_lease_duration() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_renew_interval() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_event_id_field() -> String {
+    "eventId".to_owned()
+}
+const fn default_max_batch_entries() -> NonZeroUsize {
+    NonZeroUsize::new(MAX_ENTRIES).expect("MAX_ENTRIES is not zero")
+}
+const fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+const fn default_max_concurrent_batches() -> NonZeroUsize {
+    NonZeroUsize::new(64).expect("64 is not zero")
+}
+const fn default_max_backoff() -> Duration {
+    Duration::from_secs(20)
+}
+const fn default_listen() -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464)
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+const fn default_log_format() -> LogFormat {
+    LogFormat::Json
+}
+const fn default_grace() -> Duration {
+    Duration::from_secs(20)
+}

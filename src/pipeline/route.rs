@@ -1,0 +1,308 @@
+//! The route model: which records (filters) become which EventBridge event (target + detail).
+//!
+//! A [`Route`] can only be made by [`Route::compile`], which checks everything that can be
+//! checked before a record arrives, and reports every problem at once, each with the field
+//! it is about: filters are valid EventBridge patterns, the template renders a JSON object for
+//! every record, and the target's `Source` and `DetailType` are within PutEvents' limits. So
+//! a route that compiled never dead-letters a record for a reason known at start-up.
+//!
+//! Where a route applies (its sources) is wiring, not part of the model: the config decides.
+
+use super::image::ImageSelector;
+use super::pattern::Filter;
+use super::template::Template;
+
+/// Longest `DetailType`, in characters: 128, for both kinds of bus ("Length Constraints:
+/// Minimum length of 1. Maximum length of 128." in `PutEventsRequestEntry` of the EventBridge
+/// API reference, and of the Custom Event Bus (eventsv2) API reference).
+pub const MAX_DETAIL_TYPE_CHARS: usize = 128;
+/// Longest `Source`, in characters: 256, for both kinds of bus (eventsv2 API reference,
+/// `PutEventsRequestEntry`; the classic bus's limit as the Pipes target parameters
+/// `PipeTargetEventBridgeEventBusParameters` state it).
+pub const MAX_SOURCE_CHARS: usize = 256;
+/// `Source` values with this prefix are reserved for AWS services ("The `aws.` value prefix
+/// is service-reserved and cannot be used as a value": eventsv2 `PutEventsRequestEntry`; the
+/// classic PutEvents refuses them too).
+pub const RESERVED_SOURCE_PREFIX: &str = "aws.";
+
+/// A route as a user describes it: plain text, not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub name: String,
+    /// Event patterns as JSON text; a record matches if any does. Empty = every record.
+    pub filters: Vec<String>,
+    pub target: Target,
+    pub detail: DetailSpec,
+    /// Top-level attributes holding a JSON document in a string, parsed in the plain images.
+    pub expand_json: Vec<String>,
+}
+
+/// How a route's detail is described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetailSpec {
+    /// A Pipes input template, as text.
+    Template(String),
+    /// The chosen image, unmarshalled to plain JSON, with the stable event id added under
+    /// `event_id_field` (unless empty, or the image already has that attribute).
+    Unmarshall {
+        image: ImageSelector,
+        event_id_field: String,
+    },
+}
+
+/// Where a route's events go and what they are called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The bus (name or ARN).
+    pub event_bus_name: String,
+    /// The event's `Source`.
+    pub source: String,
+    /// The event's `DetailType`.
+    pub detail_type: String,
+    /// The event's `Resources`.
+    pub resources: Vec<String>,
+}
+
+/// A compiled route: every field checked, patterns compiled, template parsed.
+#[derive(Debug, Clone)]
+pub struct Route {
+    name: String,
+    filters: Vec<Filter>,
+    target: Target,
+    detail: Detail,
+    expand_json: Vec<String>,
+}
+
+/// How a compiled route builds the event detail.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    /// A Pipes input template that renders a JSON object for every record.
+    Template(Template),
+    /// See [`DetailSpec::Unmarshall`].
+    Unmarshall {
+        image: ImageSelector,
+        event_id_field: String,
+    },
+}
+
+/// One problem with a route spec: the field (`filters[1]`, `template`, `source`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct RouteProblem {
+    /// The field of the route, as the config file names it.
+    pub field: String,
+    pub reason: String,
+}
+
+impl RouteProblem {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Route {
+    /// Checks and compiles `spec`.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its field.
+    pub fn compile(spec: RouteSpec) -> Result<Self, Vec<RouteProblem>> {
+        let mut problems = Vec::new();
+        if spec.name.trim().is_empty() {
+            problems.push(RouteProblem::new("name", "must not be empty"));
+        }
+        check_target(&spec.target, &mut problems);
+        let mut filters = Vec::with_capacity(spec.filters.len());
+        for (j, text) in spec.filters.iter().enumerate() {
+            match Filter::compile(text) {
+                Ok(f) => filters.push(f),
+                Err(e) => problems.push(RouteProblem::new(format!("filters[{j}]"), e.to_string())),
+            }
+        }
+        for (j, attribute) in spec.expand_json.iter().enumerate() {
+            if attribute.is_empty() {
+                problems.push(RouteProblem::new(
+                    format!("expand_json[{j}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+        let detail = match spec.detail {
+            DetailSpec::Template(text) => match Template::parse_detail(&text) {
+                Ok(t) => Some(Detail::Template(t)),
+                Err(e) => {
+                    problems.push(RouteProblem::new("template", e.to_string()));
+                    None
+                }
+            },
+            DetailSpec::Unmarshall {
+                image,
+                event_id_field,
+            } => Some(Detail::Unmarshall {
+                image,
+                event_id_field,
+            }),
+        };
+        match detail {
+            Some(detail) if problems.is_empty() => Ok(Self {
+                name: spec.name,
+                filters,
+                target: spec.target,
+                detail,
+                expand_json: spec.expand_json,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Unique name, used in logs, metrics and `<aws.pipes.pipe-name>`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Compiled event patterns; a record matches if any does. Empty = every record.
+    #[must_use]
+    pub fn filters(&self) -> &[Filter] {
+        &self.filters
+    }
+
+    /// Where the events go and what they are called.
+    #[must_use]
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How the detail is made.
+    #[must_use]
+    pub fn detail(&self) -> &Detail {
+        &self.detail
+    }
+
+    /// Top-level attributes parsed from JSON text in the plain images.
+    #[must_use]
+    pub fn expand_json(&self) -> &[String] {
+        &self.expand_json
+    }
+}
+
+/// The target's limits, as PutEvents enforces them (see the constants' sources).
+fn check_target(t: &Target, problems: &mut Vec<RouteProblem>) {
+    if t.event_bus_name.trim().is_empty() {
+        problems.push(RouteProblem::new("event_bus_name", "must not be empty"));
+    }
+    let source_chars = t.source.chars().count();
+    if t.source.trim().is_empty() {
+        problems.push(RouteProblem::new("source", "must not be empty"));
+    } else if source_chars > MAX_SOURCE_CHARS {
+        problems.push(RouteProblem::new(
+            "source",
+            format!("is {source_chars} characters, above PutEvents' limit of {MAX_SOURCE_CHARS}"),
+        ));
+    }
+    if t.source.starts_with(RESERVED_SOURCE_PREFIX) {
+        problems.push(RouteProblem::new(
+            "source",
+            format!(
+                "sources starting with {RESERVED_SOURCE_PREFIX:?} are reserved by AWS and \
+                 rejected by PutEvents"
+            ),
+        ));
+    }
+    let detail_type_chars = t.detail_type.chars().count();
+    if t.detail_type.trim().is_empty() {
+        problems.push(RouteProblem::new("detail_type", "must not be empty"));
+    } else if detail_type_chars > MAX_DETAIL_TYPE_CHARS {
+        problems.push(RouteProblem::new(
+            "detail_type",
+            format!(
+                "is {detail_type_chars} characters, above PutEvents' limit of \
+                 {MAX_DETAIL_TYPE_CHARS}"
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RouteSpec {
+        RouteSpec {
+            name: "r".into(),
+            filters: vec![r#"{"eventName": ["INSERT"]}"#.into()],
+            target: Target {
+                event_bus_name: "bus".into(),
+                source: "Demo".into(),
+                detail_type: "Changed".into(),
+                resources: Vec::new(),
+            },
+            detail: DetailSpec::Unmarshall {
+                image: ImageSelector::NewImage,
+                event_id_field: "eventId".into(),
+            },
+            expand_json: Vec::new(),
+        }
+    }
+
+    fn fields(problems: &[RouteProblem]) -> Vec<&str> {
+        problems.iter().map(|p| p.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_valid_spec_compiles() {
+        let route = Route::compile(spec()).expect("valid");
+        assert_eq!(route.name(), "r");
+        assert_eq!(route.filters().len(), 1);
+        assert!(matches!(route.detail(), Detail::Unmarshall { .. }));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let mut s = spec();
+        s.name = " ".into();
+        s.filters.push("not json".into());
+        s.target.source = "aws.demo".into();
+        s.target.detail_type = "x".repeat(MAX_DETAIL_TYPE_CHARS + 1);
+        s.target.event_bus_name = String::new();
+        s.expand_json = vec![String::new()];
+        let problems = Route::compile(s).expect_err("broken");
+        assert_eq!(
+            fields(&problems),
+            [
+                "name",
+                "event_bus_name",
+                "source",
+                "detail_type",
+                "filters[1]",
+                "expand_json[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_counted_in_characters_at_the_documented_bounds() {
+        let mut s = spec();
+        // Multi-byte characters: the limit is on characters, as AWS documents it.
+        s.target.source = "é".repeat(MAX_SOURCE_CHARS);
+        s.target.detail_type = "ü".repeat(MAX_DETAIL_TYPE_CHARS);
+        Route::compile(s.clone()).expect("at the limits");
+        s.target.source.push('é');
+        let problems = Route::compile(s).expect_err("one above");
+        assert_eq!(fields(&problems), ["source"]);
+        assert!(
+            problems[0].reason.contains("257 characters"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_template_that_cannot_render_an_object_is_a_problem_of_the_template_field() {
+        let mut s = spec();
+        s.detail = DetailSpec::Template(r#"{"a": <$.eventName>,,}"#.into());
+        let problems = Route::compile(s).expect_err("broken");
+        assert_eq!(fields(&problems), ["template"]);
+    }
+}
