@@ -2,11 +2,14 @@
 //! order per shard, with leases and checkpoints in DynamoDB.
 //!
 //! # Layout
-//! - [`config`]: the config file, its defaults and validation (no I/O but reading the file).
+//! - [`config`]: the config file's shape and defaults, validation, and which routes apply to
+//!   which source (no I/O but reading the file); turns each route into a [`pipeline::Route`].
+//!   The dependency goes one way: `pipeline` never imports `config`.
 //! - [`aws`]: building the AWS SDK clients (rustls on ring, optional emulator endpoint).
 //! - [`stream`]: DynamoDB Streams: shards, lineage, records, the `ShardSource` seam.
 //! - [`lease`]: lease items, the pure lease planner, the `LeaseStore` seam.
-//! - [`pipeline`]: pure: filters, templates, unmarshalling, routes, PutEvents batching.
+//! - [`pipeline`]: pure: the route model ([`pipeline::Route`]), filters, templates, images,
+//!   unmarshalling, the router, PutEvents batching.
 //! - [`publish`]: the `EventPublisher` seam on PutEvents, and retry classification.
 //! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.

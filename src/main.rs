@@ -154,7 +154,9 @@ fn main() -> ExitCode {
             output,
         } => test_route(&config, &record, source.as_deref(), &output),
         Command::Status { output } => block_on(async {
-            let rows = outbox_relay::operator::status(&config).await?;
+            let rows = outbox_relay::operator::status(&config)
+                .await
+                .map_err(|e| DisplayChain(&e).to_string())?;
             if output == "json" {
                 println!("{}", outbox_relay::operator::status_json(&rows));
             } else {
@@ -179,7 +181,10 @@ fn main() -> ExitCode {
                 force,
             };
             block_on(async {
-                for line in outbox_relay::operator::reset(&config, &request).await? {
+                let lines = outbox_relay::operator::reset(&config, &request)
+                    .await
+                    .map_err(|e| DisplayChain(&e).to_string())?;
+                for line in lines {
                     println!("{line}");
                 }
                 Ok(())

@@ -7,9 +7,31 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::aws::{sdk_config, Clients};
-use crate::config::{Config, StreamSelector};
-use crate::lease::{Checkpoint, DynamoDbLeaseStore, Lease, LeaseStore};
-use crate::stream::{DynamoDbStreams, IteratorPosition, ShardSource};
+use crate::config::{table_of_stream_arn, Config, StreamSelector};
+use crate::lease::{Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore};
+use crate::stream::{DynamoDbStreams, IteratorPosition, ShardId, ShardSource, SourceError};
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// Reading or writing the lease table failed.
+    #[error("lease table")]
+    LeaseTableFailed(#[source] LeaseError),
+    /// Reading a shard (to find a position by time) failed.
+    #[error("reading shard {shard} of {stream_arn}")]
+    ReadShardFailed {
+        stream_arn: String,
+        shard: ShardId,
+        #[source]
+        source: SourceError,
+    },
+    /// `--shard`/`--source` selected nothing.
+    #[error("no lease matches --shard/--source (see `outbox-relay status`)")]
+    NothingMatches,
+    /// Selected shards are owned and `--force` was not given.
+    #[error("refusing to reset shards a relay owns: {}; stop the relays or pass --force", .0.join(", "))]
+    ShardsOwned(Vec<String>),
+}
 
 /// Where `checkpoint reset` moves a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,11 +75,9 @@ pub struct ShardStatus {
 }
 
 /// The table name inside a stream ARN (`arn:aws:dynamodb:R:A:table/NAME/stream/LABEL`).
-fn table_of(arn: &str) -> String {
-    arn.split_once(":table/")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap_or(arn)
-        .to_owned()
+/// The table a stream ARN belongs to, for display (the ARN itself if it names none).
+fn table_of(arn: &str) -> &str {
+    table_of_stream_arn(arn).unwrap_or(arn)
 }
 
 struct Tools {
@@ -93,8 +113,12 @@ async fn configured_arns(config: &Config, streams: &DynamoDbStreams) -> Vec<(Str
 }
 
 /// Reads every lease of the configured sources (any stream of their tables).
-async fn leases_of_sources(config: &Config, tools: &Tools) -> Result<Vec<Lease>, String> {
-    let snapshot = tools.leases.snapshot().await.map_err(|e| e.to_string())?;
+async fn leases_of_sources(config: &Config, tools: &Tools) -> Result<Vec<Lease>, OperatorError> {
+    let snapshot = tools
+        .leases
+        .snapshot()
+        .await
+        .map_err(OperatorError::LeaseTableFailed)?;
     let names: Vec<String> = config
         .source
         .streams()
@@ -116,7 +140,7 @@ async fn leases_of_sources(config: &Config, tools: &Tools) -> Result<Vec<Lease>,
 ///
 /// # Errors
 /// When the lease table cannot be read.
-pub async fn status(config: &Config) -> Result<Vec<ShardStatus>, String> {
+pub async fn status(config: &Config) -> Result<Vec<ShardStatus>, OperatorError> {
     let tools = tools(config).await;
     let leases = leases_of_sources(config, &tools).await?;
     let now = SystemTime::now();
@@ -127,12 +151,10 @@ pub async fn status(config: &Config) -> Result<Vec<ShardStatus>, String> {
             .as_deref()
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .and_then(|t| now.duration_since(t).ok());
-        let parent_pending = l.parent_shard_id.as_ref().is_some_and(|p| {
-            leases.iter().any(|o| {
-                &o.shard_id == p
-                    && o.stream_arn == l.stream_arn
-                    && o.checkpoint != Checkpoint::ShardEnd
-            })
+        let parent_pending = l.waits_for_parent(|arn, shard| {
+            leases
+                .iter()
+                .find(|o| o.stream_arn == arn && &o.shard_id == shard)
         });
         let state = match (&l.checkpoint, &l.owner) {
             (Checkpoint::ShardEnd, _) => "finished".to_owned(),
@@ -149,7 +171,7 @@ pub async fn status(config: &Config) -> Result<Vec<ShardStatus>, String> {
             (_, Some(_)) => "owned".to_owned(),
         };
         rows.push(ShardStatus {
-            source: table_of(&l.stream_arn),
+            source: table_of(&l.stream_arn).to_owned(),
             stream_arn: l.stream_arn.clone(),
             shard_id: l.shard_id.0.clone(),
             owner: l.owner.as_ref().map(|o| o.0.clone()),
@@ -235,7 +257,7 @@ pub struct ResetRequest {
 ///
 /// # Errors
 /// When nothing matches, a matching shard is owned (without `--force`), or AWS fails.
-pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String>, String> {
+pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String>, OperatorError> {
     let tools = tools(config).await;
     let arns = configured_arns(config, &tools.streams).await;
     let leases = leases_of_sources(config, &tools).await?;
@@ -253,7 +275,7 @@ pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String
         })
         .collect();
     if selected.is_empty() {
-        return Err("no lease matches --shard/--source (see `outbox-relay status`)".into());
+        return Err(OperatorError::NothingMatches);
     }
     if !request.force {
         let owned: Vec<String> = selected
@@ -265,10 +287,7 @@ pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String
             })
             .collect();
         if !owned.is_empty() {
-            return Err(format!(
-                "refusing to reset shards a relay owns: {}; stop the relays or pass --force",
-                owned.join(", ")
-            ));
+            return Err(OperatorError::ShardsOwned(owned));
         }
     }
     let mut done = Vec::new();
@@ -282,7 +301,7 @@ pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String
             .leases
             .reset(l, &checkpoint)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(OperatorError::LeaseTableFailed)?;
         done.push(format!(
             "{} {}: {} -> {}",
             table_of(&l.stream_arn),
@@ -299,17 +318,19 @@ async fn position_at(
     streams: &DynamoDbStreams,
     l: &Lease,
     at: SystemTime,
-) -> Result<Checkpoint, String> {
+) -> Result<Checkpoint, OperatorError> {
+    let failed = |source| OperatorError::ReadShardFailed {
+        stream_arn: l.stream_arn.clone(),
+        shard: l.shard_id.clone(),
+        source,
+    };
     let mut iterator = streams
         .shard_iterator(&l.stream_arn, &l.shard_id, &IteratorPosition::TrimHorizon)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     let mut previous: Option<crate::stream::SequenceNumber> = None;
     loop {
-        let page = streams
-            .get_records(&iterator, 1000)
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = streams.get_records(&iterator, 1000).await.map_err(failed)?;
         for r in &page.records {
             if r.created_at.is_some_and(|c| c >= at) {
                 return Ok(previous.map_or(Checkpoint::TrimHorizon, Checkpoint::Sequence));

@@ -94,7 +94,7 @@ pub fn plan(
 ) -> Vec<LeaseAction> {
     let by_shard: HashMap<_, _> = leases
         .iter()
-        .map(|l| ((&l.stream_arn, &l.shard_id), l))
+        .map(|l| ((l.stream_arn.as_str(), &l.shard_id), l))
         .collect();
     let active: Vec<&Lease> = leases
         .iter()
@@ -142,14 +142,7 @@ pub fn plan(
         .filter(|l| {
             holder(l, observations, now, lease_duration).is_none() && l.owner.as_ref() != Some(me)
         })
-        .filter(|l| {
-            // A child waits until its parent's lease reached SHARD_END. A parent with no lease
-            // was trimmed from the stream (or finished and cleaned up): nothing to wait for.
-            !l.parent_shard_id
-                .as_ref()
-                .and_then(|p| by_shard.get(&(&l.stream_arn, p)))
-                .is_some_and(|parent| parent.checkpoint != Checkpoint::ShardEnd)
-        })
+        .filter(|l| !l.waits_for_parent(|arn, shard| by_shard.get(&(arn, shard)).copied()))
         .collect();
     let mine = load[me];
     for lease in free.iter().take(target.saturating_sub(mine)) {

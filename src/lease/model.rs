@@ -99,6 +99,23 @@ pub struct Lease {
     pub updated_at: Option<String>,
 }
 
+impl Lease {
+    /// Whether this shard must not be read yet: its parent still has a lease that has not
+    /// reached `SHARD_END` (DynamoDB Streams' order: a child's records follow all of its
+    /// parent's). A parent with no lease was trimmed from the stream, or finished and was
+    /// cleaned up: nothing to wait for. `lease_of` finds a lease by stream ARN and shard.
+    #[must_use]
+    pub fn waits_for_parent<'a>(
+        &self,
+        lease_of: impl FnOnce(&str, &ShardId) -> Option<&'a Lease>,
+    ) -> bool {
+        self.parent_shard_id
+            .as_ref()
+            .and_then(|parent| lease_of(&self.stream_arn, parent))
+            .is_some_and(|parent| parent.checkpoint != Checkpoint::ShardEnd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

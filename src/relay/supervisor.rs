@@ -23,6 +23,23 @@ use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{lineage_order, ShardSource};
 use crate::telemetry::{Health, Metrics, PendingRecords};
 
+/// Why a discovery round failed (it is retried the next round).
+#[derive(Debug, thiserror::Error)]
+enum DiscoveryError {
+    #[error("listing the shards of {stream_arn}")]
+    ListShardsFailed {
+        stream_arn: String,
+        #[source]
+        source: crate::stream::SourceError,
+    },
+    #[error("creating the lease of shard {shard}")]
+    CreateLeaseFailed {
+        shard: crate::stream::ShardId,
+        #[source]
+        source: crate::lease::LeaseError,
+    },
+}
+
 /// How the supervisor coordinates.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
@@ -198,7 +215,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                                 }
                             }
                             Err(e) => {
-                                warn!(error = %e, "Shard discovery failed; retrying next round.")
+                                warn!(error = %e, cause = %std::error::Error::source(&e).map_or_else(String::new, ToString::to_string), "Shard discovery failed; retrying next round.")
                             }
                         }
                     }
@@ -250,7 +267,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
 
     /// Creates a lease for every shard of the current streams that has none, parents first.
     /// Returns how many leases it created.
-    async fn discover(&self, streams: &[String], leases: &[Lease]) -> Result<usize, String> {
+    async fn discover(
+        &self,
+        streams: &[String],
+        leases: &[Lease],
+    ) -> Result<usize, DiscoveryError> {
         let mut known_total = 0;
         let mut created = 0;
         for stream_arn in streams {
@@ -259,7 +280,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     .stream_errors
                     .with_label_values(&[e.code()])
                     .inc();
-                format!("{stream_arn}: {e}")
+                DiscoveryError::ListShardsFailed {
+                    stream_arn: stream_arn.clone(),
+                    source: e,
+                }
             })?;
             known_total += shards.len();
             let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
@@ -291,12 +315,12 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     owner_switches_since_checkpoint: 0,
                     updated_at: None,
                 };
-                if self
-                    .leases
-                    .create(&lease)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
+                if self.leases.create(&lease).await.map_err(|source| {
+                    DiscoveryError::CreateLeaseFailed {
+                        shard: shard.id.clone(),
+                        source,
+                    }
+                })? {
                     created += 1;
                     info!(stream.arn = %stream_arn, shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
                 }
