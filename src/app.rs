@@ -17,7 +17,7 @@ use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
     LogDeadLetterSink, SqsDeadLetterSink,
 };
-use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
+use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::DynamoDbStreams;
 use crate::telemetry::{serve, Health, Metrics};
 
@@ -97,28 +97,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
         streams.push((selector, Arc::new(router)));
     }
     let owner = WorkerId(worker_id());
-    let settings = SupervisorSettings {
-        starting_position: config.source.starting_position,
-        discovery_interval: config.source.discovery_interval,
-        lease_duration: config.leases.lease_duration,
-        renew_interval: config.leases.renew_interval,
-        initial_backoff: config.publisher.initial_backoff,
-        max_backoff: config.publisher.max_backoff,
-        worker: WorkerSettings {
-            poll_interval: config.source.poll_interval,
-            busy_poll_interval: config.source.busy_poll_interval,
-            max_records_per_poll: config.source.max_records_per_poll.get(),
-            max_batch_entries: config.publisher.max_batch_entries.get(),
-            initial_backoff: config.publisher.initial_backoff,
-            max_backoff: config.publisher.max_backoff,
-            event_id_attribute: config.source.event_id_attribute.clone(),
-            max_attempts: config.publisher.max_attempts.map(std::num::NonZeroU32::get),
-            max_record_age: config.publisher.max_record_age,
-            publish_permits: Arc::new(tokio::sync::Semaphore::new(
-                config.publisher.max_concurrent_batches.get(),
-            )),
-        },
-    };
+    let settings = SupervisorSettings::from_config(&config);
     let supervisor = Supervisor {
         source: Arc::new(DynamoDbStreams::new(
             clients.streams,

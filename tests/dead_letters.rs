@@ -9,11 +9,14 @@ use common::{distinct, Fixture, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-const BROKEN_TEMPLATE: &str = r#"{"name": <$.dynamodb.NewImage.eventData.M.name.S>"#;
-const FIXED_TEMPLATE: &str = r#"{"name": <$.dynamodb.NewImage.eventData.M.name.S>}"#;
+// A route that cannot render its records, and the same route fixed. (A template that no record
+// can render is refused at start-up, so the poison is a record without the image the route
+// unmarshals: an INSERT has no OldImage.)
+const BROKEN_DETAIL: &str = r#"unmarshall = "OldImage""#;
+const FIXED_DETAIL: &str = r#"template = '{"name": <$.dynamodb.NewImage.eventData.M.name.S>}'"#;
 
-/// Two routes that poison records (a template, a bus) and the dead-letter queue.
-fn poison_routes(bus: &str, lost_bus: &str, template: &str, dlq: &str) -> String {
+/// Two routes that poison records (an image, a bus) and the dead-letter queue.
+fn poison_routes(bus: &str, lost_bus: &str, detail: &str, dlq: &str) -> String {
     format!(
         r#"
 [[routes]]
@@ -22,7 +25,7 @@ filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Broken"]}}}}}}}}
 event_bus_name = "{bus}"
 source = "OutboxDemo.Books"
 detail_type = "Broken"
-template = '{template}'
+{detail}
 
 [[routes]]
 name = "missing-bus"
@@ -66,7 +69,7 @@ async fn redrive_after_fixing_the_config_delivers_the_dead_letters_and_empties_t
     let dlq = f.queue("dlq").await;
     let broken_config = f.config_with(
         "",
-        &poison_routes(&f.bus, "no-such-bus", BROKEN_TEMPLATE, &dlq),
+        &poison_routes(&f.bus, "no-such-bus", BROKEN_DETAIL, &dlq),
     );
     let relay = Relay::start(&broken_config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
@@ -89,7 +92,7 @@ async fn redrive_after_fixing_the_config_delivers_the_dead_letters_and_empties_t
     assert_eq!(queue_depth(&f, &dlq).await, 2);
 
     // Fixed: a dry run shows the entries and changes nothing.
-    let fixed_config = f.config_with("", &poison_routes(&f.bus, &f.bus, FIXED_TEMPLATE, &dlq));
+    let fixed_config = f.config_with("", &poison_routes(&f.bus, &f.bus, FIXED_DETAIL, &dlq));
     let (ok, out, err) = redrive(&fixed_config, &f.endpoint, &["--dry-run"]);
     assert!(ok, "{err}");
     let entries: Vec<serde_json::Value> = out
@@ -136,9 +139,10 @@ async fn redrive_after_fixing_the_config_delivers_the_dead_letters_and_empties_t
 async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_on() {
     let mut f = Fixture::new().await;
     let dlq = f.queue("dlq").await;
-    let config = f.config_with(
+    // Strict per-shard order, so the good rows' order can be checked across the poison.
+    let config = f.strict_config(
         "",
-        &poison_routes(&f.bus, "no-such-bus", BROKEN_TEMPLATE, &dlq),
+        &poison_routes(&f.bus, "no-such-bus", BROKEN_DETAIL, &dlq),
     );
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
@@ -193,7 +197,7 @@ async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_
     let b = by_id(&broken);
     assert_eq!(b["route"], "broken-template");
     assert_eq!(b["stage"], "transform");
-    assert_eq!(b["error_code"], "DetailNotJsonObject");
+    assert_eq!(b["error_code"], "ImageMissing");
     assert_eq!(
         b["record"]["dynamodb"]["NewImage"]["eventType"]["S"],
         "Broken"
@@ -263,14 +267,34 @@ async fn checkpoint(f: &Fixture) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_dead_letter_queue_holds_the_checkpoint_and_loses_nothing() {
+    unreachable_dead_letter_queue(true).await;
+}
+
+/// With calls in flight per ordering key (the default), rows of other keys keep flowing while
+/// the poison's dead letter waits; the checkpoint still holds before the poison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_dead_letter_queue_holds_the_checkpoint_but_not_other_keys() {
+    unreachable_dead_letter_queue(false).await;
+}
+
+/// `strict`: one PutEvents call in flight per shard (`max_in_flight_per_shard = 1`).
+async fn unreachable_dead_letter_queue(strict: bool) {
     let mut f = Fixture::new().await;
     let dlq_url = f.queue("dlq").await;
     let dlq_name = dlq_url.rsplit('/').next().expect("name").to_owned();
-    let tail = poison_routes(&f.bus, &f.bus, BROKEN_TEMPLATE, "unused").replace(
+    let tail = poison_routes(&f.bus, &f.bus, BROKEN_DETAIL, "unused").replace(
         r#"queue_url = "unused""#,
         &format!(r#"queue_name = "{dlq_name}""#),
     );
-    let relay = Relay::start(&f.config_with("", &tail), &f.endpoint);
+    let in_flight = if strict { "1" } else { "10" };
+    let relay = Relay::start_with_env(
+        &f.config_with("", &tail),
+        &f.endpoint,
+        &[(
+            "OUTBOX_RELAY__PUBLISHER__MAX_IN_FLIGHT_PER_SHARD",
+            in_flight,
+        )],
+    );
     relay.wait_ready(DEADLINE).await;
     f.write_books(2).await;
     let mut received = Vec::new();
@@ -303,10 +327,21 @@ async fn an_unreachable_dead_letter_queue_holds_the_checkpoint_and_loses_nothing
         before,
         "no checkpoint past an unwritten dead letter"
     );
-    assert!(
-        f.receive_batch(1).await.is_empty(),
-        "nothing after the poison is published yet"
-    );
+    if strict {
+        assert!(
+            f.receive_batch(1).await.is_empty(),
+            "nothing after the poison is published yet"
+        );
+    } else {
+        // Other items' rows are published meanwhile; the checkpoint still waits.
+        f.receive_until(&mut received, DEADLINE, |r| r.len() >= 4)
+            .await;
+        assert_eq!(
+            checkpoint(&f).await,
+            before,
+            "no checkpoint past an unwritten dead letter"
+        );
+    }
 
     // The queue is back (same name, same URL): the dead letter lands, the rows follow.
     f.sqs
@@ -317,7 +352,7 @@ async fn an_unreachable_dead_letter_queue_holds_the_checkpoint_and_loses_nothing
         .expect("recreate queue");
     let letters = f.drain(&dlq_url, 1, DEADLINE).await;
     assert_eq!(letters[0]["event_id"], poison.as_str());
-    assert_eq!(letters[0]["error_code"], "DetailNotJsonObject");
+    assert_eq!(letters[0]["error_code"], "ImageMissing");
     f.receive_until(&mut received, DEADLINE, |r| r.len() >= 4)
         .await;
     let got: Vec<String> = received[2..]

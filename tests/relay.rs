@@ -12,7 +12,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_outbox_rows_arrive_once_each_in_stream_order() {
     let mut f = Fixture::new().await;
-    let config = f.config("");
+    // Strict per-shard order: one PutEvents call in flight.
+    let config = f.strict_config("", "");
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
     // The image's HEALTHCHECK command answers healthy for a running relay (the test config
@@ -109,8 +110,24 @@ async fn relay_mid_flow(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
+    sigterm_mid_flow(true).await;
+}
+
+/// The same with calls in flight per aggregate: per aggregate, first deliveries in order, and
+/// still nothing re-sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_flow_with_calls_in_flight_per_aggregate_resends_nothing() {
+    sigterm_mid_flow(false).await;
+}
+
+/// `strict`: one call in flight per shard, and the whole shard's order is checked.
+async fn sigterm_mid_flow(strict: bool) {
     let mut f = Fixture::new().await;
-    let config = f.config("");
+    let config = if strict {
+        f.strict_config("", "")
+    } else {
+        f.per_aggregate_config("")
+    };
     let (relay, mut received) = relay_mid_flow(&mut f, &config).await;
 
     let (status, log) = relay.terminate(Duration::from_secs(15));
@@ -136,18 +153,40 @@ async fn sigterm_mid_flow_checkpoints_releases_and_resumes_without_resending() {
         dups, 0,
         "a clean stop re-sends nothing before its checkpoint"
     );
-    let seqs: Vec<u64> = received.iter().map(common::Received::seq).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "order kept across the restart"
-    );
+    if strict {
+        let seqs: Vec<u64> = received.iter().map(common::Received::seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "order kept across the restart"
+        );
+    } else {
+        assert_eq!(
+            common::first_deliveries_in_order_per_aggregate(&received),
+            common::AGGREGATES
+        );
+    }
     drop(relay);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_flow_loses_nothing() {
+    kill_9_mid_flow(true).await;
+}
+
+/// The same with calls in flight per aggregate: nothing lost, per aggregate first deliveries
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_flow_with_calls_in_flight_per_aggregate_loses_nothing() {
+    kill_9_mid_flow(false).await;
+}
+
+async fn kill_9_mid_flow(strict: bool) {
     let mut f = Fixture::new().await;
-    let config = f.config("");
+    let config = if strict {
+        f.strict_config("", "")
+    } else {
+        f.per_aggregate_config("")
+    };
     let (relay, mut received) = relay_mid_flow(&mut f, &config).await;
     relay.kill9();
 
@@ -160,8 +199,14 @@ async fn kill_9_mid_flow_loses_nothing() {
     assert_eq!(ids.len(), 100, "every row delivered");
     let expected: std::collections::HashSet<_> = f.written.iter().cloned().collect();
     assert_eq!(ids, expected);
-    eprintln!("kill -9: {dups} duplicate deliveries (the uncheckpointed tail)");
+    eprintln!("kill -9 (strict: {strict}): {dups} duplicate deliveries (the uncheckpointed tail)");
     assert!(relay.log_text().contains("Lease taken."));
+    if !strict {
+        assert_eq!(
+            common::first_deliveries_in_order_per_aggregate(&received),
+            common::AGGREGATES
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

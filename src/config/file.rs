@@ -63,6 +63,15 @@ pub struct SourceConfig {
     /// How often the stream is described to find new shards. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub discovery_interval: Duration,
+    /// Records a shard may hold, read but not yet checkpointed: the next GetRecords page is
+    /// read ahead while fewer are held. At least `max_records_per_poll`. Default `2000` (the
+    /// page being published and one page ahead).
+    pub read_ahead_records: usize,
+    /// Bytes (stream record sizes, `SizeBytes`) a shard may hold, likewise. At least 1 MiB
+    /// (one GetRecords answer). Default `8388608` (8 MiB).
+    // NOTE: the records bound alone lets 400 KB items pile up to 800 MB; this caps memory
+    // through an outage at about read_ahead_bytes plus one page per shard.
+    pub read_ahead_bytes: usize,
     /// Attribute of the outbox row (in `Keys`, then `NewImage`, then `OldImage`) that holds the
     /// stable event id; records without it use the stream record's `eventID`. Default: unset.
     pub event_id_attribute: Option<String>,
@@ -80,6 +89,8 @@ impl Default for SourceConfig {
             busy_poll_interval: default_busy_poll_interval(),
             max_records_per_poll: default_max_records_per_poll(),
             discovery_interval: default_discovery_interval(),
+            read_ahead_records: default_read_ahead_records(),
+            read_ahead_bytes: default_read_ahead_bytes(),
             event_id_attribute: None,
         }
     }
@@ -99,6 +110,12 @@ pub struct LeasesConfig {
     /// How often owned leases are renewed; must be below `lease_duration / 3`. Default `3s`.
     #[serde(with = "humantime_serde")]
     pub renew_interval: Duration,
+    /// A shard's checkpoint (the watermark: the last record such that it and every record
+    /// before it are settled) is written when it passes the end of a page, and otherwise
+    /// whenever it moved and this long has passed since the last write, so a crash re-sends
+    /// at most about this much work. Below `lease_duration`. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for LeasesConfig {
@@ -108,6 +125,7 @@ impl Default for LeasesConfig {
             create_table: true,
             lease_duration: default_lease_duration(),
             renew_interval: default_renew_interval(),
+            checkpoint_interval: default_checkpoint_interval(),
         }
     }
 }
@@ -138,6 +156,8 @@ pub(super) struct RawRoute {
     /// Default: none.
     #[serde(default)]
     pub expand_json: Vec<String>,
+    /// Default: unset = the item's key (`dynamodb.Keys`).
+    pub ordering_key: Option<String>,
 }
 
 /// `[publisher]`: PutEvents batching and retries.
@@ -159,9 +179,15 @@ pub struct PublisherConfig {
     /// entry instead of retrying. Default: unset = no limit.
     #[serde(with = "humantime_serde")]
     pub max_record_age: Option<Duration>,
-    /// PutEvents batches in flight at once across all shards (each shard has at most one).
-    /// Default `64`.
+    /// PutEvents batches in flight at once across all shards. Default `64`.
     pub max_concurrent_batches: NonZeroUsize,
+    /// PutEvents batches in flight at once for one shard, with order kept per ordering key.
+    /// `1`: strict per-shard order (a batch waits until the one before it is settled, its
+    /// retries included). Default `10`.
+    // NOTE: one DynamoDB partition takes up to 1,000 writes/s; at a 100 ms PutEvents round
+    // trip, 10 calls of 10 entries in flight publish 1,000 events/s from one shard. (Lambda's
+    // ParallelizationFactor has the same maximum of 10.)
+    pub max_in_flight_per_shard: NonZeroUsize,
 }
 
 impl Default for PublisherConfig {
@@ -173,6 +199,7 @@ impl Default for PublisherConfig {
             max_attempts: None,
             max_record_age: None,
             max_concurrent_batches: default_max_concurrent_batches(),
+            max_in_flight_per_shard: default_max_in_flight_per_shard(),
         }
     }
 }
@@ -272,6 +299,18 @@ const fn default_max_records_per_poll() -> NonZeroUsize {
 }
 const fn default_discovery_interval() -> Duration {
     Duration::from_secs(30)
+}
+const fn default_read_ahead_records() -> usize {
+    2000
+}
+const fn default_read_ahead_bytes() -> usize {
+    8 * 1024 * 1024
+}
+const fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+const fn default_max_in_flight_per_shard() -> NonZeroUsize {
+    NonZeroUsize::new(10).expect("10 is not zero")
 }
 fn default_lease_table() -> String {
     "outbox-relay-leases".to_owned()

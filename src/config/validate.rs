@@ -11,6 +11,9 @@ use crate::pipeline::{DetailSpec, Route, RouteSpec, Target};
 use super::file::{DeadLetterConfig, LeasesConfig, LogConfig, PublisherConfig, RawRoute};
 use super::{ConfigError, RouteBinding, SourceConfig, StreamSelector};
 
+/// The most one GetRecords call returns: 1 MB (DynamoDB Streams API reference, `GetRecords`).
+const MIN_READ_AHEAD_BYTES: usize = 1024 * 1024;
+
 /// Levels a `tracing` filter directive may name.
 const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -64,6 +67,7 @@ pub(super) fn routes(
                 event_id_field: String::new(),
             }),
             expand_json: r.expand_json,
+            ordering_key: r.ordering_key,
         };
         match Route::compile(spec) {
             Ok(route) if detail.is_some() => out.push(RouteBinding {
@@ -143,6 +147,23 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
             "must be at most 1000 (the GetRecords limit)",
         ));
     }
+    if s.read_ahead_records < s.max_records_per_poll.get() {
+        errors.push(ConfigError::new(
+            "source.read_ahead_records",
+            format!(
+                "must be at least source.max_records_per_poll ({}): a shard holds at least the page it reads",
+                s.max_records_per_poll
+            ),
+        ));
+    }
+    if s.read_ahead_bytes < MIN_READ_AHEAD_BYTES {
+        errors.push(ConfigError::new(
+            "source.read_ahead_bytes",
+            format!(
+                "must be at least {MIN_READ_AHEAD_BYTES} (1 MiB, the most one GetRecords call returns)"
+            ),
+        ));
+    }
     if s.discovery_interval.is_zero() {
         errors.push(ConfigError::new(
             "source.discovery_interval",
@@ -154,6 +175,15 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
 pub(super) fn leases(l: &LeasesConfig, errors: &mut Vec<ConfigError>) {
     if l.table_name.trim().is_empty() {
         errors.push(ConfigError::new("leases.table_name", "must not be empty"));
+    }
+    if l.checkpoint_interval.is_zero() || l.checkpoint_interval >= l.lease_duration {
+        errors.push(ConfigError::new(
+            "leases.checkpoint_interval",
+            format!(
+                "must be above 0 and below leases.lease_duration ({})",
+                humantime::format_duration(l.lease_duration)
+            ),
+        ));
     }
     if l.renew_interval.is_zero() || l.renew_interval * 3 > l.lease_duration {
         errors.push(ConfigError::new(

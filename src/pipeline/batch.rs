@@ -88,6 +88,7 @@ mod tests {
             detail: "x".repeat(detail_len),
             resources: vec!["arn:r".into()],
             time: with_time.then(std::time::SystemTime::now),
+            ordering_key: String::new(),
         }
     }
 

@@ -15,6 +15,6 @@ pub mod unmarshall;
 pub use batch::{entry_size, Batches};
 pub use image::{ImageError, ImageSelector, PlainImages};
 pub use pattern::{Filter, Matcher, PatternError};
-pub use route::{Detail, DetailSpec, Route, RouteProblem, RouteSpec, Target};
+pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};
-pub use template::{Template, TemplateError};
+pub use template::{Template, TemplateError, TextError};

@@ -35,6 +35,9 @@ pub struct RouteSpec {
     pub detail: DetailSpec,
     /// Top-level attributes holding a JSON document in a string, parsed in the plain images.
     pub expand_json: Vec<String>,
+    /// A template rendered as text (`<$.NewImage.aggregateId>`): entries with the same key are
+    /// submitted in record order. `None`: the item's key (`dynamodb.Keys`).
+    pub ordering_key: Option<String>,
 }
 
 /// How a route's detail is described.
@@ -71,6 +74,16 @@ pub struct Route {
     target: Target,
     detail: Detail,
     expand_json: Vec<String>,
+    ordering_key: OrderingKey,
+}
+
+/// What orders a route's entries: entries with the same key are submitted in record order.
+#[derive(Debug, Clone)]
+pub enum OrderingKey {
+    /// The item's key attributes (`dynamodb.Keys`), the order DynamoDB Streams itself keeps.
+    ItemKey,
+    /// A template rendered as text ([`Template::render_text`]).
+    Template(Template),
 }
 
 /// How a compiled route builds the event detail.
@@ -129,6 +142,20 @@ impl Route {
                 ));
             }
         }
+        let ordering_key = match &spec.ordering_key {
+            None => Some(OrderingKey::ItemKey),
+            Some(text) if text.trim().is_empty() => {
+                problems.push(RouteProblem::new("ordering_key", "must not be empty"));
+                None
+            }
+            Some(text) => match Template::parse(text) {
+                Ok(t) => Some(OrderingKey::Template(t)),
+                Err(e) => {
+                    problems.push(RouteProblem::new("ordering_key", e.to_string()));
+                    None
+                }
+            },
+        };
         let detail = match spec.detail {
             DetailSpec::Template(text) => match Template::parse_detail(&text) {
                 Ok(t) => Some(Detail::Template(t)),
@@ -145,13 +172,14 @@ impl Route {
                 event_id_field,
             }),
         };
-        match detail {
-            Some(detail) if problems.is_empty() => Ok(Self {
+        match (detail, ordering_key) {
+            (Some(detail), Some(ordering_key)) if problems.is_empty() => Ok(Self {
                 name: spec.name,
                 filters,
                 target: spec.target,
                 detail,
                 expand_json: spec.expand_json,
+                ordering_key,
             }),
             _ => Err(problems),
         }
@@ -185,6 +213,12 @@ impl Route {
     #[must_use]
     pub fn expand_json(&self) -> &[String] {
         &self.expand_json
+    }
+
+    /// What orders the route's entries.
+    #[must_use]
+    pub fn ordering_key(&self) -> &OrderingKey {
+        &self.ordering_key
     }
 }
 
@@ -244,6 +278,7 @@ mod tests {
                 event_id_field: "eventId".into(),
             },
             expand_json: Vec::new(),
+            ordering_key: None,
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::batch::{entry_size, MAX_REQUEST_BYTES};
 use super::image::{ImageError, ImageSelector, PlainImages};
 use super::pattern::{Matcher, PatternError};
-use super::route::{Detail, Route};
+use super::route::{Detail, OrderingKey, Route};
 
 /// What a route needs to know about the record it renders, besides the record itself.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +53,8 @@ pub struct Entry {
     pub resources: Vec<String>,
     /// The record's creation time; EventBridge uses its own clock when absent.
     pub time: Option<SystemTime>,
+    /// Entries with the same key (of one shard) are submitted in record order.
+    pub ordering_key: String,
 }
 
 /// Why a record could not become an entry for a route: a poison record for that route.
@@ -71,6 +73,9 @@ pub enum RouteError {
         #[source]
         source: ImageError,
     },
+    /// The route's ordering key cannot be rendered for this record.
+    #[error("route {route}: ordering key: {reason}")]
+    OrderingKeyFailed { route: String, reason: String },
     /// The entry exceeds the 256 KiB PutEvents limit on its own.
     #[error("route {route}: entry is {size} bytes, above the {limit} byte PutEvents limit")]
     EntryTooLarge {
@@ -95,6 +100,7 @@ impl RouteError {
                 source: ImageError::NotJson { .. },
                 ..
             } => "ExpandJsonFailed",
+            Self::OrderingKeyFailed { .. } => "OrderingKeyFailed",
             Self::EntryTooLarge { .. } => "EntryTooLarge",
         }
     }
@@ -106,6 +112,7 @@ impl RouteError {
             Self::DetailNotJsonObject { route, .. }
             | Self::ImageMissing { route, .. }
             | Self::ImageInvalid { route, .. }
+            | Self::OrderingKeyFailed { route, .. }
             | Self::EntryTooLarge { route, .. } => route,
         }
     }
@@ -235,6 +242,7 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
             event_id_field,
         } => unmarshall_detail(route, *image, event_id_field, ctx)?,
     };
+    let ordering_key = ordering_key(route, ctx)?;
     let target = route.target();
     let entry = Entry {
         route: index,
@@ -244,6 +252,7 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         detail,
         resources: target.resources.clone(),
         time: ctx.created_at,
+        ordering_key,
     };
     let size = entry_size(&entry);
     if size > MAX_REQUEST_BYTES {
@@ -301,6 +310,42 @@ impl serde::Serialize for WithField<'_> {
         let after = self.map.iter().filter(|(k, _)| k.as_str() > self.key);
         serializer.collect_map(before.chain(std::iter::once((&key, &extra))).chain(after))
     }
+}
+
+/// The entry's ordering key for this record (see [`OrderingKey`]).
+fn ordering_key(route: &Route, ctx: &RecordContext<'_>) -> Result<String, RouteError> {
+    let failed = |reason: String| RouteError::OrderingKeyFailed {
+        route: route.name().to_owned(),
+        reason,
+    };
+    match route.ordering_key() {
+        OrderingKey::Template(t) => t.render_text(ctx).map_err(|e| failed(e.to_string())),
+        // DynamoDB Streams records always carry their item's key; a record without one (hand
+        // made, e.g. for test-route) is ordered with every other such record: the empty key.
+        OrderingKey::ItemKey => Ok(ctx
+            .plain_image(ImageSelector::Keys)
+            .map_err(|e| failed(e.to_string()))?
+            .and_then(Value::as_object)
+            .map(item_key)
+            .unwrap_or_default()),
+    }
+}
+
+/// An item's key as text: its key attributes' values in attribute-name order, joined by `#`
+/// (strings as they are, other values as JSON): `o-1`, or `book#2024` with a sort key.
+#[must_use]
+pub fn item_key(keys: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    for (i, value) in keys.values().enumerate() {
+        if i > 0 {
+            out.push('#');
+        }
+        match value {
+            Value::String(s) => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    out
 }
 
 /// The stable event id of a record: the `attribute` of the outbox row (looked up in `Keys`,

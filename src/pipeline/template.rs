@@ -297,6 +297,79 @@ fn placeholder_end(rest: &str, offset: usize) -> Result<Option<usize>, TemplateE
     Ok(None)
 }
 
+/// Why a text template (an ordering key) could not be rendered for a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// A placeholder names nothing in this record.
+    #[error("{placeholder} names nothing in this record")]
+    Missing { placeholder: String },
+    /// The rendered text is empty.
+    #[error("it renders an empty text")]
+    Empty,
+    /// A placeholder reads an image that cannot be made plain.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+impl Template {
+    /// Renders the template as text for one record (an ordering key): literal text as
+    /// written, a string value as its characters, any other value as its JSON text. Every
+    /// placeholder must name a value: a key made of "nothing" would merge unrelated records.
+    ///
+    /// # Errors
+    /// [`TextError`] when a placeholder names nothing, an image is malformed, or the text is
+    /// empty.
+    pub fn render_text(&self, ctx: &RecordContext<'_>) -> Result<String, TextError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var { var, .. } => match resolve(var, ctx)?.as_deref() {
+                    Some(Value::String(s)) => out.push_str(s),
+                    Some(v) => push_json(&mut out, v),
+                    None => {
+                        return Err(TextError::Missing {
+                            placeholder: var.to_string(),
+                        })
+                    }
+                },
+            }
+        }
+        if out.is_empty() {
+            return Err(TextError::Empty);
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for Var {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(steps) => {
+                f.write_str("<$")?;
+                for step in steps {
+                    match step {
+                        Step::Key(k)
+                            if k.chars()
+                                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_')) =>
+                        {
+                            write!(f, ".{k}")?;
+                        }
+                        Step::Key(k) => write!(f, "[{}]", Value::String(k.clone()))?,
+                        Step::Index(i) => write!(f, "[{i}]")?,
+                    }
+                }
+                f.write_str(">")
+            }
+            Self::Event => f.write_str("<aws.pipes.event>"),
+            Self::PipeName => f.write_str("<aws.pipes.pipe-name>"),
+            Self::SourceArn => f.write_str("<aws.pipes.source-arn>"),
+            Self::IngestionTime => f.write_str("<aws.pipes.event.ingestion-time>"),
+            Self::EventId => f.write_str("<outbox.event-id>"),
+        }
+    }
+}
+
 /// Appends `v` as JSON text.
 fn push_json(out: &mut String, v: &Value) {
     use std::fmt::Write as _;

@@ -18,9 +18,36 @@ pub fn backoff(initial: Duration, max: Duration) -> impl Iterator<Item = Duratio
         .map(|ceiling| ceiling.mul_f64(rand::random::<f64>()))
 }
 
+/// The delay before retry number `retry` (1 = the first retry) of the same schedule: uniform
+/// in `[0, min(max, initial * 2^(retry - 1))]`.
+#[must_use]
+pub fn delay(initial: Duration, max: Duration, retry: u32) -> Duration {
+    let exponent = retry.saturating_sub(1).min(31);
+    let ceiling = initial.saturating_mul(1 << exponent).min(max);
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delay_of_a_retry_is_jittered_under_the_same_ceiling() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for retry in 1..40 {
+            let ceiling = initial
+                .saturating_mul(2u32.saturating_pow(retry - 1))
+                .min(max);
+            for _ in 0..50 {
+                assert!(delay(initial, max, retry) <= ceiling, "retry {retry}");
+            }
+        }
+        assert!(
+            (0..200).any(|_| delay(initial, max, 30) > max / 2),
+            "late delays reach the cap"
+        );
+    }
 
     #[test]
     fn delays_are_fully_jittered_under_an_exponential_ceiling_and_the_cap() {

@@ -4,11 +4,11 @@
 
 mod backoff;
 mod deliver;
-mod progress;
+mod schedule;
+mod settle;
 mod supervisor;
 mod worker;
 
-pub use progress::settled_through;
 pub use supervisor::{Supervisor, SupervisorSettings};
 pub use worker::{WorkerExit, WorkerSettings};
 

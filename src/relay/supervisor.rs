@@ -52,6 +52,22 @@ pub struct SupervisorSettings {
     pub worker: WorkerSettings,
 }
 
+impl SupervisorSettings {
+    /// The settings a config asks for.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            starting_position: config.source.starting_position,
+            discovery_interval: config.source.discovery_interval,
+            lease_duration: config.leases.lease_duration,
+            renew_interval: config.leases.renew_interval,
+            initial_backoff: config.publisher.initial_backoff,
+            max_backoff: config.publisher.max_backoff,
+            worker: WorkerSettings::from_config(config),
+        }
+    }
+}
+
 /// Runs the relay for every configured stream.
 pub struct Supervisor<S, P, L, D> {
     pub source: Arc<S>,

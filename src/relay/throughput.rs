@@ -190,14 +190,10 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
     let settings = Arc::new(WorkerSettings {
         poll_interval: Duration::from_millis(250),
         busy_poll_interval: Duration::ZERO,
-        max_records_per_poll: 1000,
-        max_batch_entries: 10,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         event_id_attribute: Some("pk".into()),
-        max_attempts: None,
-        max_record_age: None,
-        publish_permits: Arc::new(tokio::sync::Semaphore::new(64)),
+        ..WorkerSettings::from_config(&config)
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -190,6 +190,29 @@ impl Fixture {
 
     /// Like [`Fixture::config`], with `tail` (more routes, a `[dead_letter]` section) appended.
     pub fn config_with(&self, source_extra: &str, tail: &str) -> PathBuf {
+        self.config_full(source_extra, "", "", tail)
+    }
+
+    /// A config with one PutEvents call in flight per shard: strict per-shard order.
+    pub fn strict_config(&self, source_extra: &str, tail: &str) -> PathBuf {
+        self.config_full(source_extra, STRICT, "", tail)
+    }
+
+    /// A config ordering entries per aggregate (`eventData.aggregate`, see
+    /// [`Fixture::write_event`]), with the default calls in flight per shard.
+    pub fn per_aggregate_config(&self, source_extra: &str) -> PathBuf {
+        self.config_full(source_extra, "", PER_AGGREGATE, "")
+    }
+
+    /// The test config with extra keys in `[source]`, `[publisher]` and the `book-added` route,
+    /// and `tail` appended.
+    pub fn config_full(
+        &self,
+        source_extra: &str,
+        publisher_extra: &str,
+        route_extra: &str,
+        tail: &str,
+    ) -> PathBuf {
         let mut text = format!(
             r#"
 [aws]
@@ -210,6 +233,7 @@ renew_interval = "1s"
 [publisher]
 initial_backoff = "50ms"
 max_backoff = "1s"
+{publisher_extra}
 
 [[routes]]
 name = "book-added"
@@ -218,6 +242,7 @@ event_bus_name = "{bus}"
 source = "OutboxDemo.Books"
 detail_type = "BookAdded"
 unmarshall = "NewImage"
+{route_extra}
 
 [http]
 listen = "127.0.0.1:0"
@@ -280,6 +305,11 @@ grace = "10s"
         let mut data = book.clone();
         data.insert("seq".into(), AttributeValue::N(seq.to_string()));
         data.insert("writtenAtMs".into(), AttributeValue::N(now_ms.to_string()));
+        // Rows belong to one of AGGREGATES aggregates, in turn (see `per_aggregate_config`).
+        data.insert(
+            "aggregate".into(),
+            AttributeValue::S(format!("agg-{}", seq % AGGREGATES)),
+        );
         if padding > 0 {
             data.insert("padding".into(), AttributeValue::S("x".repeat(padding)));
         }
@@ -463,6 +493,40 @@ impl Received {
             .as_u64()
             .unwrap_or(0)
     }
+}
+
+/// `[publisher]` keys for strict per-shard order.
+pub const STRICT: &str = "max_in_flight_per_shard = 1";
+
+/// The `book-added` route's ordering key: the row's aggregate.
+pub const PER_AGGREGATE: &str = r#"ordering_key = "<$.NewImage.eventData.aggregate>""#;
+
+/// How many aggregates the rows are spread over.
+pub const AGGREGATES: usize = 5;
+
+/// Checks that, per aggregate, the first delivery of each row follows the order the rows were
+/// written in (`eventData.seq`). Returns the number of aggregates seen.
+pub fn first_deliveries_in_order_per_aggregate(received: &[Received]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for r in received {
+        if !seen.insert(r.event_id().to_owned()) {
+            continue;
+        }
+        let aggregate = r.body["detail"]["eventData"]["aggregate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let seq = r.seq();
+        if let Some(&before) = last.get(&aggregate) {
+            assert!(
+                before < seq,
+                "aggregate {aggregate}: row {seq} first delivered after row {before}"
+            );
+        }
+        last.insert(aggregate, seq);
+    }
+    last.len()
 }
 
 /// Distinct event ids received, and how many deliveries were duplicates.

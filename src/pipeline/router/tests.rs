@@ -23,6 +23,7 @@ fn spec(name: &str, filters: &[&str], detail: DetailSpec) -> RouteSpec {
         },
         detail,
         expand_json: Vec::new(),
+        ordering_key: None,
     }
 }
 

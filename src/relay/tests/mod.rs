@@ -41,12 +41,25 @@ struct FakeSource {
 
 impl FakeSource {
     fn new(n: usize, page: usize) -> Self {
-        let records = (0..n)
-            .map(|i| StreamRecord {
-                sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
-                created_at: None,
-                json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
-                             "dynamodb": {"NewImage": {"n": {"N": i.to_string()}}}}),
+        Self::with_keys(&vec![None; n], page)
+    }
+
+    /// One record per element: record `i` has `NewImage.n = i` and, when given, `NewImage.k`.
+    fn with_keys(keys: &[Option<u8>], page: usize) -> Self {
+        let records = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let mut image = json!({"n": {"N": i.to_string()}});
+                if let Some(k) = key {
+                    image["k"] = json!({"S": format!("k{k}")});
+                }
+                StreamRecord {
+                    sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
+                    created_at: None,
+                    json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+                                 "dynamodb": {"NewImage": image}}),
+                }
             })
             .collect();
         Self {
@@ -124,6 +137,9 @@ pub(super) enum Behaviour {
     /// whole (`InternalFailure`) with 1 chance in 5, and each entry of a call fails (throttled
     /// or internal) with 3 in 10.
     Random(u64),
+    /// As `Random`, and entries whose `n` the seed picks (about 1 in 8) are rejected for
+    /// good (`MalformedDetail`) whenever they are sent.
+    RandomWithPoison(u64),
 }
 
 /// A small deterministic hash (splitmix64) for the random schedule.
@@ -137,6 +153,8 @@ fn mix(mut x: u64) -> u64 {
 /// A fake EventBridge; optionally cancels a token at the given call number.
 pub(super) struct FakePublisher {
     accepted: Mutex<Vec<u64>>,
+    /// Where acceptances are logged beside checkpoints and dead letters, when set.
+    log: Option<EventLog>,
     attempts: Mutex<HashMap<u64, usize>>,
     calls: AtomicUsize,
     behaviour: Behaviour,
@@ -147,6 +165,7 @@ impl FakePublisher {
     pub(super) fn new(behaviour: Behaviour, cancel: Option<(usize, CancellationToken)>) -> Self {
         Self {
             accepted: Mutex::new(Vec::new()),
+            log: None,
             attempts: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
             behaviour,
@@ -179,7 +198,7 @@ impl EventPublisher for FakePublisher {
                 });
             }
         }
-        if let Behaviour::Random(seed) = self.behaviour {
+        if let Behaviour::Random(seed) | Behaviour::RandomWithPoison(seed) = self.behaviour {
             // Slow answers: up to 2 s (paused time: free).
             let delay = mix(seed ^ (call as u64)) % 2000;
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -201,7 +220,12 @@ impl EventPublisher for FakePublisher {
                 }
                 Behaviour::RejectEntry(bad, code) if n == bad => Some(code),
                 Behaviour::AlwaysThrottle(bad) if n == bad => Some("ThrottlingException"),
-                Behaviour::Random(seed) => {
+                Behaviour::RandomWithPoison(seed)
+                    if mix(seed ^ n.wrapping_mul(31)).is_multiple_of(8) =>
+                {
+                    Some("MalformedDetail")
+                }
+                Behaviour::Random(seed) | Behaviour::RandomWithPoison(seed) => {
                     let roll = mix(seed ^ (n << 8) ^ (*seen as u64)) % 10;
                     match roll {
                         0 | 1 => Some("ThrottlingException"),
@@ -217,7 +241,12 @@ impl EventPublisher for FakePublisher {
                     code: code.into(),
                     message: "failed".into(),
                 }),
-                None => self.accepted.lock().expect("lock").push(n),
+                None => {
+                    self.accepted.lock().expect("lock").push(n);
+                    if let Some(log) = &self.log {
+                        log.lock().expect("lock").push(format!("accepted:{n}"));
+                    }
+                }
             }
         }
         Ok(PutOutcome { failed })
@@ -451,29 +480,27 @@ fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLe
     worker_with(s, |_| {})
 }
 
-/// Worker settings for tests on paused time: short polls and backoffs, nothing bounded.
+/// Worker settings for tests on paused time: short polls and backoffs, nothing bounded, one
+/// call in flight (strict per-shard order, as these tests were written for).
 fn worker_settings() -> WorkerSettings {
     WorkerSettings {
         poll_interval: Duration::from_millis(100),
         busy_poll_interval: Duration::ZERO,
         max_records_per_poll: 1000,
         max_batch_entries: 10,
+        max_in_flight: 1,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
         event_id_attribute: None,
         max_attempts: None,
         max_record_age: None,
         publish_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+        ..WorkerSettings::from_config(&test_config())
     }
 }
 
-fn worker_with(
-    s: &Setup,
-    tune: impl FnOnce(&mut WorkerSettings),
-) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
-    let mut settings = worker_settings();
-    tune(&mut settings);
-    let config = Config::from_toml(
+fn test_config() -> Config {
+    Config::from_toml(
         r#"
 [source]
 table_name = "T"
@@ -485,7 +512,16 @@ detail_type = "T"
 unmarshall = "NewImage"
 "#,
     )
-    .expect("valid");
+    .expect("valid")
+}
+
+fn worker_with(
+    s: &Setup,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+    let mut settings = worker_settings();
+    tune(&mut settings);
+    let config = test_config();
     Worker {
         source: Arc::clone(&s.source),
         publisher: Arc::clone(&s.publisher),
@@ -737,6 +773,120 @@ async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
         ),
         "{text}"
     );
+}
+
+/// The log's events, parsed: what the fakes saw, in the order they saw it.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Accepted(u64),
+    DeadLettered(u64),
+    Checkpoint(Option<u64>),
+}
+
+fn seen(log: &EventLog) -> Vec<Seen> {
+    log.lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|line| {
+            let (kind, value) = line.split_once(':')?;
+            let number = value.parse::<u64>().ok();
+            Some(match kind {
+                "accepted" => Seen::Accepted(number?),
+                // Records are numbered from sequence number 100.
+                "dead-letter" => Seen::DeadLettered(number? - 100),
+                "checkpoint" => Seen::Checkpoint(number.map(|s| s - 100)),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(48))]
+    /// Through the real worker, with calls in flight per ordering key: random keys, slow
+    /// answers, failed calls, throttled and poison entries. Every entry is accepted exactly
+    /// once or dead-lettered; per key, acceptances follow record order; and no checkpoint
+    /// ever passes a record whose entry was neither accepted nor dead-lettered.
+    #[test]
+    fn with_calls_in_flight_per_key_order_holds_and_the_checkpoint_never_passes_unsettled_work(
+        seed in proptest::prelude::any::<u64>(),
+        keys in proptest::collection::vec(0u8..6, 1..70),
+        page in 1usize..30,
+        max_in_flight in 2usize..8,
+        max_batch_entries in 1usize..=10,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let mut s = setup(0, page, Behaviour::AcceptAll, None);
+        s.source = Arc::new(FakeSource::with_keys(
+            &keys.iter().map(|&k| Some(k)).collect::<Vec<_>>(),
+            page,
+        ));
+        let mut publisher = FakePublisher::new(Behaviour::RandomWithPoison(seed), None);
+        publisher.log = Some(Arc::clone(&s.log));
+        s.publisher = Arc::new(publisher);
+        let config = Config::from_toml(
+            r#"
+[source]
+table_name = "T"
+[[routes]]
+name = "keyed"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "NewImage"
+ordering_key = "<$.NewImage.k>"
+"#,
+        )
+        .expect("valid");
+        let mut w = worker_with(&s, |w| {
+            w.max_in_flight = max_in_flight;
+            w.max_batch_entries = max_batch_entries;
+            w.checkpoint_interval = Duration::from_millis(300);
+        });
+        w.router = Arc::new(config.router_for(&config.source.streams()[0]).expect("valid"));
+        let exit = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(3600), w.run())
+                .await
+                .expect("transient failures are retried until they pass")
+        });
+        proptest::prop_assert_eq!(exit, WorkerExit::ShardEnded);
+
+        let events = seen(&s.log);
+        let mut settled = std::collections::HashSet::new();
+        let mut last_accepted: HashMap<u8, u64> = HashMap::new();
+        let mut checkpoints = 0;
+        for event in &events {
+            match *event {
+                Seen::Accepted(n) => {
+                    proptest::prop_assert!(settled.insert(n), "entry {} settled twice", n);
+                    let key = keys[n as usize];
+                    if let Some(&before) = last_accepted.get(&key) {
+                        proptest::prop_assert!(before < n, "key {}: {} accepted after {}", key, n, before);
+                    }
+                    last_accepted.insert(key, n);
+                }
+                Seen::DeadLettered(n) => {
+                    proptest::prop_assert!(settled.insert(n), "entry {} settled twice", n);
+                }
+                Seen::Checkpoint(Some(through)) => {
+                    checkpoints += 1;
+                    for n in 0..=through {
+                        proptest::prop_assert!(settled.contains(&n), "checkpoint {} passed unsettled record {}", through, n);
+                    }
+                }
+                Seen::Checkpoint(None) => {
+                    proptest::prop_assert_eq!(settled.len(), keys.len(), "SHARD_END with work left");
+                }
+            }
+        }
+        proptest::prop_assert_eq!(settled.len(), keys.len(), "every entry accepted or dead-lettered");
+        proptest::prop_assert!(checkpoints >= 1);
+        proptest::prop_assert_eq!(s.leases.checkpoint_of(&s.lease.key), Checkpoint::ShardEnd);
+    }
 }
 
 #[test]
