@@ -8,7 +8,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use crate::config::AwsConfig;
+use crate::config::{AwsConfig, EndpointsConfig};
 
 /// Connect timeout for every AWS call: an unreachable endpoint fails fast and is retried by
 /// the relay's own backoff.
@@ -48,14 +48,31 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Every client from `config`, each at its `[aws.endpoints]` override if set.
     #[must_use]
-    pub fn new(config: &SdkConfig) -> Self {
-        Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            streams: aws_sdk_dynamodbstreams::Client::new(config),
-            eventbridge: aws_sdk_eventbridge::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
+    pub fn new(config: &SdkConfig, endpoints: &EndpointsConfig) -> Self {
+        // Each service's builder starts from the shared config; an override replaces only
+        // that service's endpoint.
+        macro_rules! client {
+            ($krate:ident, $endpoint:expr) => {{
+                let mut builder = $krate::config::Builder::from(config);
+                if let Some(url) = $endpoint {
+                    builder = builder.endpoint_url(url);
+                }
+                $krate::Client::from_conf(builder.build())
+            }};
         }
+        Self {
+            dynamodb: client!(aws_sdk_dynamodb, &endpoints.dynamodb),
+            streams: client!(aws_sdk_dynamodbstreams, &endpoints.dynamodbstreams),
+            eventbridge: client!(aws_sdk_eventbridge, &endpoints.eventbridge),
+            sqs: client!(aws_sdk_sqs, &endpoints.sqs),
+        }
+    }
+
+    /// The SDK config of `aws` (see [`sdk_config`]) and every client from it.
+    pub async fn load(aws: &AwsConfig) -> Self {
+        Self::new(&sdk_config(aws).await, &aws.endpoints)
     }
 }
 

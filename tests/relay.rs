@@ -380,3 +380,35 @@ async fn steady_low_rate_lag() {
         lags[lags.len() - 1]
     );
 }
+
+/// `[aws.endpoints]` win over `aws.endpoint_url`: with the global endpoint pointing at nothing
+/// and every service the relay uses overridden to the emulator, rows still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_service_endpoints_override_the_global_endpoint() {
+    let mut f = Fixture::new().await;
+    let config = f.config("");
+    let endpoint = f.endpoint.clone();
+    let relay = Relay::start_with_env(
+        &config,
+        "http://127.0.0.1:9",
+        &[
+            ("OUTBOX_RELAY__AWS__ENDPOINTS__DYNAMODB", endpoint.as_str()),
+            (
+                "OUTBOX_RELAY__AWS__ENDPOINTS__DYNAMODBSTREAMS",
+                endpoint.as_str(),
+            ),
+            (
+                "OUTBOX_RELAY__AWS__ENDPOINTS__EVENTBRIDGE",
+                endpoint.as_str(),
+            ),
+            ("OUTBOX_RELAY__AWS__ENDPOINTS__SQS", endpoint.as_str()),
+        ],
+    );
+    relay.wait_ready(DEADLINE).await;
+    let ids = f.write_books(3).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 3)
+        .await;
+    let (got, _) = distinct(&received);
+    assert_eq!(got, ids.into_iter().collect());
+}

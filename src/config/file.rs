@@ -22,6 +22,36 @@ pub struct AwsConfig {
     /// Endpoint for every AWS API, for emulators such as moto (`http://127.0.0.1:5000`).
     /// Default: the real AWS endpoints.
     pub endpoint_url: Option<String>,
+    /// Per-service endpoints (VPC interface endpoints, FIPS, emulators); each wins over
+    /// `endpoint_url` for its service. Default: none.
+    pub endpoints: EndpointsConfig,
+}
+
+/// `[aws.endpoints]`: one endpoint per AWS API, each optional.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointsConfig {
+    /// DynamoDB (the lease table; resolving a table's stream).
+    pub dynamodb: Option<String>,
+    /// DynamoDB Streams (shards and records).
+    pub dynamodbstreams: Option<String>,
+    /// EventBridge (PutEvents to classic buses).
+    pub eventbridge: Option<String>,
+    /// SQS (the dead-letter queue).
+    pub sqs: Option<String>,
+}
+
+impl EndpointsConfig {
+    /// Every override with its key name.
+    #[must_use]
+    pub fn all(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("dynamodb", self.dynamodb.as_deref()),
+            ("dynamodbstreams", self.dynamodbstreams.as_deref()),
+            ("eventbridge", self.eventbridge.as_deref()),
+            ("sqs", self.sqs.as_deref()),
+        ]
+    }
 }
 
 /// Where the stream of a shard starts when its lease has no checkpoint yet.
@@ -55,7 +85,11 @@ pub struct SourceConfig {
     // shared by at most two readers, so 250ms is the floor we accept.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Pause between polls while records flow (a full page re-polls at once). Default `0s`.
+    /// Pause between polls while records flow but the last page was not full (a full page
+    /// re-polls at once: the shard is behind). Default `250ms`.
+    // NOTE: with pages read ahead, a reader that re-polled at once would call GetRecords once
+    // per round trip (tens of times a second) on a busy but caught-up shard; 250 ms is the
+    // 4 polls a second per shard that Lambda and Pipes use, within DynamoDB Streams' limits.
     #[serde(with = "humantime_serde")]
     pub busy_poll_interval: Duration,
     /// `Limit` of each GetRecords call, 1..=1000. Default `1000` (the API maximum).
@@ -291,7 +325,7 @@ const fn default_poll_interval() -> Duration {
     Duration::from_secs(1)
 }
 const fn default_busy_poll_interval() -> Duration {
-    Duration::ZERO
+    Duration::from_millis(250)
 }
 /// The GetRecords maximum (DynamoDB Streams API reference, `GetRecords` `Limit`).
 const fn default_max_records_per_poll() -> NonZeroUsize {

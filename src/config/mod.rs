@@ -16,8 +16,8 @@ mod sources;
 mod validate;
 
 pub use file::{
-    AwsConfig, DeadLetterConfig, HttpConfig, LeasesConfig, LogConfig, LogFormat, PublisherConfig,
-    ShutdownConfig, SourceConfig, StartingPosition,
+    AwsConfig, DeadLetterConfig, EndpointsConfig, HttpConfig, LeasesConfig, LogConfig, LogFormat,
+    PublisherConfig, ShutdownConfig, SourceConfig, StartingPosition,
 };
 pub use sources::{table_of_stream_arn, RouteBinding, StreamSelector};
 pub use validate::check_log_filter;
@@ -218,6 +218,9 @@ impl Config {
         }
         if let Some(log) = &log {
             validate::log(log, &mut errors);
+        }
+        if let Some(aws) = &aws {
+            validate::aws(aws, &mut errors);
         }
         match (
             aws,

@@ -238,3 +238,55 @@ fn a_template_that_renders_a_string_is_rejected_with_the_reason() {
         assert!(err.to_string().contains("must be a JSON object"), "{err}");
     }
 }
+
+#[test]
+fn endpoints_must_be_urls_and_per_service_ones_are_read() {
+    let c = Config::from_toml(&format!(
+        "{MINIMAL}\n[aws]\nendpoint_url = \"http://127.0.0.1:5000\"\n[aws.endpoints]\neventbridge = \"https://vpce-1.events.us-east-1.vpce.amazonaws.com\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.aws.endpoints.eventbridge.as_deref(),
+        Some("https://vpce-1.events.us-east-1.vpce.amazonaws.com")
+    );
+    assert_eq!(c.aws.endpoints.dynamodb, None);
+    let err = Config::from_toml(&format!(
+        "{MINIMAL}\n[aws]\nendpoint_url = \"localhost\"\n[aws.endpoints]\nsqs = \"ftp://x\"\nkinesis = \"http://x\"\n"
+    ))
+    .expect_err("bad endpoints");
+    let keys = keys(&err);
+    assert!(keys.contains(&"aws.endpoints.kinesis"), "{keys:?}");
+}
+
+#[test]
+fn endpoint_urls_are_checked() {
+    let err = Config::from_toml(&format!(
+        "{MINIMAL}\n[aws]\nendpoint_url = \"localhost\"\n[aws.endpoints]\nsqs = \"ftp://x\"\n"
+    ))
+    .expect_err("bad endpoints");
+    assert_eq!(keys(&err), ["aws.endpoint_url", "aws.endpoints.sqs"]);
+}
+
+#[test]
+fn pipelining_keys_are_checked_against_each_other() {
+    let text = MINIMAL.replace(
+        "table_name = \"EventsTable\"",
+        "table_name = \"EventsTable\"\nread_ahead_records = 10\nread_ahead_bytes = 100",
+    )
+        + "\n[leases]\ncheckpoint_interval = \"30s\"\n[publisher]\nmax_in_flight_per_shard = 0\n";
+    let err = Config::from_toml(&text).expect_err("bad");
+    let keys = keys(&err);
+    for key in [
+        "source.read_ahead_records",
+        "source.read_ahead_bytes",
+        "leases.checkpoint_interval",
+        "publisher.max_in_flight_per_shard",
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(c.publisher.max_in_flight_per_shard.get(), 10);
+    assert_eq!(c.leases.checkpoint_interval, Duration::from_secs(1));
+    assert_eq!(c.source.read_ahead_records, 2000);
+    assert_eq!(c.source.busy_poll_interval, Duration::from_millis(250));
+}

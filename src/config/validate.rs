@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use crate::pipeline::batch::MAX_ENTRIES;
 use crate::pipeline::{DetailSpec, Route, RouteSpec, Target};
 
-use super::file::{DeadLetterConfig, LeasesConfig, LogConfig, PublisherConfig, RawRoute};
+use super::file::{
+    AwsConfig, DeadLetterConfig, LeasesConfig, LogConfig, PublisherConfig, RawRoute,
+};
 use super::{ConfigError, RouteBinding, SourceConfig, StreamSelector};
 
 /// The most one GetRecords call returns: 1 MB (DynamoDB Streams API reference, `GetRecords`).
@@ -169,6 +171,25 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
             "source.discovery_interval",
             "must be above 0",
         ));
+    }
+}
+
+pub(super) fn aws(a: &AwsConfig, errors: &mut Vec<ConfigError>) {
+    let all = std::iter::once(("aws.endpoint_url".to_owned(), a.endpoint_url.as_deref())).chain(
+        a.endpoints
+            .all()
+            .into_iter()
+            .map(|(name, url)| (format!("aws.endpoints.{name}"), url)),
+    );
+    for (key, url) in all {
+        if let Some(url) = url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
     }
 }
 
