@@ -5,6 +5,12 @@
 //! - Expiry is judged on the local monotonic clock: a lease (or a worker's registry item) is
 //!   expired when *we* have seen its counter stand still for `lease_duration`; wall clocks of
 //!   different hosts are never compared.
+//! - **A live owner keeps its leases.** A lease is taken from its owner only when its counter
+//!   stood still for `lease_duration` *and* the owner looks dead: its registry heartbeat also
+//!   stood still for `lease_duration`, or it is not registered. Slowness is not death: an
+//!   owner whose renewals are late (a throttled lease table, a saturated CPU) but whose
+//!   heartbeat moves keeps its shards, so live replicas never trade leases; between live
+//!   workers, leases move only by shedding, which checkpoints and releases first.
 //! - Fair share: `target = ceil(active leases / live workers)`. Live workers are the
 //!   registered workers whose heartbeat moves, owners of live leases, and ourselves.
 //! - Below target, a worker takes free or expired leases (lineage permitting: a child waits
@@ -80,12 +86,72 @@ impl LeaseObservations {
     pub fn expired(&self, lease: &Lease, now: Instant, lease_duration: Duration) -> bool {
         self.stale(&lease.key.0, lease.counter, now, lease_duration)
     }
+
+    /// How long the item's counter has stood still at `counter`, as we saw it.
+    #[must_use]
+    pub fn still_for(&self, key: &str, counter: u64, now: Instant) -> Option<Duration> {
+        self.seen
+            .get(key)
+            .filter(|&&(seen, _)| seen == counter)
+            .map(|&(_, since)| now.duration_since(since))
+    }
+}
+
+/// What a lease's owner looks like to a worker that might take the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousOwner {
+    /// Nobody owns it (new, released, or shed).
+    None,
+    /// Its owner still holds it: the counter moved within `lease_duration`, or the owner's
+    /// heartbeat did.
+    Holding,
+    /// Its counter and its owner's heartbeat both stood still for `lease_duration` (or the
+    /// owner is not registered): the owner is gone, the lease may be taken.
+    Dead,
+}
+
+impl PreviousOwner {
+    /// A bounded label for metrics (`alive` for a lease still held).
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Holding => "alive",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// Whether `lease` is free, held by a live owner, or left by a dead one (see the module
+/// documentation for the rule).
+#[must_use]
+pub fn previous_owner(
+    lease: &Lease,
+    workers: &[WorkerRecord],
+    observations: &LeaseObservations,
+    now: Instant,
+    lease_duration: Duration,
+) -> PreviousOwner {
+    let Some(owner) = &lease.owner else {
+        return PreviousOwner::None;
+    };
+    if !observations.expired(lease, now, lease_duration) {
+        return PreviousOwner::Holding;
+    }
+    let heartbeat_moves = workers
+        .iter()
+        .any(|w| &w.id == owner && !observations.stale(&w.id.0, w.counter, now, lease_duration));
+    if heartbeat_moves {
+        PreviousOwner::Holding
+    } else {
+        PreviousOwner::Dead
+    }
 }
 
 /// Plans one coordination round.
 #[must_use]
-pub fn plan(
-    leases: &[Lease],
+pub fn plan<'a>(
+    leases: &'a [Lease],
     workers: &[WorkerRecord],
     me: &WorkerId,
     observations: &LeaseObservations,
@@ -100,15 +166,13 @@ pub fn plan(
         .iter()
         .filter(|l| l.checkpoint != Checkpoint::ShardEnd)
         .collect();
-    // The owner of a lease that is held (owned and not expired).
-    fn holder<'a>(
-        l: &'a Lease,
-        o: &LeaseObservations,
-        now: Instant,
-        d: Duration,
-    ) -> Option<&'a WorkerId> {
-        l.owner.as_ref().filter(|_| !o.expired(l, now, d))
-    }
+    // The owner of a lease that is held: owned, and not both expired and owned by a dead
+    // worker.
+    let holder = |l: &'a Lease, o: &LeaseObservations, now: Instant, d: Duration| {
+        l.owner
+            .as_ref()
+            .filter(|_| previous_owner(l, workers, o, now, d) == PreviousOwner::Holding)
+    };
 
     // Live workers and how many active leases each holds (BTreeMap: deterministic ties).
     let mut load: BTreeMap<&WorkerId, usize> = BTreeMap::new();

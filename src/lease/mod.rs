@@ -5,7 +5,9 @@ mod dynamodb;
 mod model;
 mod store;
 
-pub use coordinator::{plan, LeaseAction, LeaseObservations, WorkerRecord};
+pub use coordinator::{
+    plan, previous_owner, LeaseAction, LeaseObservations, PreviousOwner, WorkerRecord,
+};
 pub use dynamodb::DynamoDbLeaseStore;
 pub use model::{Checkpoint, Lease, LeaseKey, WorkerId};
 pub use store::{LeaseError, LeaseSnapshot, LeaseStore};

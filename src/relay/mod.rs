@@ -4,6 +4,7 @@
 
 mod backoff;
 mod deliver;
+mod keeper;
 mod schedule;
 mod settle;
 mod supervisor;

@@ -90,6 +90,8 @@ pub struct Passed<R> {
     pub record: R,
     /// Whether a page's last record was among those passed.
     pub page_end: bool,
+    /// How many records were passed.
+    pub count: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +436,7 @@ impl<R, E> Schedule<R, E> {
     pub fn advance(&mut self) -> Option<Passed<R>> {
         let mut passed = None;
         let mut page_end = false;
+        let mut count = 0;
         while self.records.front().is_some_and(|r| r.unsettled == 0) {
             let Some(r) = self.records.pop_front() else {
                 break;
@@ -446,8 +449,13 @@ impl<R, E> Schedule<R, E> {
                 self.first_entry += 1;
             }
             passed = Some(r.payload);
+            count += 1;
         }
-        passed.map(|record| Passed { record, page_end })
+        passed.map(|record| Passed {
+            record,
+            page_end,
+            count,
+        })
     }
 
     /// Stops starting records: those after the last one started are dropped (a later reader

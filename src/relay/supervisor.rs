@@ -12,16 +12,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use super::keeper::{Heartbeat, HeldLeases, Keeper};
 use super::worker::{initial_checkpoint, Worker, WorkerExit, WorkerSettings};
 use crate::config::{StartingPosition, StreamSelector};
 use crate::lease::{
-    plan, Checkpoint, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations, LeaseStore,
-    WorkerId,
+    plan, previous_owner, Checkpoint, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations,
+    LeaseStore, WorkerId, WorkerRecord,
 };
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{lineage_order, ShardSource};
-use crate::telemetry::{Health, Metrics, PendingRecords};
+use crate::telemetry::{Health, LeaseEvent, Metrics, PendingRecords};
 
 /// Why a discovery round failed (it is retried the next round).
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,8 @@ struct State {
     /// Leases whose reader was asked to stop so they can be released to a peer.
     shedding: HashSet<LeaseKey>,
     observations: LeaseObservations,
+    /// The leases we hold, renewed by the keeper.
+    held: HeldLeases,
 }
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Supervisor<S, P, L, D> {
@@ -112,9 +115,27 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
     /// # Cancel safety
     /// Not cancel-safe: cancel `token` and await the future instead of dropping it.
     pub async fn run(self, token: CancellationToken) {
-        if self.start_up(&token).await {
-            self.coordinate(&token).await;
+        if !self.start_up(&token).await {
+            return;
         }
+        let held = HeldLeases::default();
+        let keeper = Keeper {
+            leases: Arc::clone(&self.leases),
+            held: held.clone(),
+            heartbeat: Heartbeat::default(),
+            owner: self.owner.clone(),
+            metrics: self.metrics.clone(),
+            renew_interval: self.settings.renew_interval,
+            lease_duration: self.settings.lease_duration,
+        };
+        // The keeper renews until the supervisor has shut down (readers drain and release
+        // their leases first), then stops.
+        let keeper_token = CancellationToken::new();
+        let coordination = async {
+            self.coordinate(&token, held).await;
+            keeper_token.cancel();
+        };
+        tokio::join!(keeper.run(keeper_token.clone()), coordination);
     }
 
     /// Waits for the lease table, retrying with backoff. `false` if cancelled first.
@@ -183,7 +204,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         }
     }
 
-    async fn coordinate(&self, token: &CancellationToken) {
+    async fn coordinate(&self, token: &CancellationToken, held: HeldLeases) {
         let mut sources: Vec<SourceState> = self
             .streams
             .iter()
@@ -196,15 +217,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             .collect();
         let mut routers: HashMap<String, Arc<Router>> = HashMap::new();
         let routers = &mut routers;
-        let mut state = State::default();
+        let mut state = State {
+            held,
+            ..State::default()
+        };
         let mut next_discovery = Instant::now();
         let mut discovered_once = false;
         loop {
             self.health.tick();
-            if let Err(e) = self.leases.heartbeat(&self.owner).await {
-                self.lease_table_error("heartbeat", &e);
-                warn!(error = %e, "Worker heartbeat failed; retrying next round.");
-            }
+            let round = self.metrics.lease_round_duration_seconds.start_timer();
             let discovering = Instant::now() >= next_discovery;
             if discovering {
                 // Before the snapshot, so a newly found stream's leases count as ours.
@@ -251,8 +272,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                         Instant::now(),
                         self.settings.lease_duration,
                     );
-                    self.execute(actions, &ours, routers, &mut state, token)
-                        .await;
+                    self.execute(
+                        actions,
+                        &ours,
+                        &snapshot.workers,
+                        routers,
+                        &mut state,
+                        token,
+                    )
+                    .await;
                     let finished = ours
                         .iter()
                         .filter(|l| l.checkpoint == Checkpoint::ShardEnd)
@@ -266,6 +294,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     self.health.set_ready(false);
                 }
             }
+            round.observe_duration();
             self.reap(&mut state).await;
             self.metrics.leases_owned.set(gauge(state.running.len()));
             self.metrics.oldest_unpublished_record_age_seconds.set(
@@ -390,57 +419,61 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         &self,
         actions: Vec<LeaseAction>,
         leases: &[Lease],
+        workers: &[WorkerRecord],
         routers: &HashMap<String, Arc<Router>>,
         state: &mut State,
         token: &CancellationToken,
     ) {
         for action in actions {
             match action {
-                LeaseAction::Take(observed) => match self.leases.take(&observed, &self.owner).await
-                {
-                    Ok(lease) => {
-                        self.metrics
-                            .lease_events
-                            .with_label_values(&["taken"])
-                            .inc();
-                        info!(shard.id = %lease.shard_id, stream.arn = %lease.stream_arn, previous_owner = ?observed.owner.as_ref().map(|o| o.0.as_str()), "Lease taken.");
-                        self.spawn(lease, routers, state, token);
-                    }
-                    Err(LeaseError::LeaseLost { .. }) => {
-                        debug!(shard.id = %observed.shard_id, "A peer took the lease first.");
-                    }
-                    Err(e) => warn!(error = %e, "Taking a lease failed."),
-                },
-                LeaseAction::Renew(key) => {
-                    if state.shedding.contains(&key) {
-                        continue; // being handed over: keep it alive until released
-                    }
-                    let timer = self.metrics.lease_renewal_duration_seconds.start_timer();
-                    let renewed = self.leases.renew(&key, &self.owner).await;
-                    timer.observe_duration();
-                    match renewed {
-                        Ok(()) => {
-                            if !state.running.contains_key(&key) {
-                                // Ours but not being read (its reader stopped): read it again.
-                                if let Some(lease) = leases.iter().find(|l| l.key == key) {
-                                    self.spawn(lease.clone(), routers, state, token);
-                                }
+                LeaseAction::Take(observed) => {
+                    let now = Instant::now();
+                    let previous = previous_owner(
+                        &observed,
+                        workers,
+                        &state.observations,
+                        now,
+                        self.settings.lease_duration,
+                    );
+                    let heartbeat_still = observed.owner.as_ref().and_then(|o| {
+                        let w = workers.iter().find(|w| &w.id == o)?;
+                        state.observations.still_for(&w.id.0, w.counter, now)
+                    });
+                    let counter_still =
+                        state
+                            .observations
+                            .still_for(&observed.key.0, observed.counter, now);
+                    match self.leases.take(&observed, &self.owner).await {
+                        Ok(lease) => {
+                            LeaseEvent::Taken {
+                                lease: &lease,
+                                previous_owner: observed.owner.as_ref(),
+                                previous,
+                                counter_still,
+                                heartbeat_still,
                             }
+                            .emit(&self.metrics);
+                            state.held.hold(&lease.key);
+                            self.spawn(lease, routers, state, token);
                         }
                         Err(LeaseError::LeaseLost { .. }) => {
-                            self.metrics.lease_events.with_label_values(&["lost"]).inc();
-                            info!(lease = %key, "Lease lost to a peer; stopping its reader.");
-                            if let Some(r) = state.running.get(&key) {
-                                r.token.cancel();
-                            }
+                            debug!(shard.id = %observed.shard_id, "A peer took the lease first.");
                         }
                         Err(e) => {
-                            self.lease_table_error("renew", &e);
-                            self.metrics
-                                .lease_events
-                                .with_label_values(&["renew_failed"])
-                                .inc();
-                            warn!(error = %e, lease = %key, "Renewing a lease failed.");
+                            self.lease_table_error("take", &e);
+                            warn!(error = %e, "Taking a lease failed.");
+                        }
+                    }
+                }
+                LeaseAction::Renew(key) => {
+                    // Ours in the table: the keeper renews it; read it if nothing does.
+                    state.held.hold(&key);
+                    if state.shedding.contains(&key) || state.running.contains_key(&key) {
+                        continue;
+                    }
+                    if state.held.may_read(&key) {
+                        if let Some(lease) = leases.iter().find(|l| l.key == key) {
+                            self.spawn(lease.clone(), routers, state, token);
                         }
                     }
                 }
@@ -457,10 +490,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     }
                     match self.leases.release(&key, &self.owner).await {
                         Ok(()) => {
-                            self.metrics
-                                .lease_events
-                                .with_label_values(&["released"])
-                                .inc();
+                            LeaseEvent::Released { key: &key }.emit(&self.metrics);
+                            state.held.forget(&key);
                         }
                         Err(e) => {
                             debug!(error = %e, lease = %key, "Releasing a finished lease failed.")
@@ -499,6 +530,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             token: child.clone(),
         };
         let handle = tokio::spawn(worker.run().instrument(span));
+        state.held.reading(&key, child.clone());
         state.running.insert(
             key,
             Running {
@@ -525,14 +557,16 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             match r.handle.await {
                 Ok(WorkerExit::Cancelled) if shed => {
                     match self.leases.release(&key, &self.owner).await {
-                        Ok(()) => {
-                            self.metrics.lease_events.with_label_values(&["shed"]).inc();
-                            info!(lease = %key, "Lease shed: checkpointed and released for a peer.");
-                        }
+                        Ok(()) => LeaseEvent::Shed { key: &key }.emit(&self.metrics),
                         Err(e) => {
                             warn!(error = %e, lease = %key, "Releasing a shed lease failed; it expires instead.")
                         }
                     }
+                    state.held.forget(&key);
+                }
+                Ok(WorkerExit::LeaseLost) => {
+                    debug!(lease = %key, "Shard reader stopped: the lease is a peer's now.");
+                    state.held.forget(&key);
                 }
                 Ok(exit) => debug!(lease = %key, ?exit, "Shard reader finished."),
                 Err(e) => {
@@ -554,26 +588,31 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         for r in state.running.values() {
             r.token.cancel();
         }
+        let mut lost = HashSet::new();
         for (key, r) in state.running {
-            let exit = match r.handle.await {
-                Ok(exit) => exit,
+            match r.handle.await {
+                Ok(WorkerExit::LeaseLost) => {
+                    lost.insert(key);
+                }
+                Ok(_) => {}
                 Err(e) => {
                     error!(lease = %key, error = %e, "Shard reader panicked during shutdown.");
                     self.health.fail();
-                    continue;
                 }
-            };
-            if exit == WorkerExit::LeaseLost {
+            }
+        }
+        // Every lease we hold, read or not (a fenced lease's reader is already stopped).
+        for key in state.held.all() {
+            state.held.forget(&key);
+            if lost.contains(&key) {
                 continue;
             }
             match self.leases.release(&key, &self.owner).await {
                 Ok(()) => {
                     released += 1;
-                    self.metrics
-                        .lease_events
-                        .with_label_values(&["released"])
-                        .inc();
+                    LeaseEvent::Released { key: &key }.emit(&self.metrics);
                 }
+                Err(LeaseError::LeaseLost { .. }) => {}
                 Err(e) => {
                     warn!(error = %e, lease = %key, "Releasing a lease failed; a peer takes it after it expires.")
                 }

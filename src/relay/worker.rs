@@ -145,6 +145,12 @@ struct Progress {
     /// The last record the watermark passed.
     watermark: Option<SequenceNumber>,
     written: Option<SequenceNumber>,
+    /// Records the watermark passed that no written checkpoint covers yet: they count
+    /// against the read-ahead, so a slow lease table slows reading instead of letting the
+    /// re-sends after a crash grow.
+    unwritten: usize,
+    /// `unwritten` when the checkpoint being written was sent (what its success covers).
+    covering: usize,
     /// The watermark passed a page's end since the last write.
     page_end: bool,
     last_write: Instant,
@@ -206,6 +212,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         let mut progress = Progress {
             watermark: None,
             written: None,
+            unwritten: 0,
+            covering: 0,
             page_end: false,
             last_write: Instant::now(),
         };
@@ -282,6 +290,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                         Some(Box::pin(
                             async move { leases.checkpoint(key, owner, &c).await },
                         ));
+                    progress.covering = progress.unwritten;
                     writing = Some(checkpoint);
                 }
             }
@@ -298,10 +307,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
 
             // Read ahead while the window has room.
             if reading.is_none() && !stopping && !ended {
-                let room = schedule.held_records() + settings.max_records_per_poll
-                    <= settings.read_ahead_records
-                    && schedule.held_bytes() + MAX_PAGE_BYTES
-                        <= settings.read_ahead_bytes.max(MAX_PAGE_BYTES);
+                let room =
+                    schedule.held_records() + progress.unwritten + settings.max_records_per_poll
+                        <= settings.read_ahead_records
+                        && schedule.held_bytes() + MAX_PAGE_BYTES
+                            <= settings.read_ahead_bytes.max(MAX_PAGE_BYTES);
                 if room {
                     if let Some(mut r) = reader_home.take() {
                         reading = Some(Box::pin(async move {
@@ -349,6 +359,9 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                                         progress.page_end = false;
                                     }
                                     progress.written = Some(s);
+                                    progress.unwritten -=
+                                        progress.covering.min(progress.unwritten);
+                                    progress.covering = 0;
                                 }
                                 Checkpoint::ShardEnd => {
                                     info!("Shard ended and fully relayed.");
@@ -403,6 +416,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             if let Some(passed) = schedule.advance() {
                 progress.watermark = Some(passed.record.sequence_number);
                 progress.page_end |= passed.page_end;
+                progress.unwritten += passed.count;
             }
         }
     }

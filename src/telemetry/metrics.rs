@@ -15,6 +15,9 @@ const CALL_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets for a coordination round (a scan of the lease table and the writes it plans).
+const ROUND_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
 /// Every metric the relay exports, registered in its own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -70,6 +73,14 @@ pub struct Metrics {
     pub lease_table_errors: IntCounterVec,
     /// Duration of lease renewals (a slow lease table delays failover detection).
     pub lease_renewal_duration_seconds: Histogram,
+    /// Duration of a whole coordination round (scan, discovery, plan, takes, sheds).
+    pub lease_round_duration_seconds: Histogram,
+    /// Seconds since the oldest successful renewal among owned leases (0 with none): close
+    /// to `lease_duration` means the owner may soon stop reading those shards.
+    pub lease_renewal_age_seconds: prometheus::Gauge,
+    /// Leases taken, by what the previous owner looked like: `none` (free), `dead`
+    /// (counter and heartbeat stood still), `alive` (should stay 0).
+    pub leases_taken: IntCounterVec,
 }
 
 impl Metrics {
@@ -116,6 +127,14 @@ impl Metrics {
                 .expect("metric registered once");
             g
         };
+        let float_gauge = |name: &str, help: &str| {
+            note(name);
+            let g = prometheus::Gauge::new(name, help).expect("static metric definition is valid");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
         let mut metrics = Self {
             records_read: counter(
                 "outbox_relay_records_read_total",
@@ -144,18 +163,10 @@ impl Metrics {
                 "outbox_relay_publish_in_flight_batches",
                 "PutEvents batches being published (sent or awaiting retry).",
             ),
-            oldest_unpublished_record_age_seconds: {
-                note("outbox_relay_oldest_unpublished_record_age_seconds");
-                let g = prometheus::Gauge::new(
-                    "outbox_relay_oldest_unpublished_record_age_seconds",
-                    "Age of the oldest record read but not yet fully handled (0 when none).",
-                )
-                .expect("static metric definition is valid");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+            oldest_unpublished_record_age_seconds: float_gauge(
+                "outbox_relay_oldest_unpublished_record_age_seconds",
+                "Age of the oldest record read but not yet fully handled (0 when none).",
+            ),
             dead_letter_write_errors: counter_vec(
                 "outbox_relay_dead_letter_write_errors_total",
                 "Failed dead-letter writes (retried; the checkpoint waits), by error code.",
@@ -239,6 +250,20 @@ impl Metrics {
                 "outbox_relay_lease_renewal_duration_seconds",
                 "Duration of lease renewals.",
                 CALL_BUCKETS,
+            ),
+            lease_round_duration_seconds: histogram(
+                "outbox_relay_lease_round_duration_seconds",
+                "Duration of a whole lease coordination round.",
+                ROUND_BUCKETS,
+            ),
+            lease_renewal_age_seconds: float_gauge(
+                "outbox_relay_lease_renewal_age_seconds",
+                "Seconds since the oldest successful renewal among owned leases.",
+            ),
+            leases_taken: counter_vec(
+                "outbox_relay_leases_taken_total",
+                "Leases taken, by what the previous owner looked like (none, dead, alive).",
+                &["previous_owner"],
             ),
             registry,
             names: Vec::new(),

@@ -2,12 +2,14 @@
 
 mod health;
 mod http;
+mod lease_events;
 mod logs;
 mod metrics;
 mod pending;
 
 pub use health::Health;
 pub use http::serve;
+pub use lease_events::LeaseEvent;
 pub use logs::init as init_logs;
 pub use metrics::Metrics;
 pub use pending::PendingRecords;

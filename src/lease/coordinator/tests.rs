@@ -97,6 +97,47 @@ async fn a_lease_of_another_worker_is_taken_only_after_its_counter_stood_still()
     );
 }
 
+/// Issue #17: live replicas must not trade leases. A lease whose renewals are late (its
+/// counter stands still) but whose owner's heartbeat moves stays with its owner; once the
+/// heartbeat stands still too, the owner is dead and the lease is taken.
+#[tokio::test(start_paused = true)]
+async fn a_late_owner_whose_heartbeat_moves_keeps_its_lease() {
+    let held = [lease("a", Some("slow"), 5, Checkpoint::TrimHorizon)];
+    let mut obs = LeaseObservations::default();
+    let mut heartbeat = 1;
+    obs.observe(&held, &[worker("slow", heartbeat)], Instant::now());
+    for _ in 0..10 {
+        tokio::time::advance(D).await;
+        heartbeat += 1;
+        let workers = [worker("slow", heartbeat)];
+        obs.observe(&held, &workers, Instant::now());
+        assert_eq!(
+            previous_owner(&held[0], &workers, &obs, Instant::now(), D),
+            PreviousOwner::Holding
+        );
+        assert!(
+            takes(&plan(&held, &workers, &me("me"), &obs, Instant::now(), D)).is_empty(),
+            "a live owner's lease is not taken, however late its renewals"
+        );
+    }
+    // The heartbeat stops: after lease_duration the owner is dead.
+    let workers = [worker("slow", heartbeat)];
+    tokio::time::advance(D).await;
+    obs.observe(&held, &workers, Instant::now());
+    assert_eq!(
+        previous_owner(&held[0], &workers, &obs, Instant::now(), D),
+        PreviousOwner::Dead
+    );
+    assert_eq!(
+        takes(&plan(&held, &workers, &me("me"), &obs, Instant::now(), D)),
+        vec!["a"]
+    );
+    assert_eq!(
+        obs.still_for(&held[0].key.0, 5, Instant::now()),
+        Some(D * 11)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dead_workers_registry_item_stops_counting_towards_the_fair_share() {
     let leases: Vec<_> = (0..4)

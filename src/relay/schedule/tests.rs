@@ -70,7 +70,8 @@ async fn per_key_batches_take_one_entry_per_key_and_wait_for_the_keys_head() {
         s.advance(),
         Some(Passed {
             record: 0,
-            page_end: false
+            page_end: false,
+            count: 1,
         })
     );
     let next = s.next_batch(later, 10, 1000).expect("a's second entry");
@@ -83,7 +84,8 @@ async fn per_key_batches_take_one_entry_per_key_and_wait_for_the_keys_head() {
         s.advance(),
         Some(Passed {
             record: 3,
-            page_end: true
+            page_end: true,
+            count: 3,
         })
     );
     assert!(s.is_empty());
@@ -134,7 +136,8 @@ async fn strict_order_retries_a_batch_before_the_next_and_never_mixes_pages() {
         s.advance(),
         Some(Passed {
             record: 2,
-            page_end: true
+            page_end: true,
+            count: 3,
         })
     );
     let b3 = s.next_batch(at, 4, 1000).expect("page 1");
@@ -228,7 +231,8 @@ async fn poison_entries_are_dead_lettered_at_once_and_records_without_entries_pa
         s.advance(),
         Some(Passed {
             record: 1,
-            page_end: true
+            page_end: true,
+            count: 2,
         })
     );
 }

@@ -25,6 +25,7 @@ use crate::stream::{
 };
 use crate::telemetry::Metrics;
 
+mod keeper;
 mod resharding;
 mod scale;
 
@@ -37,6 +38,8 @@ struct FakeSource {
     positions: Mutex<Vec<IteratorPosition>>,
     /// Errors the next GetRecords calls return, in order.
     read_errors: Mutex<Vec<SourceError>>,
+    /// Records handed out by GetRecords so far.
+    handed_out: AtomicUsize,
 }
 
 impl FakeSource {
@@ -68,6 +71,7 @@ impl FakeSource {
             expire_once: AtomicBool::new(false),
             positions: Mutex::new(Vec::new()),
             read_errors: Mutex::new(Vec::new()),
+            handed_out: AtomicUsize::new(0),
         }
     }
 }
@@ -112,6 +116,7 @@ impl ShardSource for FakeSource {
             return Err(SourceError::IteratorExpired);
         }
         let end = (start + self.page).min(self.records.len());
+        self.handed_out.fetch_add(end - start, Ordering::SeqCst);
         Ok(RecordsPage {
             records: self.records[start..end].to_vec(),
             next_iterator: (end < self.records.len()).then(|| end.to_string()),
@@ -297,6 +302,15 @@ pub(super) struct FakeLeases {
     workers: Mutex<HashMap<WorkerId, u64>>,
     /// Every write (create, take, renew, checkpoint, release, reset, heartbeat).
     writes: AtomicUsize,
+    /// How long each renewal takes (a slow or throttled table).
+    renew_delay: Mutex<Duration>,
+    /// Renewals and heartbeats fail (`ProvisionedThroughputExceededException`) while set.
+    renew_failing: AtomicBool,
+    /// Renewals in flight now, and the most seen at once.
+    renewing: AtomicUsize,
+    renewing_peak: AtomicUsize,
+    /// Checkpoints fail (a lease table that cannot be written) while set.
+    checkpoint_failing: AtomicBool,
 }
 
 impl LeaseStore for FakeLeases {
@@ -340,6 +354,13 @@ impl LeaseStore for FakeLeases {
     }
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
+        if self.renew_failing.load(Ordering::SeqCst) {
+            return Err(LeaseError::CallFailed {
+                operation: "UpdateItem(heartbeat)",
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "throttled".into(),
+            });
+        }
         *self
             .workers
             .lock()
@@ -375,6 +396,18 @@ impl LeaseStore for FakeLeases {
         Ok(lease.clone())
     }
     async fn renew(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
+        let now = self.renewing.fetch_add(1, Ordering::SeqCst) + 1;
+        self.renewing_peak.fetch_max(now, Ordering::SeqCst);
+        let delay = *self.renew_delay.lock().expect("lock");
+        tokio::time::sleep(delay).await;
+        self.renewing.fetch_sub(1, Ordering::SeqCst);
+        if self.renew_failing.load(Ordering::SeqCst) {
+            return Err(LeaseError::CallFailed {
+                operation: "UpdateItem(renew)",
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "throttled".into(),
+            });
+        }
         self.owned(key, owner, |l| l.counter += 1)
     }
     async fn checkpoint(
@@ -383,6 +416,13 @@ impl LeaseStore for FakeLeases {
         owner: &WorkerId,
         checkpoint: &Checkpoint,
     ) -> Result<(), LeaseError> {
+        if self.checkpoint_failing.load(Ordering::SeqCst) {
+            return Err(LeaseError::CallFailed {
+                operation: "UpdateItem(checkpoint)",
+                code: "InternalServerError".into(),
+                message: "down".into(),
+            });
+        }
         self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())?;
         self.log
             .lock()
@@ -773,6 +813,40 @@ async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
         ),
         "{text}"
     );
+}
+
+/// Issue #17: a lease table that cannot take checkpoints slows reading. Records published but
+/// not covered by a written checkpoint count against the read-ahead, so the worker stops
+/// reading (and publishing) instead of piling up work a crash would re-send.
+#[tokio::test(start_paused = true)]
+async fn a_lease_table_that_takes_no_checkpoint_stops_reading_ahead() {
+    let s = setup(5_000, 100, Behaviour::AcceptAll, None);
+    s.leases.checkpoint_failing.store(true, Ordering::SeqCst);
+    let w = worker_with(&s, |w| {
+        w.max_records_per_poll = 100;
+        w.read_ahead_records = 300;
+        w.max_in_flight = 4;
+    });
+    let run = tokio::spawn(w.run());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let read = s.source.handed_out.load(Ordering::SeqCst);
+    assert!(
+        read <= 300,
+        "read {read} records with no checkpoint written"
+    );
+    assert_eq!(
+        accepted_numbers(&s).len(),
+        read,
+        "what was read was published"
+    );
+    // The table recovers: the checkpoint lands and the shard is relayed to its end.
+    s.leases.checkpoint_failing.store(false, Ordering::SeqCst);
+    let exit = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("finishes once checkpoints are written")
+        .expect("no panic");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s).len(), 5_000);
 }
 
 /// The log's events, parsed: what the fakes saw, in the order they saw it.

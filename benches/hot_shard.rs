@@ -1,0 +1,337 @@
+//! One hot shard through the whole process: the real release binary reads a shard that holds
+//! N outbox records and publishes them, with a fixed delay added to every AWS call as a real
+//! network round trip would. Events per second from one shard, CPU-seconds per 100k events and
+//! peak RSS, at 0, 30 and 60 ms of added delay.
+//!
+//! moto cannot serve this (its PutEvents takes ~20 ms of its own and it has one thread), so a
+//! fast local stand-in answers the two hot APIs, DynamoDB Streams (DescribeStream,
+//! GetShardIterator, GetRecords over pre-built records) and EventBridge PutEvents (counts the
+//! entries), behind the real SDK clients through `endpoint_url`. The lease table is moto's
+//! (calls forwarded, delayed the same way). Used only by this benchmark.
+//!
+//! ```sh
+//! export DEV_STACK_DIR=$PWD/target/bench-stack OUTBOX_RELAY_TEST_ENDPOINT=$(scripts/dev-stack up)
+//! cargo bench --bench hot_shard                    # this build
+//! OUTBOX_RELAY_BENCH_BASELINE=path/to/old/outbox-relay cargo bench --bench hot_shard
+//! ```
+//! `scripts/bench` does all of it, building the baseline from the commit before issue #13.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+const STREAM_ARN: &str =
+    "arn:aws:dynamodb:us-east-1:123456789012:table/Hot/stream/2026-01-01T00:00:00.000";
+const SHARD: &str = "shardId-00000001700000000000-hot00001";
+
+/// The stand-in's state: the shard's records, and when each PutEvents entry arrived.
+struct StandIn {
+    records: Vec<Value>,
+    delay: Duration,
+    moto: String,
+    http: reqwest::Client,
+    published: AtomicUsize,
+    /// (entries published so far, when) after every PutEvents call.
+    progress: Mutex<Vec<(usize, Instant)>>,
+}
+
+fn record(i: usize) -> Value {
+    let id = format!("evt-{i:08}");
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "eventID": format!("e{i}"),
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": created,
+            "Keys": {"pk": {"S": id}, "sk": {"S": "BookAdded"}},
+            "NewImage": {
+                "pk": {"S": id}, "sk": {"S": "BookAdded"}, "eventType": {"S": "BookAdded"},
+                "eventData": {"M": {
+                    "name": {"S": format!("Book {i}")},
+                    "authors": {"L": [{"S": "A. Author"}, {"S": "B. Author"}]},
+                    "year": {"N": "2019"},
+                    "aggregate": {"S": format!("agg-{}", i % 50)}
+                }},
+                "expiresAt": {"N": "1900000000"}
+            },
+            "SequenceNumber": format!("{}", 100_000_000 + i),
+            "SizeBytes": 180,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
+}
+
+fn answer(content_type: &'static str, body: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", content_type)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(state: Arc<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
+    tokio::time::sleep(state.delay).await;
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streams = "application/x-amz-json-1.0";
+    match target.as_str() {
+        "DynamoDBStreams_20120810.DescribeStream" => answer(
+            streams,
+            &json!({"StreamDescription": {
+                "StreamArn": STREAM_ARN, "StreamLabel": "2026-01-01T00:00:00.000",
+                "StreamStatus": "ENABLED", "StreamViewType": "NEW_AND_OLD_IMAGES",
+                "TableName": "Hot",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "Shards": [{"ShardId": SHARD, "SequenceNumberRange": {"StartingSequenceNumber": "100000000"}}]
+            }}),
+        ),
+        "DynamoDBStreams_20120810.GetShardIterator" => {
+            let start = match request["ShardIteratorType"].as_str() {
+                Some("AFTER_SEQUENCE_NUMBER") => request["SequenceNumber"]
+                    .as_str()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .map_or(0, |s| s - 100_000_000 + 1),
+                Some("LATEST") => state.records.len(),
+                _ => 0,
+            };
+            answer(streams, &json!({"ShardIterator": format!("it-{start}")}))
+        }
+        "DynamoDBStreams_20120810.GetRecords" => {
+            let start: usize = request["ShardIterator"]
+                .as_str()
+                .and_then(|s| s.strip_prefix("it-"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let limit = request["Limit"].as_u64().map_or(1000, |l| l as usize);
+            let end = (start + limit).min(state.records.len());
+            answer(
+                streams,
+                &json!({"Records": &state.records[start.min(end)..end],
+                        "NextShardIterator": format!("it-{end}")}),
+            )
+        }
+        "AWSEvents.PutEvents" => {
+            let n = request["Entries"].as_array().map_or(0, Vec::len);
+            let total = state.published.fetch_add(n, Ordering::SeqCst) + n;
+            state
+                .progress
+                .lock()
+                .expect("lock")
+                .push((total, Instant::now()));
+            let entries: Vec<Value> = (0..n)
+                .map(|i| json!({"EventId": format!("id-{total}-{i}")}))
+                .collect();
+            answer(
+                "application/x-amz-json-1.1",
+                &json!({"FailedEntryCount": 0, "Entries": entries}),
+            )
+        }
+        // The lease table: moto's.
+        _ => {
+            let mut forward = state.http.post(&state.moto).body(body.to_vec());
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    forward = forward.header(name, value);
+                }
+            }
+            match forward.send().await {
+                Ok(r) => {
+                    let status = StatusCode::from_u16(r.status().as_u16())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let content_type = r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("application/x-amz-json-1.0")
+                        .to_owned();
+                    let bytes = r.bytes().await.unwrap_or_default();
+                    (status, [("content-type", content_type)], bytes).into_response()
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    }
+}
+
+/// One run's figures.
+struct Figures {
+    events_per_sec: f64,
+    cpu_secs_per_100k: f64,
+    peak_rss_mib: f64,
+}
+
+fn proc_cpu_secs(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/PID/stat: user and system time in clock ticks (USER_HZ, 100).
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024.0)
+        })
+        .unwrap_or(0.0)
+}
+
+async fn run(binary: &str, delay: Duration, records: usize, moto: &str) -> Figures {
+    let state = Arc::new(StandIn {
+        records: (0..records).map(record).collect(),
+        delay,
+        moto: moto.to_owned(),
+        http: reqwest::Client::new(),
+        published: AtomicUsize::new(0),
+        progress: Mutex::new(Vec::new()),
+    });
+    let app = axum::Router::new().fallback({
+        let state = Arc::clone(&state);
+        move |headers: HeaderMap, body: Bytes| handle(Arc::clone(&state), headers, body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("hot.toml");
+    let lease_table = format!("bench-leases-{:08x}", rand::random::<u32>());
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+[source]
+stream_arn = "{STREAM_ARN}"
+event_id_attribute = "pk"
+[leases]
+table_name = "{lease_table}"
+[[routes]]
+name = "book-added"
+filters = ['{{"eventName": ["INSERT"]}}']
+event_bus_name = "bus"
+source = "OutboxDemo.Books"
+detail_type = "BookAdded"
+unmarshall = "NewImage"
+[http]
+listen = "127.0.0.1:0"
+[log]
+level = "warn"
+"#
+        ),
+    )
+    .expect("write config");
+    let mut child: Child = Command::new(binary)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the relay");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while state.published.load(Ordering::SeqCst) < records {
+        assert!(
+            Instant::now() < deadline,
+            "{binary}: not done in 10 minutes"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{binary} exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = proc_cpu_secs(pid);
+    let rss = peak_rss_mib(pid);
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = child.wait();
+    server.abort();
+    // The steady rate: from the call that passed 10 % of the records to the last one.
+    let progress = state.progress.lock().expect("lock").clone();
+    let from = progress
+        .iter()
+        .find(|(n, _)| *n >= records / 10)
+        .copied()
+        .expect("progress");
+    let to = *progress.last().expect("progress");
+    let secs = to.1.duration_since(from.1).as_secs_f64().max(1e-6);
+    #[allow(clippy::cast_precision_loss)]
+    let events_per_sec = (to.0 - from.0) as f64 / secs;
+    #[allow(clippy::cast_precision_loss)]
+    let cpu_secs_per_100k = cpu * 100_000.0 / records as f64;
+    Figures {
+        events_per_sec,
+        cpu_secs_per_100k,
+        peak_rss_mib: rss,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` builds this but must not run it.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let Ok(moto) = std::env::var("OUTBOX_RELAY_TEST_ENDPOINT") else {
+        eprintln!("hot_shard: set OUTBOX_RELAY_TEST_ENDPOINT (scripts/dev-stack up); skipped");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut builds = vec![(
+        "this build",
+        env!("CARGO_BIN_EXE_outbox-relay").to_owned(),
+        20_000,
+    )];
+    if let Ok(baseline) = std::env::var("OUTBOX_RELAY_BENCH_BASELINE") {
+        builds.insert(0, ("baseline", baseline, 3_000));
+    }
+    println!("| build | added delay | records | events/s (one shard) | CPU s per 100k events | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    for (name, binary, records) in &builds {
+        for delay_ms in [0, 30, 60] {
+            let f = runtime.block_on(run(
+                binary,
+                Duration::from_millis(delay_ms),
+                *records,
+                &moto,
+            ));
+            println!(
+                "| {name} | {delay_ms} ms | {records} | {:.0} | {:.2} | {:.1} MiB |",
+                f.events_per_sec, f.cpu_secs_per_100k, f.peak_rss_mib
+            );
+        }
+    }
+}
