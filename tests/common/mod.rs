@@ -341,6 +341,43 @@ grace = "10s"
         id
     }
 
+    /// Writes `n` outbox rows into `table` with PutItem (no book, no transaction: moto's
+    /// TransactWriteItems copies the whole table per call, too slow for thousands of rows);
+    /// returns their event ids. Rows are numbered with the others (`eventData.seq`).
+    pub async fn put_rows(&mut self, table: &str, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let seq = self.written.len();
+            let id = format!("evt-{seq:05}-{:08x}", rand::random::<u32>());
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis();
+            let data = HashMap::from([
+                ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
+                ("seq".to_owned(), AttributeValue::N(seq.to_string())),
+                ("writtenAtMs".to_owned(), AttributeValue::N(now_ms.to_string())),
+                (
+                    "aggregate".to_owned(),
+                    AttributeValue::S(format!("agg-{}", seq % AGGREGATES)),
+                ),
+            ]);
+            self.ddb
+                .put_item()
+                .table_name(table)
+                .item("pk", AttributeValue::S(id.clone()))
+                .item("sk", AttributeValue::S("BookAdded".into()))
+                .item("eventType", AttributeValue::S("BookAdded".into()))
+                .item("eventData", AttributeValue::M(data))
+                .send()
+                .await
+                .expect("put outbox row");
+            self.written.push(id.clone());
+            ids.push(id);
+        }
+        ids
+    }
+
     /// A new SQS queue; returns its URL.
     pub async fn queue(&self, prefix: &str) -> String {
         self.sqs
@@ -558,7 +595,10 @@ impl Relay {
     pub fn start_with_env(config: &Path, endpoint: &str, env: &[(&str, &str)]) -> Self {
         let log = config.with_extension(format!("{:08x}.log", rand::random::<u32>()));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        // A measurement may run another build (the baseline of BENCHMARKS.md) instead.
+        let binary = std::env::var("OUTBOX_RELAY_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_outbox-relay").to_owned());
+        let child = Command::new(binary)
             .args(["run", "--config"])
             .arg(config)
             .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)

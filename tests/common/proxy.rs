@@ -6,6 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -57,6 +60,59 @@ impl Proxy {
         Self {
             endpoint,
             cut,
+            generation,
+            task,
+        }
+    }
+
+    /// Listens on a free loopback port and forwards to `upstream`, holding every chunk the
+    /// client sends (in practice, every HTTP request) for a random time in `0..max_delay`.
+    /// Answers flow back at once.
+    pub async fn delaying(upstream: &str, max_delay: Duration) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("http endpoint")
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (generation, _) = watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upward = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match client_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let wait = max_delay.mul_f64(rand::random::<f64>());
+                            tokio::time::sleep(wait).await;
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let downward = tokio::io::copy(&mut server_read, &mut client_write);
+                    tokio::select! {
+                        () = upward => {}
+                        _ = downward => {}
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            cut: Arc::new(AtomicBool::new(false)),
             generation,
             task,
         }
