@@ -15,5 +15,3 @@ pub use worker::{WorkerExit, WorkerSettings};
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod throughput;

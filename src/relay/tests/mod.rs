@@ -28,6 +28,7 @@ use crate::telemetry::Metrics;
 mod keeper;
 mod resharding;
 mod scale;
+mod throughput;
 
 /// A closed shard of `n` records, served `page` at a time; the first iterator past the start
 /// expires once when `expire_once` is set.

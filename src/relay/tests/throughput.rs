@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::worker::{Worker, WorkerExit, WorkerSettings};
+use crate::relay::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
 use crate::pipeline::Entry;
