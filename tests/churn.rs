@@ -115,7 +115,7 @@ async fn churn(
             last_kill = Instant::now();
             next_kill += Duration::from_secs(4);
         }
-        received.extend(f.receive_batch(0).await);
+        received.extend(f.receive_batch(1).await);
         if now.as_secs() >= next_sample {
             let (seen, dups) = distinct(&received);
             timeline.push((now.as_secs(), seen.len(), dups));
@@ -134,7 +134,7 @@ async fn churn(
     // rounds. From then on, no lease moves.
     let balanced_at = last_kill + LEASE_DURATION * 3;
     while Instant::now() < balanced_at {
-        received.extend(f.receive_batch(0).await);
+        received.extend(f.receive_batch(1).await);
     }
     let before = total_takes(&relays);
     let calm_until = Instant::now() + calm_for;
@@ -185,7 +185,10 @@ async fn crash_churn_then_calm_delivers_every_row_and_live_replicas_stop_moving_
     .await;
     report("ci", &c);
     assert!(c.complete, "every row delivered");
-    assert_eq!(c.takes_after_balance, 0, "no lease moves between live replicas");
+    assert_eq!(
+        c.takes_after_balance, 0,
+        "no lease moves between live replicas"
+    );
     assert_eq!(c.takes_from_live, 0, "no lease taken from a live owner");
     // A kill re-sends what its shards published past their last checkpoint: at most about a
     // checkpoint interval of the emulator's rate (~50 events/s) plus the calls in flight
@@ -226,7 +229,10 @@ async fn slow_lease_table(rows_per_table: usize, watch_for: Duration) -> (usize,
     let (tables, config) = three_tables(&f).await;
     let proxy = Proxy::delaying(&f.endpoint, Duration::from_secs(2)).await;
     let mut env = LEASE_ENV.to_vec();
-    env.push(("OUTBOX_RELAY__AWS__ENDPOINTS__DYNAMODB", proxy.endpoint.as_str()));
+    env.push((
+        "OUTBOX_RELAY__AWS__ENDPOINTS__DYNAMODB",
+        proxy.endpoint.as_str(),
+    ));
     let relays: Vec<Relay> = (0..3)
         .map(|_| Relay::start_with_env(&config, &f.endpoint, &env))
         .collect();
@@ -262,7 +268,10 @@ async fn slow_lease_table(rows_per_table: usize, watch_for: Duration) -> (usize,
     }
     let after = total_takes(&relays);
     let (seen, dups) = distinct(&received);
-    assert!(ids.iter().all(|id| seen.contains(id)), "every row delivered");
+    assert!(
+        ids.iter().all(|id| seen.contains(id)),
+        "every row delivered"
+    );
     drop(proxy);
     (after.0 - before.0, after.1, dups)
 }

@@ -356,7 +356,10 @@ grace = "10s"
             let data = HashMap::from([
                 ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
                 ("seq".to_owned(), AttributeValue::N(seq.to_string())),
-                ("writtenAtMs".to_owned(), AttributeValue::N(now_ms.to_string())),
+                (
+                    "writtenAtMs".to_owned(),
+                    AttributeValue::N(now_ms.to_string()),
+                ),
                 (
                     "aggregate".to_owned(),
                     AttributeValue::S(format!("agg-{}", seq % AGGREGATES)),

@@ -146,6 +146,8 @@ pub(super) enum Behaviour {
     /// As `Random`, and entries whose `n` the seed picks (about 1 in 8) are rejected for
     /// good (`MalformedDetail`) whenever they are sent.
     RandomWithPoison(u64),
+    /// Accept everything and only count entries (no parsing: for measurements).
+    CountOnly,
 }
 
 /// A small deterministic hash (splitmix64) for the random schedule.
@@ -161,6 +163,8 @@ pub(super) struct FakePublisher {
     accepted: Mutex<Vec<u64>>,
     /// Where acceptances are logged beside checkpoints and dead letters, when set.
     log: Option<EventLog>,
+    /// Entries accepted under `CountOnly`.
+    pub(super) counted: AtomicUsize,
     attempts: Mutex<HashMap<u64, usize>>,
     calls: AtomicUsize,
     behaviour: Behaviour,
@@ -172,6 +176,7 @@ impl FakePublisher {
         Self {
             accepted: Mutex::new(Vec::new()),
             log: None,
+            counted: AtomicUsize::new(0),
             attempts: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
             behaviour,
@@ -189,6 +194,10 @@ impl EventPublisher for FakePublisher {
             }
         }
         assert!(entries.len() <= 10, "PutEvents limit");
+        if let Behaviour::CountOnly = self.behaviour {
+            self.counted.fetch_add(entries.len(), Ordering::Relaxed);
+            return Ok(PutOutcome::default());
+        }
         let numbers: Vec<u64> = entries
             .iter()
             .map(|e| {
@@ -263,8 +272,9 @@ impl EventPublisher for FakePublisher {
 pub(super) type EventLog = Arc<Mutex<Vec<String>>>;
 
 /// A dead-letter sink that fails its first `fail_first` sends.
+#[derive(Default)]
 pub(super) struct FakeDeadLetters {
-    stored: Mutex<Vec<DeadLetter>>,
+    pub(super) stored: Mutex<Vec<DeadLetter>>,
     fail_first: AtomicUsize,
     log: EventLog,
 }
@@ -312,6 +322,8 @@ pub(super) struct FakeLeases {
     renewing_peak: AtomicUsize,
     /// Checkpoints fail (a lease table that cannot be written) while set.
     checkpoint_failing: AtomicBool,
+    /// Every checkpoint written, with when, per lease.
+    pub(super) checkpointed_at: Mutex<HashMap<LeaseKey, Vec<(Checkpoint, tokio::time::Instant)>>>,
 }
 
 impl LeaseStore for FakeLeases {
@@ -425,6 +437,12 @@ impl LeaseStore for FakeLeases {
             });
         }
         self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())?;
+        self.checkpointed_at
+            .lock()
+            .expect("lock")
+            .entry(key.clone())
+            .or_default()
+            .push((checkpoint.clone(), tokio::time::Instant::now()));
         self.log
             .lock()
             .expect("lock")
@@ -437,6 +455,14 @@ impl LeaseStore for FakeLeases {
 }
 
 impl FakeLeases {
+    /// Adds `lease` to the table.
+    pub(super) fn insert(&self, lease: Lease) {
+        self.leases
+            .lock()
+            .expect("lock")
+            .insert(lease.key.clone(), lease);
+    }
+
     fn owned(
         &self,
         key: &LeaseKey,

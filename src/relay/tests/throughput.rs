@@ -4,20 +4,17 @@
 //! records the figures.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::relay::worker::{Worker, WorkerExit, WorkerSettings};
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
 use crate::config::Config;
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
-use crate::pipeline::Entry;
-use crate::publish::{
-    DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
-};
+use crate::lease::{Checkpoint, Lease, LeaseKey, WorkerId};
+use crate::relay::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::stream::{
     IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
     StreamRecord,
@@ -63,76 +60,6 @@ impl ShardSource for Source {
             records: page,
             next_iterator: (end < records.len()).then(|| format!("{shard}:{end}")),
         })
-    }
-}
-
-/// Accepts everything, counting entries.
-struct Publisher(AtomicUsize);
-
-impl EventPublisher for Publisher {
-    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
-        self.0.fetch_add(entries.len(), Ordering::Relaxed);
-        Ok(PutOutcome::default())
-    }
-}
-
-/// Records when each checkpoint was written.
-struct Leases {
-    written_at: Mutex<HashMap<(String, String), Instant>>,
-}
-
-impl LeaseStore for Leases {
-    async fn ensure_table(&self) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn snapshot(&self) -> Result<crate::lease::LeaseSnapshot, LeaseError> {
-        Ok(crate::lease::LeaseSnapshot::default())
-    }
-    async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn delete(&self, _: &Lease) -> Result<bool, LeaseError> {
-        Ok(true)
-    }
-    async fn heartbeat(&self, _: &WorkerId) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn deregister(&self, _: &WorkerId) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn create(&self, _: &Lease) -> Result<bool, LeaseError> {
-        Ok(true)
-    }
-    async fn take(&self, observed: &Lease, _: &WorkerId) -> Result<Lease, LeaseError> {
-        Ok(observed.clone())
-    }
-    async fn renew(&self, _: &LeaseKey, _: &WorkerId) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn checkpoint(
-        &self,
-        key: &LeaseKey,
-        _: &WorkerId,
-        c: &Checkpoint,
-    ) -> Result<(), LeaseError> {
-        if let Checkpoint::Sequence(seq) = c {
-            self.written_at
-                .lock()
-                .expect("lock")
-                .insert((key.0.clone(), seq.as_str().to_owned()), Instant::now());
-        }
-        Ok(())
-    }
-    async fn release(&self, _: &LeaseKey, _: &WorkerId) -> Result<(), LeaseError> {
-        Ok(())
-    }
-}
-
-struct NoDeadLetters;
-
-impl DeadLetterSink for NoDeadLetters {
-    async fn send(&self, _: &DeadLetter) -> Result<(), DeadLetterError> {
-        panic!("nothing should be dead-lettered in the throughput run")
     }
 }
 
@@ -183,10 +110,9 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         page: 1000,
         read_at: Mutex::new(HashMap::new()),
     });
-    let publisher = Arc::new(Publisher(AtomicUsize::new(0)));
-    let leases = Arc::new(Leases {
-        written_at: Mutex::new(HashMap::new()),
-    });
+    let publisher = Arc::new(FakePublisher::new(Behaviour::CountOnly, None));
+    let leases = Arc::new(FakeLeases::default());
+    let dead_letters = Arc::new(FakeDeadLetters::default());
     let settings = Arc::new(WorkerSettings {
         poll_interval: Duration::from_millis(250),
         busy_poll_interval: Duration::ZERO,
@@ -204,28 +130,30 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         let mut tasks = Vec::new();
         for s in 0..shards {
             let key = LeaseKey(format!("shard-{s}"));
+            let lease = Lease {
+                key: key.clone(),
+                stream_arn: "arn:s".into(),
+                shard_id: ShardId(key.0.clone()),
+                owner: Some(WorkerId("bench".into())),
+                counter: 1,
+                checkpoint: Checkpoint::TrimHorizon,
+                parent_shard_id: None,
+                owner_switches_since_checkpoint: 0,
+                updated_at: None,
+            };
+            leases.insert(lease.clone());
             let worker = Worker {
                 source: Arc::clone(&source),
                 publisher: Arc::clone(&publisher),
                 leases: Arc::clone(&leases),
-                dead_letters: Arc::new(NoDeadLetters),
+                dead_letters: Arc::clone(&dead_letters),
                 router: Arc::clone(&router),
                 metrics: Metrics::new(),
                 pending: PendingRecords::default(),
                 health: Health::new(Duration::from_secs(30)),
                 settings: Arc::clone(&settings),
                 owner: WorkerId("bench".into()),
-                lease: Lease {
-                    key: key.clone(),
-                    stream_arn: "arn:s".into(),
-                    shard_id: ShardId(key.0.clone()),
-                    owner: Some(WorkerId("bench".into())),
-                    counter: 1,
-                    checkpoint: Checkpoint::TrimHorizon,
-                    parent_shard_id: None,
-                    owner_switches_since_checkpoint: 0,
-                    updated_at: None,
-                },
+                lease,
                 token: CancellationToken::new(),
             };
             tasks.push(tokio::spawn(worker.run()));
@@ -235,12 +163,29 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         }
     });
     let elapsed = started.elapsed();
-    assert_eq!(publisher.0.load(Ordering::Relaxed), shards * per_shard);
+    assert_eq!(
+        publisher.counted.load(Ordering::Relaxed),
+        shards * per_shard
+    );
+    assert!(dead_letters.stored.lock().expect("lock").is_empty());
     let read_at = source.read_at.lock().expect("lock");
-    let written_at = leases.written_at.lock().expect("lock");
+    let written = leases.checkpointed_at.lock().expect("lock");
+    // Per page: from its answer to the first checkpoint at or past its last record (with
+    // pages read ahead, one checkpoint may cover several pages).
     let mut latencies: Vec<Duration> = read_at
         .iter()
-        .map(|(key, read)| written_at[key].duration_since(*read))
+        .map(|((shard, last), read)| {
+            let last = SequenceNumber::new(last.clone());
+            let (_, at) = written[&LeaseKey(shard.clone())]
+                .iter()
+                .find(|(c, _)| match c {
+                    Checkpoint::Sequence(s) => *s >= last,
+                    Checkpoint::ShardEnd => true,
+                    _ => false,
+                })
+                .expect("every page is checkpointed");
+            at.into_std().duration_since(*read)
+        })
         .collect();
     latencies.sort_unstable();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
