@@ -1,20 +1,29 @@
 //! Keeps this process's leases alive, apart from the coordination round: every
-//! `renew_interval`, the worker heartbeat and one renewal of every lease we hold, all at once
-//! (at most [`RENEW_CONCURRENCY`] calls), each with its own deadline well inside
-//! `lease_duration`. So renewals never wait behind each other, nor behind a scan of the lease
-//! table or discovery, and a slow lease table delays them by at most one deadline.
+//! `renew_interval`, the worker heartbeat and one renewal of every lease we hold, all sent at
+//! once (at most [`RENEW_CONCURRENCY`] calls in flight). So renewals never wait behind each
+//! other, nor behind a scan of the lease table or discovery. A round waits for its calls at
+//! most `min(renew_interval, lease_duration / 3)`; a slower call is not abandoned but left to
+//! finish, and still counts when it succeeds (its write bumped the counter peers watch), and
+//! no second call for the same lease is sent while one is in flight: a slow table gets no
+//! extra load from us. A checkpoint a reader writes bumps the counter too, so it counts as a
+//! renewal.
 //!
 //! It also watches what it cannot fix: a lease a peer now owns stops its reader. And since a
 //! peer takes a lease only when both its counter and its owner's heartbeat stood still for
 //! `lease_duration`, a lease for which *neither* a renewal nor the heartbeat succeeded for
-//! `lease_duration - renew_interval` (a lease table we cannot write) is fenced: its reader
-//! stops at a safe point, which checkpoints, before a peer may take it.
+//! `lease_duration - renew_interval` (a lease table we cannot write, or one so slow that none
+//! of our writes came back) is fenced: its reader pauses — sends no new PutEvents call and
+//! reads no new page — while its calls in flight settle and its checkpoint is written, before
+//! a peer may take it. When a renewal or a checkpoint succeeds again, the fence lifts and the
+//! reader goes on where it was (nothing is read again). If a peer took the lease meanwhile,
+//! the reader's next checkpoint finds out and it stops.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,35 +37,42 @@ pub const RENEW_CONCURRENCY: usize = 16;
 /// A lease this process holds, as the keeper sees it.
 #[derive(Debug)]
 struct Kept {
-    /// When the last successful renewal (or take, or checkpoint-free start) was sent.
+    /// When the last successful write that bumped its counter (take, renewal, checkpoint)
+    /// was sent.
     renewed_at: Instant,
-    /// The reader's token, when one runs: cancelled on loss or fencing.
+    /// The reader's token, when one runs: cancelled when the lease is lost.
     reader: Option<CancellationToken>,
-    /// The reader was stopped because renewals were late; no new reader until one succeeds.
+    /// Renewals were late: the reader pauses, and no new reader starts, until one succeeds.
     fenced: bool,
+    /// A renewal is in flight (no second one is sent).
+    renewing: bool,
 }
 
 /// The leases this process holds, shared by the supervisor (which takes, sheds and releases
-/// them, and starts readers) and the keeper (which renews them).
+/// them, and starts readers), the readers (whose checkpoints renew) and the keeper.
 #[derive(Debug, Clone, Default)]
-pub(super) struct HeldLeases(Arc<Mutex<HashMap<LeaseKey, Kept>>>);
+pub struct HeldLeases(Arc<Mutex<HashMap<LeaseKey, Kept>>>);
 
-/// When the worker heartbeat last succeeded (sent), shared by keeper rounds.
+/// When the worker heartbeat last succeeded (sent), and whether one is in flight.
 #[derive(Debug, Clone)]
-pub(super) struct Heartbeat(Arc<Mutex<Instant>>);
+pub(super) struct Heartbeat(Arc<Mutex<(Instant, bool)>>);
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
+        Self(Arc::new(Mutex::new((Instant::now(), false))))
+    }
+}
+
+impl Heartbeat {
+    fn lock(&self) -> MutexGuard<'_, (Instant, bool)> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl HeldLeases {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseKey, Kept>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<LeaseKey, Kept>> {
         // A panic while holding this lock is a bug elsewhere; the map itself stays consistent.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// We hold `key` (just taken, or found ours in the table): renew it from now on.
@@ -65,6 +81,7 @@ impl HeldLeases {
             renewed_at: Instant::now(),
             reader: None,
             fenced: false,
+            renewing: false,
         });
     }
 
@@ -73,6 +90,19 @@ impl HeldLeases {
         if let Some(k) = self.lock().get_mut(key) {
             k.reader = Some(token);
         }
+    }
+
+    /// A write sent at `sent` bumped `key`'s counter (a renewal, or a reader's checkpoint).
+    pub fn renewed(&self, key: &LeaseKey, sent: Instant) {
+        if let Some(k) = self.lock().get_mut(key) {
+            k.renewed_at = k.renewed_at.max(sent);
+            k.fenced = false;
+        }
+    }
+
+    /// Whether `key`'s reader must pause (see the module documentation).
+    pub fn is_fenced(&self, key: &LeaseKey) -> bool {
+        self.lock().get(key).is_some_and(|k| k.fenced)
     }
 
     /// Whether a reader may be started for `key`: held, and not fenced.
@@ -87,7 +117,15 @@ impl HeldLeases {
 
     /// Every lease we hold.
     pub fn all(&self) -> Vec<LeaseKey> {
-        self.keys()
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Fences `key` as the keeper would.
+    #[cfg(test)]
+    pub fn fence(&self, key: &LeaseKey) {
+        if let Some(k) = self.lock().get_mut(key) {
+            k.fenced = true;
+        }
     }
 
     /// Whether we hold `key`.
@@ -96,8 +134,22 @@ impl HeldLeases {
         self.lock().contains_key(key)
     }
 
-    fn keys(&self) -> Vec<LeaseKey> {
-        self.lock().keys().cloned().collect()
+    /// Marks every held lease without a renewal in flight as renewing, and returns them.
+    fn start_renewals(&self) -> Vec<LeaseKey> {
+        let mut held = self.lock();
+        held.iter_mut()
+            .filter(|(_, k)| !k.renewing)
+            .map(|(key, k)| {
+                k.renewing = true;
+                key.clone()
+            })
+            .collect()
+    }
+
+    fn renewal_done(&self, key: &LeaseKey) {
+        if let Some(k) = self.lock().get_mut(key) {
+            k.renewing = false;
+        }
     }
 }
 
@@ -113,7 +165,7 @@ pub(super) struct Keeper<L> {
 }
 
 impl<L: LeaseStore> Keeper<L> {
-    /// The deadline of one renewal or heartbeat: within one interval, and a third of the lease.
+    /// How long a round waits for its calls: within one interval, and a third of the lease.
     fn deadline(&self) -> Duration {
         self.renew_interval.min(self.lease_duration / 3)
     }
@@ -121,7 +173,7 @@ impl<L: LeaseStore> Keeper<L> {
     /// Renews every `renew_interval` until `token` is cancelled.
     ///
     /// # Cancel safety
-    /// Cancel-safe at any point: a renewal cut short is one not made.
+    /// Cancel-safe at any point: calls still in flight finish on their own.
     pub async fn run(self, token: CancellationToken) {
         loop {
             let started = Instant::now();
@@ -133,101 +185,69 @@ impl<L: LeaseStore> Keeper<L> {
         }
     }
 
-    /// One renewal round: the heartbeat and every held lease, at once.
+    /// One round: the heartbeat and a renewal of every held lease without one in flight, all
+    /// sent at once; waits for them at most [`Keeper::deadline`], then checks for fencing.
     pub async fn round(&self) {
-        let deadline = self.deadline();
-        let heartbeat = async {
-            let sent = Instant::now();
-            match tokio::time::timeout(deadline, self.leases.heartbeat(&self.owner)).await {
-                Ok(Ok(())) => {
-                    let mut at = self
-                        .heartbeat
-                        .0
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *at = (*at).max(sent);
-                }
-                Ok(Err(e)) => {
-                    self.metrics
-                        .lease_table_errors
-                        .with_label_values(&["heartbeat", e.code()])
-                        .inc();
-                    tracing::warn!(error = %e, "Worker heartbeat failed; retrying next interval.");
-                }
-                Err(_) => {
-                    self.metrics
-                        .lease_table_errors
-                        .with_label_values(&["heartbeat", "Timeout"])
-                        .inc();
-                    tracing::warn!(
-                        ?deadline,
-                        "Worker heartbeat timed out; retrying next interval."
-                    );
-                }
-            }
+        let mut calls = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(RENEW_CONCURRENCY));
+        let start_heartbeat = {
+            let mut hb = self.heartbeat.lock();
+            !std::mem::replace(&mut hb.1, true)
         };
-        let renewals = stream::iter(self.held.keys())
-            .map(|key| async move {
+        if start_heartbeat {
+            let (leases, owner, heartbeat, metrics) = (
+                Arc::clone(&self.leases),
+                self.owner.clone(),
+                self.heartbeat.clone(),
+                self.metrics.clone(),
+            );
+            calls.spawn(async move {
                 let sent = Instant::now();
-                let timer = self.metrics.lease_renewal_duration_seconds.start_timer();
-                let result =
-                    tokio::time::timeout(deadline, self.leases.renew(&key, &self.owner)).await;
+                let result = leases.heartbeat(&owner).await;
+                let mut hb = heartbeat.lock();
+                hb.1 = false;
+                match result {
+                    Ok(()) => hb.0 = hb.0.max(sent),
+                    Err(e) => {
+                        metrics
+                            .lease_table_errors
+                            .with_label_values(&["heartbeat", e.code()])
+                            .inc();
+                        tracing::warn!(error = %e, "Worker heartbeat failed; retrying next interval.");
+                    }
+                }
+            });
+        }
+        for key in self.held.start_renewals() {
+            let (leases, owner, held, metrics, permits) = (
+                Arc::clone(&self.leases),
+                self.owner.clone(),
+                self.held.clone(),
+                self.metrics.clone(),
+                Arc::clone(&permits),
+            );
+            calls.spawn(async move {
+                // The semaphore is never closed.
+                let _permit = permits.acquire_owned().await;
+                let sent = Instant::now();
+                let timer = metrics.lease_renewal_duration_seconds.start_timer();
+                let result = leases.renew(&key, &owner).await;
                 timer.observe_duration();
-                (key, sent, result)
-            })
-            .buffer_unordered(RENEW_CONCURRENCY)
-            .collect::<Vec<_>>();
-        let ((), results) = tokio::join!(heartbeat, renewals);
-        for (key, sent, result) in results {
-            self.apply(&key, sent, result);
+                held.renewal_done(&key);
+                settle_renewal(&held, &metrics, &key, sent, result);
+            });
+        }
+        let deadline = self.deadline();
+        let all_done = async { while calls.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all_done).await.is_err() {
+            // Slow calls finish on their own and still count; the round goes on.
+            tracing::debug!(
+                ?deadline,
+                "Lease-table calls slower than a round; not waiting."
+            );
+            calls.detach_all();
         }
         self.watch();
-    }
-
-    fn apply(
-        &self,
-        key: &LeaseKey,
-        sent: Instant,
-        result: Result<Result<(), LeaseError>, tokio::time::error::Elapsed>,
-    ) {
-        let error = match result {
-            Ok(Ok(())) => {
-                if let Some(k) = self.held.lock().get_mut(key) {
-                    k.renewed_at = k.renewed_at.max(sent);
-                    k.fenced = false;
-                }
-                return;
-            }
-            Ok(Err(LeaseError::LeaseLost { .. })) => {
-                let kept = self.held.lock().remove(key);
-                if let Some(k) = kept {
-                    LeaseEvent::Lost {
-                        key,
-                        renewed_ago: sent.duration_since(k.renewed_at),
-                    }
-                    .emit(&self.metrics);
-                    if let Some(reader) = k.reader {
-                        reader.cancel();
-                    }
-                }
-                return;
-            }
-            Ok(Err(e)) => {
-                self.metrics
-                    .lease_table_errors
-                    .with_label_values(&["renew", e.code()])
-                    .inc();
-                e.to_string()
-            }
-            Err(_) => {
-                self.metrics
-                    .lease_table_errors
-                    .with_label_values(&["renew", "Timeout"])
-                    .inc();
-                format!("no answer within {:?}", self.deadline())
-            }
-        };
-        LeaseEvent::RenewFailed { key, error: &error }.emit(&self.metrics);
     }
 
     /// Fences leases that a peer may soon consider expired (see the module documentation),
@@ -235,13 +255,7 @@ impl<L: LeaseStore> Keeper<L> {
     fn watch(&self) {
         let now = Instant::now();
         let fence_after = self.lease_duration.saturating_sub(self.renew_interval);
-        let heartbeat_age = now.duration_since(
-            *self
-                .heartbeat
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let heartbeat_age = now.duration_since(self.heartbeat.lock().0);
         let mut oldest = Duration::ZERO;
         let mut fenced = Vec::new();
         {
@@ -251,9 +265,6 @@ impl<L: LeaseStore> Keeper<L> {
                 oldest = oldest.max(age);
                 if age.min(heartbeat_age) >= fence_after && !k.fenced {
                     k.fenced = true;
-                    if let Some(reader) = k.reader.take() {
-                        reader.cancel();
-                    }
                     fenced.push((key.clone(), age));
                 }
             }
@@ -268,5 +279,42 @@ impl<L: LeaseStore> Keeper<L> {
         self.metrics
             .lease_renewal_age_seconds
             .set(oldest.as_secs_f64());
+    }
+}
+
+/// Applies a renewal's answer.
+fn settle_renewal(
+    held: &HeldLeases,
+    metrics: &Metrics,
+    key: &LeaseKey,
+    sent: Instant,
+    result: Result<(), LeaseError>,
+) {
+    match result {
+        Ok(()) => held.renewed(key, sent),
+        Err(LeaseError::LeaseLost { .. }) => {
+            let kept = held.lock().remove(key);
+            if let Some(k) = kept {
+                LeaseEvent::Lost {
+                    key,
+                    renewed_ago: sent.duration_since(k.renewed_at),
+                }
+                .emit(metrics);
+                if let Some(reader) = k.reader {
+                    reader.cancel();
+                }
+            }
+        }
+        Err(e) => {
+            metrics
+                .lease_table_errors
+                .with_label_values(&["renew", e.code()])
+                .inc();
+            LeaseEvent::RenewFailed {
+                key,
+                error: &e.to_string(),
+            }
+            .emit(metrics);
+        }
     }
 }

@@ -528,6 +528,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             owner: self.owner.clone(),
             lease,
             token: child.clone(),
+            held: state.held.clone(),
         };
         let handle = tokio::spawn(worker.run().instrument(span));
         state.held.reading(&key, child.clone());

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::deliver::{Answer, Work};
+use super::keeper::HeldLeases;
 use super::schedule::{EntryId, Order, Schedule};
 use crate::config::StartingPosition;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
@@ -36,6 +37,9 @@ use crate::telemetry::{Health, Metrics, PendingRecords};
 /// The most one GetRecords call returns (DynamoDB Streams API reference, `GetRecords`: "a
 /// maximum of 1 MB of data or 1000 stream records").
 const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// How often a paused (fenced) reader looks whether its fence lifted.
+const FENCE_CHECK: Duration = Duration::from_millis(200);
 
 /// How a worker reads and publishes.
 #[derive(Debug, Clone)]
@@ -113,6 +117,8 @@ pub(super) struct Worker<S, P, L, D> {
     pub owner: WorkerId,
     pub lease: Lease,
     pub token: CancellationToken,
+    /// A checkpoint bumps the lease's counter: the keeper counts it as a renewal.
+    pub held: HeldLeases,
 }
 
 /// A record held in the window: what a checkpoint and a dead letter need of it.
@@ -206,6 +212,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         let mut calls: FuturesUnordered<Boxed<'_, Answer>> = FuturesUnordered::new();
         let mut letters: FuturesUnordered<Boxed<'_, EntryId>> = FuturesUnordered::new();
         let mut checkpointing: Option<Boxed<'_, Result<(), LeaseError>>> = None;
+        let mut checkpoint_sent = Instant::now();
         let mut writing: Option<Checkpoint> = None;
         let mut checkpoint_retry = backoff(settings);
         let mut checkpoint_not_before: Option<Instant> = None;
@@ -232,9 +239,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 reading = None;
                 schedule.stop();
             }
+            // A fenced lease (renewals late, a peer may soon take it): no new call, no new
+            // page, until the fence lifts; calls in flight settle and the checkpoint is written.
+            let fenced = self.held.is_fenced(&self.lease.key);
             // Send every call that may go out now.
-            while let Some(batch) =
-                schedule.peek_batch(now, settings.max_batch_entries, MAX_REQUEST_BYTES)
+            while let Some(batch) = (!fenced)
+                .then(|| schedule.peek_batch(now, settings.max_batch_entries, MAX_REQUEST_BYTES))
+                .flatten()
             {
                 let permit = match spare_permit.take() {
                     Some(p) => p,
@@ -291,6 +302,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                             async move { leases.checkpoint(key, owner, &c).await },
                         ));
                     progress.covering = progress.unwritten;
+                    checkpoint_sent = Instant::now();
                     writing = Some(checkpoint);
                 }
             }
@@ -306,7 +318,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             }
 
             // Read ahead while the window has room.
-            if reading.is_none() && !stopping && !ended {
+            if reading.is_none() && !stopping && !ended && !fenced {
                 let room =
                     schedule.held_records() + progress.unwritten + settings.max_records_per_poll
                         <= settings.read_ahead_records
@@ -349,6 +361,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     match result {
                         Ok(()) => {
                             self.metrics.checkpoints.inc();
+                            self.held.renewed(&self.lease.key, checkpoint_sent);
                             debug!(%checkpoint, "Checkpoint written.");
                             checkpoint_retry = backoff(settings);
                             checkpoint_not_before = None;
@@ -412,6 +425,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 }
                 () = sleep_until(retry_at), if retry_at.is_some() => {}
                 () = sleep_until(checkpoint_at), if checkpoint_at.is_some() => {}
+                () = tokio::time::sleep(FENCE_CHECK), if fenced => {}
             }
             if let Some(passed) = schedule.advance() {
                 progress.watermark = Some(passed.record.sequence_number);

@@ -27,8 +27,8 @@ pub enum LeaseEvent<'a> {
         /// Since our last successful renewal of it.
         renewed_ago: Duration,
     },
-    /// We could not renew a lease within `lease_duration - renew_interval`: its reader stops at
-    /// a safe point and checkpoints, before a peer may take it.
+    /// We could not renew a lease within `lease_duration - renew_interval`: its reader pauses
+    /// (no new call, no new page) and checkpoints, before a peer may take it.
     Fenced {
         key: &'a LeaseKey,
         renewed_ago: Duration,
@@ -92,7 +92,7 @@ impl LeaseEvent<'_> {
             }
             Self::Fenced { key, renewed_ago } => {
                 warn!(lease = %key, last_renewed_ago = ?renewed_ago,
-                    "Lease not renewed in time; stopping its reader at a safe point and checkpointing before a peer may take it.");
+                    "Lease not renewed in time; pausing its reader and checkpointing before a peer may take it.");
             }
             Self::RenewFailed { key, error } => {
                 warn!(lease = %key, error = %error, "Renewing a lease failed; retrying next interval.");

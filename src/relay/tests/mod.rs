@@ -322,6 +322,8 @@ pub(super) struct FakeLeases {
     renewing_peak: AtomicUsize,
     /// Checkpoints fail (a lease table that cannot be written) while set.
     checkpoint_failing: AtomicBool,
+    /// The next heartbeat succeeds even while `renew_failing` is set.
+    heartbeat_ok_once: AtomicBool,
     /// Every checkpoint written, with when, per lease.
     pub(super) checkpointed_at: Mutex<HashMap<LeaseKey, Vec<(Checkpoint, tokio::time::Instant)>>>,
 }
@@ -367,7 +369,9 @@ impl LeaseStore for FakeLeases {
     }
     async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        if self.renew_failing.load(Ordering::SeqCst) {
+        if self.renew_failing.load(Ordering::SeqCst)
+            && !self.heartbeat_ok_once.swap(false, Ordering::SeqCst)
+        {
             return Err(LeaseError::CallFailed {
                 operation: "UpdateItem(heartbeat)",
                 code: "ProvisionedThroughputExceededException".into(),
@@ -606,6 +610,7 @@ fn worker_with(
         owner: WorkerId("me".into()),
         lease: s.lease.clone(),
         token: s.token.clone(),
+        held: crate::relay::keeper::HeldLeases::default(),
     }
 }
 
@@ -874,6 +879,33 @@ async fn a_lease_table_that_takes_no_checkpoint_stops_reading_ahead() {
         .expect("no panic");
     assert_eq!(exit, WorkerExit::ShardEnded);
     assert_eq!(accepted_numbers(&s).len(), 5_000);
+}
+
+/// A fenced lease (renewals late) pauses its reader: no page read, no call made, until the
+/// fence lifts; then it goes on where it was.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_lease_pauses_its_reader_until_the_fence_lifts() {
+    let s = setup(50, 10, Behaviour::AcceptAll, None);
+    let mut w = worker_with(&s, |w| w.max_in_flight = 4);
+    let held = crate::relay::keeper::HeldLeases::default();
+    held.hold(&s.lease.key);
+    held.fence(&s.lease.key);
+    w.held = held.clone();
+    let run = tokio::spawn(w.run());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        s.source.handed_out.load(Ordering::SeqCst),
+        0,
+        "nothing read"
+    );
+    assert!(accepted_numbers(&s).is_empty(), "nothing published");
+    held.renewed(&s.lease.key, tokio::time::Instant::now());
+    let exit = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("finishes once the fence lifts")
+        .expect("no panic");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s).len(), 50);
 }
 
 /// The log's events, parsed: what the fakes saw, in the order they saw it.

@@ -155,6 +155,7 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
                 owner: WorkerId("bench".into()),
                 lease,
                 token: CancellationToken::new(),
+                held: crate::relay::keeper::HeldLeases::default(),
             };
             tasks.push(tokio::spawn(worker.run()));
         }
