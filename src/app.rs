@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::Clients;
+use crate::aws::{Clients, Retries};
 use crate::config::Config;
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
 use crate::publish::{
@@ -82,7 +82,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     ));
     info!(address = %http_addr, "Serving /metrics, /healthz and /readyz.");
 
-    let clients = Clients::load(&config.aws).await;
+    let clients = Clients::load(&config.aws, Retries::Relay).await;
     // Each stream gets the routes that apply to it.
     let mut streams = Vec::new();
     for selector in config.source.streams() {

@@ -16,8 +16,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per-attempt timeout. GetRecords answers within a few seconds even when empty.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Who retries a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// The SDK's standard retries (3 attempts): one-shot commands (`status`, `redrive`, ...).
+    Sdk,
+    /// None in the SDK: the running relay retries every call itself, with its own backoff and
+    /// classification (`publish::retry`), and counts and logs each failure. SDK retries on top
+    /// would multiply the load on a struggling dependency, and re-send a PutEvents whose slow
+    /// attempt may already have been accepted, without a trace.
+    Relay,
+}
+
 /// Loads the shared SDK config from the default provider chain plus `aws`.
-pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
+pub async fn sdk_config(aws: &AwsConfig, retries: Retries) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -29,6 +41,9 @@ pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
                 .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                 .build(),
         );
+    if retries == Retries::Relay {
+        loader = loader.retry_config(aws_config::retry::RetryConfig::disabled());
+    }
     if let Some(region) = &aws.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -71,8 +86,8 @@ impl Clients {
     }
 
     /// The SDK config of `aws` (see [`sdk_config`]) and every client from it.
-    pub async fn load(aws: &AwsConfig) -> Self {
-        Self::new(&sdk_config(aws).await, &aws.endpoints)
+    pub async fn load(aws: &AwsConfig, retries: Retries) -> Self {
+        Self::new(&sdk_config(aws, retries).await, &aws.endpoints)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::aws::Clients;
+use crate::aws::{Clients, Retries};
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::lease::{Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore};
 use crate::stream::{DynamoDbStreams, IteratorPosition, ShardId, ShardSource, SourceError};
@@ -86,7 +86,7 @@ struct Tools {
 }
 
 async fn tools(config: &Config) -> Tools {
-    let clients = Clients::load(&config.aws).await;
+    let clients = Clients::load(&config.aws, Retries::Sdk).await;
     Tools {
         leases: DynamoDbLeaseStore::new(
             clients.dynamodb.clone(),

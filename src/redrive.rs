@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 
-use crate::aws::Clients;
+use crate::aws::{Clients, Retries};
 use crate::config::{Config, StreamSelector};
 use crate::pipeline::{Entry, Router};
 use crate::publish::{DeadLetter, EventBridgePublisher, EventPublisher};
@@ -59,7 +59,7 @@ pub struct RedriveOptions {
 /// # Errors
 /// [`RedriveError`]: no queue configured, or the queue cannot be read.
 pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveReport, RedriveError> {
-    let clients = Clients::load(&config.aws).await;
+    let clients = Clients::load(&config.aws, Retries::Sdk).await;
     let queue_url = match (
         &config.dead_letter.queue_url,
         &config.dead_letter.queue_name,
