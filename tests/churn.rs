@@ -37,6 +37,78 @@ async fn three_tables(f: &Fixture) -> (Vec<String>, std::path::PathBuf) {
     (tables, config)
 }
 
+/// Four receives at once: the emulator's PutEvents into SQS slows down as the queue grows, so
+/// the reader of the queue must keep up for the relay's rate to show.
+async fn receive(f: &Fixture) -> Vec<common::Received> {
+    let (a, b, c, d) = tokio::join!(
+        f.receive_batch(1),
+        f.receive_batch(1),
+        f.receive_batch(1),
+        f.receive_batch(1)
+    );
+    [a, b, c, d].concat()
+}
+
+/// Warnings and errors in a relay's log, by message (and error code for failed calls).
+fn warnings(log: &str, into: &mut std::collections::BTreeMap<String, usize>) {
+    for line in log.lines() {
+        let Ok(l) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if l["level"] != "WARN" && l["level"] != "ERROR" {
+            continue;
+        }
+        let error = l["error"].as_str().unwrap_or_default();
+        let code = error
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map_or("", |(code, _)| code);
+        let key = format!("{} [{}]", l["message"].as_str().unwrap_or_default(), code);
+        *into.entry(key).or_default() += 1;
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The run's timeline by publication time (SQS's `SentTimestamp`): every `sample` seconds
+/// since `started_ms`, the distinct rows and the relay's re-sends (a new message for an event
+/// already published) so far; and when the last row was first published.
+fn by_publication(
+    received: &[common::Received],
+    started_ms: u64,
+    sample: u64,
+) -> (Vec<(u64, usize, usize)>, u64) {
+    let mut messages: Vec<&common::Received> = received.iter().collect();
+    messages.sort_by_key(|r| r.sent_ms);
+    let mut ids = std::collections::HashSet::new();
+    let mut events = std::collections::HashSet::new();
+    let (mut rows, mut resent, mut last_row_ms) = (0, 0, 0);
+    let mut timeline = Vec::new();
+    let mut bucket_end = sample;
+    for r in messages {
+        if !ids.insert(r.message_id.as_str()) {
+            continue; // SQS delivered the same message again
+        }
+        let at = r.sent_ms.saturating_sub(started_ms) / 1000;
+        while at >= bucket_end {
+            timeline.push((bucket_end, rows, resent));
+            bucket_end += sample;
+        }
+        if events.insert(r.event_id()) {
+            rows += 1;
+            last_row_ms = r.sent_ms;
+        } else {
+            resent += 1;
+        }
+    }
+    timeline.push((bucket_end, rows, resent));
+    (timeline, last_row_ms)
+}
+
 /// How often a log line appears in a relay's log.
 fn count(relay: &Relay, message: &str) -> usize {
     relay
@@ -51,25 +123,40 @@ const FENCED: &str =
 const LOST: &str =
     "Lease lost to a peer; stopping its reader (a peer continues from the last checkpoint).";
 
-/// "Lease taken" lines in a relay's log so far, and those that took from a live owner.
-fn takes(relay: &Relay) -> (usize, usize) {
-    let lines = relay.log_lines();
-    let taken = lines
-        .iter()
-        .filter(|l| l["message"] == "Lease taken.")
-        .count();
-    let from_live = lines
-        .iter()
-        .filter(|l| l["message"] == "Lease taken from an owner that still looked alive.")
-        .count();
-    (taken, from_live)
+/// A "Lease taken" line: when (ms since the epoch), and the previous owner's state as the
+/// taker saw it ("none", "dead" or "alive").
+struct Take {
+    at_ms: u64,
+    previous: String,
 }
 
+fn lease_takes(log: &str) -> Vec<Take> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|l| {
+            let previous = match l["message"].as_str()? {
+                "Lease taken." => l["previous_owner_state"].as_str()?.to_owned(),
+                "Lease taken from an owner that still looked alive." => "alive".to_owned(),
+                _ => return None,
+            };
+            let at = humantime::parse_rfc3339(l["timestamp"].as_str()?).ok()?;
+            let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+            Some(Take {
+                at_ms: u64::try_from(at_ms).ok()?,
+                previous,
+            })
+        })
+        .collect()
+}
+
+/// Lease takes in the replicas' logs so far, and those from a live owner.
 fn total_takes(relays: &[Relay]) -> (usize, usize) {
-    relays
+    let takes: Vec<Take> = relays
         .iter()
-        .map(takes)
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        .flat_map(|r| lease_takes(&r.log_text()))
+        .collect();
+    let from_live = takes.iter().filter(|t| t.previous == "alive").count();
+    (takes.len(), from_live)
 }
 
 /// What a churn run saw.
@@ -80,13 +167,17 @@ struct Churn {
     duplicates: usize,
     /// Events the relay published more than once.
     republished: usize,
-    /// Lease takes logged after the replicas balanced (after the last kill).
+    /// Seconds from the last kill until the last lease of a killed replica was taken over.
+    balanced_after: f64,
+    /// Lease takes logged after the replicas balanced.
     takes_after_balance: usize,
     /// Takes from an owner that still looked alive, over the whole run.
     takes_from_live: usize,
-    /// Seconds from the last kill until every row had arrived.
+    /// Seconds from the last kill until every row had been published.
     drained_after: f64,
-    /// (seconds since start, distinct rows, duplicates), every `sample` seconds.
+    /// (seconds since start, distinct rows published, re-sends published), every `sample`
+    /// seconds, by when PutEvents delivered each message to the queue (not when the test read
+    /// it: the queue may lag behind).
     timeline: Vec<(u64, usize, usize)>,
     /// Every row arrived within the run's time.
     complete: bool,
@@ -113,66 +204,80 @@ async fn churn(
     }
     let rows = ids.len();
     let start = || Relay::start_with_env(&config, &f.endpoint, &LEASE_ENV);
-    let mut relays: Vec<Relay> = (0..3).map(|_| start()).collect();
-    let mut retired = (0, 0); // takes logged by replicas that were killed
+    let relays: Vec<Relay> = (0..3).map(|_| start()).collect();
     let started = Instant::now();
-    let mut received = Vec::new();
-    let mut timeline = Vec::new();
-    let mut next_sample = sample;
-    let mut kills = 0;
-    let mut next_kill = Duration::from_secs(4);
-    let mut complete = true;
-    let mut last_kill = started;
-    loop {
-        let now = started.elapsed();
-        if now < kill_for && now >= next_kill {
-            let victim = relays.remove(kills % relays.len());
-            let t = takes(&victim);
-            retired = (retired.0 + t.0, retired.1 + t.1);
-            victim.kill9();
+    let started_ms = epoch_ms();
+    // Kills keep their schedule while the queue is read (reading the emulator's queue can take
+    // seconds per call), so the two run side by side.
+    let killing = async {
+        let mut relays = relays;
+        let mut killed_logs = Vec::new();
+        let mut kills = 0;
+        let mut last_kill = (started, started_ms);
+        loop {
+            let at = started + Duration::from_secs(4) * (kills + 1);
+            if at.duration_since(started) >= kill_for {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
+            let victim = relays.remove(kills as usize % relays.len());
+            killed_logs.push(victim.kill9());
             relays.push(start());
             kills += 1;
-            last_kill = Instant::now();
-            next_kill += Duration::from_secs(4);
+            last_kill = (Instant::now(), epoch_ms());
         }
-        received.extend(f.receive_batch(1).await);
-        if now.as_secs() >= next_sample {
-            let (seen, dups) = distinct(&received);
-            timeline.push((now.as_secs(), seen.len(), dups));
-            next_sample += sample;
+        (relays, killed_logs, kills as usize, last_kill)
+    };
+    let reading = async {
+        let mut received = Vec::new();
+        loop {
+            received.extend(receive(&f).await);
+            let now = started.elapsed();
+            if now >= kill_for && distinct(&received).0.len() >= rows {
+                return (received, true);
+            }
+            if now >= max_run {
+                return (received, false);
+            }
         }
-        if now >= kill_for && distinct(&received).0.len() >= rows {
-            break;
-        }
-        if now >= max_run {
-            complete = false;
-            break;
-        }
-    }
-    let drained_after = last_kill.elapsed().as_secs_f64();
-    // Balanced: a killed replica's leases expire (lease_duration) and are taken within a few
-    // rounds. From then on, no lease moves.
-    let balanced_at = last_kill + LEASE_DURATION * 3;
-    while Instant::now() < balanced_at {
-        received.extend(f.receive_batch(1).await);
-    }
-    let before = total_takes(&relays);
+    };
+    let ((relays, mut logs, kills, last_kill), (mut received, mut complete)) =
+        tokio::join!(killing, reading);
     let calm_until = Instant::now() + calm_for;
     while Instant::now() < calm_until {
-        received.extend(f.receive_batch(1).await);
+        received.extend(receive(&f).await);
     }
-    let after = total_takes(&relays);
     let (seen, duplicates) = distinct(&received);
     complete &= ids.iter().all(|id| seen.contains(id));
     let fenced = relays.iter().map(|r| count(r, FENCED)).sum();
     let lost = relays.iter().map(|r| count(r, LOST)).sum();
+    logs.extend(relays.iter().map(Relay::log_text));
+    let mut warned = std::collections::BTreeMap::new();
+    for log in &logs {
+        warnings(log, &mut warned);
+    }
+    for (message, n) in &warned {
+        eprintln!("churn warnings: {n} x {message}");
+    }
+    // Balanced: every lease the killed replicas held has been taken over (no sooner than
+    // lease_duration after the last kill). From then on, no lease may move.
+    let takes: Vec<Take> = logs.iter().flat_map(|l| lease_takes(l)).collect();
+    let lease_ms = u64::try_from(LEASE_DURATION.as_millis()).unwrap_or(0);
+    let balanced_ms = takes
+        .iter()
+        .filter(|t| t.previous == "dead" && t.at_ms > last_kill.1)
+        .map(|t| t.at_ms)
+        .fold(last_kill.1 + lease_ms, u64::max);
+    let (timeline, last_row_ms) = by_publication(&received, started_ms, sample);
+    let drained_after = last_row_ms.saturating_sub(last_kill.1) as f64 / 1000.0;
     Churn {
         rows,
         kills,
         duplicates,
         republished: republished(&received),
-        takes_after_balance: after.0 - before.0,
-        takes_from_live: retired.1 + after.1,
+        balanced_after: balanced_ms.saturating_sub(last_kill.1) as f64 / 1000.0,
+        takes_after_balance: takes.iter().filter(|t| t.at_ms > balanced_ms).count(),
+        takes_from_live: takes.iter().filter(|t| t.previous == "alive").count(),
         drained_after,
         timeline,
         complete,
@@ -183,7 +288,7 @@ async fn churn(
 
 fn report(name: &str, c: &Churn) {
     eprintln!(
-        "churn {name}: complete={}, {} rows, {} kills, {} re-published by the relay ({:.1} per kill), {} duplicate deliveries; every row arrived {:.1} s after the last kill; lease takes after balancing: {}; takes from live owners: {}; on the last replicas: {} fenced, {} lost",
+        "churn {name}: complete={}, {} rows, {} kills, {} re-published by the relay ({:.1} per kill), {} duplicate deliveries; every row published {:.1} s after the last kill; killed replicas' leases all taken over {:.1} s after the last kill; lease takes after that: {}; takes from live owners: {}; on the last replicas: {} fenced, {} lost",
         c.complete,
         c.rows,
         c.kills,
@@ -191,13 +296,14 @@ fn report(name: &str, c: &Churn) {
         c.republished as f64 / c.kills.max(1) as f64,
         c.duplicates,
         c.drained_after,
+        c.balanced_after,
         c.takes_after_balance,
         c.takes_from_live,
         c.fenced,
         c.lost
     );
-    for (secs, rows, dups) in &c.timeline {
-        eprintln!("churn {name}: t={secs}s delivered={rows} duplicates={dups}");
+    for (secs, rows, resent) in &c.timeline {
+        eprintln!("churn {name}: published by t={secs}s: {rows} rows, {resent} re-sends");
     }
 }
 
@@ -292,7 +398,7 @@ async fn slow_lease_table(rows_per_table: usize, watch_for: Duration) -> (usize,
     })
     .await;
     while Instant::now() < watch_until {
-        received.extend(f.receive_batch(1).await);
+        received.extend(receive(&f).await);
     }
     let after = total_takes(&relays);
     let (seen, _) = distinct(&received);
