@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
+use super::limit::{CallLimit, Ticket};
 use super::schedule::{EntryId, NewEntry, NewRecord, Outcome, Schedule};
 use super::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
 use super::worker::{backoff, Held, Worker};
@@ -53,6 +54,9 @@ impl Work {
 pub(super) struct Answer {
     pub batch: Vec<EntryId>,
     pub result: Result<PutOutcome, PublishError>,
+    /// The call's ticket from the shard's [`CallLimit`], and how long it took.
+    pub ticket: Ticket,
+    pub round_trip: std::time::Duration,
 }
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker<S, P, L, D> {
@@ -114,11 +118,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         }
     }
 
-    /// Carries out an answered call: counts it, decides each entry's fate, and applies it to
-    /// the window. Returns the dead letters to write, with their entries.
+    /// Carries out an answered call: counts it, decides each entry's fate, applies it to the
+    /// window, and tells the shard's call limit how the call fared. Returns the dead letters
+    /// to write, with their entries.
     pub(super) fn settle(
         &self,
         schedule: &mut Schedule<Held, Work>,
+        limit: &mut CallLimit,
         answer: &Answer,
     ) -> Vec<(EntryId, DeadLetter)> {
         let batch = &answer.batch;
@@ -196,6 +202,19 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             .map(|(id, failure)| (id, self.letter(schedule, id, Some(failure))))
             .collect();
         schedule.answered(batch, &outcomes);
+        let retried = outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_)));
+        let before = limit.get();
+        limit.answered(answer.ticket, answer.round_trip, retried);
+        if limit.get() != before {
+            debug!(
+                from = before,
+                to = limit.get(),
+                round_trip = ?answer.round_trip,
+                retried,
+                "Calls in flight for this shard adapted."
+            );
+        }
+        schedule.set_max_in_flight(limit.get());
         if !outcomes.iter().all(|o| *o == Outcome::Accepted) {
             debug!(
                 entries = batch.len(),

@@ -5,6 +5,7 @@
 mod backoff;
 mod deliver;
 mod keeper;
+mod limit;
 mod schedule;
 mod settle;
 mod supervisor;

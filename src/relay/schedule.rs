@@ -169,6 +169,14 @@ impl<R, E> Schedule<R, E> {
         }
     }
 
+    /// Changes how many calls may be in flight (at least 1; calls already out stay out).
+    /// No effect with [`Order::Strict`].
+    pub fn set_max_in_flight(&mut self, n: usize) {
+        if let Order::PerKey { max_in_flight } = &mut self.order {
+            *max_in_flight = n.max(1);
+        }
+    }
+
     /// Adds a record at the end of the window. Returns its poison entries, which the worker
     /// writes to the dead-letter sink at once.
     pub fn push(&mut self, record: NewRecord<R, E>) -> Vec<EntryId> {

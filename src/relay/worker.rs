@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use super::deliver::{Answer, Work};
 use super::keeper::HeldLeases;
+use super::limit::{CallLimit, Ticket};
 use super::schedule::{EntryId, Order, Schedule};
 use crate::config::StartingPosition;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
@@ -208,6 +209,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         });
         let mut schedule: Schedule<Held, Work> =
             Schedule::new(Order::for_in_flight(settings.max_in_flight));
+        let mut limit = CallLimit::new(settings.max_in_flight);
         let mut reading: Option<Reading<'_, S, P, L, D>> = None;
         let mut calls: FuturesUnordered<Boxed<'_, Answer>> = FuturesUnordered::new();
         let mut letters: FuturesUnordered<Boxed<'_, EntryId>> = FuturesUnordered::new();
@@ -273,7 +275,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                         work.entry().cloned()
                     })
                     .collect();
-                calls.push(Box::pin(self.call(batch, entries, permit)));
+                calls.push(Box::pin(self.call(batch, entries, permit, limit.start())));
             }
             self.pending_age(&schedule);
 
@@ -350,7 +352,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 biased;
                 () = self.token.cancelled(), if !stopping => {} // handled at the loop's top
                 Some(answer) = calls.next() => {
-                    for (id, letter) in self.settle(&mut schedule, &answer) {
+                    for (id, letter) in self.settle(&mut schedule, &mut limit, &answer) {
                         letters.push(Box::pin(self.write_letter(letter, id)));
                     }
                 }
@@ -451,17 +453,26 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         batch: Vec<EntryId>,
         entries: Vec<Entry>,
         permit: OwnedSemaphorePermit,
+        ticket: Ticket,
     ) -> Answer {
         self.metrics.publish_in_flight_batches.inc();
         self.metrics.put_events_requests.inc();
-        let timer = self.metrics.put_events_duration_seconds.start_timer();
+        let sent = Instant::now();
         let result = self.publisher.put_events(&entries).await;
-        timer.observe_duration();
+        let round_trip = sent.elapsed();
+        self.metrics
+            .put_events_duration_seconds
+            .observe(round_trip.as_secs_f64());
         drop(permit);
         self.metrics.publish_in_flight_batches.dec();
         self.health
             .publish_call_result(&self.lease.key.0, result.is_ok());
-        Answer { batch, result }
+        Answer {
+            batch,
+            result,
+            ticket,
+            round_trip,
+        }
     }
 }
 
