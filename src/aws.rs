@@ -104,3 +104,21 @@ pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> &str {
         _ => "Unknown",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running relay makes one attempt per call (it retries itself); commands keep the
+    /// SDK's standard three.
+    #[tokio::test]
+    async fn the_relay_turns_the_sdk_retries_off_and_commands_keep_them() {
+        let aws = AwsConfig {
+            region: Some("us-east-1".into()),
+            ..AwsConfig::default()
+        };
+        let attempts = |c: &SdkConfig| c.retry_config().map(|r| r.max_attempts());
+        assert_eq!(attempts(&sdk_config(&aws, Retries::Relay).await), Some(1));
+        assert_eq!(attempts(&sdk_config(&aws, Retries::Sdk).await), Some(3));
+    }
+}

@@ -148,6 +148,9 @@ pub(super) enum Behaviour {
     RandomWithPoison(u64),
     /// Accept everything and only count entries (no parsing: for measurements).
     CountOnly,
+    /// Accept everything; the first 4 calls answer in 10 ms, later ones in 1 s (calls queue
+    /// at the service).
+    Slowing,
 }
 
 /// A small deterministic hash (splitmix64) for the random schedule.
@@ -169,6 +172,9 @@ pub(super) struct FakePublisher {
     calls: AtomicUsize,
     behaviour: Behaviour,
     cancel: Option<(usize, CancellationToken)>,
+    in_flight: AtomicUsize,
+    /// Under `Slowing`: the most calls in flight at once among calls after the 40th.
+    pub(super) late_peak: AtomicUsize,
 }
 
 impl FakePublisher {
@@ -181,6 +187,8 @@ impl FakePublisher {
             calls: AtomicUsize::new(0),
             behaviour,
             cancel,
+            in_flight: AtomicUsize::new(0),
+            late_peak: AtomicUsize::new(0),
         }
     }
 }
@@ -205,6 +213,17 @@ impl EventPublisher for FakePublisher {
                 detail["n"].as_u64().expect("n")
             })
             .collect();
+        if let Behaviour::Slowing = self.behaviour {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            if call > 40 {
+                self.late_peak.fetch_max(now, Ordering::SeqCst);
+            }
+            let delay = if call <= 4 { 10 } else { 1_000 };
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.accepted.lock().expect("lock").extend(&numbers);
+            return Ok(PutOutcome::default());
+        }
         if let Behaviour::RejectCallContaining(bad, code) = self.behaviour {
             if numbers.contains(&bad) {
                 return Err(PublishError {
@@ -879,6 +898,44 @@ async fn a_lease_table_that_takes_no_checkpoint_stops_reading_ahead() {
         .expect("no panic");
     assert_eq!(exit, WorkerExit::ShardEnded);
     assert_eq!(accepted_numbers(&s).len(), 5_000);
+}
+
+/// Calls that queue at the service (answered far slower than the fastest seen) lower the
+/// shard's calls in flight (`relay/limit.rs`): more calls would only add latency.
+#[tokio::test(start_paused = true)]
+async fn calls_that_queue_lower_the_calls_in_flight() {
+    let s = setup(500, 100, Behaviour::Slowing, None);
+    // Every record its own ordering key, so only the limit holds calls back.
+    let config = Config::from_toml(
+        r#"
+[source]
+table_name = "T"
+[[routes]]
+name = "own-key"
+event_bus_name = "bus"
+source = "S"
+detail_type = "T"
+unmarshall = "NewImage"
+ordering_key = "<$.NewImage.n>"
+"#,
+    )
+    .expect("valid");
+    let mut w = worker_with(&s, |w| w.max_in_flight = 8);
+    w.router = Arc::new(
+        config
+            .router_for(&config.source.streams()[0])
+            .expect("valid"),
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(600), w.run())
+        .await
+        .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s).len(), 500);
+    let late_peak = s.publisher.late_peak.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&late_peak),
+        "{late_peak} calls in flight at once after the answers slowed down"
+    );
 }
 
 /// A fenced lease (renewals late) pauses its reader: no page read, no call made, until the
