@@ -6,9 +6,15 @@
 //! queue (a saturated endpoint, a throttled account, a busy CPU), more of them only add
 //! latency, slow the lease table's calls behind them, and, past a timeout, re-send events
 //! that were in fact accepted. So the limit follows the answers, as TCP's congestion window
-//! does (additive increase, multiplicative decrease):
+//! does (slow start, then additive increase, multiplicative decrease):
+//! - a shard starts with one call in flight (a new owner usually takes over during an
+//!   incident, and ten calls at once at an endpoint that is already saturated would queue the
+//!   lease table's calls behind them); its first answer, unqueued by its own calls, is the
+//!   round trip the later ones are compared with;
 //! - a call answered in at most twice the fastest round trip seen (plus [`JITTER`]) and
-//!   without a retry raises the limit by `1 / limit` (about one call per window of calls);
+//!   without a retry raises the limit by 1 until the first decrease (the window doubles every
+//!   round trip: 1, 2, 4, 8 ... up to `max` in a few round trips), and by `1 / limit` after
+//!   it (about one call per window of calls);
 //! - a call that was slower than that, or had to be retried, halves it (not below 1), at most
 //!   once per window: only a call started after the last decrease decreases it again, so the
 //!   answers of one crowded window count once.
@@ -34,20 +40,21 @@ pub struct CallLimit {
     started: Ticket,
     /// Calls started before this one do not decrease the limit again.
     decrease_from: Ticket,
+    /// No decrease yet: grow by one call per clean answer.
+    slow_start: bool,
 }
 
 impl CallLimit {
-    /// Starts at `max` (at least 1): a shard that answers fast never waits for a ramp-up.
+    /// Starts at one call; `max` is at least 1.
     #[must_use]
     pub fn new(max: usize) -> Self {
-        let max = max.max(1);
         Self {
-            max,
-            #[allow(clippy::cast_precision_loss)]
-            limit: max as f64,
+            max: max.max(1),
+            limit: 1.0,
             fastest: None,
             started: 0,
             decrease_from: 0,
+            slow_start: true,
         }
     }
 
@@ -79,7 +86,10 @@ impl CallLimit {
             if ticket > self.decrease_from {
                 self.limit = (self.limit / 2.0).max(1.0);
                 self.decrease_from = self.started;
+                self.slow_start = false;
             }
+        } else if self.slow_start {
+            self.limit = (self.limit + 1.0).min(max);
         } else {
             self.limit = (self.limit + 1.0 / self.limit).min(max);
         }
@@ -93,9 +103,39 @@ mod tests {
 
     const FAST: Duration = Duration::from_millis(30);
 
+    /// Clean, fast answers to every call of a window: the window the next one may use.
+    fn clean_window(l: &mut CallLimit, rt: Duration) -> usize {
+        let tickets: Vec<Ticket> = (0..l.get()).map(|_| l.start()).collect();
+        for t in tickets {
+            l.answered(t, rt, false);
+        }
+        l.get()
+    }
+
     #[test]
-    fn starts_at_max_and_one_means_one() {
-        assert_eq!(CallLimit::new(10).get(), 10);
+    fn starts_at_one_and_doubles_each_clean_round_trip_up_to_max() {
+        let mut l = CallLimit::new(10);
+        assert_eq!(l.get(), 1);
+        let windows: Vec<usize> = (0..5).map(|_| clean_window(&mut l, FAST)).collect();
+        assert_eq!(windows, [2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn after_the_first_decrease_growth_is_one_call_per_window() {
+        let mut l = CallLimit::new(64);
+        for _ in 0..4 {
+            clean_window(&mut l, FAST);
+        }
+        assert_eq!(l.get(), 16);
+        let t = l.start();
+        l.answered(t, FAST, true);
+        assert_eq!(l.get(), 8);
+        let windows: Vec<usize> = (0..3).map(|_| clean_window(&mut l, FAST)).collect();
+        assert_eq!(windows, [8, 9, 10], "about one call more per window");
+    }
+
+    #[test]
+    fn one_means_one() {
         assert_eq!(CallLimit::new(0).get(), 1);
         let mut one = CallLimit::new(1);
         let t = one.start();
@@ -106,8 +146,9 @@ mod tests {
     #[test]
     fn a_crowded_window_halves_the_limit_once() {
         let mut l = CallLimit::new(10);
-        let first = l.start();
-        l.answered(first, FAST, false);
+        while l.get() < 10 {
+            clean_window(&mut l, FAST);
+        }
         // Ten calls out at once, all answered slowly: one halving, not ten.
         let tickets: Vec<Ticket> = (0..10).map(|_| l.start()).collect();
         for t in tickets {
@@ -123,6 +164,10 @@ mod tests {
     #[test]
     fn a_retried_call_halves_the_limit() {
         let mut l = CallLimit::new(8);
+        clean_window(&mut l, FAST);
+        clean_window(&mut l, FAST);
+        clean_window(&mut l, FAST);
+        assert_eq!(l.get(), 8);
         let t = l.start();
         l.answered(t, FAST, true);
         assert_eq!(l.get(), 4);
@@ -135,7 +180,7 @@ mod tests {
             let t = l.start();
             l.answered(t, rt, false);
         }
-        assert_eq!(l.get(), 8);
+        assert_eq!(l.get(), 5, "four clean answers in slow start: 1 + 4");
     }
 
     proptest! {
