@@ -102,7 +102,10 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
             clients.streams,
             clients.dynamodb.clone(),
         )),
-        publisher: Arc::new(EventBridgePublisher::new(clients.eventbridge)),
+        publisher: Arc::new(EventBridgePublisher::new(
+            clients.eventbridge,
+            clients.eventbridgev2,
+        )),
         dead_letters: Arc::new(dead_letter_sink(&config, clients.sqs)),
         leases: Arc::new(DynamoDbLeaseStore::new(
             clients.dynamodb,

@@ -59,6 +59,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// The Custom Event Bus API (`eventsv2`).
+    pub eventbridgev2: aws_sdk_eventbridgev2::Client,
     pub sqs: aws_sdk_sqs::Client,
 }
 
@@ -81,6 +83,7 @@ impl Clients {
             dynamodb: client!(aws_sdk_dynamodb, &endpoints.dynamodb),
             streams: client!(aws_sdk_dynamodbstreams, &endpoints.dynamodbstreams),
             eventbridge: client!(aws_sdk_eventbridge, &endpoints.eventbridge),
+            eventbridgev2: client!(aws_sdk_eventbridgev2, &endpoints.eventbridgev2),
             sqs: client!(aws_sdk_sqs, &endpoints.sqs),
         }
     }

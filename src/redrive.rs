@@ -83,7 +83,7 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
         (None, None) => return Err(RedriveError::NoQueue),
     };
     let routers = Routers::new(config)?;
-    let publisher = EventBridgePublisher::new(clients.eventbridge);
+    let publisher = EventBridgePublisher::new(clients.eventbridge, clients.eventbridgev2);
     let sqs = clients.sqs;
 
     let total = sqs
@@ -289,14 +289,7 @@ impl<'c> Routers<'c> {
 }
 
 fn entry_json(entry: &Entry) -> Value {
-    serde_json::json!({
-        "EventBusName": entry.event_bus_name,
-        "Source": entry.source,
-        "DetailType": entry.detail_type,
-        "Detail": entry.detail,
-        "Resources": entry.resources,
-        "Time": entry.time.map(crate::publish::rfc3339),
-    })
+    entry.request_json()
 }
 
 async fn delete(

@@ -120,15 +120,11 @@ pub fn test_route(
                 let v = &mut verdicts[i];
                 v.matched = true;
                 let detail: Value = serde_json::from_str(&entry.detail).unwrap_or(Value::Null);
-                v.entries.push(json!({
-                    "EventBusName": entry.event_bus_name,
-                    "Source": entry.source,
-                    "DetailType": entry.detail_type,
-                    "Detail": entry.detail,
-                    "DetailParsed": detail,
-                    "Resources": entry.resources,
-                    "Time": entry.time.map(crate::publish::rfc3339),
-                }));
+                let mut shown = entry.request_json();
+                if let Some(obj) = shown.as_object_mut() {
+                    obj.insert("DetailParsed".into(), detail);
+                }
+                v.entries.push(shown);
             }
             Err(e) => {
                 if let Some(i) = verdict(&mut verdicts, e.route()) {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::pipeline::batch::MAX_ENTRIES;
 use crate::pipeline::ImageSelector;
 
 /// `[aws]`: where the AWS APIs are.
@@ -37,6 +36,8 @@ pub struct EndpointsConfig {
     pub dynamodbstreams: Option<String>,
     /// EventBridge (PutEvents to classic buses).
     pub eventbridge: Option<String>,
+    /// EventBridge's Custom Event Bus API (`eventsv2`: PutEvents to `event-busv2` ARNs).
+    pub eventbridgev2: Option<String>,
     /// SQS (the dead-letter queue).
     pub sqs: Option<String>,
 }
@@ -44,11 +45,12 @@ pub struct EndpointsConfig {
 impl EndpointsConfig {
     /// Every override with its key name.
     #[must_use]
-    pub fn all(&self) -> [(&'static str, Option<&str>); 4] {
+    pub fn all(&self) -> [(&'static str, Option<&str>); 5] {
         [
             ("dynamodb", self.dynamodb.as_deref()),
             ("dynamodbstreams", self.dynamodbstreams.as_deref()),
             ("eventbridge", self.eventbridge.as_deref()),
+            ("eventbridgev2", self.eventbridgev2.as_deref()),
             ("sqs", self.sqs.as_deref()),
         ]
     }
@@ -164,8 +166,9 @@ impl Default for LeasesConfig {
     }
 }
 
-/// One `[[routes]]` entry, as it appears in the file. `name`, `event_bus_name`, `source` and
-/// `detail_type` are required; the other keys default as their comments say.
+/// One `[[routes]]` entry, as it appears in the file. `name`, one of `event_bus_name` and
+/// `event_bus_arn`, `source` and `detail_type` are required; the other keys default as their
+/// comments say.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
@@ -173,7 +176,10 @@ pub(super) struct RawRoute {
     /// Default: none (every record matches).
     #[serde(default)]
     pub filters: Vec<String>,
-    pub event_bus_name: String,
+    /// A classic bus (name or ARN).
+    pub event_bus_name: Option<String>,
+    /// A Custom Event Bus (`event-busv2` ARN).
+    pub event_bus_arn: Option<String>,
     pub source: String,
     pub detail_type: String,
     /// Default: none.
@@ -198,8 +204,10 @@ pub(super) struct RawRoute {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PublisherConfig {
-    /// Entries per PutEvents call, 1..=10 (the API maximum). Default `10`.
-    pub max_batch_entries: NonZeroUsize,
+    /// Entries per PutEvents call: at most 10 while any route targets a classic bus, at most
+    /// 100 when every route targets a Custom Event Bus. Default: unset = each bus kind's API
+    /// maximum (10 classic, 100 Custom Event Bus).
+    pub max_batch_entries: Option<NonZeroUsize>,
     /// First retry delay for failed entries and failed calls. Default `100ms`.
     #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
@@ -227,7 +235,7 @@ pub struct PublisherConfig {
 impl Default for PublisherConfig {
     fn default() -> Self {
         Self {
-            max_batch_entries: default_max_batch_entries(),
+            max_batch_entries: None,
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             max_attempts: None,
@@ -358,9 +366,6 @@ const fn default_renew_interval() -> Duration {
 }
 fn default_event_id_field() -> String {
     "eventId".to_owned()
-}
-const fn default_max_batch_entries() -> NonZeroUsize {
-    NonZeroUsize::new(MAX_ENTRIES).expect("MAX_ENTRIES is not zero")
 }
 const fn default_initial_backoff() -> Duration {
     Duration::from_millis(100)

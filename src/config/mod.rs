@@ -211,7 +211,7 @@ impl Config {
             validate::leases(leases, &mut errors);
         }
         if let Some(publisher) = &publisher {
-            validate::publisher(publisher, &mut errors);
+            validate::publisher(publisher, &routes, &mut errors);
         }
         if let Some(dead_letter) = &dead_letter {
             validate::dead_letter(dead_letter, &mut errors);

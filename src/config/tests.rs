@@ -27,7 +27,10 @@ fn a_minimal_config_takes_every_default() {
     assert_eq!(c.source.max_records_per_poll.get(), 1000);
     assert_eq!(c.leases.table_name, "outbox-relay-leases");
     assert_eq!(c.leases.lease_duration, Duration::from_secs(10));
-    assert_eq!(c.publisher.max_batch_entries.get(), 10);
+    assert_eq!(
+        c.publisher.max_batch_entries, None,
+        "each bus kind's maximum"
+    );
     assert_eq!(c.http.listen, "0.0.0.0:9464".parse().expect("addr"));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.shutdown.grace, Duration::from_secs(20));
@@ -50,7 +53,7 @@ poll_interval = "soon"
 renew_interval = "9s"
 
 [publisher]
-max_batch_entries = 11
+max_batch_entries = 101
 
 [colour]
 x = 1
@@ -88,6 +91,60 @@ detail_type = "T"
             "{expected} not in {keys:?}\n{err}"
         );
     }
+}
+
+const BUS_ARN: &str =
+    "arn:aws:events:us-east-1:123456789012:event-busv2/orders/abcdefghij0123456789abcde";
+
+#[test]
+fn a_route_targets_a_custom_event_bus_by_its_arn() {
+    let text = MINIMAL.replace(
+        "event_bus_name = \"bus\"",
+        &format!("event_bus_arn = \"{BUS_ARN}\""),
+    );
+    let c = Config::from_toml(&text).expect("valid");
+    assert_eq!(
+        c.routes[0].route.target().bus,
+        crate::pipeline::Bus::Custom(BUS_ARN.to_owned())
+    );
+    // Custom Event Bus routes only: up to 100 entries per call.
+    let hundred = format!("[publisher]\nmax_batch_entries = 100\n{text}");
+    assert!(Config::from_toml(&hundred).is_ok());
+}
+
+#[test]
+fn a_bad_bus_target_is_refused_naming_its_key() {
+    let classic_arn = MINIMAL.replace(
+        "event_bus_name = \"bus\"",
+        "event_bus_arn = \"arn:aws:events:us-east-1:123456789012:event-bus/orders\"",
+    );
+    let err = Config::from_toml(&classic_arn).expect_err("a classic ARN");
+    assert_eq!(keys(&err), vec!["routes[0].event_bus_arn"]);
+    assert!(err.to_string().contains("classic event bus ARN"), "{err}");
+
+    let both = MINIMAL.replace(
+        "event_bus_name = \"bus\"",
+        &format!("event_bus_name = \"bus\"\nevent_bus_arn = \"{BUS_ARN}\""),
+    );
+    let err = Config::from_toml(&both).expect_err("both");
+    assert_eq!(keys(&err), vec!["routes[0]"]);
+    assert!(err.to_string().contains("not both"), "{err}");
+
+    let neither = MINIMAL.replace("event_bus_name = \"bus\"\n", "");
+    let err = Config::from_toml(&neither).expect_err("neither");
+    assert!(err.to_string().contains("missing target"), "{err}");
+}
+
+#[test]
+fn more_than_ten_entries_per_call_needs_every_route_on_a_custom_event_bus() {
+    let text = format!("[publisher]\nmax_batch_entries = 11\n{MINIMAL}");
+    let err = Config::from_toml(&text).expect_err("a classic route");
+    assert_eq!(keys(&err), vec!["publisher.max_batch_entries"]);
+    assert!(
+        err.to_string()
+            .contains("route \"all\" targets a classic bus"),
+        "{err}"
+    );
 }
 
 #[test]

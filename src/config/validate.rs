@@ -4,9 +4,10 @@
 //! sections.
 
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
 
 use crate::pipeline::batch::MAX_ENTRIES;
-use crate::pipeline::{DetailSpec, Route, RouteSpec, Target};
+use crate::pipeline::{Bus, BusKind, DetailSpec, Route, RouteSpec, Target};
 
 use super::file::{
     AwsConfig, DeadLetterConfig, LeasesConfig, LogConfig, PublisherConfig, RawRoute,
@@ -54,12 +55,32 @@ pub(super) fn routes(
                 event_id_field: r.event_id_field,
             }),
         };
+        let bus = match (r.event_bus_name, r.event_bus_arn) {
+            (Some(name), None) => Bus::Classic(name),
+            (None, Some(arn)) => Bus::Custom(arn),
+            (Some(_), Some(_)) => {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    "set either `event_bus_name` (a classic bus) or `event_bus_arn` (a Custom \
+                     Event Bus), not both",
+                ));
+                Bus::Classic("unset".to_owned())
+            }
+            (None, None) => {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    "missing target: set `event_bus_name` (a classic bus) or `event_bus_arn` \
+                     (a Custom Event Bus)",
+                ));
+                Bus::Classic("unset".to_owned())
+            }
+        };
         // With no detail the rest of the route is still checked, so every problem shows.
         let spec = RouteSpec {
             name: r.name,
             filters: r.filters,
             target: Target {
-                event_bus_name: r.event_bus_name,
+                bus,
                 source: r.source,
                 detail_type: r.detail_type,
                 resources: r.resources,
@@ -217,12 +238,31 @@ pub(super) fn leases(l: &LeasesConfig, errors: &mut Vec<ConfigError>) {
     }
 }
 
-pub(super) fn publisher(p: &PublisherConfig, errors: &mut Vec<ConfigError>) {
-    if p.max_batch_entries.get() > MAX_ENTRIES {
-        errors.push(ConfigError::new(
-            "publisher.max_batch_entries",
-            format!("must be at most {MAX_ENTRIES} (the PutEvents limit)"),
-        ));
+pub(super) fn publisher(
+    p: &PublisherConfig,
+    routes: &[RouteBinding],
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(max) = p.max_batch_entries.map(NonZeroUsize::get) {
+        let classic = routes
+            .iter()
+            .find(|b| b.route.target().bus.kind() == BusKind::Classic);
+        let custom_max = BusKind::Custom.max_entries();
+        if max > custom_max {
+            errors.push(ConfigError::new(
+                "publisher.max_batch_entries",
+                format!("must be at most {custom_max} (the Custom Event Bus PutEvents limit)"),
+            ));
+        } else if let Some(binding) = classic.filter(|_| max > MAX_ENTRIES) {
+            errors.push(ConfigError::new(
+                "publisher.max_batch_entries",
+                format!(
+                    "must be at most {MAX_ENTRIES} (the classic PutEvents limit) while route {:?} \
+                     targets a classic bus; only Custom Event Bus routes take up to {custom_max}",
+                    binding.route.name()
+                ),
+            ));
+        }
     }
     if p.initial_backoff.is_zero() || p.initial_backoff > p.max_backoff {
         errors.push(ConfigError::new(

@@ -4,21 +4,28 @@ use std::ops::Range;
 
 use super::router::Entry;
 
-/// Entries per PutEvents request.
-/// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>
-pub const MAX_ENTRIES: usize = 10;
+use super::bus::{BusKind, CLASSIC_MAX_ENTRIES, CLASSIC_MAX_REQUEST_BYTES};
 
-/// Bytes per PutEvents request, summed over entries as [`entry_size`] computes them (256 KiB).
-/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html>
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Entries per classic PutEvents request (see [`super::bus`]).
+pub const MAX_ENTRIES: usize = CLASSIC_MAX_ENTRIES;
 
-/// Size of an entry the way AWS documents it: 14 bytes for `Time` if present, plus the UTF-8
-/// bytes of `Source`, `DetailType`, `Detail` and every `Resources` element.
-/// (`EventBusName` does not count.)
+/// Bytes per classic PutEvents request, summed over entries as [`entry_size`] computes them.
+pub const MAX_REQUEST_BYTES: usize = CLASSIC_MAX_REQUEST_BYTES;
+
+/// Size of an entry the way AWS documents it for the classic bus: 14 bytes for `Time` if
+/// present, plus the UTF-8 bytes of `Source`, `DetailType`, `Detail` and every `Resources`
+/// element (`EventBusName` does not count). For a Custom Event Bus entry, whose sizing AWS
+/// does not spell out, its `EventGroupId` and `DeduplicationId` are counted too, so a batch
+/// cut by this size never exceeds the request limit.
 #[must_use]
 pub fn entry_size(entry: &Entry) -> usize {
     let time = if entry.time.is_some() { 14 } else { 0 };
-    time + entry.source.len()
+    let system = match entry.bus.kind() {
+        BusKind::Classic => 0,
+        BusKind::Custom => entry.ordering_key.len() + entry.event_id.len(),
+    };
+    time + system
+        + entry.source.len()
         + entry.detail_type.len()
         + entry.detail.len()
         + entry.resources.iter().map(String::len).sum::<usize>()
@@ -82,13 +89,14 @@ mod tests {
     fn entry(detail_len: usize, with_time: bool) -> Entry {
         Entry {
             route: 0,
-            event_bus_name: "bus".into(),
+            bus: crate::pipeline::Bus::Classic("bus".into()),
             source: "src".into(),
             detail_type: "T".into(),
             detail: "x".repeat(detail_len),
             resources: vec!["arn:r".into()],
             time: with_time.then(std::time::SystemTime::now),
             ordering_key: String::new(),
+            event_id: String::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! benchmarks and (later) the Lambdas share it.
 
 pub mod batch;
+pub mod bus;
 pub mod image;
 pub mod pattern;
 pub mod route;
@@ -13,6 +14,7 @@ pub mod template;
 pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
+pub use bus::{Bus, BusKind};
 pub use image::{ImageError, ImageSelector, PlainImages};
 pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};

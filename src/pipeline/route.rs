@@ -8,6 +8,7 @@
 //!
 //! Where a route applies (its sources) is wiring, not part of the model: the config decides.
 
+use super::bus::{check_custom_bus_arn, Bus};
 use super::image::ImageSelector;
 use super::pattern::Filter;
 use super::template::Template;
@@ -56,8 +57,8 @@ pub enum DetailSpec {
 /// Where a route's events go and what they are called.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The bus (name or ARN).
-    pub event_bus_name: String,
+    /// The bus: `event_bus_name` (classic) or `event_bus_arn` (Custom Event Bus).
+    pub bus: Bus,
     /// The event's `Source`.
     pub source: String,
     /// The event's `DetailType`.
@@ -224,8 +225,16 @@ impl Route {
 
 /// The target's limits, as PutEvents enforces them (see the constants' sources).
 fn check_target(t: &Target, problems: &mut Vec<RouteProblem>) {
-    if t.event_bus_name.trim().is_empty() {
-        problems.push(RouteProblem::new("event_bus_name", "must not be empty"));
+    match &t.bus {
+        Bus::Classic(name) if name.trim().is_empty() => {
+            problems.push(RouteProblem::new("event_bus_name", "must not be empty"));
+        }
+        Bus::Classic(_) => {}
+        Bus::Custom(arn) => {
+            if let Err(reason) = check_custom_bus_arn(arn) {
+                problems.push(RouteProblem::new("event_bus_arn", reason));
+            }
+        }
     }
     let source_chars = t.source.chars().count();
     if t.source.trim().is_empty() {
@@ -268,7 +277,7 @@ mod tests {
             name: "r".into(),
             filters: vec![r#"{"eventName": ["INSERT"]}"#.into()],
             target: Target {
-                event_bus_name: "bus".into(),
+                bus: Bus::Classic("bus".into()),
                 source: "Demo".into(),
                 detail_type: "Changed".into(),
                 resources: Vec::new(),
@@ -301,7 +310,7 @@ mod tests {
         s.filters.push("not json".into());
         s.target.source = "aws.demo".into();
         s.target.detail_type = "x".repeat(MAX_DETAIL_TYPE_CHARS + 1);
-        s.target.event_bus_name = String::new();
+        s.target.bus = Bus::Classic(String::new());
         s.expand_json = vec![String::new()];
         let problems = Route::compile(s).expect_err("broken");
         assert_eq!(

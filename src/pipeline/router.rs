@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::batch::{entry_size, MAX_REQUEST_BYTES};
+use super::batch::entry_size;
+use super::bus::{check_deduplication_id, check_group_id, Bus, BusKind};
 use super::image::{ImageError, ImageSelector, PlainImages};
 use super::pattern::{Matcher, PatternError};
 use super::route::{Detail, OrderingKey, Route};
@@ -45,7 +46,8 @@ impl RecordContext<'_> {
 pub struct Entry {
     /// Index of the route (in config order) that produced it.
     pub route: usize,
-    pub event_bus_name: String,
+    /// The bus, and so which PutEvents API and limits apply.
+    pub bus: Bus,
     pub source: String,
     pub detail_type: String,
     /// JSON text of the detail object.
@@ -53,8 +55,48 @@ pub struct Entry {
     pub resources: Vec<String>,
     /// The record's creation time; EventBridge uses its own clock when absent.
     pub time: Option<SystemTime>,
-    /// Entries with the same key (of one shard) are submitted in record order.
+    /// Entries with the same key (of one shard) are submitted in record order. On a Custom
+    /// Event Bus it is also the entry's `EventGroupId`.
     pub ordering_key: String,
+    /// The stable event id (the outbox row's, else the stream record's `eventID`). On a Custom
+    /// Event Bus it is the entry's `DeduplicationId`, so a re-sent entry is not stored twice.
+    pub event_id: String,
+}
+
+impl Entry {
+    /// The entry as its PutEvents request shows it (`EventBusName` for a classic bus;
+    /// `EventBusArn` and `SystemMetadata` for a Custom Event Bus), for people to read:
+    /// `test-route` and `redrive` print it.
+    #[must_use]
+    pub fn request_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        match &self.bus {
+            Bus::Classic(name) => {
+                out.insert("EventBusName".into(), name.clone().into());
+            }
+            Bus::Custom(arn) => {
+                out.insert("EventBusArn".into(), arn.clone().into());
+            }
+        }
+        out.insert("Source".into(), self.source.clone().into());
+        out.insert("DetailType".into(), self.detail_type.clone().into());
+        out.insert("Detail".into(), self.detail.clone().into());
+        out.insert("Resources".into(), self.resources.clone().into());
+        let time = self
+            .time
+            .map(|t| humantime::format_rfc3339_millis(t).to_string());
+        out.insert("Time".into(), time.into());
+        if self.bus.kind() == BusKind::Custom {
+            out.insert(
+                "SystemMetadata".into(),
+                serde_json::json!({
+                    "EventGroupId": self.ordering_key,
+                    "DeduplicationId": self.event_id,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
 }
 
 /// Why a record could not become an entry for a route: a poison record for that route.
@@ -76,7 +118,15 @@ pub enum RouteError {
     /// The route's ordering key cannot be rendered for this record.
     #[error("route {route}: ordering key: {reason}")]
     OrderingKeyFailed { route: String, reason: String },
-    /// The entry exceeds the 256 KiB PutEvents limit on its own.
+    /// A Custom Event Bus entry's `EventGroupId` or `DeduplicationId` breaks its limits.
+    #[error("route {route}: {field} {value:?} {reason}")]
+    SystemIdInvalid {
+        route: String,
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// The entry exceeds its bus's PutEvents request limit on its own.
     #[error("route {route}: entry is {size} bytes, above the {limit} byte PutEvents limit")]
     EntryTooLarge {
         route: String,
@@ -102,6 +152,7 @@ impl RouteError {
             } => "ExpandJsonFailed",
             Self::OrderingKeyFailed { .. } => "OrderingKeyFailed",
             Self::EntryTooLarge { .. } => "EntryTooLarge",
+            Self::SystemIdInvalid { .. } => "SystemIdInvalid",
         }
     }
 
@@ -113,7 +164,8 @@ impl RouteError {
             | Self::ImageMissing { route, .. }
             | Self::ImageInvalid { route, .. }
             | Self::OrderingKeyFailed { route, .. }
-            | Self::EntryTooLarge { route, .. } => route,
+            | Self::EntryTooLarge { route, .. }
+            | Self::SystemIdInvalid { route, .. } => route,
         }
     }
 }
@@ -124,6 +176,8 @@ pub struct Router {
     matcher: Matcher,
     /// Routes without filters: they match every record.
     match_all: Vec<usize>,
+    /// Per route, which PutEvents calls its entries may share (see [`Router::call_lane`]).
+    lanes: Vec<u32>,
 }
 
 impl std::fmt::Debug for Router {
@@ -151,10 +205,28 @@ impl Router {
                 matcher.add(i, filter)?;
             }
         }
+        let mut custom_buses: Vec<&Bus> = Vec::new();
+        let lanes = routes
+            .iter()
+            .map(|route| match &route.target().bus {
+                Bus::Classic(_) => 0,
+                bus @ Bus::Custom(_) => {
+                    let n = custom_buses
+                        .iter()
+                        .position(|b| *b == bus)
+                        .unwrap_or_else(|| {
+                            custom_buses.push(bus);
+                            custom_buses.len() - 1
+                        });
+                    u32::try_from(n + 1).unwrap_or(u32::MAX)
+                }
+            })
+            .collect();
         Ok(Self {
             routes,
             matcher,
             match_all,
+            lanes,
         })
     }
 
@@ -162,6 +234,14 @@ impl Router {
     #[must_use]
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Which PutEvents calls the entries of route `route` may share: lane 0 for every classic
+    /// bus (a classic entry names its own bus), one lane per Custom Event Bus (its ARN is a
+    /// field of the request).
+    #[must_use]
+    pub fn call_lane(&self, route: usize) -> u32 {
+        self.lanes.get(route).copied().unwrap_or(0)
     }
 
     /// Indexes of the routes whose filters match `record` (`record_json` is the record
@@ -244,22 +324,45 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
     };
     let ordering_key = ordering_key(route, ctx)?;
     let target = route.target();
+    if target.bus.kind() == BusKind::Custom {
+        let system_id =
+            |field: &'static str, value: &str, check: fn(&str) -> Result<(), String>| {
+                check(value).map_err(|reason| RouteError::SystemIdInvalid {
+                    route: route.name().to_owned(),
+                    field,
+                    value: value.chars().take(200).collect(),
+                    reason,
+                })
+            };
+        system_id(
+            "EventGroupId (the ordering key)",
+            &ordering_key,
+            check_group_id,
+        )?;
+        system_id(
+            "DeduplicationId (the event id)",
+            ctx.event_id,
+            check_deduplication_id,
+        )?;
+    }
     let entry = Entry {
         route: index,
-        event_bus_name: target.event_bus_name.clone(),
+        bus: target.bus.clone(),
         source: target.source.clone(),
         detail_type: target.detail_type.clone(),
         detail,
         resources: target.resources.clone(),
         time: ctx.created_at,
         ordering_key,
+        event_id: ctx.event_id.to_owned(),
     };
     let size = entry_size(&entry);
-    if size > MAX_REQUEST_BYTES {
+    let limit = entry.bus.kind().max_request_bytes();
+    if size > limit {
         return Err(RouteError::EntryTooLarge {
             route: route.name().to_owned(),
             size,
-            limit: MAX_REQUEST_BYTES,
+            limit,
         });
     }
     Ok(entry)

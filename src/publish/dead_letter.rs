@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::pipeline::Entry;
+use crate::pipeline::{Bus, Entry};
 
 /// Largest message body SQS accepts (256 KiB).
 /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html>
@@ -44,7 +44,18 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeadLetterEntry {
+    /// A classic bus's name (empty for a Custom Event Bus entry).
+    #[serde(default)]
     pub event_bus_name: String,
+    /// A Custom Event Bus's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_bus_arn: Option<String>,
+    /// A Custom Event Bus entry's `SystemMetadata.EventGroupId` (its ordering key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_group_id: Option<String>,
+    /// A Custom Event Bus entry's `SystemMetadata.DeduplicationId` (its stable event id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplication_id: Option<String>,
     pub source: String,
     pub detail_type: String,
     /// The detail JSON text; `None` when removed to fit the message size limit.
@@ -55,8 +66,15 @@ pub struct DeadLetterEntry {
 
 impl From<&Entry> for DeadLetterEntry {
     fn from(e: &Entry) -> Self {
+        let custom = matches!(e.bus, Bus::Custom(_));
         Self {
-            event_bus_name: e.event_bus_name.clone(),
+            event_bus_name: match &e.bus {
+                Bus::Classic(name) => name.clone(),
+                Bus::Custom(_) => String::new(),
+            },
+            event_bus_arn: custom.then(|| e.bus.id().to_owned()),
+            event_group_id: custom.then(|| e.ordering_key.clone()),
+            deduplication_id: custom.then(|| e.event_id.clone()),
             source: e.source.clone(),
             detail_type: e.detail_type.clone(),
             detail: Some(e.detail.clone()),
@@ -226,6 +244,9 @@ mod tests {
                 "NewImage": {"blob": {"S": "x".repeat(detail_len)}}}}),
             entry: Some(DeadLetterEntry {
                 event_bus_name: "bus".into(),
+                event_bus_arn: None,
+                event_group_id: None,
+                deduplication_id: None,
                 source: "S".into(),
                 detail_type: "T".into(),
                 detail: Some(format!("{{\"blob\": \"{}\"}}", "x".repeat(detail_len))),

@@ -1,4 +1,5 @@
-//! [`EventPublisher`] on the AWS SDK's PutEvents.
+//! [`EventPublisher`] on the AWS SDK's PutEvents: classic buses here, Custom Event Buses in
+//! `custom_bus.rs`; one call goes to one kind of bus (and, for a Custom Event Bus, one bus).
 
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
@@ -7,41 +8,75 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::DateTime;
 
 use super::publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
-use crate::pipeline::Entry;
+use crate::pipeline::{Bus, BusKind, Entry};
 
-/// EventBridge PutEvents through the SDK (its own retry handles throttled *calls*; failed
-/// *entries* come back in the outcome and are retried by the relay).
+/// EventBridge PutEvents through the SDK, to either kind of bus (failed *entries* come back in
+/// the outcome and are retried by the relay).
 #[derive(Debug, Clone)]
 pub struct EventBridgePublisher {
-    client: aws_sdk_eventbridge::Client,
+    classic: aws_sdk_eventbridge::Client,
+    custom: aws_sdk_eventbridgev2::Client,
 }
 
 impl EventBridgePublisher {
     #[must_use]
-    pub fn new(client: aws_sdk_eventbridge::Client) -> Self {
-        Self { client }
+    pub fn new(
+        classic: aws_sdk_eventbridge::Client,
+        custom: aws_sdk_eventbridgev2::Client,
+    ) -> Self {
+        Self { classic, custom }
     }
 }
 
 impl EventPublisher for EventBridgePublisher {
     async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
-        let request = entries.iter().map(to_request_entry).collect();
-        match self
-            .client
-            .put_events()
-            .set_entries(Some(request))
-            .send()
-            .await
-        {
-            Ok(out) => Ok(failed_entries(&out, entries.len())),
-            Err(e) => Err(publish_error(&e)),
+        match call_bus(entries)? {
+            Bus::Custom(arn) => super::custom_bus::put_events(&self.custom, arn, entries).await,
+            Bus::Classic(_) => {
+                let request = entries.iter().map(to_request_entry).collect();
+                match self
+                    .classic
+                    .put_events()
+                    .set_entries(Some(request))
+                    .send()
+                    .await
+                {
+                    Ok(out) => Ok(failed_entries(&out, entries.len())),
+                    Err(e) => Err(publish_error(&e)),
+                }
+            }
         }
+    }
+}
+
+/// The bus a call goes to: classic entries may name different buses (each entry names its
+/// own), Custom Event Bus entries must all name the same one. A mixed call is refused before
+/// it is sent, as an invalid request (the relay then sends its entries one by one).
+fn call_bus(entries: &[Entry]) -> Result<&Bus, PublishError> {
+    let first = entries
+        .first()
+        .map(|e| &e.bus)
+        .ok_or_else(|| PublishError {
+            code: "InvalidInputException".to_owned(),
+            message: "a PutEvents call needs at least one entry".to_owned(),
+        })?;
+    let same = |e: &Entry| match first {
+        Bus::Classic(_) => e.bus.kind() == BusKind::Classic,
+        Bus::Custom(_) => &e.bus == first,
+    };
+    if entries.iter().all(same) {
+        Ok(first)
+    } else {
+        Err(PublishError {
+            code: "InvalidInputException".to_owned(),
+            message: "one PutEvents call mixes bus kinds or Custom Event Buses".to_owned(),
+        })
     }
 }
 
 fn to_request_entry(entry: &Entry) -> PutEventsRequestEntry {
     PutEventsRequestEntry::builder()
-        .event_bus_name(&entry.event_bus_name)
+        .event_bus_name(entry.bus.id())
         .source(&entry.source)
         .detail_type(&entry.detail_type)
         .detail(&entry.detail)
@@ -75,10 +110,13 @@ fn failed_entries(out: &PutEventsOutput, sent: usize) -> PutOutcome {
             message: "no result returned for this entry".to_owned(),
         }));
     }
-    PutOutcome { failed }
+    PutOutcome {
+        failed,
+        deduplicated: Vec::new(),
+    }
 }
 
-fn publish_error<E, R>(err: &SdkError<E, R>) -> PublishError
+pub(super) fn publish_error<E, R>(err: &SdkError<E, R>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

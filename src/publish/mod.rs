@@ -2,6 +2,7 @@
 //! classification of failures into retry or give up, and the dead-letter sinks for what cannot
 //! be delivered.
 
+mod custom_bus;
 mod dead_letter;
 mod eventbridge;
 mod publisher;

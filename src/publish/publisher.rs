@@ -18,6 +18,9 @@ pub struct FailedEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PutOutcome {
     pub failed: Vec<FailedEntry>,
+    /// Indices of entries a Custom Event Bus accepted as repeats of an entry it already had
+    /// (`SuccessCode: DEDUPLICATED`): settled, and not stored again.
+    pub deduplicated: Vec<usize>,
 }
 
 /// The whole call failed (nothing was accepted, as far as we can know).
@@ -31,7 +34,8 @@ pub struct PublishError {
 
 /// EventBridge as the relay uses it.
 pub trait EventPublisher: Send + Sync + 'static {
-    /// Sends `entries` (at most 10, within the size limit) in one PutEvents call.
+    /// Sends `entries` in one PutEvents call: all to classic buses (at most 10, 256 KiB) or
+    /// all to one Custom Event Bus (at most 100, 1 MiB).
     fn put_events(
         &self,
         entries: &[Entry],

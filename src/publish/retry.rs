@@ -1,5 +1,8 @@
 //! Which failures are worth retrying. The one place that classifies them, for a failed entry
-//! (`Entries[i].ErrorCode`) and for a failed PutEvents call alike.
+//! (`Entries[i].ErrorCode`) and for a failed PutEvents call alike, on either kind of bus (the
+//! Custom Event Bus API, eventsv2, documents `ThrottlingException`, `InternalException`,
+//! `InvalidStateException`, `AccessDeniedException`, `ResourceNotFoundException` and
+//! `InvalidInputException` for PutEvents).
 
 /// What to do with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub enum Disposition {
 /// - throttling: `ThrottlingException`, `LimitExceededException`;
 /// - service faults: `InternalFailure`, `InternalException`, `InternalServerError`,
 ///   `ServiceUnavailable(Exception)`;
+/// - `InvalidStateException` (eventsv2: "an event bus that is still being created cannot
+///   accept events"): the bus will be ready;
 /// - transport: `DispatchFailure`, `Timeout`, `ResponseError`, `Unknown` (no service answer);
 /// - credentials and permissions (`AccessDeniedException`, `NotAuthorizedForSourceException`,
 ///   `UnrecognizedClientException`, `ExpiredTokenException`, `InvalidSignatureException`):
@@ -25,8 +30,9 @@ pub enum Disposition {
 ///   all would turn a misconfiguration into a redrive chore.
 ///
 /// Everything else gives up: `InvalidArgument`, `MalformedDetail`, `ValidationException`,
-/// `ResourceNotFoundException` (the route's bus does not exist), and unknown codes from the
-/// service (an answer about the request, so retrying it unchanged cannot succeed).
+/// `InvalidInputException` (eventsv2's; a whole call refused this way is split to find the
+/// entry), `ResourceNotFoundException` (the route's bus does not exist), and unknown codes
+/// from the service (an answer about the request, so retrying it unchanged cannot succeed).
 #[must_use]
 pub fn classify(code: &str) -> Disposition {
     match code {
@@ -37,6 +43,7 @@ pub fn classify(code: &str) -> Disposition {
         | "InternalServerError"
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
+        | "InvalidStateException"
         | "DispatchFailure"
         | "Timeout"
         | "ResponseError"
@@ -61,6 +68,8 @@ mod tests {
             "InternalFailure",
             "DispatchFailure",
             "AccessDeniedException",
+            "InternalException",
+            "InvalidStateException",
         ] {
             assert_eq!(classify(code), Disposition::Retry, "{code}");
         }
@@ -69,6 +78,7 @@ mod tests {
             "MalformedDetail",
             "ResourceNotFoundException",
             "ValidationException",
+            "InvalidInputException",
         ] {
             assert_eq!(classify(code), Disposition::GiveUp, "{code}");
         }

@@ -15,7 +15,7 @@ use super::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
 use super::worker::{backoff, Held, Worker};
 use crate::lease::LeaseStore;
 use crate::pipeline::router::stable_event_id;
-use crate::pipeline::{entry_size, Entry, RouteError};
+use crate::pipeline::{entry_size, BusKind, Entry, RouteError};
 use crate::publish::{
     rfc3339, DeadLetter, DeadLetterEntry, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
     Stage,
@@ -88,6 +88,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             .into_iter()
             .map(|result| match result {
                 Ok(entry) => NewEntry {
+                    lane: self.router.call_lane(entry.route),
                     key: Some(entry.ordering_key.clone()),
                     size: entry_size(&entry),
                     payload: Work::Publish {
@@ -97,6 +98,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     poison: false,
                 },
                 Err(e) => NewEntry {
+                    lane: 0,
                     key: None,
                     size: 0,
                     payload: Work::Poison(e),
@@ -142,6 +144,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             max_record_age: self.settings.max_record_age,
         };
         let verdicts = decide(result, &sent, policy, now);
+        let entry_of = |i: usize| batch.get(i).and_then(|&id| schedule.entry(id).entry());
+        // A Custom Event Bus throttles per event group: an entry's own failure slows its key
+        // (it waits for its retry, and the keys after it), not the shard's calls.
+        let custom_bus = entry_of(0).is_some_and(|e| e.bus.kind() == BusKind::Custom);
+        let deduplicated: Vec<usize> = result
+            .as_ref()
+            .map(|o| o.deduplicated.clone())
+            .unwrap_or_default();
         match result {
             Ok(outcome) => {
                 for f in &outcome.failed {
@@ -175,10 +185,18 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         let outcomes: Vec<Outcome> = batch
             .iter()
             .zip(verdicts)
-            .map(|(&id, verdict)| match verdict {
+            .enumerate()
+            .map(|(i, (&id, verdict))| match verdict {
                 Verdict::Accepted => {
                     if let Some(entry) = schedule.entry(id).entry() {
-                        self.accepted(entry);
+                        if deduplicated.contains(&i) {
+                            self.metrics
+                                .events_deduplicated
+                                .with_label_values(&[self.route_name(entry)])
+                                .inc();
+                        } else {
+                            self.accepted(entry);
+                        }
                     }
                     Outcome::Accepted
                 }
@@ -202,7 +220,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             .map(|(id, failure)| (id, self.letter(schedule, id, Some(failure))))
             .collect();
         schedule.answered(batch, &outcomes);
-        let retried = outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_)));
+        let retried = match result {
+            Err(_) => outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_))),
+            Ok(_) if custom_bus => false,
+            Ok(_) => outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_))),
+        };
         let before = limit.get();
         limit.answered(answer.ticket, answer.round_trip, retried);
         if limit.get() != before {

@@ -11,6 +11,8 @@
 //!   earlier entry is settled but for its own batch-mates: a batch's failed entries are
 //!   retried before anything after them, as the relay always did.
 //! - **Bounded.** At most `max_in_flight` calls are out at once.
+//! - **One lane per call.** A call's entries all have the same [`Lane`] (the bus kind, and for
+//!   a Custom Event Bus the bus itself), within that lane's entry and byte limits.
 //! - **Watermark.** [`Schedule::advance`] passes a record only when it and every record
 //!   before it are settled; a record that produced no entry is settled at once.
 //! - **Draining.** After [`Schedule::stop`], no record after the last one already started
@@ -44,10 +46,23 @@ impl Order {
     }
 }
 
+/// Which entries may share a call: the same lane. The worker gives every classic-bus entry
+/// one lane and every Custom Event Bus its own.
+pub type Lane = u32;
+
+/// How many entries and bytes one call of a lane may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
 /// A new entry of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry<E> {
     pub payload: E,
+    /// Only entries of the same lane go out in one call.
+    pub lane: Lane,
     /// Entries with the same key are submitted in record order. `None`: unordered.
     pub key: Option<String>,
     /// Its size as PutEvents counts it (for the request size limit).
@@ -110,6 +125,7 @@ enum State {
 #[derive(Debug)]
 struct EntrySlot<E> {
     payload: E,
+    lane: Lane,
     record: u64,
     key: Option<String>,
     size: usize,
@@ -202,6 +218,7 @@ impl<R, E> Schedule<R, E> {
             };
             self.entries.push_back(EntrySlot {
                 payload: e.payload,
+                lane: e.lane,
                 record: index,
                 key: if e.poison { None } else { e.key },
                 size: e.size,
@@ -240,6 +257,7 @@ impl<R, E> Schedule<R, E> {
 
     /// The call [`Schedule::next_batch`] would make, without making it (the worker first
     /// gets a permit for it).
+    #[cfg(test)]
     #[must_use]
     pub fn peek_batch(
         &self,
@@ -247,13 +265,28 @@ impl<R, E> Schedule<R, E> {
         max_entries: usize,
         max_bytes: usize,
     ) -> Option<Vec<EntryId>> {
+        let limits = CallLimits {
+            max_entries,
+            max_bytes,
+        };
+        self.peek_lane_batch(now, |_| limits)
+    }
+
+    /// [`Schedule::peek_batch`] with each lane's own limits: the call's lane is that of its
+    /// first entry, and only entries of that lane join it.
+    #[must_use]
+    pub fn peek_lane_batch(
+        &self,
+        now: Instant,
+        limits: impl Fn(Lane) -> CallLimits,
+    ) -> Option<Vec<EntryId>> {
         match self.order {
-            Order::Strict => self.strict_batch(now, max_entries, max_bytes),
+            Order::Strict => self.strict_batch(now, &limits),
             Order::PerKey { max_in_flight } => {
                 if self.in_flight >= max_in_flight {
                     return None;
                 }
-                self.per_key_batch(now, max_entries, max_bytes)
+                self.per_key_batch(now, &limits)
             }
         }
     }
@@ -285,8 +318,7 @@ impl<R, E> Schedule<R, E> {
     fn strict_batch(
         &self,
         now: Instant,
-        max_entries: usize,
-        max_bytes: usize,
+        limits: &impl Fn(Lane) -> CallLimits,
     ) -> Option<Vec<EntryId>> {
         if self.in_flight > 0 || self.dead_lettering > 0 {
             return None;
@@ -308,6 +340,7 @@ impl<R, E> Schedule<R, E> {
         let page = self.record(first.record).map(|r| r.page);
         let mut batch = Vec::new();
         let mut bytes = 0;
+        let mut lane: Option<(Lane, CallLimits)> = None;
         for (id, e) in unsettled {
             let same_kind = retrying(e) == want_retry;
             let solo = matches!(e.state, State::Pending { solo: true, .. });
@@ -321,8 +354,17 @@ impl<R, E> Schedule<R, E> {
                 || !self.startable(e)
                 || !Self::due(e.state, now)
                 || (!want_retry && self.record(e.record).map(|r| r.page) != page)
-                || batch.len() == max_entries
-                || (!batch.is_empty() && bytes + e.size > max_bytes)
+            {
+                break;
+            }
+            let (call_lane, call) = *lane.get_or_insert_with(|| (e.lane, limits(e.lane)));
+            if e.lane != call_lane {
+                // Strict order: an entry of another lane waits for the next call, and so
+                // does everything after it.
+                break;
+            }
+            if batch.len() >= call.max_entries
+                || (!batch.is_empty() && bytes + e.size > call.max_bytes)
             {
                 break;
             }
@@ -336,16 +378,19 @@ impl<R, E> Schedule<R, E> {
     fn per_key_batch(
         &self,
         now: Instant,
-        max_entries: usize,
-        max_bytes: usize,
+        limits: &impl Fn(Lane) -> CallLimits,
     ) -> Option<Vec<EntryId>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
+        let mut lane: Option<(Lane, CallLimits)> = None;
         for (id, e) in self.ids().zip(&self.entries) {
             if !self.startable(e) {
                 break; // records only grow after this one: none of them may start
             }
-            if !Self::due(e.state, now) || !self.heads_its_key(id, e) {
+            if !Self::due(e.state, now)
+                || !self.heads_its_key(id, e)
+                || lane.is_some_and(|(l, _)| l != e.lane)
+            {
                 continue;
             }
             let solo = matches!(e.state, State::Pending { solo: true, .. });
@@ -355,12 +400,13 @@ impl<R, E> Schedule<R, E> {
                 }
                 continue;
             }
-            if !batch.is_empty() && bytes + e.size > max_bytes {
+            let (_, call) = *lane.get_or_insert_with(|| (e.lane, limits(e.lane)));
+            if !batch.is_empty() && bytes + e.size > call.max_bytes {
                 break;
             }
             bytes += e.size;
             batch.push(id);
-            if batch.len() == max_entries {
+            if batch.len() >= call.max_entries {
                 break;
             }
         }

@@ -163,6 +163,7 @@ mod tests {
                 failed(1, "ThrottlingException"),
                 failed(3, "MalformedDetail"),
             ],
+            ..PutOutcome::default()
         });
         let v = decide(
             &outcome,
@@ -208,6 +209,7 @@ mod tests {
         let now = SystemTime::now();
         let throttled = Ok(PutOutcome {
             failed: vec![failed(0, "ThrottlingException")],
+            ..PutOutcome::default()
         });
         let policy = RetryPolicy {
             max_attempts: Some(3),
@@ -232,6 +234,7 @@ mod tests {
         // Non-retryable failures never wait for the limits.
         let rejected = Ok(PutOutcome {
             failed: vec![failed(0, "InvalidArgument")],
+            ..PutOutcome::default()
         });
         assert_eq!(
             kinds(&decide(&rejected, &[at(1, 0)], policy, now)),
@@ -243,6 +246,7 @@ mod tests {
     fn an_index_outside_the_request_is_ignored() {
         let outcome = Ok(PutOutcome {
             failed: vec![failed(7, "ThrottlingException")],
+            ..PutOutcome::default()
         });
         let v = decide(
             &outcome,

@@ -26,11 +26,11 @@ use tracing::{debug, error, info, warn};
 use super::deliver::{Answer, Work};
 use super::keeper::HeldLeases;
 use super::limit::{CallLimit, Ticket};
-use super::schedule::{EntryId, Order, Schedule};
+use super::schedule::{CallLimits, EntryId, Lane, Order, Schedule};
 use crate::config::StartingPosition;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
-use crate::pipeline::batch::MAX_REQUEST_BYTES;
-use crate::pipeline::{Entry, Router};
+
+use crate::pipeline::{BusKind, Entry, Router};
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{IteratorPosition, SequenceNumber, ShardSource, SourceError, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
@@ -51,7 +51,8 @@ pub struct WorkerSettings {
     /// Records and bytes a shard may hold before it stops reading ahead.
     pub read_ahead_records: usize,
     pub read_ahead_bytes: usize,
-    pub max_batch_entries: usize,
+    /// Entries per PutEvents call, within each bus kind's own maximum (`None`: that maximum).
+    pub max_batch_entries: Option<usize>,
     /// PutEvents calls in flight for this shard (`1`: strict per-shard order).
     pub max_in_flight: usize,
     /// How long a moved watermark may wait before it is written (page ends write at once).
@@ -78,7 +79,10 @@ impl WorkerSettings {
             max_records_per_poll: config.source.max_records_per_poll.get(),
             read_ahead_records: config.source.read_ahead_records,
             read_ahead_bytes: config.source.read_ahead_bytes,
-            max_batch_entries: config.publisher.max_batch_entries.get(),
+            max_batch_entries: config
+                .publisher
+                .max_batch_entries
+                .map(std::num::NonZeroUsize::get),
             max_in_flight: config.publisher.max_in_flight_per_shard.get(),
             checkpoint_interval: config.leases.checkpoint_interval,
             initial_backoff: config.publisher.initial_backoff,
@@ -89,6 +93,25 @@ impl WorkerSettings {
             publish_permits: Arc::new(tokio::sync::Semaphore::new(
                 config.publisher.max_concurrent_batches.get(),
             )),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// What one call of `lane` may carry: lane 0 is the classic buses', every other lane a
+    /// Custom Event Bus's (see [`crate::pipeline::Router::call_lane`]).
+    #[must_use]
+    pub fn call_limits(&self, lane: Lane) -> CallLimits {
+        let kind = if lane == 0 {
+            BusKind::Classic
+        } else {
+            BusKind::Custom
+        };
+        CallLimits {
+            max_entries: self
+                .max_batch_entries
+                .map_or(kind.max_entries(), |m| m.clamp(1, kind.max_entries())),
+            max_bytes: kind.max_request_bytes(),
         }
     }
 }
@@ -246,7 +269,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             let fenced = self.held.is_fenced(&self.lease.key);
             // Send every call that may go out now.
             while let Some(batch) = (!fenced)
-                .then(|| schedule.peek_batch(now, settings.max_batch_entries, MAX_REQUEST_BYTES))
+                .then(|| schedule.peek_lane_batch(now, |lane| settings.call_limits(lane)))
                 .flatten()
             {
                 let permit = match spare_permit.take() {

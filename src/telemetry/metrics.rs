@@ -30,6 +30,9 @@ pub struct Metrics {
     pub records_filtered: IntCounter,
     /// Events accepted by EventBridge, per route.
     pub events_published: IntCounterVec,
+    /// Entries a Custom Event Bus answered `DEDUPLICATED` (a repeat of one it already had,
+    /// e.g. re-sent after a crash): settled, not stored again, and not counted as published.
+    pub events_deduplicated: IntCounterVec,
     /// Events that could not be made or were rejected for good and went to the dead-letter
     /// sink, by route, stage (`transform` or `publish`) and error code.
     pub events_dead_lettered: IntCounterVec,
@@ -147,6 +150,11 @@ impl Metrics {
             events_published: counter_vec(
                 "outbox_relay_events_published_total",
                 "Events accepted by EventBridge.",
+                &["route"],
+            ),
+            events_deduplicated: counter_vec(
+                "outbox_relay_events_deduplicated_total",
+                "Entries a Custom Event Bus accepted as repeats (DEDUPLICATED), not stored again.",
                 &["route"],
             ),
             events_dead_lettered: counter_vec(

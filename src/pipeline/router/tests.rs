@@ -16,7 +16,7 @@ fn spec(name: &str, filters: &[&str], detail: DetailSpec) -> RouteSpec {
         name: name.to_owned(),
         filters: filters.iter().map(|f| (*f).to_owned()).collect(),
         target: Target {
-            event_bus_name: "bus".into(),
+            bus: Bus::Classic("bus".into()),
             source: "S".into(),
             detail_type: "D".into(),
             resources: Vec::new(),
@@ -75,7 +75,7 @@ fn two_routes() -> Vec<RouteSpec> {
             r#"{"id": <outbox.event-id>, "kind": "<$.eventName>", "route": "<aws.pipes.pipe-name>"}"#,
         ),
     );
-    audit.target.event_bus_name = "audit-bus".into();
+    audit.target.bus = Bus::Classic("audit-bus".into());
     audit.target.source = "Audit".into();
     audit.target.detail_type = "Change".into();
     vec![added, audit]
@@ -99,7 +99,7 @@ fn one_record_fans_out_to_every_matching_route_in_route_order() {
                "eventData": {"name": "Dune", "year": 1965, "authors": ["Frank Herbert"]},
                "eventId": "evt-9"})
     );
-    assert_eq!(entries[1].event_bus_name, "audit-bus");
+    assert_eq!(entries[1].bus, Bus::Classic("audit-bus".into()));
     let audit: Value = serde_json::from_str(&entries[1].detail).expect("json");
     assert_eq!(
         audit,
@@ -132,7 +132,8 @@ fn unmarshalling_an_absent_image_is_a_route_error() {
 fn an_entry_over_256_kib_is_rejected_before_publishing() {
     let r = router(vec![spec("big", &[], unmarshall(ImageSelector::NewImage))]);
     let mut record = insert("BookAdded");
-    record["dynamodb"]["NewImage"]["blob"] = json!({"S": "x".repeat(MAX_REQUEST_BYTES)});
+    record["dynamodb"]["NewImage"]["blob"] =
+        json!({"S": "x".repeat(crate::pipeline::batch::MAX_REQUEST_BYTES)});
     let results = r.route(&record, "arn:s", "evt-9", None);
     assert!(matches!(&results[0], Err(RouteError::EntryTooLarge { .. })));
 }

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -17,6 +17,7 @@ fn record(r: u64, page: u64, last: bool, keys: &[&str]) -> NewRecord<u64, (u64, 
             .enumerate()
             .map(|(i, k)| NewEntry {
                 payload: (r, i),
+                lane: 0,
                 key: Some((*k).to_owned()),
                 size: 10,
                 poison: false,
@@ -211,6 +212,7 @@ async fn poison_entries_are_dead_lettered_at_once_and_records_without_entries_pa
         last_of_page: false,
         entries: vec![NewEntry {
             payload: "bad",
+            lane: 0,
             key: None,
             size: 0,
             poison: true,
@@ -286,6 +288,8 @@ proptest! {
                 last_of_page: r % 7 == 6,
                 entries: keys.iter().enumerate().map(|(i, &k)| NewEntry {
                     payload: (r, i, k),
+                    // Keys of different lanes (bus kinds, Custom Event Buses) mix in a record.
+                    lane: u32::from(k % 3),
                     key: Some(format!("k{k}")),
                     size: 1,
                     poison: false,
@@ -320,8 +324,18 @@ proptest! {
                     stopped = true;
                 }
             }
-            while let Some(batch) = s.next_batch(now, script.max_entries, 1000) {
+            // Lane 0 takes the script's entries per call, the others a different count.
+            let limits = |lane: Lane| CallLimits {
+                max_entries: if lane == 0 { script.max_entries } else { 2 + lane as usize },
+                max_bytes: 1000,
+            };
+            while let Some(batch) = s.peek_lane_batch(now, limits) {
+                s.start(&batch);
                 calls += 1;
+                let lanes: HashSet<u8> = batch.iter().map(|&id| s.entry(id).2 % 3).collect();
+                prop_assert_eq!(lanes.len(), 1, "one call mixes lanes {:?}", lanes);
+                let lane = lanes.into_iter().next().map_or(0, u32::from);
+                prop_assert!(batch.len() <= limits(lane).max_entries);
                 for &id in &batch {
                     let (r, i, k) = *s.entry(id);
                     if s.attempts(id) == 1 {

@@ -283,7 +283,10 @@ impl EventPublisher for FakePublisher {
                 }
             }
         }
-        Ok(PutOutcome { failed })
+        Ok(PutOutcome {
+            failed,
+            ..PutOutcome::default()
+        })
     }
 }
 
@@ -577,7 +580,7 @@ fn worker_settings() -> WorkerSettings {
         poll_interval: Duration::from_millis(100),
         busy_poll_interval: Duration::ZERO,
         max_records_per_poll: 1000,
-        max_batch_entries: 10,
+        max_batch_entries: Some(10),
         max_in_flight: 1,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
@@ -1034,7 +1037,7 @@ ordering_key = "<$.NewImage.k>"
         .expect("valid");
         let mut w = worker_with(&s, |w| {
             w.max_in_flight = max_in_flight;
-            w.max_batch_entries = max_batch_entries;
+            w.max_batch_entries = Some(max_batch_entries);
             w.checkpoint_interval = Duration::from_millis(300);
         });
         w.router = Arc::new(config.router_for(&config.source.streams()[0]).expect("valid"));
