@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
+pub mod eventsv2;
 pub mod proxy;
 pub mod tools;
 
@@ -202,6 +203,30 @@ impl Fixture {
     /// [`Fixture::write_event`]), with the default calls in flight per shard.
     pub fn per_aggregate_config(&self, source_extra: &str) -> PathBuf {
         self.config_full(source_extra, "", PER_AGGREGATE, "")
+    }
+
+    /// A config whose `book-added` route targets the Custom Event Bus `bus_arn`, served at
+    /// `eventsv2_endpoint` (the emulator of `common::eventsv2`), with `route_extra` in the route.
+    pub fn custom_bus_config(
+        &self,
+        bus_arn: &str,
+        eventsv2_endpoint: &str,
+        route_extra: &str,
+    ) -> PathBuf {
+        let path = self.config_full("", "", route_extra, "");
+        let text = std::fs::read_to_string(&path).expect("read config");
+        let classic = format!("event_bus_name = \"{}\"", self.bus);
+        assert!(text.contains(&classic));
+        let text = text
+            .replace(&classic, &format!("event_bus_arn = \"{bus_arn}\""))
+            .replace(
+                "region = \"us-east-1\"",
+                &format!(
+                    "region = \"us-east-1\"\nendpoints = {{ eventbridgev2 = \"{eventsv2_endpoint}\" }}"
+                ),
+            );
+        std::fs::write(&path, text).expect("write config");
+        path
     }
 
     /// The test config with extra keys in `[source]`, `[publisher]` and the `book-added` route,

@@ -1,0 +1,477 @@
+//! A small local emulator of EventBridge's Custom Event Bus API (`eventsv2`), because no
+//! emulator speaks it (moto and LocalStack do not). The relay reaches it with the real
+//! `aws-sdk-eventbridgev2` client through `[aws.endpoints] eventbridgev2`.
+//!
+//! Protocol: Smithy RPC v2 CBOR, as the SDK's generated `protocol_serde` speaks it:
+//! `POST /service/AWSEventsV2/operation/<Operation>` with a `smithy-protocol: rpc-v2-cbor`
+//! header and a CBOR map body; answers carry the same header and a CBOR body, errors an HTTP
+//! status and `{"__type": "<namespace>#<Code>", "message": ...}`.
+//!
+//! Only `PutEvents` is served. What it does, and where each behaviour comes from:
+//! - AWS docs, eventsv2 API reference, `PutEvents`: 1-100 entries, `EventBusArn` required
+//!   (an unknown bus is `ResourceNotFoundException`, HTTP 404); `Entries` of the answer in
+//!   request order; `FailedEntryCount`.
+//! - `PutEventsRequestEntry`: `Source` 1-256 characters and not `aws.`-prefixed, `DetailType`
+//!   1-128; `PutEventsSystemMetadata`: `EventGroupId` 1-128, `DeduplicationId` 1-128 and not all
+//!   whitespace. A request breaking these is refused whole with `InvalidInputException`
+//!   (HTTP 400), as the service's constraint checks refuse a request.
+//! - The `eventbridgev2` service model (botocore, 2025-05-15): a request over 1 MiB of entries
+//!   fails whole with `InvalidInputException` and publishes nothing.
+//! - User guide, "Ordering and deduplicating events on a Custom Event Bus": a `DeduplicationId`
+//!   seen within 300 s is answered `SuccessCode: DEDUPLICATED` and not stored again; events of
+//!   one `EventGroupId` get increasing sequence numbers in publish order.
+//!
+//! Choices of this emulator, not documented by AWS: dedup is keyed by (group, dedup id) and
+//! timed on the emulator's monotonic clock; a `Detail` that is not a JSON object fails its
+//! entry with `ErrorCode: InvalidInputException`. Faults are injected by the test: throttling
+//! of one group's next entries (per-entry `ThrottlingException`, as a group over its rate),
+//! whole-call errors, and held answers (the events are stored, the answer never comes, as when
+//! a connection dies after the service accepted a call).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ciborium::Value;
+
+/// How long a `DeduplicationId` is remembered.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+const MAX_ENTRIES: usize = 100;
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// An event the emulator stored (a subscriber would get it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub bus_arn: String,
+    pub group: Option<String>,
+    pub dedup: Option<String>,
+    pub source: String,
+    pub detail_type: String,
+    pub detail: serde_json::Value,
+    /// Per group, in publish order.
+    pub sequence: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    buses: Vec<String>,
+    stored: Vec<Stored>,
+    seen: HashMap<(Option<String>, String), Instant>,
+    sequences: HashMap<Option<String>, u64>,
+    deduplicated: usize,
+    calls: usize,
+    largest_call: usize,
+    throttled_groups: HashMap<String, usize>,
+    failing_calls: VecDeque<&'static str>,
+    holding: bool,
+    held: usize,
+}
+
+pub struct CustomBusEmulator {
+    pub endpoint: String,
+    inner: Arc<Mutex<Inner>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CustomBusEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CustomBusEmulator {
+    /// Serves on a free loopback port.
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = axum::Router::new()
+            .route(
+                "/service/AWSEventsV2/operation/{operation}",
+                axum::routing::post(serve),
+            )
+            .with_state(Arc::clone(&inner));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind eventsv2 emulator");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            endpoint,
+            inner,
+            task,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates a bus; returns its ARN (region us-east-1, account 123456789012).
+    pub fn create_bus(&self, name: &str) -> String {
+        let id: String = (0..25)
+            .map(|_| {
+                let n = rand::random::<u8>() % 36;
+                char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
+            })
+            .collect();
+        let arn = format!("arn:aws:events:us-east-1:123456789012:event-busv2/{name}/{id}");
+        self.lock().buses.push(arn.clone());
+        arn
+    }
+
+    /// The events stored on `bus_arn`, in publish order.
+    pub fn events(&self, bus_arn: &str) -> Vec<Stored> {
+        self.lock()
+            .stored
+            .iter()
+            .filter(|e| e.bus_arn == bus_arn)
+            .cloned()
+            .collect()
+    }
+
+    /// Entries answered `DEDUPLICATED` so far.
+    pub fn deduplicated(&self) -> usize {
+        self.lock().deduplicated
+    }
+
+    /// PutEvents calls served, and the most entries one of them carried.
+    pub fn calls(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.calls, inner.largest_call)
+    }
+
+    /// The next `entries` entries of `group` fail with a per-entry `ThrottlingException`.
+    pub fn throttle_group(&self, group: &str, entries: usize) {
+        self.lock()
+            .throttled_groups
+            .insert(group.to_owned(), entries);
+    }
+
+    /// While on, calls are served (their events stored) but never answered.
+    pub fn hold_answers(&self, on: bool) {
+        self.lock().holding = on;
+    }
+
+    /// Calls served but left unanswered by [`CustomBusEmulator::hold_answers`].
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    /// The next call fails whole with `code` (e.g. `ThrottlingException`).
+    pub fn fail_next_call(&self, code: &'static str) {
+        self.lock().failing_calls.push_back(code);
+    }
+}
+
+async fn serve(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(operation): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.get("smithy-protocol").and_then(|v| v.to_str().ok()) != Some("rpc-v2-cbor") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            "missing smithy-protocol: rpc-v2-cbor",
+        );
+    }
+    if operation != "PutEvents" {
+        return error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            &operation,
+        );
+    }
+    let request: Value = match ciborium::from_reader(&body[..]) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidInputException",
+                &format!("not CBOR: {e}"),
+            )
+        }
+    };
+    let response = {
+        let mut inner = inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let response = put_events(&mut inner, &request);
+        if inner.holding {
+            inner.held += 1;
+            None
+        } else {
+            Some(response)
+        }
+    };
+    match response {
+        Some(r) => r,
+        None => std::future::pending().await,
+    }
+}
+
+/// One entry of a request, read from CBOR.
+struct Entry {
+    source: String,
+    detail_type: String,
+    detail: String,
+    group: Option<String>,
+    dedup: Option<String>,
+    size: usize,
+}
+
+fn put_events(inner: &mut Inner, request: &Value) -> Response {
+    inner.calls += 1;
+    if let Some(code) = inner.failing_calls.pop_front() {
+        let status = match code {
+            "ThrottlingException" => StatusCode::TOO_MANY_REQUESTS,
+            "AccessDeniedException" => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        return error(status, code, "injected by the test");
+    }
+    let Some(arn) = field(request, "EventBusArn").and_then(Value::as_text) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            "EventBusArn is required",
+        );
+    };
+    let arn = arn.to_owned();
+    let Some(raw_entries) = field(request, "Entries").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            "Entries is required",
+        );
+    };
+    if field(request, "DeduplicationConfiguration").is_some() {
+        // Allowed by the API; the relay must never ask for content-based dedup (billed).
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            "this emulator refuses DeduplicationConfiguration: the relay never sets it",
+        );
+    }
+    if !(1..=MAX_ENTRIES).contains(&raw_entries.len()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            &format!("Entries has {} members; 1-100 allowed", raw_entries.len()),
+        );
+    }
+    if !inner.buses.contains(&arn) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("no event bus {arn}"),
+        );
+    }
+    let mut entries = Vec::with_capacity(raw_entries.len());
+    for (i, raw) in raw_entries.iter().enumerate() {
+        match entry(raw) {
+            Ok(e) => entries.push(e),
+            Err(why) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidInputException",
+                    &format!("Entries[{i}]: {why}"),
+                )
+            }
+        }
+    }
+    let bytes: usize = entries.iter().map(|e| e.size).sum();
+    if bytes > MAX_REQUEST_BYTES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            &format!("request has {bytes} bytes of entries, above 1 MiB"),
+        );
+    }
+    inner.largest_call = inner.largest_call.max(entries.len());
+    let now = Instant::now();
+    inner
+        .seen
+        .retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
+    let mut results = Vec::with_capacity(entries.len());
+    let mut failed = 0;
+    for e in entries {
+        if let Some(left) = e
+            .group
+            .as_ref()
+            .and_then(|g| inner.throttled_groups.get_mut(g))
+            .filter(|n| **n > 0)
+        {
+            *left -= 1;
+            failed += 1;
+            results.push(map(vec![
+                ("ErrorCode", text("ThrottlingException")),
+                (
+                    "ErrorMessage",
+                    text("the event group is over its throughput"),
+                ),
+            ]));
+            continue;
+        }
+        let detail = match serde_json::from_str::<serde_json::Value>(&e.detail) {
+            Ok(d) if d.is_object() => d,
+            _ => {
+                failed += 1;
+                results.push(map(vec![
+                    ("ErrorCode", text("InvalidInputException")),
+                    ("ErrorMessage", text("Detail is not a JSON object")),
+                ]));
+                continue;
+            }
+        };
+        if let Some(dedup) = &e.dedup {
+            let key = (e.group.clone(), dedup.clone());
+            if inner.seen.contains_key(&key) {
+                inner.deduplicated += 1;
+                results.push(map(vec![
+                    ("EventId", text(&format!("dup-{}", inner.deduplicated))),
+                    ("SuccessCode", text("DEDUPLICATED")),
+                ]));
+                continue;
+            }
+            inner.seen.insert(key, now);
+        }
+        let sequence = {
+            let s = inner.sequences.entry(e.group.clone()).or_insert(0);
+            *s += 1;
+            *s
+        };
+        inner.stored.push(Stored {
+            bus_arn: arn.clone(),
+            group: e.group,
+            dedup: e.dedup,
+            source: e.source,
+            detail_type: e.detail_type,
+            detail,
+            sequence,
+        });
+        results.push(map(vec![
+            ("EventId", text(&format!("evt-{}", inner.stored.len()))),
+            ("SequenceNumber", text(&sequence.to_string())),
+            ("SuccessCode", text("PUBLISHED")),
+        ]));
+    }
+    let body = map(vec![
+        ("FailedEntryCount", Value::Integer(failed.into())),
+        ("Entries", Value::Array(results)),
+    ]);
+    cbor_response(StatusCode::OK, &body)
+}
+
+fn entry(raw: &Value) -> Result<Entry, String> {
+    let string = |name: &str| field(raw, name).and_then(Value::as_text).map(str::to_owned);
+    let source = string("Source").ok_or("Source is required")?;
+    let detail_type = string("DetailType").ok_or("DetailType is required")?;
+    let detail = string("Detail").unwrap_or_default();
+    let chars = |s: &str| s.chars().count();
+    if !(1..=256).contains(&chars(&source)) || source.starts_with("aws.") {
+        return Err(format!(
+            "Source {source:?} is not 1-256 characters without the aws. prefix"
+        ));
+    }
+    if !(1..=128).contains(&chars(&detail_type)) {
+        return Err("DetailType is not 1-128 characters".to_owned());
+    }
+    let resources: Vec<String> = field(raw, "Resources")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_text)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let time = field(raw, "Time").is_some();
+    let metadata = field(raw, "SystemMetadata");
+    let group = metadata
+        .and_then(|m| field(m, "EventGroupId"))
+        .and_then(Value::as_text)
+        .map(str::to_owned);
+    let dedup = metadata
+        .and_then(|m| field(m, "DeduplicationId"))
+        .and_then(Value::as_text)
+        .map(str::to_owned);
+    if let Some(g) = &group {
+        if !(1..=128).contains(&chars(g)) {
+            return Err("EventGroupId is not 1-128 characters".to_owned());
+        }
+    }
+    if let Some(d) = &dedup {
+        if !(1..=128).contains(&chars(d)) || d.chars().all(char::is_whitespace) {
+            return Err(
+                "DeduplicationId is not 1-128 characters with one that is not whitespace"
+                    .to_owned(),
+            );
+        }
+    }
+    let size = if time { 14 } else { 0 }
+        + source.len()
+        + detail_type.len()
+        + detail.len()
+        + resources.iter().map(String::len).sum::<usize>()
+        + group.as_ref().map_or(0, String::len)
+        + dedup.as_ref().map_or(0, String::len);
+    Ok(Entry {
+        source,
+        detail_type,
+        detail,
+        group,
+        dedup,
+        size,
+    })
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn map(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = map(vec![
+        (
+            "__type",
+            text(&format!("com.amazonaws.eventbridgev2#{code}")),
+        ),
+        ("message", text(message)),
+    ]);
+    cbor_response(status, &body)
+}
+
+fn cbor_response(status: StatusCode, body: &Value) -> Response {
+    let mut bytes = Vec::new();
+    if ciborium::into_writer(body, &mut bytes).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        status,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
