@@ -205,6 +205,21 @@ fn test_route_shows_the_entries_of_the_outbox_variant() {
 }
 
 #[test]
+fn test_route_shows_the_group_and_dedup_ids_of_a_custom_event_bus_entry() {
+    let doc = test_route("custom-bus.toml", "outbox-book-added.json");
+    let entry = &doc["routes"][0]["entries"][0];
+    assert!(entry["EventBusArn"]
+        .as_str()
+        .is_some_and(|arn| arn.contains(":event-busv2/books/")));
+    assert!(entry.get("EventBusName").is_none());
+    assert_eq!(entry["SystemMetadata"]["EventGroupId"], "Team Topologies");
+    assert_eq!(
+        entry["SystemMetadata"]["DeduplicationId"],
+        "6f1c2a8e-3b7d-4e51-9d0a-2f4b8c7e1a90"
+    );
+}
+
+#[test]
 fn test_route_shows_the_entries_of_the_cdc_variant() {
     let doc = test_route("cdc.toml", "cdc-insert.json");
     assert_eq!(doc["routes"][0]["matched"], true);
