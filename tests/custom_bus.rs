@@ -265,6 +265,61 @@ async fn a_crash_resends_only_what_the_bus_deduplicates() {
     );
 }
 
+/// A route whose bus does not exist yet dead-letters its entries with the bus ARN and both
+/// system ids; once the bus exists, `redrive` publishes them with the same dedup ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_a_missing_bus_are_redriven_with_the_same_dedup_ids() {
+    let mut f = Fixture::new().await;
+    let bus = CustomBusEmulator::start().await;
+    let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/later/abcdefghij0123456789abcde";
+    let dlq = f.queue("dlq").await;
+    let config = f.custom_bus_config(arn, &bus.endpoint, PER_AGGREGATE);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[dead_letter]\nqueue_url = \"{dlq}\"\n"));
+    std::fs::write(&config, text).expect("config");
+
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    f.write_books(3).await;
+    relay
+        .wait_metric("outbox_relay_events_dead_lettered_total", 3.0, DEADLINE)
+        .await;
+    drop(relay);
+    let letters = f.drain(&dlq, 3, DEADLINE).await;
+    assert_eq!(letters.len(), 3);
+    for letter in &letters {
+        let entry = &letter["entry"];
+        assert_eq!(entry["EventBusArn"], arn, "{letter}");
+        assert!(entry["EventGroupId"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("agg-")));
+        assert_eq!(entry["DeduplicationId"], letter["event_id"]);
+        assert_eq!(letter["error_code"], "ResourceNotFoundException");
+    }
+    // drain deleted them: put them back as the relay wrote them, then fix and redrive.
+    for letter in &letters {
+        f.sqs
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(letter.to_string())
+            .send()
+            .await
+            .expect("requeue");
+    }
+    bus.register_bus(arn);
+    let (code, _, err) = common::relay_cmd(&config, &f.endpoint, &["redrive"]);
+    assert_eq!(code, 0, "{err}");
+    let events = bus.events(arn);
+    let mut dedup: Vec<String> = events.iter().filter_map(|e| e.dedup.clone()).collect();
+    dedup.sort();
+    let mut written = f.written.clone();
+    written.sort();
+    assert_eq!(
+        dedup, written,
+        "redriven with the outbox rows' event ids as dedup ids"
+    );
+}
+
 /// A group over its rate is throttled entry by entry: that group waits and retries, the other
 /// groups of the shard keep flowing, and order holds in every group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,7 +93,7 @@ pub struct DeadLetter {
     pub stage: Stage,
     /// `MalformedDetail`, `InvalidArgument`, `ResourceNotFoundException`, or for the
     /// transform stage `DetailNotJsonObject`, `ImageMissing`, `UnmarshallFailed`, `ExpandJsonFailed`,
-    /// `EntryTooLarge`.
+    /// `EntryTooLarge`, `SystemIdInvalid`.
     pub error_code: String,
     pub error_message: String,
     pub stream_arn: String,

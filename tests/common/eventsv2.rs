@@ -122,8 +122,13 @@ impl CustomBusEmulator {
             })
             .collect();
         let arn = format!("arn:aws:events:us-east-1:123456789012:event-busv2/{name}/{id}");
-        self.lock().buses.push(arn.clone());
+        self.register_bus(&arn);
         arn
+    }
+
+    /// Makes `arn` exist (a bus created after a route was configured for it).
+    pub fn register_bus(&self, arn: &str) {
+        self.lock().buses.push(arn.to_owned());
     }
 
     /// The events stored on `bus_arn`, in publish order.
