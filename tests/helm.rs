@@ -299,6 +299,20 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
 }
 
 #[test]
+fn a_route_can_target_a_custom_event_bus() {
+    let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
+    let set = format!(
+        r#"{{"config": {{"routes": [{{"name": "books", "event_bus_arn": "{arn}", "source": "S", "detail_type": "T", "unmarshall": "NewImage"}}]}}}}"#
+    );
+    let r = rendered(None, &set);
+    let config = Config::from_toml(&r.config_toml()).expect("config");
+    assert_eq!(
+        config.routes[0].route.target().bus,
+        outbox_relay::pipeline::Bus::Custom(arn.to_owned())
+    );
+}
+
+#[test]
 fn the_chart_ships_the_same_alerts_as_deploy_prometheus() {
     assert_eq!(
         read(&format!("{CHART}/files/alerts.yaml")),
@@ -332,6 +346,14 @@ fn bad_values_are_refused_with_the_key_and_the_reason() {
         (r#"{"replics": 3}"#, "'replics' not allowed"),
         (r#"{"metricsPort": 70000}"#, "/metricsPort"),
         (r#"{"config": {"routes": []}}"#, "/config/routes"),
+        (
+            r#"{"config": {"routes": [{"name": "r", "source": "S", "detail_type": "T"}]}}"#,
+            "/config/routes/0",
+        ),
+        (
+            r#"{"config": {"routes": [{"name": "r", "event_bus_arn": "arn:aws:events:us-east-1:123456789012:event-bus/b", "source": "S", "detail_type": "T"}]}}"#,
+            "/config/routes/0/event_bus_arn",
+        ),
         (
             r#"{"serviceAccount": {"roleArn": "my-role"}}"#,
             "/serviceAccount/roleArn",
