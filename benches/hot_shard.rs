@@ -9,7 +9,9 @@
 //! fast local stand-in answers the two hot APIs, DynamoDB Streams (DescribeStream,
 //! GetShardIterator, GetRecords over pre-built records) and EventBridge PutEvents (counts the
 //! entries), behind the real SDK clients through `endpoint_url`. The lease table is moto's
-//! (calls forwarded, delayed the same way). Used only by this benchmark.
+//! (calls forwarded, delayed the same way). Used only by this benchmark. The stand-in also
+//! answers the Custom Event Bus's PutEvents (eventsv2, Smithy RPC v2 CBOR, up to 100 entries
+//! per call), for the same shard published to a Custom Event Bus beside the classic one.
 //!
 //! ```sh
 //! export DEV_STACK_DIR=$PWD/target/bench-stack OUTBOX_RELAY_TEST_ENDPOINT=$(scripts/dev-stack up)
@@ -97,8 +99,52 @@ fn published(state: &StandIn, n: usize) -> usize {
     total
 }
 
-async fn handle(state: Arc<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
+/// The Custom Event Bus's PutEvents (Smithy RPC v2 CBOR): every entry `PUBLISHED`.
+fn custom_bus_put_events(state: &StandIn, body: &Bytes) -> Response {
+    use ciborium::Value as Cbor;
+    let request: Cbor = ciborium::from_reader(&body[..]).unwrap_or(Cbor::Null);
+    let n = request
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("Entries")))
+        .and_then(|(_, v)| v.as_array())
+        .map_or(0, Vec::len);
+    let total = published(state, n);
+    let text = |s: &str| Cbor::Text(s.to_owned());
+    let entries = (0..n)
+        .map(|i| {
+            Cbor::Map(vec![
+                (text("EventId"), text(&format!("id-{total}-{i}"))),
+                (text("SuccessCode"), text("PUBLISHED")),
+            ])
+        })
+        .collect();
+    let answer = Cbor::Map(vec![
+        (text("FailedEntryCount"), Cbor::Integer(0.into())),
+        (text("Entries"), Cbor::Array(entries)),
+    ]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&answer, &mut bytes).expect("CBOR");
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn handle(
+    state: Arc<StandIn>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     tokio::time::sleep(state.delay).await;
+    if uri.path() == "/service/AWSEventsV2/operation/PutEvents" {
+        return custom_bus_put_events(&state, &body);
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -316,6 +362,8 @@ enum Backend {
     StandIn,
     /// moto for everything, behind the delaying proxy: a real table's stream and bus.
     Emulator,
+    /// The stand-in, publishing to a Custom Event Bus (100 entries per call).
+    StandInCustomBus,
 }
 
 async fn run(
@@ -327,13 +375,19 @@ async fn run(
 ) -> Figures {
     let http = reqwest::Client::new();
     let (stream_arn, bus) = match backend {
-        Backend::StandIn => (STREAM_ARN.to_owned(), "bus".to_owned()),
+        Backend::StandIn | Backend::StandInCustomBus => (STREAM_ARN.to_owned(), "bus".to_owned()),
         Backend::Emulator => emulator_table(&http, moto, records).await,
+    };
+    let custom_bus = backend == Backend::StandInCustomBus;
+    let target = if custom_bus {
+        "event_bus_arn = \"arn:aws:events:us-east-1:123456789012:event-busv2/hot/abcdefghij0123456789abcde\"".to_owned()
+    } else {
+        format!("event_bus_name = \"{bus}\"")
     };
     let state = Arc::new(StandIn {
         emulator: backend == Backend::Emulator,
         records: match backend {
-            Backend::StandIn => (0..records).map(record).collect(),
+            Backend::StandIn | Backend::StandInCustomBus => (0..records).map(record).collect(),
             Backend::Emulator => Vec::new(),
         },
         delay,
@@ -344,7 +398,9 @@ async fn run(
     });
     let app = axum::Router::new().fallback({
         let state = Arc::clone(&state);
-        move |headers: HeaderMap, body: Bytes| handle(Arc::clone(&state), headers, body)
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            handle(Arc::clone(&state), uri, headers, body)
+        }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -370,7 +426,7 @@ table_name = "{lease_table}"
 [[routes]]
 name = "book-added"
 filters = ['{{"eventName": ["INSERT"]}}']
-event_bus_name = "{bus}"
+{target}
 source = "OutboxDemo.Books"
 detail_type = "BookAdded"
 unmarshall = "NewImage"
@@ -450,15 +506,30 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     // The issue's own setup first (2,000 rows on the emulator, a delaying proxy in front of
     // it: the ratio), then the stand-in (figures beyond what the emulator serves).
-    for (backend, label) in [
-        (Backend::Emulator, "emulator + proxy"),
-        (Backend::StandIn, "stand-in"),
+    // Only some backends, e.g. `OUTBOX_RELAY_BENCH_BACKENDS=custom-bus,stand-in`.
+    let wanted = std::env::var("OUTBOX_RELAY_BENCH_BACKENDS").ok();
+    for (backend, label, key) in [
+        (Backend::Emulator, "emulator + proxy", "emulator"),
+        (Backend::StandIn, "stand-in", "stand-in"),
+        (
+            Backend::StandInCustomBus,
+            "stand-in, Custom Event Bus",
+            "custom-bus",
+        ),
     ] {
+        if wanted
+            .as_deref()
+            .is_some_and(|w| !w.split(',').any(|k| k == key))
+        {
+            continue;
+        }
         for (name, binary) in &builds {
             let records = match (backend, *name) {
                 (Backend::Emulator, _) => 2_000,
+                // The baseline knows no Custom Event Bus.
+                (Backend::StandInCustomBus, "baseline") => continue,
                 (Backend::StandIn, "baseline") => 3_000,
-                (Backend::StandIn, _) => 20_000,
+                (Backend::StandIn | Backend::StandInCustomBus, _) => 20_000,
             };
             for delay_ms in [0, 30, 60] {
                 let f = runtime.block_on(run(

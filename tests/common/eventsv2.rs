@@ -65,10 +65,13 @@ struct Inner {
     deduplicated: usize,
     calls: usize,
     largest_call: usize,
-    throttled_groups: HashMap<String, usize>,
+    /// Per group: how many of its next entries fail, and with which code.
+    failing_groups: HashMap<String, (usize, &'static str)>,
     failing_calls: VecDeque<&'static str>,
     holding: bool,
     held: usize,
+    /// Every answer leaves this long after the call was served (a slow network).
+    answer_delay: Duration,
 }
 
 pub struct CustomBusEmulator {
@@ -154,9 +157,19 @@ impl CustomBusEmulator {
 
     /// The next `entries` entries of `group` fail with a per-entry `ThrottlingException`.
     pub fn throttle_group(&self, group: &str, entries: usize) {
+        self.fail_group(group, entries, "ThrottlingException");
+    }
+
+    /// The next `entries` entries of `group` fail with the per-entry error `code`.
+    pub fn fail_group(&self, group: &str, entries: usize, code: &'static str) {
         self.lock()
-            .throttled_groups
-            .insert(group.to_owned(), entries);
+            .failing_groups
+            .insert(group.to_owned(), (entries, code));
+    }
+
+    /// Answers leave `delay` after their call was served (its events already stored).
+    pub fn delay_answers(&self, delay: Duration) {
+        self.lock().answer_delay = delay;
     }
 
     /// While on, calls are served (their events stored) but never answered.
@@ -214,11 +227,14 @@ async fn serve(
             inner.held += 1;
             None
         } else {
-            Some(response)
+            Some((response, inner.answer_delay))
         }
     };
     match response {
-        Some(r) => r,
+        Some((r, delay)) => {
+            tokio::time::sleep(delay).await;
+            r
+        }
         None => std::future::pending().await,
     }
 }
@@ -309,19 +325,19 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
     let mut results = Vec::with_capacity(entries.len());
     let mut failed = 0;
     for e in entries {
-        if let Some(left) = e
+        if let Some((left, code)) = e
             .group
             .as_ref()
-            .and_then(|g| inner.throttled_groups.get_mut(g))
-            .filter(|n| **n > 0)
+            .and_then(|g| inner.failing_groups.get_mut(g))
+            .filter(|(n, _)| *n > 0)
         {
             *left -= 1;
             failed += 1;
             results.push(map(vec![
-                ("ErrorCode", text("ThrottlingException")),
+                ("ErrorCode", text(code)),
                 (
                     "ErrorMessage",
-                    text("the event group is over its throughput"),
+                    text("injected by the test for this event group"),
                 ),
             ]));
             continue;

@@ -37,6 +37,9 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     /// Event ids written, in write order.
     pub written: Vec<String>,
+    /// How many aggregates rows are spread over (`eventData.aggregate`); [`AGGREGATES`] unless
+    /// a test changes it.
+    pub aggregates: usize,
 }
 
 impl Fixture {
@@ -58,6 +61,7 @@ impl Fixture {
             queue_url: String::new(),
             dir: tempfile::tempdir().expect("temp dir"),
             written: Vec::new(),
+            aggregates: AGGREGATES,
         };
         f.create_tables().await;
         f.with_bus_and_queue().await
@@ -333,7 +337,7 @@ grace = "10s"
         // Rows belong to one of AGGREGATES aggregates, in turn (see `per_aggregate_config`).
         data.insert(
             "aggregate".into(),
-            AttributeValue::S(format!("agg-{}", seq % AGGREGATES)),
+            AttributeValue::S(format!("agg-{}", seq % self.aggregates)),
         );
         if padding > 0 {
             data.insert("padding".into(), AttributeValue::S("x".repeat(padding)));
@@ -387,7 +391,7 @@ grace = "10s"
                 ),
                 (
                     "aggregate".to_owned(),
-                    AttributeValue::S(format!("agg-{}", seq % AGGREGATES)),
+                    AttributeValue::S(format!("agg-{}", seq % self.aggregates)),
                 ),
             ]);
             self.ddb

@@ -214,3 +214,68 @@ fn an_attribute_to_expand_that_is_not_json_is_a_route_error_for_each_route() {
         );
     }
 }
+
+const CUSTOM_BUS: &str =
+    "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
+
+/// A route to the Custom Event Bus, ordered by `ordering_key`.
+fn custom(name: &str, ordering_key: &str) -> RouteSpec {
+    let mut s = spec(name, &[], unmarshall(ImageSelector::NewImage));
+    s.target.bus = Bus::Custom(CUSTOM_BUS.into());
+    s.ordering_key = Some(ordering_key.to_owned());
+    s
+}
+
+#[test]
+fn a_custom_bus_entry_carries_its_group_and_dedup_ids_and_shares_calls_only_with_its_bus() {
+    let mut other = custom("other", "<$.NewImage.sk>");
+    other.target.bus = Bus::Custom(CUSTOM_BUS.replace("books", "audit"));
+    let r = router(vec![
+        custom("books", "<$.NewImage.eventData.name>"),
+        spec("classic", &[], unmarshall(ImageSelector::NewImage)),
+        other,
+        custom("books-too", "<$.NewImage.sk>"),
+    ]);
+    let entries: Vec<Entry> = r
+        .route(&insert("BookAdded"), "arn:s", "evt-9", None)
+        .into_iter()
+        .map(|e| e.expect("renders"))
+        .collect();
+    assert_eq!(entries[0].ordering_key, "Dune");
+    assert_eq!(entries[0].event_id, "evt-9");
+    let shown = entries[0].request_json();
+    assert_eq!(shown["EventBusArn"], CUSTOM_BUS);
+    assert_eq!(shown["SystemMetadata"]["EventGroupId"], "Dune");
+    assert_eq!(shown["SystemMetadata"]["DeduplicationId"], "evt-9");
+    // Lanes: every classic route shares lane 0; each Custom Event Bus has its own.
+    let lanes: Vec<u32> = (0..4).map(|i| r.call_lane(i)).collect();
+    assert_eq!(lanes, [1, 0, 2, 1]);
+}
+
+#[test]
+fn a_group_or_dedup_id_out_of_bounds_dead_letters_the_entry_with_the_reason() {
+    let r = router(vec![
+        custom("empty-group", "<$.NewImage.missing>"),
+        custom("long-group", "<$.NewImage.eventData.name>"),
+    ]);
+    let mut record = insert("BookAdded");
+    record["dynamodb"]["NewImage"]["missing"] = json!({"S": ""});
+    record["dynamodb"]["NewImage"]["eventData"]["M"]["name"] = json!({"S": "x".repeat(129)});
+    let results = r.route(&record, "arn:s", "evt-9", None);
+    // An empty key is refused when rendered (for every bus); an over-long one by the bus.
+    let empty = results[0].as_ref().expect_err("refused");
+    assert_eq!(empty.code(), "OrderingKeyFailed", "{empty}");
+    let long = results[1].as_ref().expect_err("refused");
+    assert_eq!(long.code(), "SystemIdInvalid");
+    let text = long.to_string();
+    assert!(
+        text.contains("EventGroupId") && text.contains("is 129 characters"),
+        "{text}"
+    );
+    // A dedup id of spaces (an outbox row whose id is blank).
+    let r = router(vec![custom("books", "<$.NewImage.sk>")]);
+    let results = r.route(&insert("BookAdded"), "arn:s", "   ", None);
+    let err = results[0].as_ref().expect_err("refused");
+    assert!(err.to_string().contains("DeduplicationId"), "{err}");
+    assert!(err.to_string().contains("only whitespace"), "{err}");
+}
