@@ -201,6 +201,103 @@ async fn outbox_variant_post_relay_consume_delete() {
     assert!(status.success(), "{log}");
 }
 
+/// The event a subscriber of the Custom Event Bus gets for a stored entry, in EventBridge's
+/// event shape (what the consumer handles).
+fn delivered(stored: &common::eventsv2::Stored, n: usize) -> EventBridgeEvent<serde_json::Value> {
+    serde_json::from_value(serde_json::json!({
+        "version": "0",
+        "id": format!("delivered-{n}"),
+        "detail-type": stored.detail_type,
+        "source": stored.source,
+        "account": "123456789012",
+        "time": "2026-12-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": stored.detail,
+    }))
+    .expect("an EventBridge event")
+}
+
+/// The outbox variant with `config/custom-bus.toml`: the API's rows reach the Custom Event Bus
+/// emulator with the book as the group and the row's event id as the dedup id, and the
+/// consumer applies what the bus stored, in the group's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_variant_on_a_custom_event_bus() {
+    let f = Fixture::new().await;
+    let side = ConsumerSide::new(&f).await;
+    let bus = common::eventsv2::CustomBusEmulator::start().await;
+    let arn = bus.create_bus("books");
+    let config = shipped_config(&f, "config/custom-bus.toml", &f.events_table);
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(
+            "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
+            &arn,
+        )
+        .replace(
+            "region = \"us-east-1\"",
+            &format!(
+                "region = \"us-east-1\"\nendpoints = {{ eventbridgev2 = \"{}\" }}",
+                bus.endpoint
+            ),
+        );
+    std::fs::write(&config, text).expect("config");
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
+    let input = std::fs::read_to_string(
+        std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
+    )
+    .expect("input.json");
+    let response = api.handle(request(Method::POST, &input)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value =
+        serde_json::from_slice(response.body().as_ref()).expect("JSON");
+    let response = api
+        .handle(request(Method::DELETE, r#"{"name": "Team Topologies"}"#))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    let end = Instant::now() + DEADLINE;
+    while bus.events(&arn).len() < 2 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = bus.events(&arn);
+    assert_eq!(stored.len(), 2, "{}", relay.log_text());
+    // One group, the book; added before removed; the dedup id is the row's event id.
+    assert!(stored
+        .iter()
+        .all(|e| e.group.as_deref() == Some("Team Topologies")));
+    assert_eq!(stored[0].detail_type, "BookAdded");
+    assert_eq!(stored[1].detail_type, "BookRemoved");
+    assert_eq!(stored[0].dedup.as_deref(), created["eventId"].as_str());
+    assert!(stored[0].sequence < stored[1].sequence);
+
+    // A FIFO subscriber hands them to the consumer in that order.
+    let added = delivered(&stored[0], 0);
+    assert_eq!(
+        side.consumer.handle(&added).await.expect("handled"),
+        Handled::Applied(
+            "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()
+        )
+    );
+    assert_eq!(
+        side.consumer.handle(&added).await.expect("handled"),
+        Handled::Duplicate
+    );
+    assert!(side.book(&f, "Team Topologies").await.is_some());
+    assert_eq!(
+        side.consumer
+            .handle(&delivered(&stored[1], 1))
+            .await
+            .expect("handled"),
+        Handled::Applied("Team Topologies was removed!".into())
+    );
+    assert!(side.book(&f, "Team Topologies").await.is_none());
+    let (status, log) = relay.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_variant_insert_relay_consume_remove() {
     let f = Fixture::new().await;
