@@ -123,7 +123,7 @@ fn broken_configs_exit_2_naming_the_key() {
 
 #[test]
 fn the_shipped_configs_validate() {
-    for name in ["local", "outbox", "cdc"] {
+    for name in ["local", "outbox", "cdc", "custom-bus", "operators"] {
         let path = format!("{}/config/{name}.toml", env!("CARGO_MANIFEST_DIR"));
         let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
             .args(["validate", "--config", &path])

@@ -451,3 +451,27 @@ async fn replicas_killed_at_random_store_every_event_once_in_aggregate_order() {
         bus.calls().1
     );
 }
+
+/// Entries of 250 KB: five of them (one per aggregate, all heads of their keys) would pass
+/// 1 MiB, so calls are cut by size; the bus never refuses one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_cut_at_one_mib() {
+    let mut f = Fixture::new().await;
+    let bus = CustomBusEmulator::start().await;
+    let arn = bus.create_bus("books");
+    let config = f.custom_bus_config(&arn, &bus.endpoint, PER_AGGREGATE);
+    // Written first, so the relay's first page holds them all: five heads at once.
+    for _ in 0..12 {
+        f.write_event("BookAdded", 250_000).await;
+    }
+    let relay = Relay::start(&config, &f.endpoint);
+    let events = wait_for_events(&bus, &arn, 12).await;
+    assert_eq!(events.len(), 12, "{}", relay.log_text());
+    let (largest, refused) = bus.call_bytes_and_refusals();
+    assert_eq!(refused, 0, "no call was refused");
+    assert!(largest <= 1024 * 1024, "largest call {largest} bytes");
+    assert!(
+        largest > 3 * 250_000,
+        "calls still carry several entries ({largest} bytes)"
+    );
+}

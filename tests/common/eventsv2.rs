@@ -65,6 +65,8 @@ struct Inner {
     deduplicated: usize,
     calls: usize,
     largest_call: usize,
+    largest_call_bytes: usize,
+    refused_calls: usize,
     /// Per group: how many of its next entries fail, and with which code.
     failing_groups: HashMap<String, (usize, &'static str)>,
     failing_calls: VecDeque<&'static str>,
@@ -155,6 +157,13 @@ impl CustomBusEmulator {
         (inner.calls, inner.largest_call)
     }
 
+    /// The most bytes of entries one accepted call carried, and how many calls were refused
+    /// whole (4xx, injected errors aside).
+    pub fn call_bytes_and_refusals(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.largest_call_bytes, inner.refused_calls)
+    }
+
     /// The next `entries` entries of `group` fail with a per-entry `ThrottlingException`.
     pub fn throttle_group(&self, group: &str, entries: usize) {
         self.fail_group(group, entries, "ThrottlingException");
@@ -223,6 +232,9 @@ async fn serve(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let response = put_events(&mut inner, &request);
+        if response.status().is_client_error() {
+            inner.refused_calls += 1;
+        }
         if inner.holding {
             inner.held += 1;
             None
@@ -318,6 +330,7 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
         );
     }
     inner.largest_call = inner.largest_call.max(entries.len());
+    inner.largest_call_bytes = inner.largest_call_bytes.max(bytes);
     let now = Instant::now();
     inner
         .seen
