@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::aws::{Clients, Retries};
 use crate::config::{Config, StreamSelector};
-use crate::pipeline::{Entry, Router};
+use crate::pipeline::{Entry, Router, TraceContext};
 use crate::publish::{DeadLetter, EventBridgePublisher, EventPublisher};
 
 /// What became of the messages seen.
@@ -264,12 +264,20 @@ impl<'c> Routers<'c> {
             .as_ref()
             .and_then(|e| e.time.as_deref())
             .and_then(|t| humantime::parse_rfc3339(t).ok());
+        // The trace travels on when the letter kept the row's images (not when truncated).
+        let trace = self
+            .config
+            .source
+            .trace_context_attribute
+            .as_deref()
+            .and_then(|a| TraceContext::of_record(&letter.record, a).ok().flatten());
         router
-            .route(
+            .route_traced(
                 &letter.record,
                 &letter.stream_arn,
                 &letter.event_id,
                 created,
+                trace.as_ref(),
             )
             .into_iter()
             .find_map(|r| match r {

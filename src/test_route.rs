@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::pipeline::router::stable_event_id;
+use crate::pipeline::TraceContext;
 
 /// Account and region of the stream ARN made up when the record names none.
 const PLACEHOLDER_ARN_PREFIX: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/";
@@ -93,6 +94,14 @@ pub fn test_route(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
     let event_id = stable_event_id(&record, config.source.event_id_attribute.as_deref());
+    // As the relay does: a malformed trace context is reported and the record goes on without.
+    let trace = match config.source.trace_context_attribute.as_deref() {
+        Some(attribute) => TraceContext::of_record(&record, attribute).unwrap_or_else(|e| {
+            eprintln!("trace context ignored: {e}");
+            None
+        }),
+        None => None,
+    };
 
     // The same choice of routes as the running relay makes for this source.
     let router = config.router_for(&selector)?;
@@ -110,7 +119,7 @@ pub fn test_route(
     let verdict = |verdicts: &mut Vec<RouteVerdict>, name: &str| {
         verdicts.iter_mut().position(|v| v.name == name)
     };
-    for result in router.route(&record, &stream_arn, &event_id, created_at) {
+    for result in router.route_traced(&record, &stream_arn, &event_id, created_at, trace.as_ref()) {
         match result {
             Ok(entry) => {
                 let name = router.routes()[entry.route].name();

@@ -19,6 +19,9 @@ use lambda_http::http::{Method, StatusCode};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The trace of the demo's POST (the W3C recommendation's example).
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 /// A shipped config pointed at this fixture's tables and bus (the emulator is one region).
 fn shipped_config(f: &Fixture, file: &str, source_table: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(std::path::Path::new(common::REPO).join(file))
@@ -160,12 +163,19 @@ async fn outbox_variant_post_relay_consume_delete() {
         std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
     )
     .expect("input.json");
-    let response = api.handle(request(Method::POST, &input)).await;
+    let mut post = request(Method::POST, &input);
+    post.headers_mut().insert(
+        "traceparent",
+        lambda_http::http::HeaderValue::from_static(TRACEPARENT),
+    );
+    let response = api.handle(post).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: serde_json::Value =
         serde_json::from_slice(response.body().as_ref()).expect("JSON");
 
     let (event, handled) = side.next(&f, "BookAdded").await;
+    // The request's trace went through the outbox row and the relay into the event.
+    assert_eq!(event.detail["traceparent"], TRACEPARENT);
     assert_eq!(
         handled,
         Handled::Applied(
@@ -197,6 +207,35 @@ async fn outbox_variant_post_relay_consume_delete() {
         Handled::Applied("Team Topologies was removed!".into())
     );
     assert!(side.book(&f, "Team Topologies").await.is_none());
+
+    // A row whose trace context is malformed still goes out, without it, and is counted.
+    f.ddb
+        .put_item()
+        .table_name(&f.events_table)
+        .item("pk", AttributeValue::S("evt-bad-trace".into()))
+        .item("sk", AttributeValue::S("BookAdded".into()))
+        .item("eventType", AttributeValue::S("BookAdded".into()))
+        .item(
+            "eventData",
+            AttributeValue::M(std::collections::HashMap::from([
+                ("name".to_owned(), AttributeValue::S("Dune".into())),
+                ("year".to_owned(), AttributeValue::N("1965".into())),
+                (
+                    "authors".to_owned(),
+                    AttributeValue::L(vec![AttributeValue::S("Frank Herbert".into())]),
+                ),
+            ])),
+        )
+        .item("traceparent", AttributeValue::S("not-a-trace".into()))
+        .send()
+        .await
+        .expect("put row");
+    let (event, _) = side.next(&f, "BookAdded").await;
+    assert_eq!(event.detail["eventId"], "evt-bad-trace");
+    // The unmarshalled row shows its own attribute as it is; the relay added no trace.
+    relay
+        .wait_metric("outbox_relay_trace_context_invalid_total", 1.0, DEADLINE)
+        .await;
     let (status, log) = relay.terminate(Duration::from_secs(15));
     assert!(status.success(), "{log}");
 }
@@ -249,7 +288,12 @@ async fn outbox_variant_on_a_custom_event_bus() {
         std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
     )
     .expect("input.json");
-    let response = api.handle(request(Method::POST, &input)).await;
+    let mut post = request(Method::POST, &input);
+    post.headers_mut().insert(
+        "traceparent",
+        lambda_http::http::HeaderValue::from_static(TRACEPARENT),
+    );
+    let response = api.handle(post).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: serde_json::Value =
         serde_json::from_slice(response.body().as_ref()).expect("JSON");
@@ -271,6 +315,8 @@ async fn outbox_variant_on_a_custom_event_bus() {
     assert_eq!(stored[0].detail_type, "BookAdded");
     assert_eq!(stored[1].detail_type, "BookRemoved");
     assert_eq!(stored[0].dedup.as_deref(), created["eventId"].as_str());
+    // No trace header on this bus: the detail carries the request's trace.
+    assert_eq!(stored[0].detail["traceparent"], TRACEPARENT);
     assert!(stored[0].sequence < stored[1].sequence);
 
     // A FIFO subscriber hands them to the consumer in that order.

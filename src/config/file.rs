@@ -111,6 +111,11 @@ pub struct SourceConfig {
     /// Attribute of the outbox row (in `Keys`, then `NewImage`, then `OldImage`) that holds the
     /// stable event id; records without it use the stream record's `eventID`. Default: unset.
     pub event_id_attribute: Option<String>,
+    /// Attribute of the outbox row (in `NewImage`, then `OldImage`) that holds the W3C
+    /// `traceparent` of the request that wrote it: PutEvents' `TraceHeader` on a classic bus,
+    /// `<outbox.traceparent>` in templates, `trace_context_field` of `unmarshall` routes. A
+    /// malformed value is ignored (counted, logged). Default: unset.
+    pub trace_context_attribute: Option<String>,
 }
 
 impl Default for SourceConfig {
@@ -128,6 +133,7 @@ impl Default for SourceConfig {
             read_ahead_records: default_read_ahead_records(),
             read_ahead_bytes: default_read_ahead_bytes(),
             event_id_attribute: None,
+            trace_context_attribute: None,
         }
     }
 }
@@ -190,6 +196,9 @@ pub(super) struct RawRoute {
     /// Default `eventId`.
     #[serde(default = "default_event_id_field")]
     pub event_id_field: String,
+    /// With `unmarshall`: the field the record's `traceparent` is added under. Default: unset
+    /// (not added).
+    pub trace_context_field: Option<String>,
     /// Default: none (every source).
     #[serde(default)]
     pub sources: Vec<String>,

@@ -136,6 +136,30 @@ fn a_bad_bus_target_is_refused_naming_its_key() {
 }
 
 #[test]
+fn trace_context_field_is_for_unmarshall_routes() {
+    let text = MINIMAL.replace(
+        "unmarshall = \"NewImage\"",
+        "template = '{\"t\": <outbox.traceparent>}'\ntrace_context_field = \"traceparent\"",
+    );
+    let err = Config::from_toml(&text).expect_err("a template route");
+    assert_eq!(keys(&err), vec!["routes[0].trace_context_field"]);
+    assert!(err.to_string().contains("<outbox.traceparent>"), "{err}");
+    let ok = MINIMAL.replace(
+        "unmarshall = \"NewImage\"",
+        "unmarshall = \"NewImage\"\ntrace_context_field = \"traceparent\"",
+    );
+    let ok = ok.replace(
+        "table_name = \"EventsTable\"",
+        "table_name = \"EventsTable\"\ntrace_context_attribute = \"traceparent\"",
+    );
+    let c = Config::from_toml(&ok).expect("valid");
+    assert_eq!(
+        c.source.trace_context_attribute.as_deref(),
+        Some("traceparent")
+    );
+}
+
+#[test]
 fn more_than_ten_entries_per_call_needs_every_route_on_a_custom_event_bus() {
     let text = format!("[publisher]\nmax_batch_entries = 11\n{MINIMAL}");
     let err = Config::from_toml(&text).expect_err("a classic route");

@@ -49,10 +49,20 @@ pub(super) fn routes(
                 ));
                 None
             }
-            (Some(text), None) => Some(DetailSpec::Template(text)),
+            (Some(text), None) => {
+                if r.trace_context_field.is_some() {
+                    errors.push(ConfigError::new(
+                        format!("{key}.trace_context_field"),
+                        "applies to `unmarshall` routes only: in a template, write \
+                         <outbox.traceparent> where the trace context should go",
+                    ));
+                }
+                Some(DetailSpec::Template(text))
+            }
             (None, Some(image)) => Some(DetailSpec::Unmarshall {
                 image,
                 event_id_field: r.event_id_field,
+                trace_context_field: r.trace_context_field.unwrap_or_default(),
             }),
         };
         let bus = match (r.event_bus_name, r.event_bus_arn) {
@@ -88,6 +98,7 @@ pub(super) fn routes(
             detail: detail.clone().unwrap_or(DetailSpec::Unmarshall {
                 image: crate::pipeline::ImageSelector::Keys,
                 event_id_field: String::new(),
+                trace_context_field: String::new(),
             }),
             expand_json: r.expand_json,
             ordering_key: r.ordering_key,

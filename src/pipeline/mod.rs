@@ -11,6 +11,7 @@ pub mod pattern;
 pub mod route;
 pub mod router;
 pub mod template;
+pub mod trace;
 pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
@@ -20,3 +21,4 @@ pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};
 pub use template::{Template, TemplateError, TextError};
+pub use trace::{TraceContext, TraceError};

@@ -47,10 +47,12 @@ pub enum DetailSpec {
     /// A Pipes input template, as text.
     Template(String),
     /// The chosen image, unmarshalled to plain JSON, with the stable event id added under
-    /// `event_id_field` (unless empty, or the image already has that attribute).
+    /// `event_id_field` and the record's W3C `traceparent` (when it has a valid one) under
+    /// `trace_context_field` (each unless empty, or the image already has that attribute).
     Unmarshall {
         image: ImageSelector,
         event_id_field: String,
+        trace_context_field: String,
     },
 }
 
@@ -96,6 +98,7 @@ pub enum Detail {
     Unmarshall {
         image: ImageSelector,
         event_id_field: String,
+        trace_context_field: String,
     },
 }
 
@@ -168,9 +171,11 @@ impl Route {
             DetailSpec::Unmarshall {
                 image,
                 event_id_field,
+                trace_context_field,
             } => Some(Detail::Unmarshall {
                 image,
                 event_id_field,
+                trace_context_field,
             }),
         };
         match (detail, ordering_key) {
@@ -285,6 +290,7 @@ mod tests {
             detail: DetailSpec::Unmarshall {
                 image: ImageSelector::NewImage,
                 event_id_field: "eventId".into(),
+                trace_context_field: String::new(),
             },
             expand_json: Vec::new(),
             ordering_key: None,

@@ -13,6 +13,7 @@ use super::bus::{check_deduplication_id, check_group_id, Bus, BusKind};
 use super::image::{ImageError, ImageSelector, PlainImages};
 use super::pattern::{Matcher, PatternError};
 use super::route::{Detail, OrderingKey, Route};
+use super::trace::TraceContext;
 
 /// What a route needs to know about the record it renders, besides the record itself.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +26,9 @@ pub struct RecordContext<'a> {
     pub source_arn: &'a str,
     /// The stable event id (`<outbox.event-id>`).
     pub event_id: &'a str,
+    /// The record's trace context, when its outbox row carries a valid one
+    /// (`<outbox.traceparent>`).
+    pub trace: Option<&'a TraceContext>,
     /// `ApproximateCreationDateTime`, which also becomes the event's `Time`.
     pub created_at: Option<SystemTime>,
     /// The record's plain images, shared by the routes that expand the same attributes.
@@ -61,6 +65,9 @@ pub struct Entry {
     /// The stable event id (the outbox row's, else the stream record's `eventID`). On a Custom
     /// Event Bus it is the entry's `DeduplicationId`, so a re-sent entry is not stored twice.
     pub event_id: String,
+    /// The record's trace in X-Ray form: the classic bus's `TraceHeader` (a Custom Event Bus
+    /// entry has no such field; there the detail carries the `traceparent`).
+    pub trace_header: Option<String>,
 }
 
 impl Entry {
@@ -86,6 +93,9 @@ impl Entry {
             .time
             .map(|t| humantime::format_rfc3339_millis(t).to_string());
         out.insert("Time".into(), time.into());
+        if let (BusKind::Classic, Some(header)) = (self.bus.kind(), &self.trace_header) {
+            out.insert("TraceHeader".into(), header.clone().into());
+        }
         if self.bus.kind() == BusKind::Custom {
             out.insert(
                 "SystemMetadata".into(),
@@ -265,6 +275,19 @@ impl Router {
         event_id: &str,
         created_at: Option<SystemTime>,
     ) -> Vec<Result<Entry, RouteError>> {
+        self.route_traced(record, source_arn, event_id, created_at, None)
+    }
+
+    /// [`Router::route`] for a record whose outbox row carries a trace context.
+    #[must_use]
+    pub fn route_traced(
+        &self,
+        record: &Value,
+        source_arn: &str,
+        event_id: &str,
+        created_at: Option<SystemTime>,
+        trace: Option<&TraceContext>,
+    ) -> Vec<Result<Entry, RouteError>> {
         let bytes = serde_json::to_vec(record).expect("a serde_json::Value always serializes");
         // Routes that expand no attribute (most) share one set of plain images.
         let shared = PlainImages::new(record, &[]);
@@ -284,6 +307,7 @@ impl Router {
                     route_name: route.name(),
                     source_arn,
                     event_id,
+                    trace,
                     created_at,
                     images,
                 };
@@ -320,7 +344,8 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         Detail::Unmarshall {
             image,
             event_id_field,
-        } => unmarshall_detail(route, *image, event_id_field, ctx)?,
+            trace_context_field,
+        } => unmarshall_detail(route, *image, event_id_field, trace_context_field, ctx)?,
     };
     let ordering_key = ordering_key(route, ctx)?;
     let target = route.target();
@@ -355,6 +380,7 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         time: ctx.created_at,
         ordering_key,
         event_id: ctx.event_id.to_owned(),
+        trace_header: ctx.trace.map(|t| t.xray_header.clone()),
     };
     let size = entry_size(&entry);
     let limit = entry.bus.kind().max_request_bytes();
@@ -372,6 +398,7 @@ fn unmarshall_detail(
     route: &Route,
     image: ImageSelector,
     event_id_field: &str,
+    trace_context_field: &str,
     ctx: &RecordContext<'_>,
 ) -> Result<String, RouteError> {
     let plain = ctx
@@ -384,34 +411,42 @@ fn unmarshall_detail(
             route: route.name().to_owned(),
             image: image.field(),
         })?;
-    match plain {
-        Value::Object(map) if !event_id_field.is_empty() && !map.contains_key(event_id_field) => {
-            let with_id = WithField {
-                map,
-                key: event_id_field,
-                value: ctx.event_id,
-            };
-            Ok(serde_json::to_string(&with_id).expect("a JSON map always serializes"))
+    let Value::Object(map) = plain else {
+        return Ok(plain.to_string());
+    };
+    let mut extra: Vec<(String, Value)> = Vec::new();
+    let mut add = |key: &str, value: Option<&str>| {
+        if let Some(value) = value.filter(|_| !key.is_empty() && !map.contains_key(key)) {
+            if extra.iter().all(|(k, _)| k != key) {
+                extra.push((key.to_owned(), Value::String(value.to_owned())));
+            }
         }
-        other => Ok(other.to_string()),
+    };
+    add(event_id_field, Some(ctx.event_id));
+    add(
+        trace_context_field,
+        ctx.trace.map(|t| t.traceparent.as_str()),
+    );
+    if extra.is_empty() {
+        return Ok(plain.to_string());
     }
+    let with = WithFields { map, extra };
+    Ok(serde_json::to_string(&with).expect("a JSON map always serializes"))
 }
 
-/// A shared plain image serialized with one more string field, in the map's (sorted) key
-/// order, without copying the image.
-struct WithField<'a> {
+/// A shared plain image serialized with a few more string fields, in key order (the map's is
+/// sorted), without copying the image.
+struct WithFields<'a> {
     map: &'a serde_json::Map<String, Value>,
-    key: &'a str,
-    value: &'a str,
+    extra: Vec<(String, Value)>,
 }
 
-impl serde::Serialize for WithField<'_> {
+impl serde::Serialize for WithFields<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let key = self.key.to_owned();
-        let extra = Value::String(self.value.to_owned());
-        let before = self.map.iter().filter(|(k, _)| k.as_str() < self.key);
-        let after = self.map.iter().filter(|(k, _)| k.as_str() > self.key);
-        serializer.collect_map(before.chain(std::iter::once((&key, &extra))).chain(after))
+        let mut all: Vec<(&String, &Value)> = self.map.iter().collect();
+        all.extend(self.extra.iter().map(|(k, v)| (k, v)));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        serializer.collect_map(all)
     }
 }
 

@@ -13,7 +13,8 @@
 //! Reserved variables: `<aws.pipes.event>` and `<aws.pipes.event.json>` (the whole record),
 //! `<aws.pipes.pipe-name>` (the route name), `<aws.pipes.source-arn>` (the stream ARN),
 //! `<aws.pipes.event.ingestion-time>` (the record's creation time, RFC 3339) and our own
-//! `<outbox.event-id>`, the stable event id consumers deduplicate on.
+//! `<outbox.event-id>`, the stable event id consumers deduplicate on, and
+//! `<outbox.traceparent>`, the W3C trace context of the outbox row (`null` when it has none).
 
 use std::borrow::Cow;
 
@@ -74,6 +75,7 @@ enum Var {
     SourceArn,
     IngestionTime,
     EventId,
+    TraceParent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +368,7 @@ impl std::fmt::Display for Var {
             Self::SourceArn => f.write_str("<aws.pipes.source-arn>"),
             Self::IngestionTime => f.write_str("<aws.pipes.event.ingestion-time>"),
             Self::EventId => f.write_str("<outbox.event-id>"),
+            Self::TraceParent => f.write_str("<outbox.traceparent>"),
         }
     }
 }
@@ -433,6 +436,9 @@ fn resolve<'c>(
             ))
         }),
         Var::EventId => owned(Value::String(ctx.event_id.to_owned())),
+        Var::TraceParent => ctx
+            .trace
+            .and_then(|t| owned(Value::String(t.traceparent.clone()))),
     })
 }
 
@@ -447,6 +453,7 @@ fn parse_var(name: &str, offset: usize) -> Result<Option<Var>, TemplateError> {
         "aws.pipes.source-arn" => Var::SourceArn,
         "aws.pipes.event.ingestion-time" => Var::IngestionTime,
         "outbox.event-id" => Var::EventId,
+        "outbox.traceparent" => Var::TraceParent,
         other if other.starts_with("aws.pipes.") || other.starts_with("outbox.") => {
             return Err(TemplateError::UnknownVariable {
                 name: other.to_owned(),
@@ -541,6 +548,7 @@ mod tests {
             route_name: "book-added",
             source_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
             event_id: "evt-1",
+            trace: None,
             created_at: None,
             images: &images,
         };

@@ -82,6 +82,7 @@ fn to_request_entry(entry: &Entry) -> PutEventsRequestEntry {
         .detail(&entry.detail)
         .set_resources((!entry.resources.is_empty()).then(|| entry.resources.clone()))
         .set_time(entry.time.map(DateTime::from))
+        .set_trace_header(entry.trace_header.clone())
         .build()
 }
 

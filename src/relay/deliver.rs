@@ -15,7 +15,7 @@ use super::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
 use super::worker::{backoff, Held, Worker};
 use crate::lease::LeaseStore;
 use crate::pipeline::router::stable_event_id;
-use crate::pipeline::{entry_size, BusKind, Entry, RouteError};
+use crate::pipeline::{entry_size, BusKind, Entry, RouteError, TraceContext};
 use crate::publish::{
     rfc3339, DeadLetter, DeadLetterEntry, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
     Stage,
@@ -75,11 +75,13 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             );
         }
         let event_id = stable_event_id(&record.json, self.settings.event_id_attribute.as_deref());
-        let results = self.router.route(
+        let trace = self.trace_context(&record.json);
+        let results = self.router.route_traced(
             &record.json,
             &self.lease.stream_arn,
             &event_id,
             record.created_at,
+            trace.as_ref(),
         );
         if results.is_empty() {
             self.metrics.records_filtered.inc();
@@ -350,6 +352,21 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 .duration_since(created)
                 .unwrap_or_default();
             self.metrics.lag_seconds.observe(lag.as_secs_f64());
+        }
+    }
+
+    /// The record's trace context, if the source names an attribute for it and the row holds
+    /// a valid one. A malformed one is counted and logged, and the record goes on without it:
+    /// a trace is never a reason to hold an event back.
+    fn trace_context(&self, record: &Value) -> Option<TraceContext> {
+        let attribute = self.settings.trace_context_attribute.as_deref()?;
+        match TraceContext::of_record(record, attribute) {
+            Ok(trace) => trace,
+            Err(e) => {
+                self.metrics.trace_context_invalid.inc();
+                warn!(error = %e, "Trace context ignored for this record.");
+                None
+            }
         }
     }
 

@@ -60,6 +60,8 @@ pub struct WorkerSettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub event_id_attribute: Option<String>,
+    /// The outbox row's attribute holding its W3C `traceparent` (`None`: not read).
+    pub trace_context_attribute: Option<String>,
     /// Attempts per entry before a retryable failure is dead-lettered (`None` = unbounded).
     pub max_attempts: Option<u32>,
     /// Record age after which a retryable failure is dead-lettered (`None` = unbounded).
@@ -88,6 +90,7 @@ impl WorkerSettings {
             initial_backoff: config.publisher.initial_backoff,
             max_backoff: config.publisher.max_backoff,
             event_id_attribute: config.source.event_id_attribute.clone(),
+            trace_context_attribute: config.source.trace_context_attribute.clone(),
             max_attempts: config.publisher.max_attempts.map(std::num::NonZeroU32::get),
             max_record_age: config.publisher.max_record_age,
             publish_permits: Arc::new(tokio::sync::Semaphore::new(

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Entries a Custom Event Bus answered `DEDUPLICATED` (a repeat of one it already had,
     /// e.g. re-sent after a crash): settled, not stored again, and not counted as published.
     pub events_deduplicated: IntCounterVec,
+    /// Records whose outbox row held a malformed trace context (ignored; the event goes out
+    /// without it).
+    pub trace_context_invalid: IntCounter,
     /// Events that could not be made or were rejected for good and went to the dead-letter
     /// sink, by route, stage (`transform` or `publish`) and error code.
     pub events_dead_lettered: IntCounterVec,
@@ -156,6 +159,10 @@ impl Metrics {
                 "outbox_relay_events_deduplicated_total",
                 "Entries a Custom Event Bus accepted as repeats (DEDUPLICATED), not stored again.",
                 &["route"],
+            ),
+            trace_context_invalid: counter(
+                "outbox_relay_trace_context_invalid_total",
+                "Records whose trace context attribute was not a valid W3C traceparent (ignored).",
             ),
             events_dead_lettered: counter_vec(
                 "outbox_relay_events_dead_lettered_total",

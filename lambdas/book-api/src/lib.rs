@@ -7,6 +7,10 @@
 //! - `DELETE /book` `{"name"}` → the book deleted (only if present, else 404) and its
 //!   `BookRemoved` outbox row, in one transaction → 204.
 //!
+//! Each outbox row carries the request's W3C `traceparent` (`outbox::TRACEPARENT`): the
+//! request's own `traceparent` header if valid, else the Lambda invocation's X-Ray trace, else
+//! a new trace, so the relay can hand the trace on to EventBridge and the consumer.
+//!
 //! A bad body is a 400 whose JSON names the field; anything unexpected is a 500 that says only
 //! "internal error" (the cause is logged with the request's id).
 
@@ -24,6 +28,20 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 pub use validate::{BadRequest, Removal};
+
+/// The request's trace as a W3C `traceparent` (see the module documentation).
+fn request_trace(request: &Request) -> String {
+    use lambda_http::RequestExt;
+    let header = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let xray = request
+        .lambda_context_ref()
+        .and_then(|c| c.xray_trace_id.clone())
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
+    books_common::trace::for_request(header, xray.as_deref())
+}
 
 /// How long an outbox row lives (its TTL): long enough for any relay outage.
 pub const OUTBOX_ROW_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -64,13 +82,14 @@ impl Api {
             return json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"}));
         }
         let body = request.body().as_ref();
+        let trace = request_trace(&request);
         match *request.method() {
             Method::POST => match validate::book(body) {
-                Ok(book) => self.add(&book).await,
+                Ok(book) => self.add(&book, &trace).await,
                 Err(bad) => bad.response(),
             },
             Method::DELETE => match validate::removal(body) {
-                Ok(removal) => self.remove(&removal.name).await,
+                Ok(removal) => self.remove(&removal.name, &trace).await,
                 Err(bad) => bad.response(),
             },
             _ => {
@@ -87,7 +106,7 @@ impl Api {
         }
     }
 
-    async fn add(&self, book: &Book) -> Response<Body> {
+    async fn add(&self, book: &Book, trace: &str) -> Response<Body> {
         let event_id = uuid::Uuid::new_v4().to_string();
         let authors = book
             .authors
@@ -107,7 +126,7 @@ impl Api {
             .build()
             .map(|put| TransactWriteItem::builder().put(put).build());
         match self
-            .write(put_book, &event_id, outbox::BOOK_ADDED, data)
+            .write(put_book, &event_id, outbox::BOOK_ADDED, data, trace)
             .await
         {
             Ok(()) => {
@@ -125,7 +144,7 @@ impl Api {
         }
     }
 
-    async fn remove(&self, name: &str) -> Response<Body> {
+    async fn remove(&self, name: &str, trace: &str) -> Response<Body> {
         let event_id = uuid::Uuid::new_v4().to_string();
         let delete_book = Delete::builder()
             .table_name(&self.books_table)
@@ -136,7 +155,7 @@ impl Api {
             .map(|delete| TransactWriteItem::builder().delete(delete).build());
         let data = HashMap::from([("name".to_owned(), AttributeValue::S(name.to_owned()))]);
         match self
-            .write(delete_book, &event_id, outbox::BOOK_REMOVED, data)
+            .write(delete_book, &event_id, outbox::BOOK_REMOVED, data, trace)
             .await
         {
             Ok(()) => {
@@ -160,6 +179,7 @@ impl Api {
         event_id: &str,
         event_type: &str,
         data: HashMap<String, AttributeValue>,
+        traceparent: &str,
     ) -> Result<(), WriteError> {
         let book_change = book_change.map_err(|e| WriteError::Other(e.to_string()))?;
         let expires_at = SystemTime::now()
@@ -172,6 +192,10 @@ impl Api {
             .item(outbox::SORT_KEY, AttributeValue::S(event_type.to_owned()))
             .item(outbox::EVENT_TYPE, AttributeValue::S(event_type.to_owned()))
             .item(outbox::EVENT_DATA, AttributeValue::M(data))
+            .item(
+                outbox::TRACEPARENT,
+                AttributeValue::S(traceparent.to_owned()),
+            )
             .item(
                 outbox::EXPIRES_AT,
                 AttributeValue::N(expires_at.as_secs().to_string()),

@@ -359,3 +359,50 @@ async fn the_local_server_serves_the_same_handler() {
         (vec![], vec![added("Team Topologies"), removed])
     );
 }
+
+#[tokio::test]
+async fn the_outbox_row_carries_the_requests_trace() {
+    let w = World::new().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/book")
+        .header("traceparent", traceparent)
+        .body(Body::from(
+            r#"{"name": "Dune", "authors": ["Frank Herbert"], "year": 1965}"#,
+        ))
+        .expect("request");
+    let (status, body) = w.call(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Without a valid header: a new trace, still a valid traceparent.
+    let request = lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/book")
+        .header("traceparent", "not a trace")
+        .body(Body::from(
+            r#"{"name": "Emma", "authors": ["Jane Austen"], "year": 1815}"#,
+        ))
+        .expect("request");
+    let (status, _) = w.call(request).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let rows = w.scan(&w.events).await;
+    let trace_of = |name: &str| {
+        rows.iter()
+            .find(|r| {
+                r["eventData"].as_m().expect("map")["name"].as_s().ok() == Some(&name.to_owned())
+            })
+            .and_then(|r| r.get("traceparent"))
+            .and_then(|t| t.as_s().ok())
+            .cloned()
+            .expect("a traceparent attribute")
+    };
+    assert_eq!(trace_of("Dune"), traceparent);
+    let fresh = trace_of("Emma");
+    assert_ne!(fresh, traceparent);
+    assert_eq!(
+        books_common::trace::from_traceparent(&fresh).as_deref(),
+        Some(fresh.as_str()),
+        "a valid W3C traceparent"
+    );
+}

@@ -23,6 +23,9 @@ pub mod outbox {
     pub const EVENT_DATA: &str = "eventData";
     /// TTL attribute (epoch seconds): outbox rows only need to live until relayed.
     pub const EXPIRES_AT: &str = "expiresAt";
+    /// The W3C `traceparent` of the request that wrote the row (the relay's
+    /// `source.trace_context_attribute`).
+    pub const TRACEPARENT: &str = "traceparent";
     pub const BOOK_ADDED: &str = "BookAdded";
     pub const BOOK_REMOVED: &str = "BookRemoved";
 }
@@ -59,6 +62,8 @@ pub fn init_logs() {
 pub fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|e| format!("environment variable {name}: {e}"))
 }
+
+pub mod trace;
 
 #[cfg(feature = "testing")]
 pub mod testing;

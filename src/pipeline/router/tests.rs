@@ -31,6 +31,7 @@ fn unmarshall(image: ImageSelector) -> DetailSpec {
     DetailSpec::Unmarshall {
         image,
         event_id_field: "eventId".into(),
+        trace_context_field: "traceparent".into(),
     }
 }
 
@@ -278,4 +279,55 @@ fn a_group_or_dedup_id_out_of_bounds_dead_letters_the_entry_with_the_reason() {
     let err = results[0].as_ref().expect_err("refused");
     assert!(err.to_string().contains("DeduplicationId"), "{err}");
     assert!(err.to_string().contains("only whitespace"), "{err}");
+}
+
+#[test]
+fn a_records_trace_goes_into_the_trace_header_the_template_and_the_unmarshalled_detail() {
+    let trace = crate::pipeline::TraceContext::from_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "traceparent",
+    )
+    .expect("valid");
+    let r = router(vec![
+        spec("plain", &[], unmarshall(ImageSelector::NewImage)),
+        spec(
+            "templated",
+            &[],
+            template(r#"{"trace": <outbox.traceparent>, "in": "t=<outbox.traceparent>"}"#),
+        ),
+        custom("custom", "<$.NewImage.sk>"),
+    ]);
+    let entries: Vec<Entry> = r
+        .route_traced(&insert("BookAdded"), "arn:s", "evt-9", None, Some(&trace))
+        .into_iter()
+        .map(|e| e.expect("renders"))
+        .collect();
+    let detail = |i: usize| serde_json::from_str::<Value>(&entries[i].detail).expect("json");
+    assert_eq!(detail(0)["traceparent"], trace.traceparent.as_str());
+    assert_eq!(detail(0)["eventId"], "evt-9", "both fields added");
+    assert_eq!(
+        entries[0].trace_header.as_deref(),
+        Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
+    );
+    assert_eq!(
+        entries[0].request_json()["TraceHeader"],
+        entries[0].trace_header.as_deref().unwrap_or_default()
+    );
+    assert_eq!(detail(1)["trace"], trace.traceparent.as_str());
+    assert_eq!(detail(1)["in"], format!("t={}", trace.traceparent));
+    // The Custom Event Bus has no trace header: the detail carries it.
+    assert_eq!(detail(2)["traceparent"], trace.traceparent.as_str());
+    assert!(entries[2].request_json().get("TraceHeader").is_none());
+
+    // Without a trace: nothing added, the template renders null.
+    let plain: Vec<Entry> = r
+        .route(&insert("BookAdded"), "arn:s", "evt-9", None)
+        .into_iter()
+        .map(|e| e.expect("renders"))
+        .collect();
+    let untraced: Value = serde_json::from_str(&plain[0].detail).expect("json");
+    assert!(untraced.get("traceparent").is_none());
+    assert!(plain[0].trace_header.is_none());
+    let templated: Value = serde_json::from_str(&plain[1].detail).expect("json");
+    assert_eq!(templated["trace"], Value::Null);
 }

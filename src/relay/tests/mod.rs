@@ -585,6 +585,7 @@ fn worker_settings() -> WorkerSettings {
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
         event_id_attribute: None,
+        trace_context_attribute: None,
         max_attempts: None,
         max_record_age: None,
         publish_permits: Arc::new(tokio::sync::Semaphore::new(4)),

@@ -1,0 +1,180 @@
+//! Trace context carried through the outbox: the W3C `traceparent` the API wrote into the
+//! outbox row, and the same trace in the X-Ray form that PutEvents' `TraceHeader` takes.
+//!
+//! Parsing and conversion are the OpenTelemetry crates' (`opentelemetry_sdk`'s W3C
+//! `TraceContextPropagator`, `opentelemetry-aws`'s X-Ray propagator), not ours: the X-Ray trace
+//! id `1-{8 hex}-{24 hex}` is the W3C trace id's 32 hex digits split after the eighth, the
+//! parent is the W3C parent id, `Sampled` the W3C sampled flag, as AWS documents for X-Ray's
+//! W3C trace ids.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use serde_json::Value;
+
+/// A valid trace context of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The W3C `traceparent`, as OpenTelemetry writes it back (`00-{trace}-{parent}-{flags}`).
+    pub traceparent: String,
+    /// The same trace as an X-Ray tracing header (`Root=1-…;Parent=…;Sampled=…`).
+    pub xray_header: String,
+}
+
+/// Why a record's trace context is ignored (never a reason to dead-letter it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TraceError {
+    /// The attribute holds something other than a string.
+    #[error("attribute {attribute:?} is not a string")]
+    NotAString { attribute: String },
+    /// Not a valid W3C `traceparent` (or an all-zero trace or parent id).
+    #[error("attribute {attribute:?} is not a valid W3C traceparent: {value:?}")]
+    Invalid { attribute: String, value: String },
+}
+
+impl TraceContext {
+    /// Parses a W3C `traceparent`.
+    ///
+    /// # Errors
+    /// When it is not a valid one (the `attribute` names where it came from).
+    pub fn from_traceparent(value: &str, attribute: &str) -> Result<Self, TraceError> {
+        let invalid = || TraceError::Invalid {
+            attribute: attribute.to_owned(),
+            value: value.chars().take(100).collect(),
+        };
+        if !w3c_shape(value) {
+            return Err(invalid());
+        }
+        let carrier = HashMap::from([("traceparent".to_owned(), value.to_owned())]);
+        let propagator = TraceContextPropagator::new();
+        let context = propagator.extract(&carrier);
+        let span = context.span().span_context().clone();
+        if !span.is_valid() {
+            return Err(invalid());
+        }
+        let xray_header = opentelemetry_aws::trace::xray_propagator::span_context_to_string(&span)
+            .ok_or_else(invalid)?;
+        Ok(Self {
+            traceparent: traceparent_of(&span),
+            xray_header,
+        })
+    }
+
+    /// The trace context an outbox row carries in `attribute` (looked up in `NewImage`, then
+    /// `OldImage`, as a string): `Ok(None)` when the row has none.
+    ///
+    /// # Errors
+    /// When the attribute is there but not a valid `traceparent`.
+    pub fn of_record(record: &Value, attribute: &str) -> Result<Option<Self>, TraceError> {
+        for image in ["NewImage", "OldImage"] {
+            let Some(typed) = record
+                .get("dynamodb")
+                .and_then(|d| d.get(image))
+                .and_then(|i| i.get(attribute))
+            else {
+                continue;
+            };
+            let Some(text) = typed.get("S").and_then(Value::as_str) else {
+                return Err(TraceError::NotAString {
+                    attribute: attribute.to_owned(),
+                });
+            };
+            return Self::from_traceparent(text, attribute).map(Some);
+        }
+        Ok(None)
+    }
+}
+
+/// The field sizes the W3C recommendation fixes, which the propagator does not check on its
+/// own (it takes a 31-digit trace id): `{2 hex}-{32 hex}-{16 hex}-{2 hex}`, lowercase, and
+/// for a future version anything after that only past another `-`.
+fn w3c_shape(value: &str) -> bool {
+    if !value.is_ascii() {
+        return false;
+    }
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let (head, rest) = value.split_at(value.len().min(55));
+    let parts: Vec<&str> = head.split('-').collect();
+    let fields_ok =
+        matches!(parts[..], [v, t, p, f] if hex(v, 2) && hex(t, 32) && hex(p, 16) && hex(f, 2));
+    let version_00 = head.starts_with("00-");
+    fields_ok && (rest.is_empty() || (!version_00 && rest.starts_with('-')))
+}
+
+/// `00-{trace id}-{span id}-{flags}`.
+fn traceparent_of(span: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span.trace_id(),
+        span.span_id(),
+        span.trace_flags().to_u8()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The example of the W3C Trace Context recommendation.
+    const W3C: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_traceparent_becomes_the_x_ray_header_of_the_same_trace() {
+        let t = TraceContext::from_traceparent(W3C, "traceparent").expect("valid");
+        assert_eq!(t.traceparent, W3C);
+        assert_eq!(
+            t.xray_header,
+            "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"
+        );
+        let unsampled = W3C.replace("-01", "-00");
+        let t = TraceContext::from_traceparent(&unsampled, "traceparent").expect("valid");
+        assert!(t.xray_header.ends_with(";Sampled=0"), "{}", t.xray_header);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        for bad in [
+            "",
+            "hello",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+        ] {
+            assert!(
+                TraceContext::from_traceparent(bad, "tp").is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_carries_it_in_its_new_or_old_image() {
+        let record = |image: &str, value: Value| json!({"dynamodb": {image: {"pk": {"S": "evt-1"}, "traceparent": value}}});
+        let found = TraceContext::of_record(&record("NewImage", json!({"S": W3C})), "traceparent");
+        assert_eq!(
+            found.expect("valid").map(|t| t.traceparent),
+            Some(W3C.to_owned())
+        );
+        let removed =
+            TraceContext::of_record(&record("OldImage", json!({"S": W3C})), "traceparent");
+        assert!(matches!(removed, Ok(Some(_))));
+        let none = TraceContext::of_record(&record("NewImage", json!({"S": W3C})), "other");
+        assert_eq!(none, Ok(None));
+        let number = TraceContext::of_record(&record("NewImage", json!({"N": "1"})), "traceparent");
+        assert!(matches!(number, Err(TraceError::NotAString { .. })));
+        let junk =
+            TraceContext::of_record(&record("NewImage", json!({"S": "junk"})), "traceparent");
+        assert!(matches!(junk, Err(TraceError::Invalid { .. })));
+    }
+}
