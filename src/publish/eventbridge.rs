@@ -171,6 +171,32 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_header_goes_into_the_request_entry() {
+        let entry = crate::pipeline::Entry {
+            route: 0,
+            bus: Bus::Classic("bus".into()),
+            source: "books".into(),
+            detail_type: "BookAdded".into(),
+            detail: "{}".into(),
+            resources: vec![],
+            time: None,
+            ordering_key: String::new(),
+            event_id: "evt-1".into(),
+            trace_header: Some(
+                "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1".into(),
+            ),
+        };
+        let request = to_request_entry(&entry);
+        assert_eq!(request.trace_header(), entry.trace_header.as_deref());
+        assert_eq!(request.event_bus_name(), Some("bus"));
+        let untraced = to_request_entry(&crate::pipeline::Entry {
+            trace_header: None,
+            ..entry
+        });
+        assert_eq!(untraced.trace_header(), None);
+    }
+
+    #[test]
     fn unanswered_entries_count_as_failed_when_the_service_reports_failures() {
         let out = PutEventsOutput::builder()
             .failed_entry_count(1)
