@@ -177,6 +177,11 @@ async fn outbox_variant_post_relay_consume_delete() {
     // The request's trace went through the outbox row and the relay into the event.
     assert_eq!(event.detail["traceparent"], TRACEPARENT);
     assert_eq!(
+        book_consumer::trace_id(&event).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the consumer continues the API's trace"
+    );
+    assert_eq!(
         handled,
         Handled::Applied(
             "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()

@@ -5,6 +5,10 @@
 //! which the relay puts there and keeps across redeliveries), not by EventBridge's `id` (new
 //! on every PutEvents).
 //!
+//! The trace continues: an event whose detail carries the `traceparent` the API wrote into
+//! the outbox row (and the relay passed on) is logged with that trace's id (`trace_id`, see
+//! [`trace_id`]), the same id the API's request and the relay's TraceHeader carry.
+//!
 //! Both seed variants are understood: the outbox variant's detail (the outbox row, with the
 //! book under `eventData` and `year`) and the CDC variant's (`{name, authors, publishedYear}`).
 
@@ -16,6 +20,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use books_common::{outbox, Book};
 use dynamodb_idempotency::{Idempotency, Outcome, Settings};
 use serde_json::Value;
+
+/// The trace id (32 hex digits) of the request that wrote the event's outbox row: from the
+/// W3C `traceparent` in the detail, if valid.
+#[must_use]
+pub fn trace_id(event: &EventBridgeEvent<Value>) -> Option<String> {
+    let traceparent = event.detail.get(outbox::TRACEPARENT)?.as_str()?;
+    let valid = books_common::trace::from_traceparent(traceparent)?;
+    valid.split('-').nth(1).map(str::to_owned)
+}
 
 /// Why an event was not handled.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +158,8 @@ impl Consumer {
     /// [`ConsumerError`]: retry later, except [`ConsumerError::BadEvent`].
     pub async fn handle(&self, event: &EventBridgeEvent<Value>) -> Result<Handled, ConsumerError> {
         let detail_type = event.detail_type.as_str();
+        let trace = trace_id(event);
+        let trace_id = trace.as_deref().unwrap_or("none");
         let key = idempotency_key(event);
         let outcome = match detail_type {
             outbox::BOOK_ADDED => {
@@ -163,11 +178,11 @@ impl Consumer {
         };
         Ok(match outcome {
             Outcome::Ran(message) => {
-                tracing::info!(key, "{message}");
+                tracing::info!(key, trace_id, "{message}");
                 Handled::Applied(message)
             }
             Outcome::Duplicate(_) => {
-                tracing::info!(key, detail_type, "duplicate delivery skipped");
+                tracing::info!(key, trace_id, detail_type, "duplicate delivery skipped");
                 Handled::Duplicate
             }
         })

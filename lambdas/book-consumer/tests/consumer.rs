@@ -300,3 +300,21 @@ fn consumer_for(w: &World, presentation: &str) -> Consumer {
         settings(Duration::from_secs(30)),
     )
 }
+
+#[test]
+fn the_trace_id_comes_from_the_traceparent_the_outbox_row_carried() {
+    let mut event = fixture("eventbridge-book-added.json");
+    assert_eq!(
+        book_consumer::trace_id(&event),
+        None,
+        "no traceparent: none"
+    );
+    event.detail["traceparent"] =
+        Value::from("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_eq!(
+        book_consumer::trace_id(&event).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    event.detail["traceparent"] = Value::from("00-junk");
+    assert_eq!(book_consumer::trace_id(&event), None, "malformed: none");
+}
