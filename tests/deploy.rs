@@ -590,3 +590,51 @@ fn the_tests_build_the_binary_as_the_dockerfile_build_stage_does() {
         );
     }
 }
+
+/// `promtool` from Debian's `prometheus` package (`./scripts/test` installs it).
+fn promtool() -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join("promtool").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "promtool is not on PATH: ./scripts/test installs Debian's prometheus package \
+         (apt-get install prometheus)"
+    );
+    let mut cmd = Command::new("promtool");
+    cmd.current_dir(Path::new(REPO).join("deploy/prometheus"));
+    cmd
+}
+
+#[test]
+fn every_alert_fires_and_stays_quiet_as_its_promtool_unit_tests_say() {
+    let (ok, text) = run(promtool().args(["check", "rules", "alerts.yaml"]));
+    assert!(ok, "promtool check rules:\n{text}");
+    let (ok, text) = run(promtool().args(["test", "rules", "alerts.test.yaml"]));
+    assert!(ok, "promtool test rules:\n{text}");
+
+    // Every alert has a case that fires it and one that must not.
+    let rules: serde_json::Value =
+        serde_yaml_ng::from_str(&read("deploy/prometheus/alerts.yaml")).expect("rules YAML");
+    let tests: serde_json::Value =
+        serde_yaml_ng::from_str(&read("deploy/prometheus/alerts.test.yaml")).expect("tests YAML");
+    let cases: Vec<&serde_json::Value> = tests["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().expect("alert_rule_test"))
+        .collect();
+    for group in rules["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name");
+            let of_alert: Vec<_> = cases.iter().filter(|c| c["alertname"] == name).collect();
+            let fires = of_alert
+                .iter()
+                .any(|c| c["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()));
+            let quiet = of_alert
+                .iter()
+                .any(|c| c["exp_alerts"].as_array().is_some_and(Vec::is_empty));
+            assert!(fires && quiet, "{name}: needs a firing and a quiet case in alerts.test.yaml");
+        }
+    }
+}
