@@ -634,7 +634,10 @@ fn every_alert_fires_and_stays_quiet_as_its_promtool_unit_tests_say() {
             let quiet = of_alert
                 .iter()
                 .any(|c| c["exp_alerts"].as_array().is_some_and(Vec::is_empty));
-            assert!(fires && quiet, "{name}: needs a firing and a quiet case in alerts.test.yaml");
+            assert!(
+                fires && quiet,
+                "{name}: needs a firing and a quiet case in alerts.test.yaml"
+            );
         }
     }
 }
