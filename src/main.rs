@@ -280,15 +280,26 @@ fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> E
 }
 
 fn run(config: Config) -> ExitCode {
-    if let Err(e) = outbox_relay::telemetry::init_logs(&config.log.level, config.log.format) {
-        eprintln!("error: log.level: {e}");
-        return ExitCode::from(EXIT_BAD_CONFIG);
-    }
+    let spans = match outbox_relay::telemetry::init_logs(
+        &config.log.level,
+        config.log.format,
+        config.telemetry.otlp_endpoint.as_deref(),
+    ) {
+        Ok(spans) => spans,
+        Err(e) => {
+            eprintln!("error: log.level / telemetry.otlp_endpoint: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(outbox_relay::app::run(config)) {
+    let outcome = runtime.block_on(outbox_relay::app::run(config));
+    if let Some(spans) = spans {
+        spans.shutdown();
+    }
+    match outcome {
         Ok(outbox_relay::app::RunOutcome::Clean) => ExitCode::SUCCESS,
         Ok(outbox_relay::app::RunOutcome::Forced) => ExitCode::FAILURE,
         Err(e) => {

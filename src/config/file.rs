@@ -286,6 +286,16 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[telemetry]`: the relay's own spans.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP collector (`http://localhost:4318`; `/v1/traces` is added): the relay
+    /// exports its spans there (one per PutEvents batch, linked to its records' traces;
+    /// GetRecords and checkpoints). Default: unset = no spans made at all.
+    pub otlp_endpoint: Option<String>,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

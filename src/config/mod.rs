@@ -17,7 +17,7 @@ mod validate;
 
 pub use file::{
     AwsConfig, DeadLetterConfig, EndpointsConfig, HttpConfig, LeasesConfig, LogConfig, LogFormat,
-    PublisherConfig, ShutdownConfig, SourceConfig, StartingPosition,
+    PublisherConfig, ShutdownConfig, SourceConfig, StartingPosition, TelemetryConfig,
 };
 pub use sources::{table_of_stream_arn, RouteBinding, StreamSelector};
 pub use validate::check_log_filter;
@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "http",
     "log",
     "shutdown",
+    "telemetry",
 ];
 
 /// The whole configuration, validated.
@@ -55,6 +56,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// One problem with a config: the key path (`routes[1].filters[0]`) and why it is wrong.
@@ -201,6 +203,10 @@ impl Config {
         let http = section::<HttpConfig>(raw, "http", &mut errors, false);
         let log = section::<LogConfig>(raw, "log", &mut errors, false);
         let shutdown = section::<ShutdownConfig>(raw, "shutdown", &mut errors, false);
+        let telemetry = section::<TelemetryConfig>(raw, "telemetry", &mut errors, false);
+        if let Some(telemetry) = &telemetry {
+            validate::telemetry(telemetry, &mut errors);
+        }
         let routes = validate::routes(raw_routes(raw, &mut errors), &mut errors);
 
         if let Some(source) = &source {
@@ -231,6 +237,7 @@ impl Config {
             http,
             log,
             shutdown,
+            telemetry,
         ) {
             (
                 Some(aws),
@@ -241,6 +248,7 @@ impl Config {
                 Some(http),
                 Some(log),
                 Some(shutdown),
+                Some(telemetry),
             ) if errors.is_empty() => Ok(Self {
                 aws,
                 source,
@@ -251,6 +259,7 @@ impl Config {
                 http,
                 log,
                 shutdown,
+                telemetry,
             }),
             _ => Err(ConfigErrors(errors)),
         }

@@ -136,6 +136,26 @@ fn a_bad_bus_target_is_refused_naming_its_key() {
 }
 
 #[test]
+fn the_otlp_endpoint_must_be_plain_http() {
+    let ok = format!("{MINIMAL}\n[telemetry]\notlp_endpoint = \"http://localhost:4318\"\n");
+    let c = Config::from_toml(&ok).expect("valid");
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://localhost:4318")
+    );
+    assert_eq!(
+        Config::from_toml(MINIMAL)
+            .expect("valid")
+            .telemetry
+            .otlp_endpoint,
+        None
+    );
+    let bad = format!("{MINIMAL}\n[telemetry]\notlp_endpoint = \"https://collector:4318\"\n");
+    let err = Config::from_toml(&bad).expect_err("https");
+    assert_eq!(keys(&err), vec!["telemetry.otlp_endpoint"]);
+}
+
+#[test]
 fn trace_context_field_is_for_unmarshall_routes() {
     let text = MINIMAL.replace(
         "unmarshall = \"NewImage\"",

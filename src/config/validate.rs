@@ -11,6 +11,7 @@ use crate::pipeline::{Bus, BusKind, DetailSpec, Route, RouteSpec, Target};
 
 use super::file::{
     AwsConfig, DeadLetterConfig, LeasesConfig, LogConfig, PublisherConfig, RawRoute,
+    TelemetryConfig,
 };
 use super::{ConfigError, RouteBinding, SourceConfig, StreamSelector};
 
@@ -280,6 +281,18 @@ pub(super) fn publisher(
             "publisher.initial_backoff",
             "must be above 0 and at most publisher.max_backoff",
         ));
+    }
+}
+
+pub(super) fn telemetry(t: &TelemetryConfig, errors: &mut Vec<ConfigError>) {
+    if let Some(endpoint) = &t.otlp_endpoint {
+        if !endpoint.starts_with("http://") {
+            errors.push(ConfigError::new(
+                "telemetry.otlp_endpoint",
+                "must be an http:// URL of an OTLP/HTTP collector (a local agent or sidecar; \
+                 the exporter has no TLS)",
+            ));
+        }
     }
 }
 

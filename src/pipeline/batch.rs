@@ -97,7 +97,7 @@ mod tests {
             time: with_time.then(std::time::SystemTime::now),
             ordering_key: String::new(),
             event_id: String::new(),
-            trace_header: None,
+            trace: None,
         }
     }
 

@@ -65,9 +65,9 @@ pub struct Entry {
     /// The stable event id (the outbox row's, else the stream record's `eventID`). On a Custom
     /// Event Bus it is the entry's `DeduplicationId`, so a re-sent entry is not stored twice.
     pub event_id: String,
-    /// The record's trace in X-Ray form: the classic bus's `TraceHeader` (a Custom Event Bus
-    /// entry has no such field; there the detail carries the `traceparent`).
-    pub trace_header: Option<String>,
+    /// The record's trace: on a classic bus its X-Ray form is the entry's `TraceHeader` (a
+    /// Custom Event Bus entry has no such field; there the detail carries the `traceparent`).
+    pub trace: Option<Box<TraceContext>>,
 }
 
 impl Entry {
@@ -93,8 +93,8 @@ impl Entry {
             .time
             .map(|t| humantime::format_rfc3339_millis(t).to_string());
         out.insert("Time".into(), time.into());
-        if let (BusKind::Classic, Some(header)) = (self.bus.kind(), &self.trace_header) {
-            out.insert("TraceHeader".into(), header.clone().into());
+        if let (BusKind::Classic, Some(trace)) = (self.bus.kind(), &self.trace) {
+            out.insert("TraceHeader".into(), trace.xray_header.clone().into());
         }
         if self.bus.kind() == BusKind::Custom {
             out.insert(
@@ -380,7 +380,7 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         time: ctx.created_at,
         ordering_key,
         event_id: ctx.event_id.to_owned(),
-        trace_header: ctx.trace.map(|t| t.xray_header.clone()),
+        trace: ctx.trace.map(|t| Box::new(t.clone())),
     };
     let size = entry_size(&entry);
     let limit = entry.bus.kind().max_request_bytes();

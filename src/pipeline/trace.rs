@@ -21,6 +21,7 @@ pub struct TraceContext {
     pub traceparent: String,
     /// The same trace as an X-Ray tracing header (`Root=1-…;Parent=…;Sampled=…`).
     pub xray_header: String,
+    span: SpanContext,
 }
 
 /// Why a record's trace context is ignored (never a reason to dead-letter it).
@@ -59,7 +60,14 @@ impl TraceContext {
         Ok(Self {
             traceparent: traceparent_of(&span),
             xray_header,
+            span,
         })
+    }
+
+    /// The span the row's writer was in: what the relay's batch spans link to.
+    #[must_use]
+    pub fn span_context(&self) -> SpanContext {
+        self.span.clone()
     }
 
     /// The trace context an outbox row carries in `attribute` (looked up in `NewImage`, then

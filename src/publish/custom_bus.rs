@@ -104,7 +104,7 @@ mod tests {
             time: None,
             ordering_key: key.into(),
             event_id: id.into(),
-            trace_header: None,
+            trace: None,
         }
     }
 

@@ -82,7 +82,7 @@ fn to_request_entry(entry: &Entry) -> PutEventsRequestEntry {
         .detail(&entry.detail)
         .set_resources((!entry.resources.is_empty()).then(|| entry.resources.clone()))
         .set_time(entry.time.map(DateTime::from))
-        .set_trace_header(entry.trace_header.clone())
+        .set_trace_header(entry.trace.as_ref().map(|t| t.xray_header.clone()))
         .build()
 }
 
@@ -182,15 +182,22 @@ mod tests {
             time: None,
             ordering_key: String::new(),
             event_id: "evt-1".into(),
-            trace_header: Some(
-                "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1".into(),
-            ),
+            trace: Some(Box::new(
+                crate::pipeline::TraceContext::from_traceparent(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    "traceparent",
+                )
+                .expect("valid"),
+            )),
         };
         let request = to_request_entry(&entry);
-        assert_eq!(request.trace_header(), entry.trace_header.as_deref());
+        assert_eq!(
+            request.trace_header(),
+            Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
+        );
         assert_eq!(request.event_bus_name(), Some("bus"));
         let untraced = to_request_entry(&crate::pipeline::Entry {
-            trace_header: None,
+            trace: None,
             ..entry
         });
         assert_eq!(untraced.trace_header(), None);

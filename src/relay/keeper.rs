@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::lease::{LeaseError, LeaseKey, LeaseStore, WorkerId};
 use crate::telemetry::{LeaseEvent, Metrics};
@@ -177,7 +178,9 @@ impl<L: LeaseStore> Keeper<L> {
     pub async fn run(self, token: CancellationToken) {
         loop {
             let started = Instant::now();
-            self.round().await;
+            self.round()
+                .instrument(crate::telemetry::spans::call("lease renewals"))
+                .await;
             tokio::select! {
                 () = token.cancelled() => return,
                 () = tokio::time::sleep_until(started + self.renew_interval) => {}

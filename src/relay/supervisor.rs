@@ -280,6 +280,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                         &mut state,
                         token,
                     )
+                    .instrument(crate::telemetry::spans::call("lease round"))
                     .await;
                     let finished = ours
                         .iter()

@@ -21,7 +21,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use super::deliver::{Answer, Work};
 use super::keeper::HeldLeases;
@@ -33,7 +33,7 @@ use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
 use crate::pipeline::{BusKind, Entry, Router};
 use crate::publish::{DeadLetterSink, EventPublisher};
 use crate::stream::{IteratorPosition, SequenceNumber, ShardSource, SourceError, StreamRecord};
-use crate::telemetry::{Health, Metrics, PendingRecords};
+use crate::telemetry::{spans, Health, Metrics, PendingRecords};
 
 /// The most one GetRecords call returns (DynamoDB Streams API reference, `GetRecords`: "a
 /// maximum of 1 MB of data or 1000 stream records").
@@ -325,10 +325,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     let key = &self.lease.key;
                     let owner = &self.owner;
                     let c = checkpoint.clone();
-                    checkpointing =
-                        Some(Box::pin(
-                            async move { leases.checkpoint(key, owner, &c).await },
-                        ));
+                    checkpointing = Some(Box::pin(
+                        async move { leases.checkpoint(key, owner, &c).await }
+                            .instrument(spans::call("checkpoint")),
+                    ));
                     progress.covering = progress.unwritten;
                     checkpoint_sent = Instant::now();
                     writing = Some(checkpoint);
@@ -484,7 +484,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         self.metrics.publish_in_flight_batches.inc();
         self.metrics.put_events_requests.inc();
         let sent = Instant::now();
-        let result = self.publisher.put_events(&entries).await;
+        let result = self
+            .publisher
+            .put_events(&entries)
+            .instrument(spans::publish_batch(&entries))
+            .await;
         let round_trip = sent.elapsed();
         self.metrics
             .put_events_duration_seconds
@@ -563,6 +567,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
             let page = match w
                 .source
                 .get_records(&it, settings.max_records_per_poll)
+                .instrument(spans::call("GetRecords"))
                 .await
             {
                 Ok(page) => page,

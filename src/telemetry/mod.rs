@@ -6,6 +6,7 @@ mod lease_events;
 mod logs;
 mod metrics;
 mod pending;
+pub mod spans;
 
 pub use health::Health;
 pub use http::serve;
