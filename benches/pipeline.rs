@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::{Batches, Router};
+use outbox_relay::pipeline::{Batches, Router, TraceContext};
 use serde_json::{json, Value};
 
 /// The binary's allocator, so the figures are the relay's.
@@ -64,6 +64,19 @@ fn pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("route_matching_record", |b| {
         b.iter(|| router.route(black_box(&matching), arn, "evt", created));
+    });
+    // Trace context on (issue #16): the row carries a traceparent; it is parsed and converted
+    // to the X-Ray TraceHeader, and travels with the entry.
+    let mut traced = matching.clone();
+    traced["dynamodb"]["NewImage"]["traceparent"] =
+        json!({"S": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+    g.bench_function("route_matching_record_with_trace_context", |b| {
+        b.iter(|| {
+            let trace = TraceContext::of_record(black_box(&traced), "traceparent")
+                .ok()
+                .flatten();
+            router.route_traced(&traced, arn, "evt", created, trace.as_ref())
+        });
     });
     g.bench_function("route_non_matching_record", |b| {
         b.iter(|| router.route(black_box(&other), arn, "evt", created));
