@@ -141,6 +141,15 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path() == "/v1/traces" {
+        // The relay's spans (OUTBOX_RELAY_BENCH_OTLP=1): accepted and dropped, undelayed.
+        return (
+            StatusCode::OK,
+            [("content-type", "application/x-protobuf")],
+            Vec::new(),
+        )
+            .into_response();
+    }
     tokio::time::sleep(state.delay).await;
     if uri.path() == "/service/AWSEventsV2/operation/PutEvents" {
         return custom_bus_put_events(&state, &body);
@@ -408,6 +417,12 @@ async fn run(
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
+    // OUTBOX_RELAY_BENCH_OTLP=1: the relay exports its spans to the stand-in (the cost of OTLP).
+    let telemetry = if std::env::var("OUTBOX_RELAY_BENCH_OTLP").is_ok_and(|v| v == "1") {
+        format!("[telemetry]\notlp_endpoint = \"{endpoint}\"")
+    } else {
+        String::new()
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("hot.toml");
     let lease_table = format!("bench-leases-{:08x}", rand::random::<u32>());
@@ -434,6 +449,7 @@ unmarshall = "NewImage"
 listen = "127.0.0.1:0"
 [log]
 level = "warn"
+{telemetry}
 "#
         ),
     )
