@@ -48,7 +48,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:4318".to_owned());
     let listener = tokio::net::TcpListener::bind(&address).await?;
-    eprintln!("otlp_receiver: listening on http://{}", listener.local_addr()?);
+    eprintln!(
+        "otlp_receiver: listening on http://{}",
+        listener.local_addr()?
+    );
     let app = axum::Router::new().route("/v1/traces", axum::routing::post(traces));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     axum::serve(listener, app)
