@@ -150,15 +150,8 @@ fn request(method: Method, body: &str) -> lambda_http::Request {
         .expect("request")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbox_variant_post_relay_consume_delete() {
-    let f = Fixture::new().await;
-    let side = ConsumerSide::new(&f).await;
-    let config = shipped_config(&f, "config/outbox.toml", &f.events_table);
-    let relay = Relay::start(&config, &f.endpoint);
-    relay.wait_ready(DEADLINE).await;
-    let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
-
+/// `POST /book` with the demo's `input.json` and a `traceparent` header: the 201's body.
+async fn post_demo_book(api: &book_api::Api) -> serde_json::Value {
     let input = std::fs::read_to_string(
         std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
     )
@@ -170,8 +163,19 @@ async fn outbox_variant_post_relay_consume_delete() {
     );
     let response = api.handle(post).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let created: serde_json::Value =
-        serde_json::from_slice(response.body().as_ref()).expect("JSON");
+    serde_json::from_slice(response.body().as_ref()).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_variant_post_relay_consume_delete() {
+    let f = Fixture::new().await;
+    let side = ConsumerSide::new(&f).await;
+    let config = shipped_config(&f, "config/outbox.toml", &f.events_table);
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
+
+    let created = post_demo_book(&api).await;
 
     let (event, handled) = side.next(&f, "BookAdded").await;
     // The request's trace went through the outbox row and the relay into the event.
@@ -272,36 +276,16 @@ async fn outbox_variant_on_a_custom_event_bus() {
     let bus = common::eventsv2::CustomBusEmulator::start().await;
     let arn = bus.create_bus("books");
     let config = shipped_config(&f, "config/custom-bus.toml", &f.events_table);
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace(
-            "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
-            &arn,
-        )
-        .replace(
-            "region = \"us-east-1\"",
-            &format!(
-                "region = \"us-east-1\"\nendpoints = {{ eventbridgev2 = \"{}\" }}",
-                bus.endpoint
-            ),
-        );
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
+        &arn,
+    );
+    let text = common::with_eventsv2_endpoint(&text, &bus.endpoint);
     std::fs::write(&config, text).expect("config");
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
     let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
-    let input = std::fs::read_to_string(
-        std::path::Path::new(common::REPO).join("lambdas/book-api/input.json"),
-    )
-    .expect("input.json");
-    let mut post = request(Method::POST, &input);
-    post.headers_mut().insert(
-        "traceparent",
-        lambda_http::http::HeaderValue::from_static(TRACEPARENT),
-    );
-    let response = api.handle(post).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: serde_json::Value =
-        serde_json::from_slice(response.body().as_ref()).expect("JSON");
+    let created = post_demo_book(&api).await;
     let response = api
         .handle(request(Method::DELETE, r#"{"name": "Team Topologies"}"#))
         .await;

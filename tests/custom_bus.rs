@@ -139,6 +139,18 @@ async fn wait_for_events(bus: &CustomBusEmulator, arn: &str, want: usize) -> Vec
     }
 }
 
+/// Waits (until `end` at most) until `relay` holds no record it has not published.
+async fn wait_idle(relay: &Relay, end: Instant) {
+    while relay
+        .metric("outbox_relay_oldest_unpublished_record_age_seconds")
+        .await
+        > 0.0
+        && Instant::now() < end
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Per group, the rows' `eventData.seq` in the order the bus stored them.
 fn seqs_per_group(events: &[Stored]) -> HashMap<String, Vec<u64>> {
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
@@ -230,15 +242,7 @@ async fn a_crash_resends_only_what_the_bus_deduplicates() {
     let relay = Relay::start(&config, &f.endpoint);
     wait_for_events(&bus, &arn, 100).await;
     // Every row is stored; once the relay has nothing pending, nothing more will come.
-    let end = Instant::now() + DEADLINE;
-    while relay
-        .metric("outbox_relay_oldest_unpublished_record_age_seconds")
-        .await
-        > 0.0
-        && Instant::now() < end
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_idle(&relay, Instant::now() + DEADLINE).await;
     let events = bus.events(&arn);
     let ids: Vec<String> = events.iter().filter_map(|e| e.dedup.clone()).collect();
     let distinct: HashSet<&String> = ids.iter().collect();
@@ -421,14 +425,7 @@ async fn replicas_killed_at_random_store_every_event_once_in_aggregate_order() {
     }
     // Then until no replica holds anything unpublished: nothing more can come.
     for relay in &relays {
-        while relay
-            .metric("outbox_relay_oldest_unpublished_record_age_seconds")
-            .await
-            > 0.0
-            && Instant::now() < end
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_idle(relay, end).await;
     }
     let events = bus.events(&arn);
     let logs: String = relays.iter().map(Relay::log_text).collect();

@@ -221,14 +221,10 @@ impl Fixture {
         let text = std::fs::read_to_string(&path).expect("read config");
         let classic = format!("event_bus_name = \"{}\"", self.bus);
         assert!(text.contains(&classic));
-        let text = text
-            .replace(&classic, &format!("event_bus_arn = \"{bus_arn}\""))
-            .replace(
-                "region = \"us-east-1\"",
-                &format!(
-                    "region = \"us-east-1\"\nendpoints = {{ eventbridgev2 = \"{eventsv2_endpoint}\" }}"
-                ),
-            );
+        let text = with_eventsv2_endpoint(
+            &text.replace(&classic, &format!("event_bus_arn = \"{bus_arn}\"")),
+            eventsv2_endpoint,
+        );
         std::fs::write(&path, text).expect("write config");
         path
     }
@@ -582,6 +578,17 @@ pub const STRICT: &str = "max_in_flight_per_shard = 1";
 
 /// The `book-added` route's ordering key: the row's aggregate.
 pub const PER_AGGREGATE: &str = r#"ordering_key = "<$.NewImage.eventData.aggregate>""#;
+
+/// A config text (with `region = "us-east-1"` in `[aws]`) whose Custom Event Bus API is served at
+/// `endpoint` (the emulator of `common::eventsv2`).
+pub fn with_eventsv2_endpoint(text: &str, endpoint: &str) -> String {
+    let region = "region = \"us-east-1\"";
+    assert!(text.contains(region), "the [aws] region line");
+    text.replace(
+        region,
+        &format!("{region}\nendpoints = {{ eventbridgev2 = \"{endpoint}\" }}"),
+    )
+}
 
 /// How many aggregates the rows are spread over.
 pub const AGGREGATES: usize = 5;
