@@ -1,7 +1,7 @@
 //! A minimal OTLP/HTTP trace receiver for the demo (`scripts/demo`): listens on the address
 //! given as its argument (`127.0.0.1:4318`), decodes every `POST /v1/traces` export with
-//! `opentelemetry-proto`, and prints one JSON line per span: its name, its trace id and the
-//! trace ids it links to. Not a collector: it keeps nothing.
+//! `opentelemetry-proto`, and prints one JSON line per span: its service, name, trace id, parent
+//! span id and the trace ids it links to. Not a collector: it keeps nothing.
 //!
 //! ```sh
 //! cargo run --example otlp_receiver -- 127.0.0.1:4318
@@ -19,21 +19,33 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn traces(body: Bytes) -> ([(&'static str, &'static str); 1], Vec<u8>) {
     if let Ok(request) = ExportTraceServiceRequest::decode(body) {
-        for span in request
-            .resource_spans
-            .into_iter()
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans)
-        {
-            let links: Vec<String> = span.links.iter().map(|l| hex(&l.trace_id)).collect();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "span": span.name,
-                    "trace_id": hex(&span.trace_id),
-                    "links": links,
+        for resource in request.resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => Some(s.clone()),
+                    _ => None,
                 })
-            );
+                .unwrap_or_default();
+            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                let links: Vec<String> = span.links.iter().map(|l| hex(&l.trace_id)).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "service": service,
+                        "span": span.name,
+                        "trace_id": hex(&span.trace_id),
+                        "parent_span_id": hex(&span.parent_span_id),
+                        "links": links,
+                    })
+                );
+            }
         }
     }
     (

@@ -16,7 +16,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logs();
+    let _telemetry = init_logs();
     let api = match (env("BOOKS_TABLE"), env("EVENTS_TABLE")) {
         (Ok(books), Ok(events)) => Api::new(
             aws_sdk_dynamodb::Client::new(&aws_config().await),

@@ -6,8 +6,10 @@
 //! on every PutEvents).
 //!
 //! The trace continues: an event whose detail carries the `traceparent` the API wrote into
-//! the outbox row (and the relay passed on) is logged with that trace's id (`trace_id`, see
-//! [`trace_id`]), the same id the API's request and the relay's TraceHeader carry.
+//! the outbox row (and the relay passed on) is handled in a span (`handle event`) whose
+//! parent is that `traceparent`, and logged with that trace's id (`trace_id`, see
+//! [`trace_id`]), the same id the API's request and the relay's TraceHeader carry. The span is
+//! exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`books_common::init_logs`).
 //!
 //! Both seed variants are understood: the outbox variant's detail (the outbox row, with the
 //! book under `eventData` and `year`) and the CDC variant's (`{name, authors, publishedYear}`).
@@ -20,6 +22,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use books_common::{outbox, Book};
 use dynamodb_idempotency::{Idempotency, Outcome, Settings};
 use serde_json::Value;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The trace id (32 hex digits) of the request that wrote the event's outbox row: from the
 /// W3C `traceparent` in the detail, if valid.
@@ -157,6 +161,30 @@ impl Consumer {
     /// # Errors
     /// [`ConsumerError`]: retry later, except [`ConsumerError::BadEvent`].
     pub async fn handle(&self, event: &EventBridgeEvent<Value>) -> Result<Handled, ConsumerError> {
+        let span = tracing::info_span!(
+            "handle event",
+            otel.kind = "consumer",
+            detail_type = event.detail_type.as_str(),
+        );
+        // The event's trace continues: the span's parent is the span that wrote the outbox row.
+        if let Some(parent) = event
+            .detail
+            .get(outbox::TRACEPARENT)
+            .and_then(Value::as_str)
+            .and_then(books_common::trace::context)
+        {
+            // Fails only when no span is exported (no OpenTelemetry layer): nothing to continue.
+            if let Err(e) = span.set_parent(parent) {
+                tracing::debug!(error = %e, "the event's trace is not continued");
+            }
+        }
+        self.handle_in_span(event).instrument(span).await
+    }
+
+    async fn handle_in_span(
+        &self,
+        event: &EventBridgeEvent<Value>,
+    ) -> Result<Handled, ConsumerError> {
         let detail_type = event.detail_type.as_str();
         let trace = trace_id(event);
         let trace_id = trace.as_deref().unwrap_or("none");

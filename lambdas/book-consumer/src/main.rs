@@ -6,7 +6,9 @@
 //!
 //! Environment: `PRESENTATION_TABLE`, `IDEMPOTENCY_TABLE` (required); `HANDLER_TIMEOUT_SECS`
 //! (default 30: how long a delivery holds its event id before a retry may take it over);
-//! AWS settings from the default chain (`AWS_ENDPOINT_URL` for an emulator).
+//! AWS settings from the default chain (`AWS_ENDPOINT_URL` for an emulator);
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` exports the handler's spans (each continues the trace of the
+//! request that wrote the outbox row) over OTLP/HTTP.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logs();
+    let telemetry = init_logs();
     let timeout = std::env::var("HANDLER_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -37,10 +39,17 @@ async fn main() -> ExitCode {
         }
     };
     let result = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        let flushed = telemetry.clone();
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<EventBridgeEvent<Value>>| {
                 let consumer = consumer.clone();
-                async move { lambda_handler(&consumer, event).await }
+                let telemetry = flushed.clone();
+                async move {
+                    let handled = lambda_handler(&consumer, event).await;
+                    // Before the invocation ends: a frozen environment exports nothing.
+                    let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
+                    handled
+                }
             },
         ))
         .await
@@ -53,6 +62,7 @@ async fn main() -> ExitCode {
             Err(e) => Err(format!("{e} (the local runner's queue)")),
         }
     };
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -318,3 +318,54 @@ fn the_trace_id_comes_from_the_traceparent_the_outbox_row_carried() {
     event.detail["traceparent"] = Value::from("00-junk");
     assert_eq!(book_consumer::trace_id(&event), None, "malformed: none");
 }
+
+/// The consumer continues the trace: its span's parent is the span that wrote the outbox row
+/// (the `traceparent` in the detail), observed through OpenTelemetry's in-memory exporter.
+#[tokio::test(flavor = "current_thread")]
+async fn the_handler_span_continues_the_outbox_rows_trace() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // This thread's subscriber: a current-thread runtime polls the handler here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(30));
+    let mut traced = fixture("eventbridge-book-added.json");
+    traced.detail["traceparent"] =
+        Value::from("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let untraced = fixture("eventbridge-book-removed.json");
+    consumer.handle(&traced).await.expect("handled");
+    consumer.handle(&untraced).await.expect("handled");
+    provider.force_flush().expect("flush");
+
+    let spans = exporter.get_finished_spans().expect("spans");
+    let handled: Vec<_> = spans.iter().filter(|s| s.name == "handle event").collect();
+    assert_eq!(handled.len(), 2, "{spans:?}");
+    let continued = &handled[0];
+    assert_eq!(
+        continued.span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(continued.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert!(continued.parent_span_is_remote);
+    assert_eq!(
+        continued.span_kind,
+        opentelemetry::trace::SpanKind::Consumer
+    );
+    // An event without a trace starts its own.
+    assert_ne!(
+        handled[1].span_context.trace_id(),
+        continued.span_context.trace_id()
+    );
+    assert_eq!(
+        handled[1].parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
+}

@@ -3,6 +3,7 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::Layer as _;
 
 /// A book, as the API receives it (the seed's `input.json`) and as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,16 +45,41 @@ pub async fn aws_config() -> SdkConfig {
         .await
 }
 
-/// JSON logs on stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`).
-pub fn init_logs() {
+/// JSON logs on stdout (CloudWatch in Lambda), filtered by `RUST_LOG` (default `info`); with
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set (OpenTelemetry's standard variable, e.g. the ADOT Lambda
+/// layer's collector at `http://localhost:4318`), spans are also exported over OTLP/HTTP. Keep
+/// the returned [`Telemetry`] and flush it after each invocation.
+#[must_use]
+pub fn init_logs() -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
+        .with_current_span(false);
+    let (spans, telemetry) = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => match trace::otlp_layer() {
+            Ok((layer, telemetry)) => (Some(layer), telemetry),
+            Err(e) => {
+                eprintln!("warning: OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: {e}; spans are not exported");
+                (None, Telemetry::default())
+            }
+        },
+        _ => (None, Telemetry::default()),
+    };
+    // Only the demo's own spans, not the SDK's internal ones.
+    let ours = tracing_subscriber::filter::Targets::new()
+        .with_target("book_api", tracing::Level::INFO)
+        .with_target("book_consumer", tracing::Level::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(spans.map(|layer| layer.with_filter(ours)))
+        .with(logs.with_filter(filter))
         .try_init();
+    telemetry
 }
+
+pub use trace::Telemetry;
 
 /// A required environment variable, or an error naming it.
 ///
