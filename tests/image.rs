@@ -2,18 +2,107 @@
 //! (offline, nothing pulled) around the static binary that its build stage makes
 //! (`scripts/docker-stack binary`), on a private dockerd (`scripts/docker-stack up`), and run
 //! against the emulator as documented: config mounted read-only, credentials from the
-//! environment, read-only root filesystem, the image's non-root user.
+//! environment, read-only root filesystem, the image's non-root user. A real Prometheus
+//! (Debian's `prometheus` package, which `./scripts/test` installs) scrapes the running image
+//! and evaluates `deploy/prometheus/alerts.yaml`: when PutEvents stops, the oldest-unpublished
+//! alert goes pending.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::Proxy;
 use common::tools::{read, run};
 use common::{Fixture, REPO};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+const ALERT: &str = "OutboxRelayOldestUnpublishedRecordTooOld";
+
+/// A Prometheus server on a free loopback port, stopped when dropped.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Scrapes `target` (host:port) every second and evaluates `rules` every second.
+    fn start(target: &str, rules: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("alerts.yaml"), rules).expect("rules");
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yaml\n\
+                 scrape_configs:\n  - job_name: relay\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("config");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("prometheus")
+            .current_dir(dir.path())
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "prometheus does not start ({e}): ./scripts/test installs Debian's \
+                     prometheus package"
+                )
+            });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// The state (`pending`, `firing`) of alert `name`, if it is active.
+    async fn alert_state(&self, name: &str) -> Option<String> {
+        let body: serde_json::Value = reqwest::get(format!("{}/api/v1/alerts", self.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name)
+            .and_then(|a| a["state"].as_str())
+            .map(str::to_owned)
+    }
+
+    /// Whether Prometheus has scraped the relay successfully (`up == 1`).
+    async fn scraping(&self) -> bool {
+        let Ok(answer) = reqwest::get(format!("{}/api/v1/query?query=up", self.url)).await else {
+            return false;
+        };
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        body["data"]["result"][0]["value"][1] == "1"
+    }
+}
 
 fn stack(command: &str, env_override: &str) -> String {
     if let Ok(value) = std::env::var(env_override) {
@@ -80,20 +169,6 @@ fn runtime_context(binary: &Path) -> tempfile::TempDir {
     dir
 }
 
-/// Removes the container and the image when the test ends, passed or not.
-struct Cleanup {
-    host: String,
-    container: String,
-    image: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = docker(&self.host, &["rm", "-f", &self.container]);
-        let _ = docker(&self.host, &["rmi", "-f", &self.image]);
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -114,85 +189,147 @@ fn inspect(host: &str, what: &str, format: &str) -> String {
         .to_owned()
 }
 
+/// The runtime stage built around the static binary (`docker build`), removed when dropped.
+struct Image {
+    host: String,
+    tag: String,
+}
+
+impl Image {
+    fn build() -> Self {
+        let host = stack("up", "OUTBOX_RELAY_TEST_DOCKER_HOST");
+        let binary = PathBuf::from(stack("binary", "OUTBOX_RELAY_TEST_STATIC_BINARY"));
+        let image = Self {
+            host,
+            tag: format!("{}:test", common::unique("outbox-relay-test")),
+        };
+        let context = runtime_context(&binary);
+        let context_path = context.path().to_string_lossy().into_owned();
+        docker_ok(
+            &image.host,
+            &["build", "--quiet", "-t", &image.tag, &context_path],
+        );
+        image
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        inspect(&self.host, &self.tag, format)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&self.host, &["rmi", "-f", &self.tag]);
+    }
+}
+
+/// The image running as documented, against the fixture's emulator: the relay's config
+/// (serving HTTP on `port`) mounted read-only where the image reads it, credentials and the
+/// endpoint from the environment, a read-only root. Removed when dropped.
+struct Container {
+    host: String,
+    name: String,
+    base: String,
+}
+
+impl Container {
+    async fn start(image: &Image, f: &mut Fixture, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let config_path = f.config("");
+        let config = std::fs::read_to_string(&config_path)
+            .expect("config")
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            );
+        std::fs::write(&config_path, config).expect("write config");
+        let container = Self {
+            host: image.host.clone(),
+            name: common::unique("outbox-relay-test"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let mount = format!("{}:/etc/outbox-relay/config.toml:ro", config_path.display());
+        let mut args = vec![
+            "run".to_owned(),
+            "--detach".to_owned(),
+            "--name".to_owned(),
+            container.name.clone(),
+            // The host network: the emulator listens on 127.0.0.1 (dockerd runs without a bridge).
+            "--network".to_owned(),
+            "host".to_owned(),
+            "--read-only".to_owned(),
+            "--volume".to_owned(),
+            mount,
+        ];
+        let endpoint = f.endpoint.clone();
+        let environment = [
+            ("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ];
+        for (key, value) in environment.iter().chain(env) {
+            args.push("--env".to_owned());
+            args.push(format!("{key}={value}"));
+        }
+        args.push(image.tag.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker_ok(&container.host, &args);
+        let end = Instant::now() + DEADLINE;
+        while get(&format!("{}/readyz", container.base)).await.0 != 200 {
+            assert!(
+                Instant::now() < end,
+                "not ready within {DEADLINE:?}:\n{}",
+                container.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        container
+    }
+
+    fn logs(&self) -> String {
+        docker(&self.host, &["logs", &self.name]).1
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        inspect(&self.host, &self.name, format)
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        common::metric_value(&get(&format!("{}/metrics", self.base)).await.1, name)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&self.host, &["rm", "-f", &self.name]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_relays_rows_and_stops_cleanly_as_non_root_on_a_read_only_root() {
-    let host = stack("up", "OUTBOX_RELAY_TEST_DOCKER_HOST");
-    let binary = PathBuf::from(stack("binary", "OUTBOX_RELAY_TEST_STATIC_BINARY"));
-    let tag = common::unique("outbox-relay-test");
-    let cleanup = Cleanup {
-        host: host.clone(),
-        container: tag.clone(),
-        image: format!("{tag}:test"),
-    };
-
     // Build the runtime stage; the image says what the README and Dockerfile say.
-    let context = runtime_context(&binary);
-    let context_path = context.path().to_string_lossy().into_owned();
-    docker_ok(
-        &host,
-        &["build", "--quiet", "-t", &cleanup.image, &context_path],
-    );
-    let image = &cleanup.image;
-    assert_eq!(inspect(&host, image, "{{.Config.User}}"), "65532:65532");
+    let image = Image::build();
+    assert_eq!(image.inspect("{{.Config.User}}"), "65532:65532");
     assert_eq!(
-        inspect(&host, image, "{{json .Config.Entrypoint}}"),
+        image.inspect("{{json .Config.Entrypoint}}"),
         r#"["/outbox-relay"]"#
     );
-    assert_eq!(inspect(&host, image, "{{json .Config.Cmd}}"), r#"["run"]"#);
-    assert_eq!(inspect(&host, image, "{{.Config.StopSignal}}"), "SIGTERM");
-    assert!(inspect(&host, image, "{{json .Config.ExposedPorts}}").contains("9464/tcp"));
-    assert!(inspect(&host, image, "{{json .Config.Env}}")
+    assert_eq!(image.inspect("{{json .Config.Cmd}}"), r#"["run"]"#);
+    assert_eq!(image.inspect("{{.Config.StopSignal}}"), "SIGTERM");
+    assert!(image
+        .inspect("{{json .Config.ExposedPorts}}")
+        .contains("9464/tcp"));
+    assert!(image
+        .inspect("{{json .Config.Env}}")
         .contains("OUTBOX_RELAY_CONFIG=/etc/outbox-relay/config.toml"));
 
     // The world on the emulator, and the relay's config mounted where the image reads it.
     let mut f = Fixture::new().await;
-    let port = free_port();
-    let config_path = f.config("");
-    let config = std::fs::read_to_string(&config_path)
-        .expect("config")
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        );
-    std::fs::write(&config_path, config).expect("write config");
-    let mount = format!("{}:/etc/outbox-relay/config.toml:ro", config_path.display());
-    let endpoint = format!("OUTBOX_RELAY__AWS__ENDPOINT_URL={}", f.endpoint);
-    docker_ok(
-        &host,
-        &[
-            "run",
-            "--detach",
-            "--name",
-            &cleanup.container,
-            // The host network: the emulator listens on 127.0.0.1 (dockerd runs without a bridge).
-            "--network",
-            "host",
-            "--read-only",
-            "--volume",
-            &mount,
-            "--env",
-            &endpoint,
-            "--env",
-            "AWS_ACCESS_KEY_ID=test",
-            "--env",
-            "AWS_SECRET_ACCESS_KEY=test",
-            image,
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let logs = |host: &str| docker(host, &["logs", &cleanup.container]).1;
-    let end = Instant::now() + DEADLINE;
-    while get(&format!("{base}/readyz")).await.0 != 200 {
-        assert!(
-            Instant::now() < end,
-            "not ready within {DEADLINE:?}:\n{}",
-            logs(&host)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let container = Container::start(&image, &mut f, &[]).await;
+    let base = container.base.clone();
 
     // It runs as the image's non-root user, on a read-only root filesystem.
-    let pid = inspect(&host, &cleanup.container, "{{.State.Pid}}");
+    let pid = container.inspect("{{.State.Pid}}");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
     let uid_line = status
         .lines()
@@ -202,10 +339,7 @@ async fn the_image_relays_rows_and_stops_cleanly_as_non_root_on_a_read_only_root
         uid_line.split_whitespace().skip(1).all(|id| id == "65532"),
         "the relay runs as 65532: {uid_line}"
     );
-    assert_eq!(
-        inspect(&host, &cleanup.container, "{{.HostConfig.ReadonlyRootfs}}"),
-        "true"
-    );
+    assert_eq!(container.inspect("{{.HostConfig.ReadonlyRootfs}}"), "true");
 
     // Rows become events, end to end.
     let ids = f.write_books(5).await;
@@ -220,11 +354,15 @@ async fn the_image_relays_rows_and_stops_cleanly_as_non_root_on_a_read_only_root
     // The image's HEALTHCHECK (the shell-less `healthcheck` subcommand) reports healthy.
     let end = Instant::now() + DEADLINE;
     loop {
-        let health = inspect(&host, &cleanup.container, "{{.State.Health.Status}}");
+        let health = container.inspect("{{.State.Health.Status}}");
         if health == "healthy" {
             break;
         }
-        assert!(Instant::now() < end, "health {health}:\n{}", logs(&host));
+        assert!(
+            Instant::now() < end,
+            "health {health}:\n{}",
+            container.logs()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -258,14 +396,10 @@ async fn the_image_relays_rows_and_stops_cleanly_as_non_root_on_a_read_only_root
     // `docker stop` sends SIGTERM: the relay checkpoints, releases its lease and exits 0 within
     // its grace (10 s in this config), before docker's own timeout would SIGKILL it.
     let started = Instant::now();
-    docker_ok(&host, &["stop", "--time", "30", &cleanup.container]);
+    docker_ok(&container.host, &["stop", "--time", "30", &container.name]);
     let took = started.elapsed();
-    let log = logs(&host);
-    assert_eq!(
-        inspect(&host, &cleanup.container, "{{.State.ExitCode}}"),
-        "0",
-        "{log}"
-    );
+    let log = container.logs();
+    assert_eq!(container.inspect("{{.State.ExitCode}}"), "0", "{log}");
     assert!(took < Duration::from_secs(30), "stop took {took:?}");
     assert!(log.contains("Leases released; shutdown complete."), "{log}");
     let leases = f.leases().await;
@@ -274,5 +408,88 @@ async fn the_image_relays_rows_and_stops_cleanly_as_non_root_on_a_read_only_root
         leases.iter().all(|l| !l.contains_key("leaseOwner")),
         "leases released: {leases:?}"
     );
-    drop(cleanup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_image_raises_the_oldest_unpublished_record_alert_on_a_real_prometheus() {
+    let image = Image::build();
+    let mut f = Fixture::new().await;
+    // Only EventBridge goes through the proxy: the stream and the lease table stay reachable,
+    // so the relay reads the row and then cannot publish it.
+    let proxy = Proxy::start(&f.endpoint).await;
+    let relay = Container::start(
+        &image,
+        &mut f,
+        &[(
+            "OUTBOX_RELAY__AWS__ENDPOINTS__EVENTBRIDGE",
+            proxy.endpoint.as_str(),
+        )],
+    )
+    .await;
+    let rules = read("deploy/prometheus/alerts.yaml");
+    let shortened = rules.replace(
+        "max(outbox_relay_oldest_unpublished_record_age_seconds) > 300\n        for: 5m",
+        "max(outbox_relay_oldest_unpublished_record_age_seconds) > 3\n        for: 1m",
+    );
+    assert_ne!(
+        shortened, rules,
+        "the alert's threshold and for: were found"
+    );
+    let target = relay.base.trim_start_matches("http://").to_owned();
+    let prometheus = Prometheus::start(&target, &shortened);
+
+    // Healthy: rows published, Prometheus scraping, the alert quiet.
+    f.write_books(5).await;
+    let end = Instant::now() + DEADLINE;
+    while !(prometheus.scraping().await
+        && relay.metric("outbox_relay_events_published_total").await >= 5.0)
+    {
+        assert!(Instant::now() < end, "never healthy:\n{}", relay.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several evaluations later, still quiet.
+    let quiet_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < quiet_until {
+        assert_eq!(
+            prometheus.alert_state(ALERT).await,
+            None,
+            "fired while healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // PutEvents stops: the next row waits, its age grows past the threshold, the alert goes
+    // pending (and would fire after `for:`).
+    proxy.cut();
+    f.write_books(1).await;
+    let cut_at = Instant::now();
+    let state = loop {
+        if let Some(state) = prometheus.alert_state(ALERT).await {
+            break state;
+        }
+        assert!(
+            Instant::now() < cut_at + DEADLINE,
+            "{ALERT} never became active:\n{}",
+            relay.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "alerts: {ALERT} {state} {:.1} s after PutEvents stopped (threshold shortened to 3 s)",
+        cut_at.elapsed().as_secs_f64()
+    );
+    assert!(state == "pending" || state == "firing", "{state}");
+
+    // PutEvents back: the row goes out and the alert clears.
+    proxy.restore();
+    let end = Instant::now() + DEADLINE;
+    while relay.metric("outbox_relay_events_published_total").await < 6.0 {
+        assert!(Instant::now() < end, "never published:\n{}", relay.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = Instant::now() + DEADLINE;
+    while prometheus.alert_state(ALERT).await.is_some() {
+        assert!(Instant::now() < end, "{ALERT} never cleared");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -119,7 +119,7 @@ async fn a_published_batch_is_a_span_linked_to_its_records_trace() {
         "linked to the API's span"
     );
     // The checkpoint follows the answer, so its span may come in a later export: wait for it.
-    let expected = ["GetRecords", "checkpoint", "lease renewals"];
+    let expected = ["GetRecords", "checkpoint", "lease renewals", "lease round"];
     let names = loop {
         let names: std::collections::BTreeSet<String> = spans
             .lock()
