@@ -6,9 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use aws_smithy_types::error::display::DisplayErrorContext;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::shard::{SequenceNumber, Shard, ShardId};
@@ -186,7 +185,7 @@ pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
         ("OldImage", ddb.old_image()),
     ] {
         if let Some(image) = image {
-            dynamodb.insert(name.into(), typed_item(image));
+            dynamodb.insert(name.into(), super::typed::streams_item(image));
         }
     }
     dynamodb.insert("SequenceNumber".into(), json!(sequence_number.as_str()));
@@ -221,53 +220,11 @@ pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     })
 }
 
-/// An item as DynamoDB JSON (serde_json's map keeps attributes in name order; the SDK's
-/// HashMap has none).
-fn typed_item(item: &std::collections::HashMap<String, AttributeValue>) -> Value {
-    Value::Object(
-        item.iter()
-            .map(|(k, v)| (k.clone(), typed_value(v)))
-            .collect(),
-    )
-}
-
-/// `{tag: value}`, built directly: `json!` would re-serialize a nested `Value` (a deep copy).
-fn tagged(tag: &str, value: Value) -> Value {
-    let mut map = Map::new();
-    map.insert(tag.to_owned(), value);
-    Value::Object(map)
-}
-
-fn strings<'a>(items: impl Iterator<Item = &'a String>) -> Value {
-    Value::Array(items.map(|s| Value::String(s.clone())).collect())
-}
-
-fn typed_value(v: &AttributeValue) -> Value {
-    let b64 = |b: &aws_smithy_types::Blob| base64::engine::general_purpose::STANDARD.encode(b);
-    match v {
-        AttributeValue::S(s) => tagged("S", Value::String(s.clone())),
-        AttributeValue::N(n) => tagged("N", Value::String(n.clone())),
-        AttributeValue::B(b) => tagged("B", Value::String(b64(b))),
-        AttributeValue::Bool(b) => tagged("BOOL", Value::Bool(*b)),
-        AttributeValue::Null(n) => tagged("NULL", Value::Bool(*n)),
-        AttributeValue::M(m) => tagged("M", typed_item(m)),
-        AttributeValue::L(l) => tagged("L", Value::Array(l.iter().map(typed_value).collect())),
-        AttributeValue::Ss(s) => tagged("SS", strings(s.iter())),
-        AttributeValue::Ns(n) => tagged("NS", strings(n.iter())),
-        AttributeValue::Bs(b) => tagged(
-            "BS",
-            Value::Array(b.iter().map(|x| Value::String(b64(x))).collect()),
-        ),
-        // A type newer than this SDK: keep the record, mark the value.
-        _ => tagged("NULL", Value::Bool(true)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use aws_sdk_dynamodbstreams::types::{
-        OperationType, StreamRecord as SdkStreamRecord, StreamViewType,
+        AttributeValue, OperationType, StreamRecord as SdkStreamRecord, StreamViewType,
     };
     use aws_smithy_types::{Blob, DateTime};
     use std::collections::HashMap;

@@ -3,6 +3,7 @@
 mod dynamodb;
 mod shard;
 mod source;
+pub mod typed;
 
 pub use dynamodb::{to_stream_record, DynamoDbStreams};
 pub use shard::{lineage_order, SequenceNumber, Shard, ShardId};
