@@ -155,7 +155,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
 }
 
 /// Builds the dead-letter sink the config asks for.
-fn dead_letter_sink(config: &Config, sqs: aws_sdk_sqs::Client) -> ConfiguredDeadLetters {
+pub(crate) fn dead_letter_sink(config: &Config, sqs: aws_sdk_sqs::Client) -> ConfiguredDeadLetters {
     let d = &config.dead_letter;
     if let Some(url) = &d.queue_url {
         return ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::new(sqs, url.clone()));
@@ -171,7 +171,7 @@ fn dead_letter_sink(config: &Config, sqs: aws_sdk_sqs::Client) -> ConfiguredDead
 }
 
 /// The dead-letter sink the config asks for.
-enum ConfiguredDeadLetters {
+pub(crate) enum ConfiguredDeadLetters {
     Sqs(SqsDeadLetterSink),
     File(FileDeadLetterSink),
     Log(LogDeadLetterSink),

@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod backfill;
 pub mod config;
 pub mod healthcheck;
 pub mod lease;

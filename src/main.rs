@@ -67,6 +67,9 @@ enum Command {
     /// Checkpoint maintenance.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Publish what a source table holds now (rows the stream trimmed, or a new consumer's
+    /// first load) through the same routes, publisher and dead-letter sink; resumable.
+    Backfill(BackfillArgs),
     /// Re-publish the dead-letter queue (dead_letter.queue_url) with the current routes,
     /// deleting each message once EventBridge accepted it.
     Redrive {
@@ -77,6 +80,36 @@ enum Command {
         #[arg(long)]
         max_messages: Option<usize>,
     },
+}
+
+/// `backfill`'s flags.
+#[derive(Debug, clap::Args)]
+struct BackfillArgs {
+    /// The source table to read (a table of the config's sources). Default: the only one.
+    #[arg(long)]
+    table: Option<String>,
+    /// Segments of the parallel Scan, read at once (1..=1000000).
+    #[arg(long, default_value_t = 4)]
+    segments: u32,
+    /// Only rows created at or after this RFC 3339 time (by source.created_at_attribute).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only rows created before this RFC 3339 time (by source.created_at_attribute).
+    #[arg(long)]
+    until: Option<String>,
+    /// Read at most this many rows per second, over all segments (spares the table's
+    /// capacity for the application). Default: no limit.
+    #[arg(long)]
+    max_items_per_second: Option<std::num::NonZeroU32>,
+    /// Print the entries it would send (JSON lines on stdout); publish and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Continue the table's last backfill from the positions saved in the lease table.
+    #[arg(long)]
+    resume: bool,
+    /// How often progress is reported (a bar on a terminal, else a JSON line on stderr).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    progress_interval: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +223,7 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Backfill(args) => backfill(&config, args),
         Command::Redrive {
             dry_run,
             max_messages,
@@ -277,6 +311,80 @@ fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> E
             ))
         }
     })
+}
+
+fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
+    if let Err(e) = outbox_relay::telemetry::init_logs(&config.log.level, config.log.format, None) {
+        eprintln!("error: log.level: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let options = outbox_relay::backfill::BackfillOptions {
+        table: args.table,
+        segments: args.segments,
+        since: args.since,
+        until: args.until,
+        max_items_per_second: args.max_items_per_second,
+        dry_run: args.dry_run,
+        resume: args.resume,
+        progress_interval: args.progress_interval,
+    };
+    let outcome = runtime.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("backfill: stopping after the pages in flight (continue with --resume)");
+            on_signal.cancel();
+        });
+        outbox_relay::backfill::run(config, &options, stop).await
+    });
+    match outcome {
+        Ok(report) => {
+            let verb = if options.dry_run {
+                "would publish"
+            } else {
+                "published"
+            };
+            eprintln!(
+                "backfill: {} scanned, {verb} {}, dead-lettered {}, skipped {} (outside the window or matched by no route)",
+                report.scanned, report.published, report.dead_lettered, report.skipped
+            );
+            if report.interrupted {
+                eprintln!("backfill: interrupted; continue with the same flags and --resume");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}", DisplayChain(&e));
+            if e.is_bad_input() {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 fn run(config: Config) -> ExitCode {

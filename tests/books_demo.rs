@@ -384,3 +384,47 @@ async fn cdc_variant_insert_relay_consume_remove() {
     let (status, log) = relay.terminate(Duration::from_secs(15));
     assert!(status.success(), "{log}");
 }
+
+/// The CDC variant's first load: the books a table holds now become `BookAdded` events
+/// (`outbox-relay backfill`, with the shipped config), each applied once by the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_variant_backfill_publishes_every_book_the_table_holds() {
+    let f = Fixture::new().await;
+    let side = ConsumerSide::new(&f).await;
+    let books = table(&f.ddb, "cdc-books", "name", true).await;
+    for n in 0..300 {
+        f.ddb
+            .put_item()
+            .table_name(&books)
+            .item("name", AttributeValue::S(format!("Book {n:03}")))
+            .item(
+                "authors",
+                AttributeValue::L(vec![AttributeValue::S("A. Author".into())]),
+            )
+            .item("year", AttributeValue::N("2019".into()))
+            .send()
+            .await
+            .expect("put book");
+    }
+    let config = shipped_config(&f, "config/cdc.toml", &books);
+    let (code, out, err) = common::relay_cmd(&config, &f.endpoint, &["backfill"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("300 scanned, published 300"), "{err}");
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 300)
+        .await;
+    received.extend(f.receive_batch(1).await);
+    assert_eq!(received.len(), 300, "each book once");
+    let mut applied = std::collections::BTreeSet::new();
+    for r in &received {
+        let event: EventBridgeEvent<serde_json::Value> =
+            serde_json::from_value(r.body.clone()).expect("an EventBridge event");
+        assert_eq!(event.detail_type, "BookAdded");
+        match side.consumer.handle(&event).await.expect("handled") {
+            Handled::Applied(message) => assert!(applied.insert(message)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(applied.len(), 300);
+    assert!(side.book(&f, "Book 299").await.is_some());
+}

@@ -116,6 +116,11 @@ pub struct SourceConfig {
     /// `<outbox.traceparent>` in templates, `trace_context_field` of `unmarshall` routes. A
     /// malformed value is ignored (counted, logged). Default: unset.
     pub trace_context_attribute: Option<String>,
+    /// Attribute of the outbox row that holds its creation time: a number of seconds since
+    /// the epoch (milliseconds when above 10^11) or an RFC 3339 string. `backfill --since /
+    /// --until` select rows by it, and a backfilled record's `ApproximateCreationDateTime`
+    /// (the event's `Time`) is taken from it. Default: unset.
+    pub created_at_attribute: Option<String>,
 }
 
 impl Default for SourceConfig {
@@ -131,6 +136,7 @@ impl Default for SourceConfig {
             max_records_per_poll: default_max_records_per_poll(),
             discovery_interval: default_discovery_interval(),
             read_ahead_records: default_read_ahead_records(),
+            created_at_attribute: None,
             read_ahead_bytes: default_read_ahead_bytes(),
             event_id_attribute: None,
             trace_context_attribute: None,

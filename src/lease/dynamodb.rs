@@ -153,6 +153,10 @@ impl LeaseStore for DynamoDbLeaseStore {
                 .map_err(|e| call_error("Scan", &e))?;
             for item in out.items() {
                 let key = item.get(KEY).and_then(|v| v.as_s().ok());
+                // A backfill's scan positions share the table; they are not leases.
+                if key.is_some_and(|k| k.starts_with(super::backfill::PREFIX)) {
+                    continue;
+                }
                 match key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
                     Some(id) => snapshot.workers.push(WorkerRecord {
                         id: WorkerId(id.to_owned()),
@@ -355,7 +359,7 @@ fn now() -> AttributeValue {
     AttributeValue::S(humantime::format_rfc3339_millis(SystemTime::now()).to_string())
 }
 
-fn call_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> LeaseError
+pub(super) fn call_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> LeaseError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

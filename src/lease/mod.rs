@@ -1,10 +1,12 @@
 //! Leases and checkpoints in a DynamoDB table (KCL-style): who reads which shard, and how far.
 
+mod backfill;
 mod coordinator;
 mod dynamodb;
 mod model;
 mod store;
 
+pub use backfill::{BackfillPositions, BackfillRun, SegmentProgress};
 pub use coordinator::{
     plan, previous_owner, LeaseAction, LeaseObservations, PreviousOwner, WorkerRecord,
 };

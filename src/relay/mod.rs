@@ -2,12 +2,12 @@
 //! supervisor that discovers shards, holds leases and runs one loop per owned shard. This is
 //! the one module that knows every seam; `stream`, `lease` and `publish` never import each other.
 
-mod backoff;
+pub(crate) mod backoff;
 mod deliver;
 mod keeper;
 mod limit;
 mod schedule;
-mod settle;
+pub(crate) mod settle;
 mod supervisor;
 mod worker;
 

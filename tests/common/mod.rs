@@ -343,6 +343,7 @@ grace = "10s"
             ("sk".to_owned(), AttributeValue::S(event_type.into())),
             ("eventType".to_owned(), AttributeValue::S(event_type.into())),
             ("eventData".to_owned(), AttributeValue::M(data)),
+            (CREATED_AT.to_owned(), AttributeValue::N(now_ms.to_string())),
         ]);
         let put = |table: &str, item: HashMap<String, AttributeValue>| {
             TransactWriteItem::builder()
@@ -380,6 +381,11 @@ grace = "10s"
                 .as_millis();
             let data = HashMap::from([
                 ("name".to_owned(), AttributeValue::S(format!("Book {seq}"))),
+                (
+                    "authors".to_owned(),
+                    AttributeValue::L(vec![AttributeValue::S("A. Author".into())]),
+                ),
+                ("year".to_owned(), AttributeValue::N("2019".into())),
                 ("seq".to_owned(), AttributeValue::N(seq.to_string())),
                 (
                     "writtenAtMs".to_owned(),
@@ -397,6 +403,7 @@ grace = "10s"
                 .item("sk", AttributeValue::S("BookAdded".into()))
                 .item("eventType", AttributeValue::S("BookAdded".into()))
                 .item("eventData", AttributeValue::M(data))
+                .item(CREATED_AT, AttributeValue::N(now_ms.to_string()))
                 .send()
                 .await
                 .expect("put outbox row");
@@ -642,6 +649,10 @@ pub fn distinct(received: &[Received]) -> (std::collections::HashSet<String>, us
     }
     (seen, dups)
 }
+
+/// The outbox rows' creation time (milliseconds since the epoch), for
+/// `source.created_at_attribute`.
+pub const CREATED_AT: &str = "createdAt";
 
 /// The relay binary running as a child process.
 pub struct Relay {

@@ -182,10 +182,10 @@ impl Api {
         traceparent: &str,
     ) -> Result<(), WriteError> {
         let book_change = book_change.map_err(|e| WriteError::Other(e.to_string()))?;
-        let expires_at = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            + OUTBOX_ROW_TTL;
+            .unwrap_or_default();
+        let expires_at = now + OUTBOX_ROW_TTL;
         let row = Put::builder()
             .table_name(&self.events_table)
             .item(outbox::EVENT_ID, AttributeValue::S(event_id.to_owned()))
@@ -199,6 +199,10 @@ impl Api {
             .item(
                 outbox::EXPIRES_AT,
                 AttributeValue::N(expires_at.as_secs().to_string()),
+            )
+            .item(
+                outbox::CREATED_AT,
+                AttributeValue::N(now.as_millis().to_string()),
             )
             .build()
             .map_err(|e| WriteError::Other(e.to_string()))?;

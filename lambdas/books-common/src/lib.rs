@@ -22,6 +22,9 @@ pub mod outbox {
     pub const EVENT_TYPE: &str = "eventType";
     /// The event's data, a map (the seed wrote a JSON string; the relay's `expand_json` reads both).
     pub const EVENT_DATA: &str = "eventData";
+    /// When the row was written (epoch milliseconds): the relay's
+    /// `source.created_at_attribute`, by which `backfill --since/--until` select rows.
+    pub const CREATED_AT: &str = "createdAt";
     /// TTL attribute (epoch seconds): outbox rows only need to live until relayed.
     pub const EXPIRES_AT: &str = "expiresAt";
     /// The W3C `traceparent` of the request that wrote the row (the relay's

@@ -1,0 +1,600 @@
+//! `outbox-relay backfill`: publish what a source table holds now, through the live relay's
+//! routes, publisher, retries and dead-letter sink. For rows the stream no longer has (it
+//! keeps 24 hours: a relay stopped longer, a lost lease table, `LATEST` by mistake) and for a
+//! new consumer's first load.
+//!
+//! A parallel Scan (`--segments`) reads the table; each row becomes the `INSERT` record the
+//! stream would have carried ([`record`]), marked `"backfill": true`, and goes through
+//! [`crate::config::Config::router_for`] of its source, like a live record. A page's entries
+//! are settled ([`deliver`]) before the segment's Scan position is saved in the lease table,
+//! so `--resume` after a crash or Ctrl-C re-sends at most the pages that were in flight.
+//! At least once: a re-sent event keeps its stable event id (`source.event_id_attribute`,
+//! the row's own id), and consumers deduplicate on it.
+
+pub mod deliver;
+pub mod progress;
+pub mod record;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use governor::{Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+
+use self::deliver::{Delivery, Pending};
+use self::progress::Counters;
+use self::record::Window;
+use crate::aws::{Clients, Retries};
+use crate::config::{table_of_stream_arn, Config, StreamSelector};
+use crate::lease::{
+    BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
+};
+use crate::pipeline::router::stable_event_id;
+use crate::pipeline::{Router, TraceContext};
+use crate::publish::{DeadLetterError, DeadLetterSink as _, EventBridgePublisher};
+use crate::relay::settle::RetryPolicy;
+use crate::stream::typed::table_item;
+
+/// DynamoDB's bound on a parallel Scan's `TotalSegments`.
+pub const MAX_SEGMENTS: u32 = 1_000_000;
+
+/// Rows per Scan page: the unit of settling and of a saved position.
+const PAGE_ITEMS: u32 = 100;
+
+/// What to backfill and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillOptions {
+    /// The source table (a table of the config's sources); default: the only one.
+    pub table: Option<String>,
+    pub segments: u32,
+    /// RFC 3339 bounds on `source.created_at_attribute`: `since <= created < until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub max_items_per_second: Option<NonZeroU32>,
+    /// Print the entries it would send; publish and write nothing.
+    pub dry_run: bool,
+    /// Continue the table's last run from its saved positions.
+    pub resume: bool,
+    /// Progress output interval.
+    pub progress_interval: Duration,
+}
+
+/// Why a backfill did not run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// The command line or config asks for something that cannot be done; nothing was
+    /// published. `key` names the flag or config key.
+    #[error("{key}: {reason}")]
+    BadInput { key: String, reason: String },
+    /// Reading the table failed.
+    #[error("{operation} on table {table} failed: {detail}")]
+    TableFailed {
+        operation: &'static str,
+        table: String,
+        detail: String,
+    },
+    /// Reading or writing the scan positions failed.
+    #[error("lease table")]
+    Positions(#[from] LeaseError),
+    /// The dead-letter sink failed: the page was not settled and its position not saved.
+    #[error("dead-letter sink")]
+    DeadLetters(#[from] DeadLetterError),
+}
+
+impl BackfillError {
+    fn bad(key: &str, reason: impl Into<String>) -> Self {
+        Self::BadInput {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether nothing was attempted because the input was bad (exit code 2).
+    #[must_use]
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Self::BadInput { .. })
+    }
+}
+
+/// What a run did (a resumed run's totals include what earlier runs did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackfillReport {
+    pub scanned: u64,
+    pub published: u64,
+    pub dead_lettered: u64,
+    pub skipped: u64,
+    /// Stopped by a signal before every segment was done (resume with `--resume`).
+    pub interrupted: bool,
+}
+
+/// The checked request: every flag and key that can be checked before a row is read.
+#[derive(Debug, Clone)]
+struct Plan {
+    source: StreamSelector,
+    table: String,
+    window: Window,
+    run: BackfillRun,
+}
+
+/// Checks `options` against `config` without calling AWS.
+fn plan(config: &Config, options: &BackfillOptions) -> Result<Plan, BackfillError> {
+    if !(1..=MAX_SEGMENTS).contains(&options.segments) {
+        return Err(BackfillError::bad(
+            "--segments",
+            format!(
+                "{} is out of range 1..={MAX_SEGMENTS} (DynamoDB's TotalSegments)",
+                options.segments
+            ),
+        ));
+    }
+    let sources: Vec<(StreamSelector, String)> = config
+        .source
+        .streams()
+        .into_iter()
+        .filter_map(|s| {
+            let table = match &s {
+                StreamSelector::Table(t) => t.clone(),
+                StreamSelector::Arn(a) => table_of_stream_arn(a)?.to_owned(),
+            };
+            Some((s, table))
+        })
+        .collect();
+    let names = || {
+        sources
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (source, table) = match &options.table {
+        Some(wanted) => sources
+            .iter()
+            .find(|(_, t)| t == wanted)
+            .cloned()
+            .ok_or_else(|| {
+                BackfillError::bad(
+                    "--table",
+                    format!(
+                        "{wanted:?} is not a source of this config (its tables: {})",
+                        names()
+                    ),
+                )
+            })?,
+        None if sources.len() == 1 => sources[0].clone(),
+        None => {
+            return Err(BackfillError::bad(
+                "--table",
+                format!(
+                    "the config has several source tables; name one of: {}",
+                    names()
+                ),
+            ))
+        }
+    };
+    let parse = |flag: &str, value: &Option<String>| -> Result<Option<SystemTime>, BackfillError> {
+        let Some(text) = value else { return Ok(None) };
+        if config.source.created_at_attribute.is_none() {
+            return Err(BackfillError::bad(
+                flag,
+                "selecting rows by time needs source.created_at_attribute (the row's creation-time attribute) in the config",
+            ));
+        }
+        humantime::parse_rfc3339_weak(text).map(Some).map_err(|e| {
+            BackfillError::bad(
+                flag,
+                format!("{text:?} is not an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"),
+            )
+        })
+    };
+    let window = Window {
+        since: parse("--since", &options.since)?,
+        until: parse("--until", &options.until)?,
+    };
+    if let (Some(s), Some(u)) = (window.since, window.until) {
+        if s >= u {
+            return Err(BackfillError::bad("--until", "must be after --since"));
+        }
+    }
+    Ok(Plan {
+        source,
+        table,
+        window,
+        run: BackfillRun {
+            segments: options.segments,
+            since: options.since.clone(),
+            until: options.until.clone(),
+        },
+    })
+}
+
+/// What DescribeTable tells about the source table.
+struct TableFacts {
+    key_names: Vec<String>,
+    stream_arn: String,
+    item_count: Option<u64>,
+}
+
+async fn describe(clients: &Clients, plan: &Plan) -> Result<TableFacts, BackfillError> {
+    let out = clients
+        .dynamodb
+        .describe_table()
+        .table_name(&plan.table)
+        .send()
+        .await;
+    let table = match out {
+        Ok(out) => out.table.ok_or_else(|| BackfillError::TableFailed {
+            operation: "DescribeTable",
+            table: plan.table.clone(),
+            detail: "no table description in the answer".to_owned(),
+        })?,
+        Err(e) if e.code() == Some("ResourceNotFoundException") => {
+            return Err(BackfillError::bad(
+                "--table",
+                format!("table {:?} does not exist", plan.table),
+            ))
+        }
+        Err(e) => {
+            return Err(BackfillError::TableFailed {
+                operation: "DescribeTable",
+                table: plan.table.clone(),
+                detail: DisplayErrorContext(&e).to_string(),
+            })
+        }
+    };
+    let stream_arn = match &plan.source {
+        StreamSelector::Arn(a) => a.clone(),
+        StreamSelector::Table(_) => table
+            .latest_stream_arn()
+            .or(table.table_arn())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    Ok(TableFacts {
+        key_names: table
+            .key_schema()
+            .iter()
+            .map(|k| k.attribute_name().to_owned())
+            .collect(),
+        stream_arn,
+        item_count: table.item_count().and_then(|n| u64::try_from(n).ok()),
+    })
+}
+
+/// Runs a backfill until every segment is done or `stop` is cancelled.
+///
+/// # Errors
+/// [`BackfillError`]; a `BadInput` error comes before any row is published.
+pub async fn run(
+    config: &Config,
+    options: &BackfillOptions,
+    stop: CancellationToken,
+) -> Result<BackfillReport, BackfillError> {
+    let plan = plan(config, options)?;
+    let router = config
+        .router_for(&plan.source)
+        .map_err(|e| BackfillError::bad("routes", e.to_string()))?;
+    let clients = Clients::load(&config.aws, Retries::Sdk).await;
+    let facts = describe(&clients, &plan).await?;
+    let positions = BackfillPositions::new(
+        clients.dynamodb.clone(),
+        config.leases.table_name.clone(),
+        &plan.table,
+    );
+    if !options.dry_run {
+        DynamoDbLeaseStore::new(
+            clients.dynamodb.clone(),
+            config.leases.table_name.clone(),
+            config.leases.create_table,
+        )
+        .ensure_table()
+        .await?;
+        if options.resume {
+            match positions.run().await? {
+                None => {
+                    return Err(BackfillError::bad(
+                        "--resume",
+                        format!("no backfill of {:?} is recorded in the lease table", plan.table),
+                    ))
+                }
+                Some(recorded) if recorded != plan.run => {
+                    return Err(BackfillError::bad(
+                        "--resume",
+                        format!(
+                            "the recorded run used --segments {} --since {} --until {}; resume with the same",
+                            recorded.segments,
+                            recorded.since.as_deref().unwrap_or("(none)"),
+                            recorded.until.as_deref().unwrap_or("(none)")
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        } else {
+            positions.start(&plan.run).await?;
+        }
+    }
+    let counters = Arc::new(Counters::default());
+    let mut starts = Vec::new();
+    for segment in 0..plan.run.segments {
+        let progress = if options.resume && !options.dry_run {
+            positions.segment(segment).await?
+        } else {
+            SegmentProgress::default()
+        };
+        counters.add_done(&progress);
+        starts.push(progress);
+    }
+    let reporter_stop = CancellationToken::new();
+    let reporter = tokio::spawn(progress::report(
+        counters.clone(),
+        facts.item_count,
+        plan.run.segments,
+        options.progress_interval,
+        reporter_stop.clone(),
+    ));
+    let limiter = options
+        .max_items_per_second
+        .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+    let shared = Arc::new(Shared {
+        clients,
+        router,
+        facts,
+        plan,
+        positions,
+        counters: counters.clone(),
+        limiter,
+        config: config.clone(),
+        options: options.clone(),
+    });
+    let mut segments = tokio::task::JoinSet::new();
+    for (segment, start) in (0..).zip(starts) {
+        if start.done {
+            continue;
+        }
+        let shared = shared.clone();
+        let stop = stop.clone();
+        segments.spawn(async move { shared.segment(segment, start, stop).await });
+    }
+    let mut failure = None;
+    while let Some(joined) = segments.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // One segment failed: stop the others after their current page.
+                stop.cancel();
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                stop.cancel();
+                failure.get_or_insert(BackfillError::bad(
+                    "backfill",
+                    format!("a segment task failed: {e}"),
+                ));
+            }
+        }
+    }
+    reporter_stop.cancel();
+    let _ = reporter.await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let done = counters.snapshot();
+    Ok(BackfillReport {
+        scanned: done.scanned,
+        published: done.published,
+        dead_lettered: done.dead_lettered,
+        skipped: done.skipped,
+        interrupted: done.segments_done < u64::from(shared.plan.run.segments),
+    })
+}
+
+/// What every segment task shares.
+struct Shared {
+    clients: Clients,
+    router: Router,
+    facts: TableFacts,
+    plan: Plan,
+    positions: BackfillPositions,
+    counters: Arc<Counters>,
+    limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    config: Config,
+    options: BackfillOptions,
+}
+
+impl Shared {
+    /// Scans one segment page by page from `progress`, settling each page before saving the
+    /// position after it, until the segment ends or `stop` is cancelled.
+    async fn segment(
+        &self,
+        segment: u32,
+        mut progress: SegmentProgress,
+        stop: CancellationToken,
+    ) -> Result<(), BackfillError> {
+        let label = format!("backfill-segment-{segment}");
+        let dead_letters = crate::app::dead_letter_sink(&self.config, self.clients.sqs.clone());
+        let publisher = EventBridgePublisher::new(
+            self.clients.eventbridge.clone(),
+            self.clients.eventbridgev2.clone(),
+        );
+        let publisher_config = &self.config.publisher;
+        let delivery = Delivery {
+            publisher: &publisher,
+            dead_letters: &dead_letters,
+            router: &self.router,
+            policy: RetryPolicy {
+                max_attempts: publisher_config.max_attempts.map(NonZeroU32::get),
+                max_record_age: publisher_config.max_record_age,
+            },
+            initial_backoff: publisher_config.initial_backoff,
+            max_backoff: publisher_config.max_backoff,
+            max_batch_entries: publisher_config
+                .max_batch_entries
+                .map(std::num::NonZeroUsize::get),
+            stream_arn: &self.facts.stream_arn,
+            shard_label: &label,
+        };
+        let page_items = self
+            .options
+            .max_items_per_second
+            .map_or(PAGE_ITEMS, |r| r.get().min(PAGE_ITEMS));
+        while !stop.is_cancelled() {
+            if let Some(limiter) = &self.limiter {
+                if let Some(n) = NonZeroU32::new(page_items) {
+                    // n <= the quota's burst (the per-second rate), so this always passes.
+                    let _ = limiter.until_n_ready(n).await;
+                }
+            }
+            let page = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(&self.plan.table)
+                .segment(i32::try_from(segment).unwrap_or(i32::MAX))
+                .total_segments(i32::try_from(self.plan.run.segments).unwrap_or(i32::MAX))
+                .limit(i32::try_from(page_items).unwrap_or(100))
+                .set_exclusive_start_key(progress.position.clone())
+                .send()
+                .await
+                .map_err(|e| BackfillError::TableFailed {
+                    operation: "Scan",
+                    table: self.plan.table.clone(),
+                    detail: DisplayErrorContext(&e).to_string(),
+                })?;
+            let Page {
+                pending,
+                poison,
+                skipped,
+            } = self.route_page(page.items());
+            let scanned = page.items().len() as u64;
+            let settled = if self.options.dry_run {
+                for p in &pending {
+                    println!("{}", p.entry.request_json());
+                }
+                for (e, _, event_id) in &poison {
+                    println!(
+                        "{}",
+                        serde_json::json!({"dead_letter": {"route": e.route(), "event_id": event_id, "error_code": e.code(), "error_message": e.to_string()}})
+                    );
+                }
+                deliver::Settled {
+                    published: pending.len() as u64,
+                    dead_lettered: poison.len() as u64,
+                }
+            } else {
+                let mut settled = deliver::settle(pending, &delivery).await?;
+                for (e, record, event_id) in &poison {
+                    tracing::error!(route = e.route(), error = %e, "A backfilled row cannot be rendered for this route; dead-lettering it.");
+                    dead_letters
+                        .send(&deliver::transform_letter(e, record, event_id, &delivery))
+                        .await?;
+                    settled.dead_lettered += 1;
+                }
+                settled
+            };
+            progress.scanned += scanned;
+            progress.published += settled.published;
+            progress.dead_lettered += settled.dead_lettered;
+            progress.skipped += skipped;
+            progress.position = page.last_evaluated_key.filter(|k| !k.is_empty());
+            progress.done = progress.position.is_none();
+            if !self.options.dry_run {
+                self.positions.save(segment, &progress).await?;
+            }
+            let c = &self.counters;
+            c.scanned.fetch_add(scanned, Ordering::Relaxed);
+            c.published.fetch_add(settled.published, Ordering::Relaxed);
+            c.dead_lettered
+                .fetch_add(settled.dead_lettered, Ordering::Relaxed);
+            c.skipped.fetch_add(skipped, Ordering::Relaxed);
+            if progress.done {
+                c.segments_done.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of a page's rows, the rows a route cannot render for, and how many rows
+    /// were skipped (outside the window, or matched by no route).
+    fn route_page(
+        &self,
+        items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
+    ) -> Page {
+        let source = &self.config.source;
+        let region = self
+            .clients
+            .dynamodb
+            .config()
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let mut pending = Vec::new();
+        let mut poison = Vec::new();
+        let mut skipped = 0;
+        for item in items {
+            let item = table_item(item);
+            let created = source
+                .created_at_attribute
+                .as_deref()
+                .and_then(|a| record::created_at(&item, a));
+            if !self.plan.window.selects(created) {
+                skipped += 1;
+                continue;
+            }
+            let json = record::stream_record(
+                item,
+                &self.facts.key_names,
+                created,
+                &self.facts.stream_arn,
+                &region,
+            );
+            let event_id = stable_event_id(&json, source.event_id_attribute.as_deref());
+            let trace = source
+                .trace_context_attribute
+                .as_deref()
+                .and_then(|a| TraceContext::of_record(&json, a).ok().flatten());
+            let results = self.router.route_traced(
+                &json,
+                &self.facts.stream_arn,
+                &event_id,
+                created,
+                trace.as_ref(),
+            );
+            if results.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            let json = Arc::new(json);
+            for result in results {
+                match result {
+                    Ok(entry) => pending.push(Pending {
+                        entry,
+                        record: json.clone(),
+                        created_at: created,
+                        attempts: 0,
+                        first_attempt: None,
+                        alone: false,
+                    }),
+                    Err(e) => poison.push((e, json.clone(), event_id.clone())),
+                }
+            }
+        }
+        Page {
+            pending,
+            poison,
+            skipped,
+        }
+    }
+}
+
+/// A Scan page, routed.
+struct Page {
+    pending: Vec<Pending>,
+    /// Rows a route matched but cannot render for: dead-lettered at once, as live.
+    poison: Vec<(crate::pipeline::RouteError, Arc<serde_json::Value>, String)>,
+    skipped: u64,
+}
