@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::aws::{Clients, Retries};
-use crate::config::Config;
+use crate::config::{Config, StreamSelector};
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
 use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
@@ -95,6 +95,14 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
                 })?;
         streams.push((selector, Arc::new(router)));
     }
+    // Gap counts start at 0 per source, so an alert on their increase sees the first gap.
+    for selector in config.source.streams() {
+        let source = match &selector {
+            StreamSelector::Table(t) => t.as_str(),
+            StreamSelector::Arn(a) => crate::config::table_of_stream_arn(a).unwrap_or(a),
+        };
+        metrics.stream_gaps.with_label_values(&[source]);
+    }
     let owner = WorkerId(worker_id());
     let settings = SupervisorSettings::from_config(&config);
     let supervisor = Supervisor {
@@ -121,6 +129,13 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     };
 
     let token = CancellationToken::new();
+    if config.source.recover_gaps {
+        tokio::spawn(crate::backfill::recover::recover_gaps(
+            config.clone(),
+            supervisor.owner.0.clone(),
+            token.clone(),
+        ));
+    }
     let mut relay = tokio::spawn(supervisor.run(token.clone()));
     tokio::select! {
         () = shutdown_signal() => {}

@@ -190,10 +190,14 @@ fn main() -> ExitCode {
             let rows = outbox_relay::operator::status(&config)
                 .await
                 .map_err(|e| DisplayChain(&e).to_string())?;
+            let gaps = outbox_relay::operator::gaps(&config)
+                .await
+                .map_err(|e| DisplayChain(&e).to_string())?;
             if output == "json" {
-                println!("{}", outbox_relay::operator::status_json(&rows));
+                println!("{}", outbox_relay::operator::status_json(&rows, &gaps));
             } else {
                 print!("{}", outbox_relay::operator::status_table(&rows));
+                print!("{}", outbox_relay::operator::gaps_text(&gaps));
             }
             Ok(())
         }),
@@ -331,6 +335,7 @@ fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
         dry_run: args.dry_run,
         resume: args.resume,
         progress_interval: args.progress_interval,
+        run_label: None,
     };
     let outcome = runtime.block_on(async {
         let stop = tokio_util::sync::CancellationToken::new();

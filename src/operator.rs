@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use crate::aws::{Clients, Retries};
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
-use crate::lease::{Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore};
+use crate::lease::{
+    read_gaps, Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore, StreamGap,
+};
 use crate::stream::{DynamoDbStreams, IteratorPosition, ShardId, ShardSource, SourceError};
 
 /// Why an operator command failed.
@@ -83,6 +85,7 @@ fn table_of(arn: &str) -> &str {
 struct Tools {
     leases: DynamoDbLeaseStore,
     streams: DynamoDbStreams,
+    dynamodb: aws_sdk_dynamodb::Client,
 }
 
 async fn tools(config: &Config) -> Tools {
@@ -93,7 +96,8 @@ async fn tools(config: &Config) -> Tools {
             config.leases.table_name.clone(),
             false,
         ),
-        streams: DynamoDbStreams::new(clients.streams, clients.dynamodb),
+        streams: DynamoDbStreams::new(clients.streams, clients.dynamodb.clone()),
+        dynamodb: clients.dynamodb,
     }
 }
 
@@ -227,10 +231,63 @@ pub fn status_table(rows: &[ShardStatus]) -> String {
     out
 }
 
+/// The gaps recorded in the lease table (records trimmed from a stream before they were
+/// relayed), oldest first.
+///
+/// # Errors
+/// The lease table cannot be read.
+pub async fn gaps(config: &Config) -> Result<Vec<StreamGap>, OperatorError> {
+    let tools = tools(config).await;
+    read_gaps(&tools.dynamodb, &config.leases.table_name)
+        .await
+        .map_err(OperatorError::LeaseTableFailed)
+}
+
+/// The gaps as text: each with its window and the backfill that recovers it (nothing when
+/// there is none).
+#[must_use]
+pub fn gaps_text(gaps: &[StreamGap]) -> String {
+    if gaps.is_empty() {
+        return String::new();
+    }
+    let time =
+        |t: Option<SystemTime>| t.map_or_else(|| "unknown".to_owned(), crate::publish::rfc3339);
+    let mut out = format!(
+        "\nGAPS: records trimmed from the stream before they were relayed ({}); the rows are still in the table until their TTL\n",
+        gaps.len()
+    );
+    for g in gaps {
+        out.push_str(&format!(
+            "{} shard {}: created {} .. {} (found {}){}\n  recover: {}\n",
+            table_of_stream_arn(&g.stream_arn).unwrap_or(&g.stream_arn),
+            g.shard_id,
+            time(g.since),
+            time(g.until),
+            crate::publish::rfc3339(g.detected_at),
+            g.recovered_at.map_or_else(String::new, |t| format!(
+                ", recovered {} (source.recover_gaps)",
+                crate::publish::rfc3339(t)
+            )),
+            crate::backfill::recovery_command(g),
+        ));
+    }
+    out
+}
+
 /// `status --output json`.
 #[must_use]
-pub fn status_json(rows: &[ShardStatus]) -> Value {
-    json!({"shards": rows.iter().map(|r| json!({
+pub fn status_json(rows: &[ShardStatus], gaps: &[StreamGap]) -> Value {
+    let time = |t: Option<SystemTime>| t.map(crate::publish::rfc3339);
+    json!({"gaps": gaps.iter().map(|g| json!({
+        "stream_arn": g.stream_arn,
+        "shard_id": g.shard_id.0,
+        "since": time(g.since),
+        "until": time(g.until),
+        "detected_at": crate::publish::rfc3339(g.detected_at),
+        "recovered_at": time(g.recovered_at),
+        "recover": crate::backfill::recovery_command(g),
+    })).collect::<Vec<_>>(),
+    "shards": rows.iter().map(|r| json!({
         "source": r.source,
         "stream_arn": r.stream_arn,
         "shard_id": r.shard_id,

@@ -446,3 +446,168 @@ async fn backfill_rate_over_10000_rows() {
         );
     }
 }
+
+/// Five rows, two created long before the gap and three inside it, and the gap itself,
+/// recorded through the relay's own lease store (the emulator never trims): it spans 10 to 2
+/// minutes ago.
+async fn rows_and_a_recorded_gap(f: &Fixture) {
+    use outbox_relay::lease::{DynamoDbLeaseStore, LeaseStore, StreamGap};
+    use outbox_relay::stream::ShardId;
+
+    let now = SystemTime::now();
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis()
+            .to_string()
+    };
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    for (id, age) in [
+        ("old-1", 60),
+        ("old-2", 45),
+        ("gap-1", 8),
+        ("gap-2", 5),
+        ("gap-3", 3),
+    ] {
+        f.ddb
+            .put_item()
+            .table_name(&f.events_table)
+            .item("pk", AttributeValue::S(id.to_owned()))
+            .item("sk", AttributeValue::S("BookAdded".into()))
+            .item("eventType", AttributeValue::S("BookAdded".into()))
+            .item(CREATED_AT, AttributeValue::N(ms(now - minutes(age))))
+            .send()
+            .await
+            .expect("put row");
+    }
+    let stream_arn = f
+        .ddb
+        .describe_table()
+        .table_name(&f.events_table)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("a stream");
+    let store = DynamoDbLeaseStore::new(f.ddb.clone(), f.lease_table.clone(), true);
+    store.ensure_table().await.expect("lease table");
+    store
+        .record_gap(&StreamGap {
+            stream_arn,
+            shard_id: ShardId("shardId-0001".into()),
+            since: Some(now - minutes(10)),
+            until: Some(now - minutes(2)),
+            detected_at: now,
+            recovered_at: None,
+        })
+        .await
+        .expect("record gap");
+}
+
+/// Receives until the three rows of the gap arrived; returns the event ids received.
+async fn the_gaps_rows(f: &Fixture) -> std::collections::HashSet<String> {
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 3)
+        .await;
+    received.extend(f.receive_batch(1).await);
+    let (got, _) = distinct(&received);
+    let expected: std::collections::HashSet<String> =
+        ["gap-1", "gap-2", "gap-3"].map(String::from).into();
+    assert_eq!(got, expected);
+    got
+}
+
+/// A gap the relay recorded is shown by `status` with its window and the backfill command
+/// that recovers it; that command publishes the rows created in the window, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_recorded_gap_and_its_command_recovers_exactly_the_window() {
+    let f = Fixture::new().await;
+    rows_and_a_recorded_gap(&f).await;
+    let config = f.config(&source_extra("LATEST"));
+    let (code, out, err) = relay_cmd(&config, &f.endpoint, &["status"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("GAPS"), "{out}");
+    assert!(out.contains("shardId-0001"), "{out}");
+    let command = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("recover: "))
+        .expect("the recovery command")
+        .to_owned();
+    let table = &f.events_table;
+    assert!(
+        command.starts_with(&format!(
+            "outbox-relay backfill --config CONFIG --table {table} --since "
+        )),
+        "{command}"
+    );
+    let (code, out, _) = relay_cmd(&config, &f.endpoint, &["status", "--output", "json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["gaps"][0]["recover"], command.as_str());
+    assert_eq!(json["gaps"][0]["recovered_at"], serde_json::Value::Null);
+
+    // The command, as shown (with this config), publishes the rows of the window.
+    let args: Vec<&str> = command
+        .split_whitespace()
+        .skip(1)
+        .filter(|a| *a != "--config" && *a != "CONFIG")
+        .collect();
+    let (code, out, err) = relay_cmd(&config, &f.endpoint, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("5 scanned, published 3"), "{err}");
+    the_gaps_rows(&f).await;
+}
+
+/// With `source.recover_gaps`, the relay runs a recorded gap's backfill by itself and marks
+/// it recovered; `status` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_gaps_publishes_a_recorded_gaps_rows_by_itself() {
+    let f = Fixture::new().await;
+    rows_and_a_recorded_gap(&f).await;
+    let config = f.config(&format!("{}\nrecover_gaps = true", source_extra("LATEST")));
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    the_gaps_rows(&f).await;
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let (code, out, err) = relay_cmd(&config, &f.endpoint, &["status", "--output", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        if json["gaps"][0]["recovered_at"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "never marked recovered: {out}\n{}",
+            relay.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        relay.log_text().contains("Gap recovered."),
+        "{}",
+        relay.log_text()
+    );
+    // Recovered once: nothing more comes.
+    assert!(f.receive_batch(2).await.is_empty());
+    let (_, out, _) = relay_cmd(&config, &f.endpoint, &["status"]);
+    assert!(out.contains("recovered"), "{out}");
+}
+
+#[test]
+fn recover_gaps_needs_the_creation_time_attribute() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        "[source]\ntable_name = \"T\"\nrecover_gaps = true\n\n[[routes]]\nname = \"r\"\nevent_bus_name = \"b\"\nsource = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = relay_cmd(&path, "http://127.0.0.1:9", &["validate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("source.recover_gaps") && err.contains("created_at_attribute"),
+        "{err}"
+    );
+}

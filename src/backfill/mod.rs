@@ -14,6 +14,7 @@
 pub mod deliver;
 pub mod progress;
 pub mod record;
+pub mod recover;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,7 @@ use crate::aws::{Clients, Retries};
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::lease::{
     BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
+    StreamGap,
 };
 use crate::pipeline::router::stable_event_id;
 use crate::pipeline::{Router, TraceContext};
@@ -44,6 +46,28 @@ pub const MAX_SEGMENTS: u32 = 1_000_000;
 
 /// Rows per Scan page: the unit of settling and of a saved position.
 const PAGE_ITEMS: u32 = 100;
+
+/// How far a gap's backfill window reaches past the gap on each side: a row's own creation
+/// time (`source.created_at_attribute`, the writer's clock) and its stream record's
+/// `ApproximateCreationDateTime` differ by the write's latency and the clocks' skew.
+pub const GAP_MARGIN: Duration = Duration::from_secs(60);
+
+/// The command that publishes the rows of `gap`: its window widened by [`GAP_MARGIN`] on
+/// each side (at least once: rows also relayed live are sent again with the same event id).
+/// Without a known start, from the table's beginning.
+#[must_use]
+pub fn recovery_command(gap: &StreamGap) -> String {
+    let table = table_of_stream_arn(&gap.stream_arn).unwrap_or(gap.stream_arn.as_str());
+    let mut command = format!("outbox-relay backfill --config CONFIG --table {table}");
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    if let Some(since) = gap.since.and_then(|s| s.checked_sub(GAP_MARGIN)) {
+        command.push_str(&format!(" --since {}", time(since)));
+    }
+    if let Some(until) = gap.until.and_then(|u| u.checked_add(GAP_MARGIN)) {
+        command.push_str(&format!(" --until {}", time(until)));
+    }
+    command
+}
 
 /// What to backfill and how.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +85,9 @@ pub struct BackfillOptions {
     pub resume: bool,
     /// Progress output interval.
     pub progress_interval: Duration,
+    /// The name its positions are kept under in the lease table; default the table's name
+    /// (a gap's recovery uses the gap's own, so it never mixes with a manual run).
+    pub run_label: Option<String>,
 }
 
 /// Why a backfill did not run, or stopped.
@@ -282,7 +309,7 @@ pub async fn run(
     let positions = BackfillPositions::new(
         clients.dynamodb.clone(),
         config.leases.table_name.clone(),
-        &plan.table,
+        options.run_label.as_deref().unwrap_or(&plan.table),
     );
     if !options.dry_run {
         DynamoDbLeaseStore::new(

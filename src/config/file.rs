@@ -121,6 +121,10 @@ pub struct SourceConfig {
     /// --until` select rows by it, and a backfilled record's `ApproximateCreationDateTime`
     /// (the event's `Time`) is taken from it. Default: unset.
     pub created_at_attribute: Option<String>,
+    /// Recover gaps by itself: when a shard's records were trimmed before they were relayed,
+    /// run the backfill of the gap's window (as `outbox-relay status` shows it). Needs
+    /// `created_at_attribute`. Default `false`.
+    pub recover_gaps: bool,
 }
 
 impl Default for SourceConfig {
@@ -137,6 +141,7 @@ impl Default for SourceConfig {
             discovery_interval: default_discovery_interval(),
             read_ahead_records: default_read_ahead_records(),
             created_at_attribute: None,
+            recover_gaps: false,
             read_ahead_bytes: default_read_ahead_bytes(),
             event_id_attribute: None,
             trace_context_attribute: None,

@@ -205,6 +205,18 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
             "must be above 0",
         ));
     }
+    if s.recover_gaps && s.created_at_attribute.is_none() {
+        errors.push(ConfigError::new(
+            "source.recover_gaps",
+            "needs source.created_at_attribute: a gap's backfill selects rows by their creation time",
+        ));
+    }
+    if s.created_at_attribute.as_deref() == Some("") {
+        errors.push(ConfigError::new(
+            "source.created_at_attribute",
+            "must not be empty",
+        ));
+    }
 }
 
 pub(super) fn aws(a: &AwsConfig, errors: &mut Vec<ConfigError>) {

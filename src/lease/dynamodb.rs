@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::coordinator::WorkerRecord;
-use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
+use super::model::{Checkpoint, Lease, LeaseKey, StreamGap, WorkerId};
 use super::store::{LeaseError, LeaseSnapshot, LeaseStore};
 use crate::stream::ShardId;
 
@@ -25,6 +25,8 @@ const CHECKPOINT: &str = "checkpoint";
 const PARENT: &str = "parentShardId";
 const SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
 const UPDATED_AT: &str = "updatedAt";
+/// Epoch milliseconds: when the checkpointed record was created.
+const CHECKPOINT_CREATED_AT: &str = "checkpointCreatedAt";
 /// Registry items of workers are keyed `worker#<id>` in the same table.
 const WORKER_PREFIX: &str = "worker#";
 
@@ -153,8 +155,11 @@ impl LeaseStore for DynamoDbLeaseStore {
                 .map_err(|e| call_error("Scan", &e))?;
             for item in out.items() {
                 let key = item.get(KEY).and_then(|v| v.as_s().ok());
-                // A backfill's scan positions share the table; they are not leases.
-                if key.is_some_and(|k| k.starts_with(super::backfill::PREFIX)) {
+                // A backfill's scan positions and recorded gaps share the table; they are not
+                // leases.
+                if key.is_some_and(|k| {
+                    k.starts_with(super::backfill::PREFIX) || k.starts_with(super::gaps::PREFIX)
+                }) {
                     continue;
                 }
                 match key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
@@ -267,13 +272,21 @@ impl LeaseStore for DynamoDbLeaseStore {
         key: &LeaseKey,
         owner: &WorkerId,
         checkpoint: &Checkpoint,
+        created_at: Option<SystemTime>,
     ) -> Result<(), LeaseError> {
-        let request = self
+        // A checkpoint without a creation time keeps the earlier one: an earlier time is still
+        // a safe start for a gap (the window only widens).
+        let set_created = if created_at.is_some() {
+            ", #created = :created"
+        } else {
+            ""
+        };
+        let mut request = self
             .client
             .update_item()
-            .update_expression(
-                "SET #checkpoint = :checkpoint, #switches = :zero, #updated = :now ADD #counter :one",
-            )
+            .update_expression(format!(
+                "SET #checkpoint = :checkpoint, #switches = :zero, #updated = :now{set_created} ADD #counter :one"
+            ))
             .condition_expression("#owner = :me")
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_names("#updated", UPDATED_AT)
@@ -287,9 +300,18 @@ impl LeaseStore for DynamoDbLeaseStore {
                 ":checkpoint",
                 AttributeValue::S(checkpoint.as_stored().to_owned()),
             );
+        if let Some(ms) = created_at.and_then(epoch_millis) {
+            request = request
+                .expression_attribute_names("#created", CHECKPOINT_CREATED_AT)
+                .expression_attribute_values(":created", AttributeValue::N(ms.to_string()));
+        }
         self.update("UpdateItem(checkpoint)", key, request)
             .await
             .map(drop)
+    }
+
+    async fn record_gap(&self, gap: &StreamGap) -> Result<(), LeaseError> {
+        super::gaps::record(&self.client, &self.table, gap).await
     }
 
     async fn reset(&self, observed: &Lease, checkpoint: &Checkpoint) -> Result<(), LeaseError> {
@@ -371,6 +393,11 @@ where
     }
 }
 
+/// Milliseconds since the epoch, if representable.
+pub(super) fn epoch_millis(t: SystemTime) -> Option<u64> {
+    u64::try_from(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis()).ok()
+}
+
 fn to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         (KEY.to_owned(), AttributeValue::S(lease.key.0.clone())),
@@ -439,6 +466,11 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Lease, LeaseError
         parent_shard_id: s(PARENT).map(ShardId),
         owner_switches_since_checkpoint: n(SWITCHES)?,
         updated_at: s(UPDATED_AT),
+        checkpoint_created_at: item
+            .get(CHECKPOINT_CREATED_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
     })
 }
 
@@ -459,6 +491,7 @@ mod tests {
             parent_shard_id: Some(ShardId("shard-0".into())),
             owner_switches_since_checkpoint: 2,
             updated_at: None,
+            checkpoint_created_at: None,
         };
         let mut read = from_item(&to_item(&lease)).expect("well formed");
         assert!(read.updated_at.is_some(), "every write stamps updatedAt");
@@ -478,6 +511,7 @@ mod tests {
             parent_shard_id: None,
             owner_switches_since_checkpoint: 0,
             updated_at: None,
+            checkpoint_created_at: None,
         });
         item.insert(CHECKPOINT.into(), AttributeValue::S("soon".into()));
         let err = from_item(&item).expect_err("bad checkpoint");

@@ -3,6 +3,7 @@
 mod backfill;
 mod coordinator;
 mod dynamodb;
+mod gaps;
 mod model;
 mod store;
 
@@ -11,5 +12,6 @@ pub use coordinator::{
     plan, previous_owner, LeaseAction, LeaseObservations, PreviousOwner, WorkerRecord,
 };
 pub use dynamodb::DynamoDbLeaseStore;
-pub use model::{Checkpoint, Lease, LeaseKey, WorkerId};
+pub use gaps::{claim_gap, gap_label, mark_gap_recovered, read_gaps};
+pub use model::{Checkpoint, Lease, LeaseKey, StreamGap, WorkerId};
 pub use store::{LeaseError, LeaseSnapshot, LeaseStore};

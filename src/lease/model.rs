@@ -97,6 +97,9 @@ pub struct Lease {
     /// When the lease was last written (RFC 3339, the writer's wall clock). For operators'
     /// eyes only: expiry is judged by the counter on the observer's monotonic clock.
     pub updated_at: Option<String>,
+    /// When the record the checkpoint points at was created (its `ApproximateCreationDateTime`),
+    /// if known: where a gap starts when the records after it were trimmed from the stream.
+    pub checkpoint_created_at: Option<std::time::SystemTime>,
 }
 
 impl Lease {
@@ -133,4 +136,21 @@ mod tests {
         assert_eq!(Checkpoint::from_stored("12a"), None);
         assert_eq!(Checkpoint::from_stored(""), None);
     }
+}
+
+/// Records trimmed from a shard's stream before they were relayed (a stream keeps 24 hours):
+/// the window of creation times they fall in. The rows are still in the table (until their
+/// TTL); `outbox-relay backfill` publishes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamGap {
+    pub stream_arn: String,
+    pub shard_id: ShardId,
+    /// Creation time of the last record read before the gap; `None` when unknown (a
+    /// checkpoint written before this was recorded).
+    pub since: Option<std::time::SystemTime>,
+    /// Creation time of the first record still in the stream after it.
+    pub until: Option<std::time::SystemTime>,
+    pub detected_at: std::time::SystemTime,
+    /// When a relay with `source.recover_gaps` finished its backfill.
+    pub recovered_at: Option<std::time::SystemTime>,
 }

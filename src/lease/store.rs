@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use super::coordinator::WorkerRecord;
-use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
+use super::model::{Checkpoint, Lease, LeaseKey, StreamGap, WorkerId};
 
 /// Everything in the lease table: every lease (of every stream) and every registered worker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,13 +83,18 @@ pub trait LeaseStore: Send + Sync + 'static {
         owner: &WorkerId,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
-    /// Records `checkpoint` on a lease `owner` holds.
+    /// Records `checkpoint` on a lease `owner` holds, with the creation time of the record it
+    /// points at when known (where a gap would start, see [`StreamGap`]).
     fn checkpoint(
         &self,
         key: &LeaseKey,
         owner: &WorkerId,
         checkpoint: &Checkpoint,
+        created_at: Option<std::time::SystemTime>,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Records a gap: records trimmed from the stream before they were relayed.
+    fn record_gap(&self, gap: &StreamGap) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
     /// Operator reset: sets `checkpoint` and clears the owner, if the lease's counter is still
     /// `observed.counter` (an owner that keeps reading loses its next conditional write and

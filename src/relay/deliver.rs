@@ -13,7 +13,7 @@ use super::limit::{CallLimit, Ticket};
 use super::schedule::{EntryId, NewEntry, NewRecord, Outcome, Schedule};
 use super::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
 use super::worker::{backoff, Held, Worker};
-use crate::lease::LeaseStore;
+use crate::lease::{LeaseStore, StreamGap};
 use crate::pipeline::router::stable_event_id;
 use crate::pipeline::{entry_size, BusKind, Entry, RouteError, TraceContext};
 use crate::publish::{
@@ -358,6 +358,33 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     /// The record's trace context, if the source names an attribute for it and the row holds
     /// a valid one. A malformed one is counted and logged, and the record goes on without it:
     /// a trace is never a reason to hold an event back.
+    /// A gap found by the reader: counted, logged at ERROR with the backfill that recovers
+    /// it, and stored in the lease table (for `outbox-relay status`) by a task of its own, so
+    /// the shard goes on meanwhile.
+    pub(super) fn record_gap(&self, gap: StreamGap) {
+        let source = crate::config::table_of_stream_arn(&gap.stream_arn)
+            .unwrap_or(gap.stream_arn.as_str())
+            .to_owned();
+        self.metrics
+            .stream_gaps
+            .with_label_values(&[source.as_str()])
+            .inc();
+        error!(
+            source,
+            shard = %gap.shard_id.0,
+            since = gap.since.map(rfc3339).as_deref().unwrap_or("unknown"),
+            until = gap.until.map(rfc3339).as_deref().unwrap_or("unknown"),
+            recover = crate::backfill::recovery_command(&gap),
+            "Records were trimmed from the stream before they were relayed: a gap. The rows are still in the table (until their TTL); run the backfill shown to publish them."
+        );
+        let leases = self.leases.clone();
+        tokio::spawn(async move {
+            if let Err(e) = leases.record_gap(&gap).await {
+                warn!(error = %e, "Recording the gap in the lease table failed; it is in this log line only.");
+            }
+        });
+    }
+
     fn trace_context(&self, record: &Value) -> Option<TraceContext> {
         let attribute = self.settings.trace_context_attribute.as_deref()?;
         match TraceContext::of_record(record, attribute) {

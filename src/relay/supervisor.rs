@@ -360,6 +360,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                     parent_shard_id: shard.parent.clone(),
                     owner_switches_since_checkpoint: 0,
                     updated_at: None,
+                    checkpoint_created_at: None,
                 };
                 if self.leases.create(&lease).await.map_err(|source| {
                     DiscoveryError::CreateLeaseFailed {

@@ -28,7 +28,7 @@ use super::keeper::HeldLeases;
 use super::limit::{CallLimit, Ticket};
 use super::schedule::{CallLimits, EntryId, Lane, Order, Schedule};
 use crate::config::StartingPosition;
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, WorkerId};
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, StreamGap, WorkerId};
 
 use crate::pipeline::{BusKind, Entry, Router};
 use crate::publish::{DeadLetterSink, EventPublisher};
@@ -171,12 +171,15 @@ type Reading<'a, S, P, L, D> = Boxed<'a, (Read, Reader<'a, S, P, L, D>)>;
 struct Read {
     records: Vec<StreamRecord>,
     ended: bool,
+    /// Records were trimmed before this page: the gap to record.
+    gap: Option<StreamGap>,
 }
 
 /// The checkpoint's state: the watermark, what was last written, and when.
 struct Progress {
-    /// The last record the watermark passed.
+    /// The last record the watermark passed, and when it was created.
     watermark: Option<SequenceNumber>,
+    watermark_created_at: Option<SystemTime>,
     written: Option<SequenceNumber>,
     /// Records the watermark passed that no written checkpoint covers yet: they count
     /// against the read-ahead, so a slow lease table slows reading instead of letting the
@@ -232,6 +235,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             iterator: None,
             pause: None,
             read_backoff: Box::new(backoff(settings)),
+            last_created_at: self.lease.checkpoint_created_at,
+            trimmed_after: None,
         });
         let mut schedule: Schedule<Held, Work> =
             Schedule::new(Order::for_in_flight(settings.max_in_flight));
@@ -246,6 +251,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         let mut checkpoint_not_before: Option<Instant> = None;
         let mut progress = Progress {
             watermark: None,
+            watermark_created_at: None,
             written: None,
             unwritten: 0,
             covering: 0,
@@ -325,8 +331,9 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     let key = &self.lease.key;
                     let owner = &self.owner;
                     let c = checkpoint.clone();
+                    let created_at = progress.watermark_created_at;
                     checkpointing = Some(Box::pin(
-                        async move { leases.checkpoint(key, owner, &c).await }
+                        async move { leases.checkpoint(key, owner, &c, created_at).await }
                             .instrument(spans::call("checkpoint")),
                     ));
                     progress.covering = progress.unwritten;
@@ -432,7 +439,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 (read, r) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
                     reading = None;
                     reader_home = Some(r);
-                    let Read { records, ended: last } = read;
+                    let Read { records, ended: last, gap } = read;
+                    if let Some(gap) = gap {
+                        self.record_gap(gap);
+                    }
                     if !records.is_empty() {
                         self.metrics.records_read.inc_by(records.len() as u64);
                         let count = records.len();
@@ -457,6 +467,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             }
             if let Some(passed) = schedule.advance() {
                 progress.watermark = Some(passed.record.sequence_number);
+                progress.watermark_created_at = passed.record.created_at;
                 progress.page_end |= passed.page_end;
                 progress.unwritten += passed.count;
             }
@@ -530,6 +541,11 @@ struct Reader<'a, S, P, L, D> {
     /// The pause before the next call (none after a full page).
     pause: Option<Duration>,
     read_backoff: Box<dyn Iterator<Item = Duration> + Send + 'a>,
+    /// Creation time of the last record read (at first, of the checkpointed record).
+    last_created_at: Option<SystemTime>,
+    /// Set when records were trimmed: the gap starts after this (`Some(None)`: at an
+    /// unknown time) and ends at the next record read.
+    trimmed_after: Option<Option<SystemTime>>,
 }
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader<'_, S, P, L, D> {
@@ -585,8 +601,22 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                 }
             };
             self.read_backoff = Box::new(backoff(settings));
+            let mut gap = None;
+            if let Some(first) = page.records.first() {
+                if let Some(since) = self.trimmed_after.take() {
+                    gap = Some(StreamGap {
+                        stream_arn: stream_arn.to_owned(),
+                        shard_id: shard.clone(),
+                        since,
+                        until: first.created_at,
+                        detected_at: SystemTime::now(),
+                        recovered_at: None,
+                    });
+                }
+            }
             if let Some(last) = page.records.last() {
                 self.position = IteratorPosition::AfterSequenceNumber(last.sequence_number.clone());
+                self.last_created_at = last.created_at.or(self.last_created_at);
             }
             self.pause = Some(if page.records.len() >= settings.max_records_per_poll {
                 Duration::ZERO
@@ -600,6 +630,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                     return Read {
                         records: page.records,
                         ended: true,
+                        gap,
                     }
                 }
                 Some(next) => {
@@ -608,6 +639,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                         return Read {
                             records: page.records,
                             ended: false,
+                            gap,
                         };
                     }
                 }
@@ -625,9 +657,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                 error!(
                     error = %e,
                     position = ?self.position,
-                    "Records were trimmed before they were relayed (older than the 24 h retention); resuming at TRIM_HORIZON."
+                    "Records were trimmed before they were relayed (older than the 24 h retention); resuming at TRIM_HORIZON. The gap is recorded when the first record still in the stream is read."
                 );
                 self.position = IteratorPosition::TrimHorizon;
+                // A second trim before a record was read keeps the first one's start.
+                self.trimmed_after.get_or_insert(self.last_created_at);
             }
             _ => warn!(error = %e, "Reading the shard failed; retrying with backoff."),
         }

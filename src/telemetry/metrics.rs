@@ -36,6 +36,9 @@ pub struct Metrics {
     /// Records whose outbox row held a malformed trace context (ignored; the event goes out
     /// without it).
     pub trace_context_invalid: IntCounter,
+    /// Gaps found: records trimmed from a shard's stream before they were relayed, by source
+    /// table (the rows are recovered with `outbox-relay backfill`).
+    pub stream_gaps: IntCounterVec,
     /// Events that could not be made or were rejected for good and went to the dead-letter
     /// sink, by route, stage (`transform` or `publish`) and error code.
     pub events_dead_lettered: IntCounterVec,
@@ -159,6 +162,11 @@ impl Metrics {
                 "outbox_relay_events_deduplicated_total",
                 "Entries a Custom Event Bus accepted as repeats (DEDUPLICATED), not stored again.",
                 &["route"],
+            ),
+            stream_gaps: counter_vec(
+                "outbox_relay_stream_gaps_total",
+                "Gaps found: records trimmed from a shard's stream before they were relayed (recover them with outbox-relay backfill).",
+                &["source"],
             ),
             trace_context_invalid: counter(
                 "outbox_relay_trace_context_invalid_total",

@@ -15,6 +15,7 @@ fn lease(shard: &str, owner: Option<&str>, counter: u64, checkpoint: Checkpoint)
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,
         updated_at: None,
+        checkpoint_created_at: None,
     }
 }
 

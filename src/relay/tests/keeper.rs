@@ -36,6 +36,7 @@ fn store_with(n: usize, owner: &str) -> (Arc<FakeLeases>, Vec<LeaseKey>) {
                 parent_shard_id: None,
                 owner_switches_since_checkpoint: 0,
                 updated_at: None,
+                checkpoint_created_at: None,
             },
         );
         keys.push(key);

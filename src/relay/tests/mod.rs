@@ -6,14 +6,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId};
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, StreamGap, WorkerId};
 use crate::pipeline::Entry;
 use crate::publish::{
     DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, FailedEntry, PublishError,
@@ -41,6 +41,9 @@ struct FakeSource {
     read_errors: Mutex<Vec<SourceError>>,
     /// Records handed out by GetRecords so far.
     handed_out: AtomicUsize,
+    /// The first record still in the stream: those before it were trimmed (the emulator
+    /// never trims, hence this fake).
+    trim_horizon: usize,
 }
 
 impl FakeSource {
@@ -73,6 +76,7 @@ impl FakeSource {
             positions: Mutex::new(Vec::new()),
             read_errors: Mutex::new(Vec::new()),
             handed_out: AtomicUsize::new(0),
+            trim_horizon: 0,
         }
     }
 }
@@ -92,7 +96,7 @@ impl ShardSource for FakeSource {
     ) -> Result<String, SourceError> {
         self.positions.lock().expect("lock").push(position.clone());
         let start = match position {
-            IteratorPosition::TrimHorizon => 0,
+            IteratorPosition::TrimHorizon => self.trim_horizon,
             IteratorPosition::Latest => self.records.len(),
             IteratorPosition::AfterSequenceNumber(seq) => {
                 self.records
@@ -348,6 +352,10 @@ pub(super) struct FakeLeases {
     heartbeat_ok_once: AtomicBool,
     /// Every checkpoint written, with when, per lease.
     pub(super) checkpointed_at: Mutex<HashMap<LeaseKey, Vec<(Checkpoint, tokio::time::Instant)>>>,
+    /// The creation time written with each lease's last checkpoint.
+    pub(super) checkpoint_created_at: Mutex<HashMap<LeaseKey, Option<SystemTime>>>,
+    /// Every gap recorded.
+    pub(super) gaps: Mutex<Vec<StreamGap>>,
 }
 
 impl LeaseStore for FakeLeases {
@@ -454,6 +462,7 @@ impl LeaseStore for FakeLeases {
         key: &LeaseKey,
         owner: &WorkerId,
         checkpoint: &Checkpoint,
+        created_at: Option<SystemTime>,
     ) -> Result<(), LeaseError> {
         if self.checkpoint_failing.load(Ordering::SeqCst) {
             return Err(LeaseError::CallFailed {
@@ -469,10 +478,18 @@ impl LeaseStore for FakeLeases {
             .entry(key.clone())
             .or_default()
             .push((checkpoint.clone(), tokio::time::Instant::now()));
+        self.checkpoint_created_at
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), created_at);
         self.log
             .lock()
             .expect("lock")
             .push(format!("checkpoint:{checkpoint}"));
+        Ok(())
+    }
+    async fn record_gap(&self, gap: &StreamGap) -> Result<(), LeaseError> {
+        self.gaps.lock().expect("lock").push(gap.clone());
         Ok(())
     }
     async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
@@ -541,6 +558,7 @@ fn setup(
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,
         updated_at: None,
+        checkpoint_created_at: None,
     };
     let leases = FakeLeases {
         log: Arc::clone(&log),
@@ -867,6 +885,58 @@ async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
             "outbox_relay_stream_errors_total{error_code=\"TrimmedDataAccessException\"} 1"
         ),
         "{text}"
+    );
+}
+
+/// Issue #15: records trimmed before they were relayed (a relay stopped for more than the
+/// stream's 24 hours) are a gap from the checkpointed record's creation time to the first
+/// record still in the stream: recorded in the lease table, counted, and the rows after it
+/// relayed. A fake source, because the emulator never trims.
+#[tokio::test(start_paused = true)]
+async fn a_trimmed_stream_records_the_gap_from_the_checkpoint_to_the_first_record_left() {
+    let mut s = setup(10, 10, Behaviour::AcceptAll, None);
+    let minute = |i: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_547_200 + 60 * i);
+    let mut source = FakeSource::new(10, 10);
+    for (i, r) in (0..).zip(source.records.iter_mut()) {
+        r.created_at = Some(minute(i));
+    }
+    // Records 0..=2 were relayed before the stop; 3, 4 and 5 were trimmed since.
+    source.trim_horizon = 6;
+    source
+        .read_errors
+        .lock()
+        .expect("lock")
+        .push(SourceError::TrimmedData);
+    s.source = Arc::new(source);
+    s.lease.checkpoint = Checkpoint::Sequence(SequenceNumber::new("102"));
+    s.lease.checkpoint_created_at = Some(minute(2));
+    let w = worker(&s);
+    let metrics = w.metrics.clone();
+    let exit = tokio::time::timeout(Duration::from_secs(60), w.run())
+        .await
+        .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    assert_eq!(accepted_numbers(&s), (6..10).collect::<Vec<u64>>());
+    // The gap task runs beside the worker: let it finish.
+    tokio::task::yield_now().await;
+    let gaps = s.leases.gaps.lock().expect("lock").clone();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(
+        (gaps[0].since, gaps[0].until),
+        (Some(minute(2)), Some(minute(6)))
+    );
+    assert_eq!(gaps[0].shard_id, s.lease.shard_id);
+    let text = metrics.render();
+    assert!(
+        text.contains("outbox_relay_stream_gaps_total{source=\"arn:s\"} 1"),
+        "{text}"
+    );
+    // Each checkpoint carries its record's creation time, where the next gap would start.
+    let created = s.leases.checkpoint_created_at.lock().expect("lock").clone();
+    assert_eq!(created.get(&s.lease.key), Some(&Some(minute(9))));
+    assert_eq!(
+        crate::backfill::recovery_command(&gaps[0]),
+        "outbox-relay backfill --config CONFIG --table arn:s --since 2025-12-01T00:01:00Z --until 2025-12-01T00:07:00Z"
     );
 }
 

@@ -140,6 +140,7 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
                 parent_shard_id: None,
                 owner_switches_since_checkpoint: 0,
                 updated_at: None,
+                checkpoint_created_at: None,
             };
             leases.insert(lease.clone());
             let worker = Worker {
