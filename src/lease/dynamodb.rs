@@ -142,41 +142,25 @@ impl LeaseStore for DynamoDbLeaseStore {
 
     async fn snapshot(&self) -> Result<LeaseSnapshot, LeaseError> {
         let mut snapshot = LeaseSnapshot::default();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| call_error("Scan", &e))?;
-            for item in out.items() {
-                let key = item.get(KEY).and_then(|v| v.as_s().ok());
-                // A backfill's scan positions and recorded gaps share the table; they are not
-                // leases.
-                if key.is_some_and(|k| {
-                    k.starts_with(super::backfill::PREFIX) || k.starts_with(super::gaps::PREFIX)
-                }) {
-                    continue;
-                }
-                match key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
-                    Some(id) => snapshot.workers.push(WorkerRecord {
-                        id: WorkerId(id.to_owned()),
-                        counter: item
-                            .get(COUNTER)
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0),
-                    }),
-                    None => snapshot.leases.push(from_item(item)?),
-                }
+        for item in &scan_all(&self.client, &self.table).await? {
+            let key = item.get(KEY).and_then(|v| v.as_s().ok());
+            // A backfill's scan positions and recorded gaps share the table; they are not
+            // leases.
+            if key.is_some_and(|k| {
+                k.starts_with(super::backfill::PREFIX) || k.starts_with(super::gaps::PREFIX)
+            }) {
+                continue;
             }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
+            match key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
+                Some(id) => snapshot.workers.push(WorkerRecord {
+                    id: WorkerId(id.to_owned()),
+                    counter: item
+                        .get(COUNTER)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                }),
+                None => snapshot.leases.push(from_item(item)?),
             }
         }
         snapshot.leases.sort_by(|a, b| a.key.cmp(&b.key));
@@ -390,6 +374,30 @@ where
         operation,
         code: crate::aws::error_code(err).to_owned(),
         message: DisplayErrorContext(err).to_string(),
+    }
+}
+
+/// Every item of the lease table (a consistent Scan, page by page).
+pub(super) async fn scan_all(
+    client: &Client,
+    table: &str,
+) -> Result<Vec<HashMap<String, AttributeValue>>, LeaseError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| call_error("Scan", &e))?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::dynamodb::{call_error, epoch_millis};
+use super::dynamodb::{call_error, epoch_millis, scan_all};
 use super::model::StreamGap;
 use super::store::LeaseError;
 use crate::stream::ShardId;
@@ -66,44 +66,29 @@ pub(super) async fn record(
 /// The lease table cannot be read.
 pub async fn read_gaps(client: &Client, table: &str) -> Result<Vec<StreamGap>, LeaseError> {
     let mut gaps = Vec::new();
-    let mut start = None;
-    loop {
-        let out = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| call_error("Scan", &e))?;
-        for item in out.items() {
-            let is_gap = item
-                .get(KEY)
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|k| k.starts_with(PREFIX));
-            if !is_gap {
-                continue;
-            }
-            let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-            let t = |name: &str| {
-                item.get(name)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-            };
-            gaps.push(StreamGap {
-                stream_arn: s("gapStream").unwrap_or_default(),
-                shard_id: ShardId(s("gapShard").unwrap_or_default()),
-                since: t("since"),
-                until: t("until"),
-                detected_at: t("detectedAt").unwrap_or(SystemTime::UNIX_EPOCH),
-                recovered_at: t("recoveredAt"),
-            });
+    for item in &scan_all(client, table).await? {
+        let is_gap = item
+            .get(KEY)
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|k| k.starts_with(PREFIX));
+        if !is_gap {
+            continue;
         }
-        match out.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
+        let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let t = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+        };
+        gaps.push(StreamGap {
+            stream_arn: s("gapStream").unwrap_or_default(),
+            shard_id: ShardId(s("gapShard").unwrap_or_default()),
+            since: t("since"),
+            until: t("until"),
+            detected_at: t("detectedAt").unwrap_or(SystemTime::UNIX_EPOCH),
+            recovered_at: t("recoveredAt"),
+        });
     }
     gaps.sort_by_key(|g| g.detected_at);
     Ok(gaps)

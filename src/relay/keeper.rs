@@ -68,6 +68,11 @@ impl Heartbeat {
     fn lock(&self) -> MutexGuard<'_, (Instant, bool)> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Whether a heartbeat was sent and not yet answered.
+    pub(super) fn in_flight(&self) -> bool {
+        self.lock().1
+    }
 }
 
 impl HeldLeases {

@@ -119,10 +119,11 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             return;
         }
         let held = HeldLeases::default();
+        let heartbeat = Heartbeat::default();
         let keeper = Keeper {
             leases: Arc::clone(&self.leases),
             held: held.clone(),
-            heartbeat: Heartbeat::default(),
+            heartbeat: heartbeat.clone(),
             owner: self.owner.clone(),
             metrics: self.metrics.clone(),
             renew_interval: self.settings.renew_interval,
@@ -136,6 +137,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             keeper_token.cancel();
         };
         tokio::join!(keeper.run(keeper_token.clone()), coordination);
+        self.deregister(&heartbeat).await;
     }
 
     /// Waits for the lease table, retrying with backoff. `false` if cancelled first.
@@ -621,11 +623,21 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                 }
             }
         }
+        self.metrics.leases_owned.set(0);
+        info!(released, "Leases released; leaving the worker registry.");
+    }
+
+    /// Leaves the worker registry, once the keeper has stopped and its last heartbeat has
+    /// landed: a heartbeat answered after the delete would write the registry item again.
+    async fn deregister(&self, heartbeat: &Heartbeat) {
+        let end = tokio::time::Instant::now() + self.settings.lease_duration;
+        while heartbeat.in_flight() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if let Err(e) = self.leases.deregister(&self.owner).await {
             warn!(error = %e, "Leaving the worker registry failed; peers notice after lease_duration.");
         }
-        self.metrics.leases_owned.set(0);
-        info!(released, "Leases released; shutdown complete.");
+        info!("Left the worker registry. Leases released; shutdown complete.");
     }
 }
 

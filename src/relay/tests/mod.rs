@@ -860,12 +860,7 @@ async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
         },
         SourceError::TrimmedData,
     ]);
-    let w = worker(&s);
-    let metrics = w.metrics.clone();
-    let exit = tokio::time::timeout(Duration::from_secs(60), w.run())
-        .await
-        .expect("finishes");
-    assert_eq!(exit, WorkerExit::ShardEnded);
+    let metrics = run_to_shard_end(&s).await;
     // Resumed from the oldest record still in the stream (here the fake still has them all).
     assert_eq!(accepted_numbers(&s), (0..6).collect::<Vec<u64>>());
     let positions = s.source.positions.lock().expect("lock").clone();
@@ -886,6 +881,17 @@ async fn trimmed_data_resumes_at_trim_horizon_and_throttling_is_retried() {
         ),
         "{text}"
     );
+}
+
+/// Runs the worker of `s` until it reaches the end of its (closed) shard; its metrics.
+async fn run_to_shard_end(s: &Setup) -> Metrics {
+    let w = worker(s);
+    let metrics = w.metrics.clone();
+    let exit = tokio::time::timeout(Duration::from_secs(60), w.run())
+        .await
+        .expect("finishes");
+    assert_eq!(exit, WorkerExit::ShardEnded);
+    metrics
 }
 
 /// Issue #15: records trimmed before they were relayed (a relay stopped for more than the
@@ -910,12 +916,7 @@ async fn a_trimmed_stream_records_the_gap_from_the_checkpoint_to_the_first_recor
     s.source = Arc::new(source);
     s.lease.checkpoint = Checkpoint::Sequence(SequenceNumber::new("102"));
     s.lease.checkpoint_created_at = Some(minute(2));
-    let w = worker(&s);
-    let metrics = w.metrics.clone();
-    let exit = tokio::time::timeout(Duration::from_secs(60), w.run())
-        .await
-        .expect("finishes");
-    assert_eq!(exit, WorkerExit::ShardEnded);
+    let metrics = run_to_shard_end(&s).await;
     assert_eq!(accepted_numbers(&s), (6..10).collect::<Vec<u64>>());
     // The gap task runs beside the worker: let it finish.
     tokio::task::yield_now().await;
