@@ -189,13 +189,7 @@ async fn a_backfill_killed_mid_way_resumes_without_losing_or_resending_more_than
         "--progress-interval",
         "1s",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", &f.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    let mut child = common::relay_command(&config, &f.endpoint, &args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -826,16 +826,23 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Runs `outbox-relay ARGS --config CONFIG` against `endpoint`; returns exit code, stdout and
-/// stderr.
-pub fn relay_cmd(config: &Path, endpoint: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+/// `outbox-relay ARGS --config CONFIG` against `endpoint`, with the emulator's credentials.
+pub fn relay_command(config: &Path, endpoint: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outbox-relay"));
+    command
         .args(args)
         .arg("--config")
         .arg(config)
         .env("OUTBOX_RELAY__AWS__ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    command
+}
+
+/// Runs `outbox-relay ARGS --config CONFIG` against `endpoint`; returns exit code, stdout and
+/// stderr.
+pub fn relay_cmd(config: &Path, endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = relay_command(config, endpoint, args)
         .output()
         .expect("run outbox-relay");
     (
