@@ -40,6 +40,10 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// AWS says a source cannot serve the config: no such table, no stream, or a view type
+    /// without an image a route reads. Nothing was read.
+    #[error("the sources do not fit the config: {0}")]
+    SourcesUnfit(crate::config::ConfigErrors),
     /// A source's routes cannot be merged into one matcher (validation makes this unreachable
     /// for a loaded config).
     #[error("cannot build the routes of source {source_name:?}")]
@@ -83,6 +87,17 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     info!(address = %http_addr, "Serving /metrics, /healthz and /readyz.");
 
     let clients = Clients::load(&config.aws, Retries::Relay).await;
+    let stream_source = DynamoDbStreams::new(clients.streams.clone(), clients.dynamodb.clone());
+    let check = crate::preflight::check_sources(&config, &stream_source).await;
+    for (source, reason) in &check.unchecked {
+        warn!(source = %source, reason = %reason, "Cannot check the source at start-up; starting anyway and retrying it.");
+    }
+    if !check.problems.is_empty() {
+        http_token.cancel();
+        return Err(StartupError::SourcesUnfit(crate::config::ConfigErrors(
+            check.problems,
+        )));
+    }
     // Each stream gets the routes that apply to it.
     let mut streams = Vec::new();
     for selector in config.source.streams() {
@@ -106,10 +121,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     let owner = WorkerId(worker_id());
     let settings = SupervisorSettings::from_config(&config);
     let supervisor = Supervisor {
-        source: Arc::new(DynamoDbStreams::new(
-            clients.streams,
-            clients.dynamodb.clone(),
-        )),
+        source: Arc::new(stream_source),
         publisher: Arc::new(EventBridgePublisher::new(
             clients.eventbridge,
             clients.eventbridgev2,

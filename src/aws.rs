@@ -108,9 +108,144 @@ pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> &str {
     })
 }
 
+/// Longest [`describe_error`] line: the service's message is kept whole up to this.
+const MAX_DESCRIPTION_CHARS: usize = 400;
+
+/// One readable line for a failed SDK call: what failed (the error and its causes, each
+/// `Display`ed once, never the `Debug` dump of headers and body bytes that the SDK's
+/// `DisplayErrorContext` appends) and what to check.
+// NOTE: every aws-sdk-* crate re-exports the same smithy `SdkError`, so one function serves all.
+pub fn describe_error<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let mut line = match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            match (inner.code(), inner.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                _ => causes(inner),
+            }
+        }
+        other => causes(other),
+    };
+    if line.chars().count() > MAX_DESCRIPTION_CHARS {
+        line = line.chars().take(MAX_DESCRIPTION_CHARS).collect::<String>() + "…";
+    }
+    match hint(err, &line) {
+        Some(hint) => format!("{line} ({hint})"),
+        None => line,
+    }
+}
+
+/// An error and its sources, `: `-separated, each message once.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// What to check, by the kind of failure.
+fn hint<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>, line: &str) -> Option<&'static str> {
+    let lower = line.to_lowercase();
+    if lower.contains("credential") || lower.contains("identity") {
+        return Some(
+            "no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or run with a role (ECS task role, EKS Pod Identity or IRSA, \
+             EC2 instance profile)",
+        );
+    }
+    Some(match (err, error_code(err)) {
+        (
+            SdkError::ServiceError(_),
+            "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation",
+        ) => "the role lacks a permission: compare it with deploy/iam/relay-policy.json",
+        (
+            SdkError::ServiceError(_),
+            "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "InvalidClientTokenId",
+        ) => "the credentials were refused: check they are current and for this account",
+        (SdkError::ServiceError(_), "ResourceNotFoundException") => {
+            "check the name and the region (aws.region, AWS_REGION)"
+        }
+        (SdkError::DispatchFailure(_), _) => {
+            "the request was not sent or got no answer: check the network path to AWS, \
+             aws.region and aws.endpoint_url"
+        }
+        (SdkError::TimeoutError(_), _) => {
+            "no answer in time: check the network path to AWS (VPC endpoints, NAT, proxies)"
+        }
+        (SdkError::ResponseError(_), _) => {
+            "the answer could not be read: is aws.endpoint_url an AWS API endpoint?"
+        }
+        (SdkError::ConstructionFailure(_), _) => {
+            "the request could not be built: check aws.region and the config's names"
+        }
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection refused (os error 111)")]
+    struct Refused;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error trying to connect")]
+    struct Connect(#[source] Refused);
+
+    #[test]
+    fn an_sdk_error_is_one_line_with_what_to_check() {
+        let denied: SdkError<DescribeTableError, ()> = SdkError::service_error(
+            DescribeTableError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("User: arn:aws:sts::1:assumed-role/relay is not authorized to perform: dynamodb:DescribeTable")
+                    .build(),
+            ),
+            (),
+        );
+        let line = describe_error(&denied);
+        assert_eq!(
+            line,
+            "AccessDeniedException: User: arn:aws:sts::1:assumed-role/relay is not authorized \
+             to perform: dynamodb:DescribeTable (the role lacks a permission: compare it with \
+             deploy/iam/relay-policy.json)"
+        );
+        let timeout: SdkError<DescribeTableError, ()> = SdkError::timeout_error(Connect(Refused));
+        let line = describe_error(&timeout);
+        assert!(
+            line.starts_with(
+                "request has timed out: error trying to connect: connection refused (os error 111)"
+            )
+                && line.contains("check the network path to AWS"),
+            "{line}"
+        );
+        assert!(!line.contains('\n') && !line.contains("Debug"), "{line}");
+        let no_credentials: SdkError<DescribeTableError, ()> =
+            SdkError::construction_failure("failed to load credentials from the provider chain");
+        assert!(
+            describe_error(&no_credentials).contains("set AWS_PROFILE"),
+            "{}",
+            describe_error(&no_credentials)
+        );
+    }
 
     /// The running relay makes one attempt per call (it retries itself); commands keep the
     /// SDK's standard three.

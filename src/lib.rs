@@ -14,22 +14,29 @@
 //! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
+//! - [`preflight`]: what AWS says of the sources before anything is read (stream on, view
+//!   type holds what the routes read); `run` and `validate --aws`.
+//! - [`cli`]: the command line's commands, flags and environment variables.
 //! - [`operator`]: `outbox-relay status` and `checkpoint reset`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
 //! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.
+//! - [`time`]: RFC 3339 times with any offset, from flags and from rows.
 //! - [`healthcheck`]: `outbox-relay healthcheck`, a container health probe of `/healthz`.
 
 pub mod app;
 pub mod aws;
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod healthcheck;
 pub mod lease;
 pub mod operator;
 pub mod pipeline;
+pub mod preflight;
 pub mod publish;
 pub mod redrive;
 pub mod relay;
 pub mod stream;
 pub mod telemetry;
 pub mod test_route;
+pub mod time;

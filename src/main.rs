@@ -1,155 +1,51 @@
 //! The `outbox-relay` command: parse arguments, load config, run. Nothing else.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
 use mimalloc::MiMalloc;
-use outbox_relay::config::Config;
+use outbox_relay::cli::{BackfillArgs, CheckpointCommand, Cli, Command, ConfigOrigin, Output};
+use outbox_relay::config::{Config, ConfigErrors};
 
 /// The relay's per-record work is allocation-heavy (JSON trees); mimalloc makes the pipeline
 /// about a third faster than the system allocator (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// Relays DynamoDB Streams outbox rows to Amazon EventBridge.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Config file (TOML or YAML), for the default `run` command.
-    #[arg(long, short, env = "OUTBOX_RELAY_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// The config itself, as TOML text; used instead of the file when set and not empty (on
-    /// ECS, inject it from an SSM parameter as a container secret).
-    #[arg(
-        long,
-        env = "OUTBOX_RELAY_CONFIG_TOML",
-        global = true,
-        hide_env_values = true
-    )]
-    config_toml: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the relay (the default).
-    Run,
-    /// Probe the running relay's /healthz (at [http] listen) for container health checks:
-    /// exit 0 if healthy, 1 otherwise. Needs no shell or curl in the image.
-    Healthcheck,
-    /// Check a config file without calling AWS; exit 2 naming every problem.
-    Validate,
-    /// Show what every route does with one stream record (Pipes/Lambda JSON shape), offline:
-    /// whether it matched and the exact PutEvents entries it would send.
-    TestRoute {
-        /// The record, a JSON file (`-` for standard input).
-        #[arg(long)]
-        record: PathBuf,
-        /// The source the record comes from (a table name or stream ARN of the config).
-        /// Default: the record's `eventSourceARN`, else the config's only source.
-        #[arg(long)]
-        source: Option<String>,
-        /// `text` or `json` (`{"source", "routes": [{"name", "applies", "matched", "entries",
-        /// "error"}]}`).
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-        output: String,
-    },
-    /// Per shard of the configured sources: owner, checkpoint, lag and state, from the lease
-    /// table (and one GetRecords per shard for the lag).
-    Status {
-        /// `text` or `json`.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-        output: String,
-    },
-    /// Checkpoint maintenance.
-    #[command(subcommand)]
-    Checkpoint(CheckpointCommand),
-    /// Publish what a source table holds now (rows the stream trimmed, or a new consumer's
-    /// first load) through the same routes, publisher and dead-letter sink; resumable.
-    Backfill(BackfillArgs),
-    /// Re-publish the dead-letter queue (dead_letter.queue_url) with the current routes,
-    /// deleting each message once EventBridge accepted it.
-    Redrive {
-        /// Print the entries that would be sent; publish and delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Stop after this many messages.
-        #[arg(long)]
-        max_messages: Option<usize>,
-    },
-}
-
-/// `backfill`'s flags.
-#[derive(Debug, clap::Args)]
-struct BackfillArgs {
-    /// The source table to read (a table of the config's sources). Default: the only one.
-    #[arg(long)]
-    table: Option<String>,
-    /// Segments of the parallel Scan, read at once (1..=1000000).
-    #[arg(long, default_value_t = 4)]
-    segments: u32,
-    /// Only rows created at or after this RFC 3339 time (by source.created_at_attribute).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only rows created before this RFC 3339 time (by source.created_at_attribute).
-    #[arg(long)]
-    until: Option<String>,
-    /// Read at most this many rows per second, over all segments (spares the table's
-    /// capacity for the application). Default: no limit.
-    #[arg(long)]
-    max_items_per_second: Option<std::num::NonZeroU32>,
-    /// Print the entries it would send (JSON lines on stdout); publish and write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Continue the table's last backfill from the positions saved in the lease table.
-    #[arg(long)]
-    resume: bool,
-    /// How often progress is reported (a bar on a terminal, else a JSON line on stderr).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    progress_interval: Duration,
-}
-
-#[derive(Debug, Subcommand)]
-enum CheckpointCommand {
-    /// Move one shard (--shard) or a whole source (--source) to TRIM_HORIZON, LATEST or the
-    /// first record at or after an RFC 3339 time; refuses owned shards unless --force.
-    Reset {
-        #[arg(long)]
-        shard: Option<String>,
-        /// A table name or stream ARN of the config.
-        #[arg(long)]
-        source: Option<String>,
-        /// TRIM_HORIZON, LATEST or a time such as 2026-01-31T12:00:00Z.
-        #[arg(long)]
-        to: outbox_relay::operator::ResetTarget,
-        /// Reset even while a relay owns the shard (it stops at its next lease write).
-        #[arg(long)]
-        force: bool,
-    },
-}
-
 /// Exit code for a config that does not validate (also used by `run`).
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (origin, loaded) = match (cli.config_toml.filter(|t| !t.trim().is_empty()), cli.config) {
-        (Some(text), _) => (
-            "OUTBOX_RELAY_CONFIG_TOML".to_owned(),
-            Config::load_toml_text(&text),
-        ),
-        (None, Some(path)) => (path.display().to_string(), Config::load(&path)),
-        (None, None) => {
-            eprintln!(
-                "error: --config FILE is required (or set OUTBOX_RELAY_CONFIG, or the config \
-                 text in OUTBOX_RELAY_CONFIG_TOML)"
-            );
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "outbox-relay",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let origin = match outbox_relay::cli::config_origin_of(&cli, &matches) {
+        Ok(origin) => origin,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    let loaded = match &origin {
+        ConfigOrigin::File(path) => Config::load(path),
+        ConfigOrigin::Text { text, .. } => Config::load_toml_text(text),
+    };
+    let origin = origin.describe();
+    if let Some(Command::Validate { output, aws }) = cli.command {
+        return validate(&origin, loaded, output, aws);
+    }
     let config = match loaded {
         Ok(config) => config,
         Err(errors) => {
@@ -158,13 +54,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate => {
-            println!(
-                "{origin}: valid ({} route{})",
-                config.routes.len(),
-                if config.routes.len() == 1 { "" } else { "s" }
-            );
-            ExitCode::SUCCESS
+        Command::Validate { .. } | Command::Completions { .. } => {
+            unreachable!("handled before the config is needed")
         }
         Command::Run => run(config),
         Command::Healthcheck => {
@@ -185,7 +76,7 @@ fn main() -> ExitCode {
             record,
             source,
             output,
-        } => test_route(&config, &record, source.as_deref(), &output),
+        } => test_route(&config, &record, source.as_deref(), output),
         Command::Status { output } => block_on(async {
             let rows = outbox_relay::operator::status(&config)
                 .await
@@ -193,7 +84,7 @@ fn main() -> ExitCode {
             let gaps = outbox_relay::operator::gaps(&config)
                 .await
                 .map_err(|e| DisplayChain(&e).to_string())?;
-            if output == "json" {
+            if output == Output::Json {
                 println!("{}", outbox_relay::operator::status_json(&rows, &gaps));
             } else {
                 print!("{}", outbox_relay::operator::status_table(&rows));
@@ -241,6 +132,73 @@ fn main() -> ExitCode {
     }
 }
 
+/// `validate`: every problem of the config at once (and, with `aws`, what AWS says of its
+/// sources), as text or one JSON document; exit 2 on any problem.
+fn validate(
+    origin: &str,
+    loaded: Result<Config, ConfigErrors>,
+    output: Output,
+    aws: bool,
+) -> ExitCode {
+    let mut unchecked = Vec::new();
+    let (routes, problems) = match loaded {
+        Ok(config) if aws => {
+            let check = match runtime() {
+                Ok(rt) => rt.block_on(async {
+                    let clients = outbox_relay::aws::Clients::load(
+                        &config.aws,
+                        outbox_relay::aws::Retries::Sdk,
+                    )
+                    .await;
+                    let streams =
+                        outbox_relay::stream::DynamoDbStreams::new(clients.streams, clients.dynamodb);
+                    outbox_relay::preflight::check_sources(&config, &streams).await
+                }),
+                Err(code) => return code,
+            };
+            unchecked = check.unchecked;
+            (config.routes.len(), check.problems)
+        }
+        Ok(config) => (config.routes.len(), Vec::new()),
+        Err(errors) => (0, errors.0),
+    };
+    let valid = problems.is_empty() && unchecked.is_empty();
+    if output == Output::Json {
+        let json = serde_json::json!({
+            "origin": origin,
+            "valid": valid,
+            "routes": routes,
+            "problems": problems
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+            "unchecked": unchecked
+                .iter()
+                .map(|(source, reason)| serde_json::json!({"source": source, "reason": reason}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{json}");
+    } else if valid {
+        println!(
+            "{origin}: valid ({routes} route{}{})",
+            if routes == 1 { "" } else { "s" },
+            if aws { "; the sources fit it" } else { "" }
+        );
+    } else {
+        if !problems.is_empty() {
+            eprintln!("error: {origin}: {}", ConfigErrors(problems.clone()));
+        }
+        for (source, reason) in &unchecked {
+            eprintln!("error: {origin}: cannot check source {source}: {reason}");
+        }
+    }
+    match (problems.is_empty(), unchecked.is_empty()) {
+        (true, true) => ExitCode::SUCCESS,
+        (false, _) => ExitCode::from(EXIT_BAD_CONFIG),
+        (true, false) => ExitCode::FAILURE,
+    }
+}
+
 /// Runs an operator command on a fresh runtime; errors are printed, exit 1.
 fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match runtime() {
@@ -260,7 +218,7 @@ fn test_route(
     config: &Config,
     record: &std::path::Path,
     source: Option<&str>,
-    output: &str,
+    output: Output,
 ) -> ExitCode {
     let text = if record.as_os_str() == "-" {
         let mut buf = String::new();
@@ -277,7 +235,7 @@ fn test_route(
     };
     match outbox_relay::test_route::test_route(config, &text, source) {
         Ok(report) => {
-            if output == "json" {
+            if output == Output::Json {
                 println!("{}", outbox_relay::test_route::to_json(&report));
             } else {
                 print!("{}", outbox_relay::test_route::to_text(&report));
@@ -415,6 +373,11 @@ fn run(config: Config) -> ExitCode {
     match outcome {
         Ok(outbox_relay::app::RunOutcome::Clean) => ExitCode::SUCCESS,
         Ok(outbox_relay::app::RunOutcome::Forced) => ExitCode::FAILURE,
+        Err(outbox_relay::app::StartupError::SourcesUnfit(problems)) => {
+            tracing::error!(%problems, "The sources do not fit the config; nothing was read.");
+            eprintln!("error: the sources do not fit the config: {problems}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
         Err(e) => {
             let e = DisplayChain(&e);
             tracing::error!(error = %e, "Start-up failed.");

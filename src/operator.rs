@@ -51,11 +51,9 @@ impl std::str::FromStr for ResetTarget {
         match s {
             "TRIM_HORIZON" => Ok(Self::TrimHorizon),
             "LATEST" => Ok(Self::Latest),
-            t => humantime::parse_rfc3339_weak(t).map(Self::At).map_err(|e| {
-                format!(
-                    "expected TRIM_HORIZON, LATEST or an RFC 3339 time (2026-01-31T12:00:00Z): {e}"
-                )
-            }),
+            t => crate::time::parse_rfc3339(t)
+                .map(Self::At)
+                .map_err(|e| format!("expected TRIM_HORIZON, LATEST or an RFC 3339 time: {e}")),
         }
     }
 }

@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 
 use crate::aws::{Clients, Retries};
@@ -73,7 +72,7 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
             .await
             .map_err(|e| RedriveError::QueueNotFound {
                 name: name.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: crate::aws::describe_error(&e),
             })?
             .queue_url
             .ok_or_else(|| RedriveError::QueueNotFound {
@@ -94,7 +93,7 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
         .await
         .map_err(|e| RedriveError::ReceiveFailed {
             queue_url: queue_url.clone(),
-            detail: DisplayErrorContext(&e).to_string(),
+            detail: crate::aws::describe_error(&e),
         })?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
@@ -122,7 +121,7 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
             .await
             .map_err(|e| RedriveError::ReceiveFailed {
                 queue_url: queue_url.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: crate::aws::describe_error(&e),
             })?;
         if batch.messages().is_empty() {
             break;
@@ -319,7 +318,7 @@ async fn delete(
             // (at least once; consumers deduplicate on eventId).
             format!(
                 "published, but deleting the message failed: {}",
-                DisplayErrorContext(&e)
+                crate::aws::describe_error(&e)
             )
         })
 }

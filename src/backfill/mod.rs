@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
@@ -210,12 +209,9 @@ fn plan(config: &Config, options: &BackfillOptions) -> Result<Plan, BackfillErro
                 "selecting rows by time needs source.created_at_attribute (the row's creation-time attribute) in the config",
             ));
         }
-        humantime::parse_rfc3339_weak(text).map(Some).map_err(|e| {
-            BackfillError::bad(
-                flag,
-                format!("{text:?} is not an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"),
-            )
-        })
+        crate::time::parse_rfc3339(text)
+            .map(Some)
+            .map_err(|e| BackfillError::bad(flag, e))
     };
     let window = Window {
         since: parse("--since", &options.since)?,
@@ -268,7 +264,7 @@ async fn describe(clients: &Clients, plan: &Plan) -> Result<TableFacts, Backfill
             return Err(BackfillError::TableFailed {
                 operation: "DescribeTable",
                 table: plan.table.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: crate::aws::describe_error(&e),
             })
         }
     };
@@ -489,7 +485,7 @@ impl Shared {
                 .map_err(|e| BackfillError::TableFailed {
                     operation: "Scan",
                     table: self.plan.table.clone(),
-                    detail: DisplayErrorContext(&e).to_string(),
+                    detail: crate::aws::describe_error(&e),
                 })?;
             let Page {
                 pending,

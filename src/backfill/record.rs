@@ -60,7 +60,7 @@ pub fn created_at(item: &Value, attribute: &str) -> Option<SystemTime> {
         return SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?);
     }
     let s = value.get("S").and_then(Value::as_str)?;
-    humantime::parse_rfc3339_weak(s).ok()
+    crate::time::parse_stored(s)
 }
 
 /// The stable `eventID` of the item whose key is `keys` (DynamoDB JSON).

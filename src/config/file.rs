@@ -117,7 +117,8 @@ pub struct SourceConfig {
     /// malformed value is ignored (counted, logged). Default: unset.
     pub trace_context_attribute: Option<String>,
     /// Attribute of the outbox row that holds its creation time: a number of seconds since
-    /// the epoch (milliseconds when above 10^11) or an RFC 3339 string. `backfill --since /
+    /// the epoch (milliseconds when above 10^11) or an RFC 3339 string with any offset (one
+    /// without a zone is taken as UTC). `backfill --since /
     /// --until` select rows by it, and a backfilled record's `ApproximateCreationDateTime`
     /// (the event's `Time`) is taken from it. Default: unset.
     pub created_at_attribute: Option<String>,

@@ -29,6 +29,13 @@ pub const ENV_PREFIX: &str = "OUTBOX_RELAY";
 /// Separates the prefix, sections and keys in environment variable names.
 pub const ENV_SEPARATOR: &str = "__";
 
+/// Separates the items of a list key's environment value
+/// (`OUTBOX_RELAY__SOURCE__TABLE_NAMES=Orders,Payments`).
+pub const LIST_SEPARATOR: &str = ",";
+/// The keys outside `[[routes]]` whose value is a list: their environment values are split at
+/// [`LIST_SEPARATOR`]. Routes are an array of tables, which no variable name can address.
+pub const LIST_KEYS: &[&str] = &["source.table_names", "source.stream_arns"];
+
 /// The top-level sections a config file may contain; anything else is an error.
 const SECTIONS: &[&str] = &[
     "aws",
@@ -150,11 +157,15 @@ impl Config {
     where
         S: config::Source + Send + Sync + 'static,
     {
-        let environment = config::Environment::with_prefix(ENV_PREFIX)
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
             .try_parsing(true)
+            .list_separator(LIST_SEPARATOR)
             .source(env);
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
         let raw = config::Config::builder()
             .add_source(source)
             .add_source(environment)

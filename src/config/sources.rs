@@ -4,7 +4,7 @@
 //! source"; the relay, `test-route`, `redrive` and `backfill` all ask it.
 
 use crate::pipeline::pattern::PatternError;
-use crate::pipeline::{Route, Router};
+use crate::pipeline::{Route, Router, StreamViewType};
 
 use super::{Config, SourceConfig};
 
@@ -104,6 +104,43 @@ impl Config {
             .filter(|b| b.applies_to(source))
             .map(|b| b.route.clone())
             .collect()
+    }
+
+    /// What is wrong with reading `source` from a stream of view type `view`: one problem per
+    /// route field that reads an image the stream's records never carry (the route would
+    /// match nothing, or dead-letter every record). Keyed `routes[i].field`.
+    #[must_use]
+    pub fn view_type_problems(
+        &self,
+        source: &StreamSelector,
+        view: StreamViewType,
+    ) -> Vec<super::ConfigError> {
+        let mut problems = Vec::new();
+        for (i, binding) in self.routes.iter().enumerate() {
+            if !binding.applies_to(source) {
+                continue;
+            }
+            for (field, image) in binding.route.images_read() {
+                if view.holds(image) {
+                    continue;
+                }
+                problems.push(super::ConfigError::new(
+                    format!("routes[{i}].{field}"),
+                    format!(
+                        "route {:?} reads {}, but the stream of {} has StreamViewType {}, whose \
+                         records never carry it; a stream's view type cannot be changed: \
+                         disable the stream and enable it again with {} (its readers then \
+                         start on the new stream)",
+                        binding.route.name(),
+                        image.field(),
+                        source.name(),
+                        view.as_str(),
+                        StreamViewType::holding(image).join(" or "),
+                    ),
+                ));
+            }
+        }
+        problems
     }
 
     /// The router for records of `source` ([`Config::routes_for`] in one matcher).

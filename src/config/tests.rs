@@ -391,3 +391,57 @@ fn pipelining_keys_are_checked_against_each_other() {
     assert_eq!(c.source.read_ahead_records, 2000);
     assert_eq!(c.source.busy_poll_interval, Duration::from_millis(250));
 }
+
+#[test]
+fn a_view_type_without_a_read_image_is_a_problem_naming_the_route_and_key() {
+    use crate::pipeline::StreamViewType;
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\nname = \"removed\"\nfilters = ['{{\"dynamodb\": {{\"OldImage\": {{\"pk\": [{{\"exists\": true}}]}}}}}}']\nevent_bus_name = \"bus\"\nsource = \"Demo\"\ndetail_type = \"Removed\"\ntemplate = '{{\"k\": <$.Keys.pk>}}'\n"
+    );
+    let c = Config::from_toml(&text).expect("valid");
+    let table = StreamSelector::Table("EventsTable".into());
+    let problems = c.view_type_problems(&table, StreamViewType::KeysOnly);
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0].unmarshall", "routes[1].filters[0]"]);
+    assert!(
+        problems[0].reason.contains("route \"all\" reads NewImage")
+            && problems[0].reason.contains("StreamViewType KEYS_ONLY")
+            && problems[0].reason.contains("NEW_IMAGE or NEW_AND_OLD_IMAGES"),
+        "{}",
+        problems[0]
+    );
+    assert_eq!(
+        c.view_type_problems(&table, StreamViewType::NewImage)
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect::<Vec<_>>(),
+        ["routes[1].filters[0]"]
+    );
+    assert!(c
+        .view_type_problems(&table, StreamViewType::NewAndOldImages)
+        .is_empty());
+}
+
+#[test]
+fn list_keys_are_set_from_the_environment_split_at_commas() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, MINIMAL).expect("write");
+    let env = config::Map::from([(
+        "OUTBOX_RELAY__SOURCE__TABLE_NAMES".to_owned(),
+        "Orders,Payments".to_owned(),
+    )]);
+    let c = Config::load_with_env(&path, Some(env)).expect("valid");
+    assert_eq!(c.source.table_names, ["Orders", "Payments"]);
+    assert_eq!(
+        c.source.streams(),
+        ["EventsTable", "Orders", "Payments"].map(|t| StreamSelector::Table(t.into()))
+    );
+    // A scalar key is not split.
+    let env = config::Map::from([(
+        "OUTBOX_RELAY__SOURCE__TABLE_NAME".to_owned(),
+        "A,B".to_owned(),
+    )]);
+    let c = Config::load_with_env(&path, Some(env)).expect("valid");
+    assert_eq!(c.source.table_name.as_deref(), Some("A,B"));
+}

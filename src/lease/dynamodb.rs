@@ -9,7 +9,6 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::coordinator::WorkerRecord;
 use super::model::{Checkpoint, Lease, LeaseKey, StreamGap, WorkerId};
@@ -368,12 +367,12 @@ fn now() -> AttributeValue {
 pub(super) fn call_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> LeaseError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     LeaseError::CallFailed {
         operation,
         code: crate::aws::error_code(err).to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+        message: crate::aws::describe_error(err),
     }
 }
 

@@ -31,6 +31,80 @@ impl ImageSelector {
     }
 }
 
+/// A stream's `StreamViewType`: which images its records carry (every record carries `Keys`).
+/// "KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES" (DynamoDB API reference,
+/// `StreamSpecification`); a stream's view type cannot be changed, only a new stream made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamViewType {
+    KeysOnly,
+    NewImage,
+    OldImage,
+    NewAndOldImages,
+}
+
+impl StreamViewType {
+    /// The API's name for it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeysOnly => "KEYS_ONLY",
+            Self::NewImage => "NEW_IMAGE",
+            Self::OldImage => "OLD_IMAGE",
+            Self::NewAndOldImages => "NEW_AND_OLD_IMAGES",
+        }
+    }
+
+    /// Whether records of such a stream carry `image`.
+    #[must_use]
+    pub fn holds(self, image: ImageSelector) -> bool {
+        match image {
+            ImageSelector::Keys => true,
+            ImageSelector::NewImage => matches!(self, Self::NewImage | Self::NewAndOldImages),
+            ImageSelector::OldImage => matches!(self, Self::OldImage | Self::NewAndOldImages),
+        }
+    }
+
+    /// The view types that hold `image`, as the API names them, for messages.
+    #[must_use]
+    pub fn holding(image: ImageSelector) -> Vec<&'static str> {
+        [
+            Self::KeysOnly,
+            Self::NewImage,
+            Self::OldImage,
+            Self::NewAndOldImages,
+        ]
+        .into_iter()
+        .filter(|v| v.holds(image))
+        .map(Self::as_str)
+        .collect()
+    }
+}
+
+impl std::str::FromStr for StreamViewType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "KEYS_ONLY" => Ok(Self::KeysOnly),
+            "NEW_IMAGE" => Ok(Self::NewImage),
+            "OLD_IMAGE" => Ok(Self::OldImage),
+            "NEW_AND_OLD_IMAGES" => Ok(Self::NewAndOldImages),
+            other => Err(format!("unknown StreamViewType {other:?}")),
+        }
+    }
+}
+
+/// The images a pattern, template path or ordering key names: `NewImage`/`OldImage` under
+/// `dynamodb` in the stream record, or the plain image as a path's first step (`$.NewImage`).
+#[must_use]
+pub fn image_named(field: &str) -> Option<ImageSelector> {
+    match field {
+        "NewImage" => Some(ImageSelector::NewImage),
+        "OldImage" => Some(ImageSelector::OldImage),
+        _ => None,
+    }
+}
+
 /// A record's images unmarshalled to plain JSON, each made on first use and then shared.
 #[derive(Debug)]
 pub struct PlainImages<'a> {

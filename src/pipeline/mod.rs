@@ -16,7 +16,7 @@ pub mod unmarshall;
 
 pub use batch::{entry_size, Batches};
 pub use bus::{Bus, BusKind};
-pub use image::{ImageError, ImageSelector, PlainImages};
+pub use image::{ImageError, ImageSelector, PlainImages, StreamViewType};
 pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};

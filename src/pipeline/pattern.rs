@@ -129,6 +129,42 @@ impl Filter {
         })
     }
 
+    /// The images the pattern matches on: `NewImage`/`OldImage` under `dynamodb`, through
+    /// any `$or`. A record without that image never matches such a field.
+    #[must_use]
+    pub fn images_read(&self) -> Vec<crate::pipeline::ImageSelector> {
+        fn visit(value: &Value, under_dynamodb: bool, out: &mut Vec<crate::pipeline::ImageSelector>) {
+            match value {
+                Value::Object(fields) => {
+                    for (key, inner) in fields {
+                        if key == "$or" {
+                            visit(inner, under_dynamodb, out);
+                        } else if under_dynamodb {
+                            if let Some(image) = crate::pipeline::image::image_named(key) {
+                                if !out.contains(&image) {
+                                    out.push(image);
+                                }
+                            }
+                        } else if key == "dynamodb" {
+                            visit(inner, true, out);
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        visit(item, under_dynamodb, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Ok(value) = serde_json::from_str::<Value>(&self.text) {
+            visit(&value, false, &mut out);
+        }
+        out
+    }
+
     /// The pattern as written in the config.
     #[must_use]
     pub fn as_str(&self) -> &str {

@@ -191,6 +191,38 @@ impl Route {
         }
     }
 
+    /// Every image the route reads, with the field that reads it (`filters[0]`, `template`,
+    /// `unmarshall`, `ordering_key`), in config order: what a stream's view type must hold
+    /// for the route to work on its records.
+    #[must_use]
+    pub fn images_read(&self) -> Vec<(String, ImageSelector)> {
+        let mut out = Vec::new();
+        for (j, filter) in self.filters.iter().enumerate() {
+            out.extend(
+                filter
+                    .images_read()
+                    .into_iter()
+                    .map(|image| (format!("filters[{j}]"), image)),
+            );
+        }
+        match &self.detail {
+            Detail::Template(t) => out.extend(
+                t.images_read()
+                    .into_iter()
+                    .map(|image| ("template".to_owned(), image)),
+            ),
+            Detail::Unmarshall { image, .. } => out.push(("unmarshall".to_owned(), *image)),
+        }
+        if let OrderingKey::Template(t) = &self.ordering_key {
+            out.extend(
+                t.images_read()
+                    .into_iter()
+                    .map(|image| ("ordering_key".to_owned(), image)),
+            );
+        }
+        out
+    }
+
     /// Unique name, used in logs, metrics and `<aws.pipes.pipe-name>`.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -345,6 +377,40 @@ mod tests {
         assert!(
             problems[0].reason.contains("257 characters"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_names_every_image_it_reads_with_the_field_that_reads_it() {
+        let mut s = spec();
+        s.filters = vec![
+            r#"{"eventName": ["INSERT"]}"#.into(),
+            r#"{"$or": [{"dynamodb": {"OldImage": {"a": [{"exists": true}]}}}, {"eventName": ["REMOVE"]}]}"#.into(),
+        ];
+        s.ordering_key = Some("<$.NewImage.aggregateId>".into());
+        let route = Route::compile(s.clone()).expect("valid");
+        let reads: Vec<(String, ImageSelector)> = route.images_read();
+        assert_eq!(
+            reads,
+            [
+                ("filters[1]".to_owned(), ImageSelector::OldImage),
+                ("unmarshall".to_owned(), ImageSelector::NewImage),
+                ("ordering_key".to_owned(), ImageSelector::NewImage),
+            ]
+        );
+        // A template reads the typed and the plain images alike; Keys are in every record.
+        s.filters.clear();
+        s.ordering_key = None;
+        s.detail = DetailSpec::Template(
+            r#"{"k": <$.Keys.pk>, "n": <$.dynamodb.NewImage.name.S>, "o": "<$.OldImage.name>", "e": <$.eventName>}"#.into(),
+        );
+        let route = Route::compile(s).expect("valid");
+        assert_eq!(
+            route.images_read(),
+            [
+                ("template".to_owned(), ImageSelector::NewImage),
+                ("template".to_owned(), ImageSelector::OldImage),
+            ]
         );
     }
 

@@ -96,6 +96,33 @@ pub struct Template {
 }
 
 impl Template {
+    /// The images its paths read: `$.dynamodb.NewImage…` and `$.NewImage…` (likewise
+    /// `OldImage`), in template order, repeats removed. `Keys` are in every record.
+    #[must_use]
+    pub fn images_read(&self) -> Vec<ImageSelector> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            let Part::Var {
+                var: Var::Path(steps),
+                ..
+            } = part
+            else {
+                continue;
+            };
+            let name = match steps.as_slice() {
+                [Step::Key(first), Step::Key(second), ..] if first == "dynamodb" => second,
+                [Step::Key(first), ..] => first,
+                _ => continue,
+            };
+            if let Some(image) = super::image::image_named(name) {
+                if !out.contains(&image) {
+                    out.push(image);
+                }
+            }
+        }
+        out
+    }
+
     /// Parses `text`, finding placeholders and whether each sits inside a string literal.
     ///
     /// # Errors

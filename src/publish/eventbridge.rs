@@ -4,7 +4,6 @@
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::DateTime;
 
 use super::publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
@@ -120,12 +119,12 @@ fn failed_entries(out: &PutEventsOutput, sent: usize) -> PutOutcome {
 pub(super) fn publish_error<E, R>(err: &SdkError<E, R>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let code = crate::aws::error_code(err);
     PublishError {
         code: code.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+        message: crate::aws::describe_error(err),
     }
 }
 

@@ -1,6 +1,5 @@
 //! [`DeadLetterSink`] on an SQS queue: one message per dead letter.
 
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, MAX_MESSAGE_BYTES};
 
@@ -47,7 +46,7 @@ impl SqsDeadLetterSink {
                     .await
                     .map_err(|e| DeadLetterError {
                         code: crate::aws::error_code(&e).to_owned(),
-                        message: format!("resolving queue {name:?}: {}", DisplayErrorContext(&e)),
+                        message: format!("resolving queue {name:?}: {}", crate::aws::describe_error(&e)),
                     })?
                     .queue_url
                     .ok_or_else(|| DeadLetterError {
@@ -85,7 +84,7 @@ impl DeadLetterSink for SqsDeadLetterSink {
             .map(drop)
             .map_err(|e| DeadLetterError {
                 code: crate::aws::error_code(&e).to_owned(),
-                message: DisplayErrorContext(&e).to_string(),
+                message: crate::aws::describe_error(&e),
             })
     }
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::{json, Map, Value};
 
 use super::shard::{SequenceNumber, Shard, ShardId};
@@ -24,6 +23,28 @@ impl DynamoDbStreams {
     #[must_use]
     pub fn new(streams: aws_sdk_dynamodbstreams::Client, tables: aws_sdk_dynamodb::Client) -> Self {
         Self { streams, tables }
+    }
+}
+
+impl DynamoDbStreams {
+    /// The stream's `StreamViewType` as the API names it (`NEW_IMAGE`, …), from one
+    /// DescribeStream; `None` when the answer has none.
+    ///
+    /// # Errors
+    /// [`SourceError`] as for the other calls.
+    pub async fn view_type(&self, stream_arn: &str) -> Result<Option<String>, SourceError> {
+        let out = self
+            .streams
+            .describe_stream()
+            .stream_arn(stream_arn)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeStream", &e))?;
+        Ok(out
+            .stream_description()
+            .and_then(|d| d.stream_view_type())
+            .map(|v| v.as_str().to_owned()))
     }
 }
 
@@ -136,7 +157,7 @@ impl ShardSource for DynamoDbStreams {
 fn call_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> SourceError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let code = crate::aws::error_code(err);
     match code {
@@ -153,7 +174,7 @@ where
         _ => SourceError::CallFailed {
             operation,
             code: code.to_owned(),
-            message: DisplayErrorContext(err).to_string(),
+            message: crate::aws::describe_error(err),
         },
     }
 }
