@@ -233,8 +233,7 @@ mod tests {
         assert!(
             line.starts_with(
                 "request has timed out: error trying to connect: connection refused (os error 111)"
-            )
-                && line.contains("check the network path to AWS"),
+            ) && line.contains("check the network path to AWS"),
             "{line}"
         );
         assert!(!line.contains('\n') && !line.contains("Debug"), "{line}");

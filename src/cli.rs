@@ -214,7 +214,9 @@ pub fn config_origin_of(cli: &Cli, matches: &ArgMatches) -> Result<ConfigOrigin,
     let from_env = |id: &str| matches.value_source(id) == Some(ValueSource::EnvVariable);
     config_origin(
         cli.config.clone().map(|p| (p, from_env("config"))),
-        cli.config_toml.clone().map(|t| (t, from_env("config_toml"))),
+        cli.config_toml
+            .clone()
+            .map(|t| (t, from_env("config_toml"))),
     )
 }
 

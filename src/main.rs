@@ -150,8 +150,10 @@ fn validate(
                         outbox_relay::aws::Retries::Sdk,
                     )
                     .await;
-                    let streams =
-                        outbox_relay::stream::DynamoDbStreams::new(clients.streams, clients.dynamodb);
+                    let streams = outbox_relay::stream::DynamoDbStreams::new(
+                        clients.streams,
+                        clients.dynamodb,
+                    );
                     outbox_relay::preflight::check_sources(&config, &streams).await
                 }),
                 Err(code) => return code,

@@ -18,11 +18,9 @@ pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
     let text = text.trim();
     match text.parse::<jiff::Timestamp>() {
         Ok(t) => SystemTime::try_from(t).map_err(|e| format!("{text:?} is out of range: {e}")),
-        Err(_) if jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S%.f", text).is_ok() => {
-            Err(format!(
-                "{text:?} has no zone: add Z for UTC or an offset such as +02:00 ({EXAMPLE})"
-            ))
-        }
+        Err(_) if jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S%.f", text).is_ok() => Err(
+            format!("{text:?} has no zone: add Z for UTC or an offset such as +02:00 ({EXAMPLE})"),
+        ),
         Err(e) => Err(format!("{text:?} is not an RFC 3339 time ({EXAMPLE}): {e}")),
     }
 }
@@ -80,7 +78,10 @@ mod tests {
             Some(at(1_769_724_000))
         );
         assert_eq!(parse_stored("2026-01-29T22:00:00"), Some(at(1_769_724_000)));
-        assert_eq!(parse_stored("2026-01-29T22:00:00.000Z"), Some(at(1_769_724_000)));
+        assert_eq!(
+            parse_stored("2026-01-29T22:00:00.000Z"),
+            Some(at(1_769_724_000))
+        );
         assert_eq!(parse_stored("not a time"), None);
     }
 }

@@ -320,3 +320,105 @@ fn healthcheck_exits_1_naming_the_address_when_no_relay_answers() {
         "{stderr}"
     );
 }
+
+/// `validate -o json` of `text` (a file), with `env` set: exit code and the JSON document.
+fn validate_json(text: &str, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["validate", "-o", "json", "-c"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn one_validate_reports_four_independent_mistakes_as_json() {
+    let text = GOOD
+        .replace(
+            "table_name = \"EventsTable\"",
+            "table_name = \"EventsTable\"\ntabel_name = \"x\"\npoll_intervall = \"1s\"",
+        )
+        .replace(r#"["INSERT"]"#, "[INSERT]")
+        .replace("unmarshall = ", "resourcs = []\nunmarshall = ");
+    let (code, json) = validate_json(&text, &[]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["valid"], false);
+    let mut keys: Vec<&str> = json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| p["key"].as_str().expect("key"))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].filters[0]",
+            "routes[0].resourcs",
+            "source.poll_intervall",
+            "source.tabel_name"
+        ],
+        "{json}"
+    );
+    let (code, json) = validate_json(GOOD, &[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["routes"], 1);
+}
+
+#[test]
+fn an_explicit_config_flag_beats_the_config_text_in_the_environment() {
+    // The file is broken, the text in the environment is fine: the flag wins, so exit 2.
+    let broken = GOOD.replace("[source]", "[source]\ntable = \"x\"");
+    let (code, json) = validate_json(&broken, &[("OUTBOX_RELAY_CONFIG_TOML", GOOD)]);
+    assert_eq!(code, 2, "{json}");
+    assert_ne!(json["origin"], "OUTBOX_RELAY_CONFIG_TOML", "{json}");
+    assert_eq!(json["problems"][0]["key"], "source.table", "{json}");
+}
+
+#[test]
+fn list_keys_come_from_the_environment() {
+    let (code, json) = validate_json(
+        GOOD,
+        &[("OUTBOX_RELAY__SOURCE__TABLE_NAMES", "Orders,Payments")],
+    );
+    assert_eq!(code, 0, "{json}");
+    // A route limited to a table that the variable adds is valid only if the list was split.
+    let limited = GOOD.replace("unmarshall = ", "sources = [\"Payments\"]\nunmarshall = ");
+    let (code, json) = validate_json(
+        &limited,
+        &[("OUTBOX_RELAY__SOURCE__TABLE_NAMES", "Orders,Payments")],
+    );
+    assert_eq!(code, 0, "{json}");
+    let (code, json) = validate_json(&limited, &[]);
+    assert_eq!(
+        code, 2,
+        "without the variable the route names no source: {json}"
+    );
+}
+
+#[test]
+fn shell_completions_need_no_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["completions", "bash"])
+        .env_remove("OUTBOX_RELAY_CONFIG")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("_outbox__relay()") && script.contains("backfill"),
+        "{script}"
+    );
+}

@@ -100,7 +100,10 @@ fn the_image_runs_the_relay_as_documented() {
 #[test]
 fn the_licence_file_is_the_one_the_package_and_image_declare() {
     let cargo = read("Cargo.toml");
-    assert!(cargo.contains("license = \"Apache-2.0\""), "Cargo.toml declares Apache-2.0");
+    assert!(
+        cargo.contains("license = \"Apache-2.0\""),
+        "Cargo.toml declares Apache-2.0"
+    );
     assert!(
         read("Dockerfile").contains("org.opencontainers.image.licenses=\"Apache-2.0\""),
         "the image label declares Apache-2.0"
@@ -108,7 +111,10 @@ fn the_licence_file_is_the_one_the_package_and_image_declare() {
     let licence = read("LICENSE");
     let head: Vec<&str> = licence.lines().map(str::trim).take(2).collect();
     assert_eq!(head, ["Apache License", "Version 2.0, January 2004"]);
-    assert!(licence.contains("END OF TERMS AND CONDITIONS"), "the whole licence text");
+    assert!(
+        licence.contains("END OF TERMS AND CONDITIONS"),
+        "the whole licence text"
+    );
 }
 
 /// SDK operations the relay's own code calls, and the IAM action each needs. The operator

@@ -287,13 +287,11 @@ fn section<T: DeserializeOwned + Default>(
 where
 {
     match raw.get::<config::Value>(key) {
-        Ok(v) => match deserialize_at::<T>(key, v) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
+        Ok(v) => {
+            let (value, problems) = deserialize_at::<T>(key, v);
+            errors.extend(problems);
+            value
+        }
         Err(config::ConfigError::NotFound(_)) if !required => Some(T::default()),
         Err(config::ConfigError::NotFound(_)) => {
             errors.push(ConfigError::new(key, "missing section"));
@@ -311,22 +309,69 @@ fn from_config_error(prefix: &str, e: &config::ConfigError) -> ConfigError {
     ConfigError::new(prefix, e.to_string())
 }
 
-/// Deserializes `value` (found at `prefix`), naming the exact key of the first problem.
+/// How many problems one section or route reports at most (each costs one more attempt).
+const MAX_PROBLEMS_PER_TABLE: usize = 32;
+
+/// Deserializes `value` (found at `prefix`), naming the exact key of *every* problem: after
+/// each one, the offending key is taken out and the rest tried again, so a misspelt key does
+/// not hide a bad value beside it. Returns what is left once it deserializes (so the checks
+/// after deserializing still run on it), and the problems.
 fn deserialize_at<T: DeserializeOwned>(
     prefix: &str,
-    value: config::Value,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+    mut value: config::Value,
+) -> (Option<T>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX_PROBLEMS_PER_TABLE {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return (Some(v), errors),
+            Err(e) => e,
+        };
+        let path = e.path().clone();
         let reason = e.into_inner().to_string();
+        // A required key taken out after its own problem is missing now: said already.
+        if removed.iter().any(|k| {
+            reason.starts_with("missing")
+                && (reason.contains(&format!("`{k}`")) || reason.contains(&format!("\"{k}\"")))
+        }) {
+            return (None, errors);
+        }
+        let path_text = path.to_string();
         // The path includes an unknown field's name, so it always points at the culprit.
-        let key = if path == "." || path.is_empty() {
+        let key = if path_text == "." || path_text.is_empty() {
             prefix.to_owned()
         } else {
-            format!("{prefix}.{path}")
+            format!("{prefix}.{path_text}")
         };
-        ConfigError::new(key, reason)
-    })
+        errors.push(ConfigError::new(key, reason));
+        match remove_at(&mut value, &path) {
+            Some(name) => removed.push(name),
+            None => return (None, errors),
+        }
+    }
+    (None, errors)
+}
+
+/// Takes the key at `path` out of `value`; returns its name, or `None` when the path does not
+/// end in a table's key (the whole value, a list item).
+fn remove_at(value: &mut config::Value, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let (last, parents) = segments.split_last()?;
+    let mut at = value;
+    for segment in parents {
+        at = match (segment, &mut at.kind) {
+            (Segment::Map { key }, config::ValueKind::Table(table)) => table.get_mut(key)?,
+            (Segment::Seq { index }, config::ValueKind::Array(items)) => items.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    match (last, &mut at.kind) {
+        (Segment::Map { key }, config::ValueKind::Table(table)) => {
+            table.remove(key).map(|_| key.clone())
+        }
+        _ => None,
+    }
 }
 
 /// The file's `[[routes]]`, each with its key (`routes[0]`); at least one is required.
@@ -354,9 +399,10 @@ fn raw_routes(raw: &config::Config, errors: &mut Vec<ConfigError>) -> Vec<(Strin
     let mut out = Vec::new();
     for (i, value) in values.into_iter().enumerate() {
         let key = format!("routes[{i}]");
-        match deserialize_at::<RawRoute>(&key, value) {
-            Ok(r) => out.push((key, r)),
-            Err(e) => errors.push(e),
+        let (route, problems) = deserialize_at::<RawRoute>(&key, value);
+        errors.extend(problems);
+        if let Some(route) = route {
+            out.push((key, route));
         }
     }
     out

@@ -406,7 +406,9 @@ fn a_view_type_without_a_read_image_is_a_problem_naming_the_route_and_key() {
     assert!(
         problems[0].reason.contains("route \"all\" reads NewImage")
             && problems[0].reason.contains("StreamViewType KEYS_ONLY")
-            && problems[0].reason.contains("NEW_IMAGE or NEW_AND_OLD_IMAGES"),
+            && problems[0]
+                .reason
+                .contains("NEW_IMAGE or NEW_AND_OLD_IMAGES"),
         "{}",
         problems[0]
     );
@@ -444,4 +446,45 @@ fn list_keys_are_set_from_the_environment_split_at_commas() {
     )]);
     let c = Config::load_with_env(&path, Some(env)).expect("valid");
     assert_eq!(c.source.table_name.as_deref(), Some("A,B"));
+}
+
+#[test]
+fn a_misspelt_key_hides_nothing_beside_it() {
+    // Four independent mistakes: two misspelt keys in [source], a misspelt optional key and an
+    // invalid filter in one route.
+    let text = r#"
+[source]
+tabel_name = "EventsTable"
+poll_intervall = "1s"
+table_name = "EventsTable"
+
+[[routes]]
+name = "all"
+filters = ['{"eventName": [INSERT]}']
+event_bus_name = "bus"
+source = "Demo"
+detail_type = "Changed"
+unmarshall = "NewImage"
+resourcs = ["arn:aws:dynamodb:us-east-1:1:table/EventsTable"]
+"#;
+    let err = Config::from_toml(text).expect_err("broken");
+    let mut keys = keys(&err);
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].filters[0]",
+            "routes[0].resourcs",
+            "source.poll_intervall",
+            "source.tabel_name",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_required_key_with_a_bad_value_is_one_problem_not_two() {
+    let text = MINIMAL.replace("source = \"Demo\"", "source = [1]");
+    let err = Config::from_toml(&text).expect_err("broken");
+    assert_eq!(keys(&err), ["routes[0].source"], "{err}");
 }

@@ -133,7 +133,11 @@ impl Filter {
     /// any `$or`. A record without that image never matches such a field.
     #[must_use]
     pub fn images_read(&self) -> Vec<crate::pipeline::ImageSelector> {
-        fn visit(value: &Value, under_dynamodb: bool, out: &mut Vec<crate::pipeline::ImageSelector>) {
+        fn visit(
+            value: &Value,
+            under_dynamodb: bool,
+            out: &mut Vec<crate::pipeline::ImageSelector>,
+        ) {
             match value {
                 Value::Object(fields) => {
                     for (key, inner) in fields {

@@ -1,6 +1,5 @@
 //! [`DeadLetterSink`] on an SQS queue: one message per dead letter.
 
-
 use super::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, MAX_MESSAGE_BYTES};
 
 /// Sends dead letters to an SQS queue. Message attributes carry the route, stage and error
@@ -46,7 +45,10 @@ impl SqsDeadLetterSink {
                     .await
                     .map_err(|e| DeadLetterError {
                         code: crate::aws::error_code(&e).to_owned(),
-                        message: format!("resolving queue {name:?}: {}", crate::aws::describe_error(&e)),
+                        message: format!(
+                            "resolving queue {name:?}: {}",
+                            crate::aws::describe_error(&e)
+                        ),
                     })?
                     .queue_url
                     .ok_or_else(|| DeadLetterError {

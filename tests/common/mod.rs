@@ -75,6 +75,12 @@ impl Fixture {
     }
 
     pub async fn create_events_table(&self, name: &str) {
+        self.create_events_table_viewing(name, StreamViewType::NewAndOldImages)
+            .await;
+    }
+
+    /// Creates an outbox table whose stream has the view type `view`.
+    pub async fn create_events_table_viewing(&self, name: &str, view: StreamViewType) {
         let key = |n: &str, kind: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(n)
@@ -100,7 +106,7 @@ impl Fixture {
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .stream_view_type(view)
                     .build()
                     .expect("complete"),
             )
