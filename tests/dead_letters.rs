@@ -28,6 +28,14 @@ detail_type = "Broken"
 {detail}
 
 [[routes]]
+name = "huge-template"
+filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Huge"]}}}}}}}}']
+event_bus_name = "{bus}"
+source = "OutboxDemo.Books"
+detail_type = "Huge"
+template = '{{"a": <$.NewImage.eventData.padding>, "b": <$.NewImage.eventData.padding>, "c": <$.NewImage.eventData.padding>, "d": <$.NewImage.eventData.padding>}}'
+
+[[routes]]
 name = "missing-bus"
 filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Lost"]}}}}}}}}']
 event_bus_name = "{lost_bus}"
@@ -150,7 +158,9 @@ async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_
     let good_before = f.write_books(2).await;
     let broken = f.write_event("Broken", 0).await;
     let lost = f.write_event("Lost", 0).await;
-    let big = f.write_event("BookAdded", 300 * 1024).await;
+    // A row of 300 KiB (DynamoDB items stop at 400 KB) whose template repeats it four times:
+    // an entry above PutEvents' 1 MiB.
+    let big = f.write_event("Huge", 300 * 1024).await;
     let good_after = f.write_books(3).await;
 
     let mut received = Vec::new();
@@ -208,11 +218,15 @@ async fn poison_records_are_dead_lettered_with_their_reason_and_the_shard_moves_
     assert_eq!(l["error_code"], "ResourceNotFoundException");
     assert_eq!(l["entry"]["EventBusName"], "no-such-bus");
     let g = by_id(&big);
-    assert_eq!(g["route"], "book-added");
+    assert_eq!(g["route"], "huge-template");
     assert_eq!(g["error_code"], "EntryTooLarge");
+    // SQS takes 1 MiB messages since 2026-01-29: the 300 KiB record is kept whole.
+    assert_eq!(g["truncated"], false, "the record fits an SQS message");
     assert_eq!(
-        g["truncated"], true,
-        "a 300 KiB record cannot fit an SQS message"
+        g["record"]["dynamodb"]["NewImage"]["eventData"]["M"]["padding"]["S"]
+            .as_str()
+            .map(str::len),
+        Some(300 * 1024)
     );
     assert_eq!(g["record"]["dynamodb"]["Keys"]["pk"]["S"], big.as_str());
     assert!(g["sequence_number"].as_str().is_some_and(|s| !s.is_empty()));

@@ -412,3 +412,48 @@ async fn per_service_endpoints_override_the_global_endpoint() {
     let (got, _) = distinct(&received);
     assert_eq!(got, ids.into_iter().collect());
 }
+
+/// EventBridge took 1 MB payloads on 2026-01-29 (256 KiB before): a 600 KB entry, which the
+/// relay used to dead-letter as too large, is published to a classic bus whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_600_kb_entry_is_published_to_a_classic_bus() {
+    let mut f = Fixture::new().await;
+    // A 300 KiB row (DynamoDB items stop at 400 KB) whose template repeats it: a 600 KiB entry.
+    let large_route = format!(
+        r#"
+[[routes]]
+name = "large"
+filters = ['{{"dynamodb": {{"NewImage": {{"eventType": {{"S": ["Large"]}}}}}}}}']
+event_bus_name = "{bus}"
+source = "OutboxDemo.Books"
+detail_type = "Large"
+template = '{{"id": <outbox.event-id>, "a": <$.NewImage.eventData.padding>, "b": <$.NewImage.eventData.padding>}}'
+"#,
+        bus = f.bus
+    );
+    let config = f.config_with("", &large_route);
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let padding = 300 * 1024;
+    let id = f.write_event("Large", padding).await;
+
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| !r.is_empty())
+        .await;
+    let event = &received[0].body;
+    assert_eq!(event["detail-type"], "Large");
+    assert_eq!(event["detail"]["id"], id.as_str());
+    let detail_bytes = event["detail"].to_string().len();
+    assert!(
+        detail_bytes > 2 * padding,
+        "the whole 600 KiB detail arrived: {detail_bytes} bytes"
+    );
+    assert_eq!(
+        relay
+            .metric("outbox_relay_events_dead_lettered_total")
+            .await,
+        0.0
+    );
+    let (status, log) = relay.terminate(DEADLINE);
+    assert!(status.success(), "{log}");
+}

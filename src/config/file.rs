@@ -268,7 +268,7 @@ impl Default for PublisherConfig {
 }
 
 /// `[dead_letter]`: where records go that cannot be delivered (a record whose image cannot
-/// be unmarshalled, an entry over 256 KiB, an event EventBridge rejects for good). At most
+/// be unmarshalled, an entry over 1 MiB, an event EventBridge rejects for good). At most
 /// one of `queue_url`, `queue_name` and `file`; with none, each dead letter is logged at
 /// ERROR with its payload.
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -109,14 +109,19 @@ mod tests {
 
     #[test]
     fn splits_on_the_byte_limit_before_the_entry_limit() {
-        let entries: Vec<_> = (0..4).map(|_| entry(100 * 1024, false)).collect();
+        // Two entries of 400 KiB fit the 1 MiB call, three do not.
+        let entries: Vec<_> = (0..4).map(|_| entry(400 * 1024, false)).collect();
         let ranges: Vec<_> = Batches::new(&entries, 10).collect();
         assert_eq!(ranges, vec![0..2, 2..4]);
     }
 
     #[test]
     fn an_oversized_entry_travels_alone() {
-        let entries = vec![entry(10, false), entry(300 * 1024, false), entry(10, false)];
+        let entries = vec![
+            entry(10, false),
+            entry(MAX_REQUEST_BYTES + 1, false),
+            entry(10, false),
+        ];
         let ranges: Vec<_> = Batches::new(&entries, 10).collect();
         assert_eq!(ranges, vec![0..1, 1..2, 2..3]);
     }

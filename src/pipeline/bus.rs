@@ -1,7 +1,8 @@
 //! The two kinds of EventBridge bus a route can target, and what each one's PutEvents accepts.
 //!
 //! - **Classic** (rules and targets; API `events`, `aws-sdk-eventbridge`): up to 10 entries
-//!   and 256 KiB per call; the bus is named per entry, so one call may mix buses.
+//!   and 1 MiB per call (256 KiB until 2026-01-29); the bus is named per entry, so one call may
+//!   mix buses.
 //! - **Custom Event Bus** (API `eventsv2`, `aws-sdk-eventbridgev2`): up to 100 entries and
 //!   1 MiB per call, one bus per call (`EventBusArn` is a request field); each entry may carry
 //!   `SystemMetadata.EventGroupId` (FIFO subscribers deliver a group in publish order) and
@@ -17,9 +18,13 @@ use std::fmt;
 /// Entries per classic PutEvents call.
 /// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>
 pub const CLASSIC_MAX_ENTRIES: usize = 10;
-/// Bytes per classic PutEvents call, as [`super::entry_size`] counts them (256 KiB).
-/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html>
-pub const CLASSIC_MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Bytes per classic PutEvents call, as [`super::entry_size`] counts them (1 MiB). AWS raised
+/// EventBridge's payload limit "from 256 KB to 1 MB" on 2026-01-29 (AWS Compute Blog, "More
+/// room to build: serverless services now support payloads up to 1 MB"; partners describe it
+/// as "EventBridge's 1 MiB entry cap"); the entry size is counted as
+/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html> says.
+// NOTE: the user guide pages not yet updated still say 256KB; the announcement is newer.
+pub const CLASSIC_MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Entries per Custom Event Bus PutEvents call ("Array Members: Minimum number of 1 item.
 /// Maximum number of 100 items.", eventsv2 `PutEvents`).
 pub const CUSTOM_MAX_ENTRIES: usize = 100;

@@ -16,9 +16,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::pipeline::{Bus, Entry};
 
-/// Largest message body SQS accepts (256 KiB).
+/// Largest message SQS accepts (1 MiB, attributes included: "Amazon SQS increases maximum
+/// message payload size to 1 MiB", AWS What's New, part of the 2026-01-29 serverless 1 MB
+/// payload change; 256 KiB before).
 /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html>
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Where in the pipeline the record failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -107,7 +109,7 @@ pub struct DeadLetter {
     /// The stream record in the Pipes JSON shape; only its keys when `truncated`.
     pub record: Value,
     pub entry: Option<DeadLetterEntry>,
-    /// Set when the record's images and the entry's detail were removed to fit 256 KiB.
+    /// Set when the record's images and the entry's detail were removed to fit SQS's limit.
     pub truncated: bool,
 }
 
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn an_oversized_dead_letter_keeps_the_reason_keys_and_sequence_number() {
-        let text = letter(300 * 1024).to_message(MAX_MESSAGE_BYTES);
+        let text = letter(MAX_MESSAGE_BYTES).to_message(MAX_MESSAGE_BYTES);
         assert!(text.len() <= MAX_MESSAGE_BYTES);
         let msg: Value = serde_json::from_str(&text).expect("json");
         assert_eq!(msg["truncated"], true);

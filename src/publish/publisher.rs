@@ -34,7 +34,7 @@ pub struct PublishError {
 
 /// EventBridge as the relay uses it.
 pub trait EventPublisher: Send + Sync + 'static {
-    /// Sends `entries` in one PutEvents call: all to classic buses (at most 10, 256 KiB) or
+    /// Sends `entries` in one PutEvents call: all to classic buses (at most 10, 1 MiB) or
     /// all to one Custom Event Bus (at most 100, 1 MiB).
     fn put_events(
         &self,

@@ -71,7 +71,7 @@ fn attribute(value: &str) -> aws_sdk_sqs::types::MessageAttributeValue {
 
 impl DeadLetterSink for SqsDeadLetterSink {
     async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        // Attributes count towards the 256 KiB limit too: leave them room.
+        // Attributes count towards the message size limit too: leave them room.
         let body = letter.to_message(MAX_MESSAGE_BYTES - 1024);
         let queue_url = self.url().await?;
         self.client
