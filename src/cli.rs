@@ -19,12 +19,13 @@ pub const CONFIG_TOML_ENV: &str = "OUTBOX_RELAY_CONFIG_TOML";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Config file (TOML or YAML). A flag given here wins over both environment variables.
+    /// Config file (TOML or YAML); also from OUTBOX_RELAY_CONFIG. The flag wins over both
+    /// environment variables.
     #[arg(long, short, env = CONFIG_ENV, global = true)]
     pub config: Option<PathBuf>,
-    /// The config itself, as TOML text; used instead of the file when set and not empty (on
-    /// ECS, inject it from an SSM parameter as a container secret). An explicit `--config`
-    /// flag wins over this variable.
+    /// The config itself, as TOML text; also from OUTBOX_RELAY_CONFIG_TOML, which is used
+    /// instead of OUTBOX_RELAY_CONFIG when set and not empty (on ECS, inject it from an SSM
+    /// parameter as a container secret). An explicit `--config` flag wins over the variable.
     #[arg(long, env = CONFIG_TOML_ENV, global = true, hide_env_values = true)]
     pub config_toml: Option<String>,
 }

@@ -605,3 +605,59 @@ fn recover_gaps_needs_the_creation_time_attribute() {
         "{err}"
     );
 }
+
+/// `--since` is RFC 3339 with any offset: `+02:00` names the same instant as `Z` two hours
+/// earlier, so both select the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_with_an_offset_selects_the_same_rows_as_its_utc_form() {
+    let mut f = Fixture::new().await;
+    let table = f.events_table.clone();
+    let earlier = f.put_rows(&table, 3).await;
+    // The boundary: a millisecond after the last row written so far, and before the next.
+    let since = SystemTime::now() + Duration::from_millis(1);
+    while SystemTime::now() <= since + Duration::from_millis(1) {
+        std::thread::yield_now();
+    }
+    let later = f.put_rows(&table, 3).await;
+    let config = f.config(&source_extra("LATEST"));
+    let utc = rfc3339(since);
+    // The same instant, written as the local time of a zone two hours east of UTC.
+    let offset = rfc3339(since + Duration::from_secs(2 * 3600)).replace('Z', "+02:00");
+    assert_ne!(utc, offset);
+    let mut outputs = Vec::new();
+    for flag in [&utc, &offset] {
+        let (code, out, err) = relay_cmd(
+            &config,
+            &f.endpoint,
+            &["backfill", "--dry-run", "--since", flag],
+        );
+        assert_eq!(code, 0, "{flag}: {out}\n{err}");
+        let mut ids: Vec<String> = out
+            .lines()
+            .map(|l| {
+                let entry: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+                let detail: serde_json::Value =
+                    serde_json::from_str(entry["Detail"].as_str().expect("detail")).expect("JSON");
+                detail["eventId"].as_str().expect("eventId").to_owned()
+            })
+            .collect();
+        ids.sort();
+        outputs.push(ids);
+    }
+    let mut want = later.clone();
+    want.sort();
+    assert_eq!(
+        outputs[0], want,
+        "--since {utc} selects the later rows only"
+    );
+    assert_eq!(outputs[1], outputs[0], "--since {offset} selects the same");
+    assert!(earlier.iter().all(|id| !outputs[1].contains(id)));
+    // Without a zone the time is refused, naming the fix.
+    let no_zone = utc.trim_end_matches('Z');
+    let (code, _, err) = relay_cmd(&config, &f.endpoint, &["backfill", "--since", no_zone]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("has no zone") && err.contains("+02:00"),
+        "{err}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The config file's shape: one struct per section, each key documented for operators with
 //! its default. Defaults live in one place: every section is `#[serde(default)]`, and its
-//! `impl Default` takes each value from a named `default_*` function that README's
-//! configuration reference mirrors.
+//! `impl Default` takes each value from a named `default_*` function that
+//! docs/reference/config.md mirrors (tests/docs.rs checks every key and default).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};

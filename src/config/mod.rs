@@ -3,8 +3,8 @@
 //! A config is loaded from one TOML (or YAML) file with the `config` crate, every key
 //! overridable by an environment variable `OUTBOX_RELAY__SECTION__KEY`. Loading reports *every*
 //! problem at once, each naming the key path and the reason ([`ConfigError`]); it makes no AWS
-//! call. Defaults come from the `default_*` functions below, which README's configuration
-//! reference mirrors.
+//! call. Defaults come from the `default_*` functions below, which docs/reference/config.md
+//! mirrors (tests/docs.rs checks every key and default).
 
 use std::fmt;
 use std::path::Path;
