@@ -18,6 +18,15 @@ use tools::{read, run, venv_bin, REPO};
 
 const CHART: &str = "deploy/helm/outbox-relay";
 const MULTI_REPLICA: &str = "deploy/helm/outbox-relay/ci/multi-replica-values.yaml";
+/// The users' values files of `ci/`: each holds a config of its own kind.
+const STREAM_ARN: &str = "deploy/helm/outbox-relay/ci/stream-arn-values.yaml";
+const TWO_TABLES: &str = "deploy/helm/outbox-relay/ci/two-tables-values.yaml";
+const REGION_FROM_ENV: &str = "deploy/helm/outbox-relay/ci/region-from-env-values.yaml";
+const EXISTING_CONFIGMAP: &str = "deploy/helm/outbox-relay/ci/existing-configmap-values.yaml";
+/// The books demo's values, an example for users.
+const BOOKS_DEMO: &str = "deploy/helm/outbox-relay/examples/books-demo-values.yaml";
+/// A config given inline (`--set-json`), for the tests that are about something else.
+const INLINE_CONFIG: &str = r#""config": {"source": {"table_name": "Outbox"}, "routes": [{"name": "r", "event_bus_name": "b", "source": "s", "detail_type": "d", "unmarshall": "NewImage"}]}"#;
 
 /// What `scripts/helm-render` printed: the manifests (by template path) and the lint report,
 /// or the error that rejected the values.
@@ -40,7 +49,7 @@ fn render(values_file: Option<&str>, set_json: &str) -> serde_json::Value {
 /// A successful render: its lint has no warnings or errors, and its manifests by kind.
 struct Rendered {
     manifests: BTreeMap<String, String>,
-    by_kind: BTreeMap<String, Value>,
+    by_kind: BTreeMap<String, Vec<Value>>,
 }
 
 fn rendered(values_file: Option<&str>, set_json: &str) -> Rendered {
@@ -69,7 +78,7 @@ fn rendered(values_file: Option<&str>, set_json: &str) -> Rendered {
             let doc: Value = serde_yaml_ng::from_str(&text)
                 .unwrap_or_else(|e| panic!("{template} is not YAML: {e}\n{text}"));
             let kind = doc["kind"].as_str().expect("kind").to_owned();
-            assert!(by_kind.insert(kind.clone(), doc).is_none(), "two {kind}s");
+            by_kind.entry(kind).or_insert_with(Vec::new).push(doc);
         }
         manifests.insert(template.clone(), text);
     }
@@ -77,10 +86,22 @@ fn rendered(values_file: Option<&str>, set_json: &str) -> Rendered {
 }
 
 impl Rendered {
+    /// The one manifest of `kind` (the config's ConfigMap, for `ConfigMap`).
     fn get(&self, kind: &str) -> &Value {
-        self.by_kind
+        let all = self
+            .by_kind
             .get(kind)
-            .unwrap_or_else(|| panic!("no {kind} rendered"))
+            .unwrap_or_else(|| panic!("no {kind} rendered"));
+        let mine: Vec<&Value> = all
+            .iter()
+            .filter(|d| {
+                !d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-dashboard"))
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "one {kind}");
+        mine[0]
     }
 
     fn config_toml(&self) -> String {
@@ -88,6 +109,31 @@ impl Rendered {
             .as_str()
             .expect("config.toml in the ConfigMap")
             .to_owned()
+    }
+
+    /// The relay container's environment, as the config loader sees it.
+    fn container_env(&self) -> config::Map<String, String> {
+        self.container()["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The config the relay in the pod loads: the rendered file with the container's
+    /// environment overrides (the chart's `[http]` and `[shutdown]`).
+    fn pod_config(&self) -> Config {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, self.config_toml()).expect("write config");
+        Config::load_with_env(&path, Some(self.container_env()))
+            .unwrap_or_else(|e| panic!("the pod's config: {e}\n{}", self.config_toml()))
     }
 
     fn container(&self) -> &Value {
@@ -120,7 +166,7 @@ fn as_u64(v: &Value) -> u64 {
 
 /// The chart's invariants, for any values: they tie the manifests to the relay's config.
 fn check_invariants(r: &Rendered) {
-    // The config inside the ConfigMap is one the relay accepts.
+    // The config inside the ConfigMap is one the relay accepts, with the pod's environment.
     let toml = r.config_toml();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.toml");
@@ -129,6 +175,8 @@ fn check_invariants(r: &Rendered) {
         .arg("validate")
         .arg("--config")
         .arg(&path)
+        .env_clear()
+        .envs(r.container_env())
         .output()
         .expect("outbox-relay validate runs");
     assert!(
@@ -136,7 +184,7 @@ fn check_invariants(r: &Rendered) {
         "outbox-relay validate rejected the chart's config:\n{}\n{toml}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = Config::from_toml(&toml).expect("config parses");
+    let config = r.pod_config();
 
     let deployment = r.get("Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
@@ -207,8 +255,28 @@ fn check_invariants(r: &Rendered) {
 }
 
 #[test]
-fn default_values_render_lint_and_validate() {
-    let r = rendered(None, "{}");
+fn the_chart_ships_no_config_and_says_what_to_give() {
+    let out = render(None, "{}");
+    let error = out["error"]
+        .as_str()
+        .expect("the default values are refused");
+    assert!(
+        error.contains("no relay config: set one of config")
+            && error.contains("configToml")
+            && error.contains("existingConfigMap"),
+        "{error}"
+    );
+    let values: Value =
+        serde_yaml_ng::from_str(&read(&format!("{CHART}/values.yaml"))).expect("values yaml");
+    assert_eq!(
+        values["config"],
+        Value::Mapping(serde_yaml_ng::Mapping::new())
+    );
+}
+
+#[test]
+fn the_books_demo_example_renders_lints_and_validates() {
+    let r = rendered(Some(BOOKS_DEMO), "{}");
     check_invariants(&r);
     let text = r.validate_against_kubernetes_schemas("1.30.0");
     for kind in [
@@ -239,14 +307,95 @@ fn default_values_render_lint_and_validate() {
         as_u64(&r.container()["ports"][0]["containerPort"])
     )));
     assert!(r.manifests["outbox-relay/templates/NOTES.txt"].contains("roleArn is empty"));
+    let config = r.pod_config();
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.aws.region, None, "the pod's AWS_REGION decides");
+}
+
+/// YAML or TOML as JSON, numbers as floats (Helm's `toToml` writes `500` as `500.0`).
+fn normalized(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Number(n) => n.as_f64().map_or(J::Null, |f| serde_json::json!(f)),
+        J::Array(items) => J::Array(items.into_iter().map(normalized).collect()),
+        J::Object(map) => J::Object(map.into_iter().map(|(k, v)| (k, normalized(v))).collect()),
+        other => other,
+    }
+}
+
+/// The `config` (or `configToml`) of a values file, as JSON.
+fn users_config(values_file: &str) -> serde_json::Value {
+    let values: serde_json::Value =
+        serde_yaml_ng::from_str(&read(values_file)).expect("values yaml");
+    if let Some(text) = values["configToml"].as_str() {
+        return normalized(toml::from_str(text).expect("configToml is TOML"));
+    }
+    normalized(values["config"].clone())
+}
+
+#[test]
+fn the_pod_gets_exactly_the_users_config() {
+    for file in [STREAM_ARN, TWO_TABLES, REGION_FROM_ENV, MULTI_REPLICA] {
+        let r = rendered(Some(file), "{}");
+        check_invariants(&r);
+        let rendered: serde_json::Value =
+            toml::from_str(&r.config_toml()).expect("the ConfigMap holds TOML");
+        assert_eq!(
+            normalized(rendered),
+            users_config(file),
+            "{file}: the config file holds the user's keys, nothing else"
+        );
+        // The chart's own keys come from its values, through the environment.
+        let env = r.container_env();
+        assert!(env["OUTBOX_RELAY__HTTP__LISTEN"].starts_with("0.0.0.0:"));
+        assert!(env["OUTBOX_RELAY__SHUTDOWN__GRACE"].ends_with('s'));
+    }
+    // Stream ARN only: one source, that stream; no table, no region.
+    let config = rendered(Some(STREAM_ARN), "{}").pod_config();
+    assert_eq!(config.source.streams().len(), 1);
+    assert_eq!(config.source.table_name, None);
+    assert_eq!(config.aws.region, None);
+    assert_eq!(config.source.event_id_attribute, None);
+    // Two tables.
+    let config = rendered(Some(TWO_TABLES), "{}").pod_config();
+    assert_eq!(config.source.table_names, ["Orders", "Payments"]);
+    // The region from the pod: the config has none, the container's AWS_REGION stays.
+    let r = rendered(Some(REGION_FROM_ENV), "{}");
+    assert!(!r.config_toml().contains("[aws]"));
+    assert_eq!(r.pod_config().aws.region, None);
+    assert_eq!(r.container_env()["AWS_REGION"], "ap-southeast-2");
+}
+
+#[test]
+fn an_existing_config_map_is_mounted_as_the_config_file() {
+    let r = rendered(Some(EXISTING_CONFIGMAP), "{}");
+    r.validate_against_kubernetes_schemas("1.30.0");
+    assert!(
+        !r.by_kind.contains_key("ConfigMap"),
+        "the chart renders no config of its own"
+    );
+    let pod = &r.get("Deployment")["spec"]["template"]["spec"];
+    let volume = &pod["volumes"][0];
+    assert_eq!(volume["configMap"]["name"], "relay-config");
+    assert_eq!(volume["configMap"]["items"][0]["key"], "relay.toml");
+    assert_eq!(volume["configMap"]["items"][0]["path"], "config.toml");
+    assert_eq!(
+        r.container_env()["OUTBOX_RELAY_CONFIG"],
+        "/etc/outbox-relay/config.toml"
+    );
+    // A Secret works the same way.
+    let r = rendered(None, r#"{"existingSecret": "relay-config-secret"}"#);
+    let volume = &r.get("Deployment")["spec"]["template"]["spec"]["volumes"][0];
+    assert_eq!(volume["secret"]["secretName"], "relay-config-secret");
+    assert_eq!(volume["secret"]["items"][0]["key"], "config.toml");
 }
 
 #[test]
 fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
     let r = rendered(Some(MULTI_REPLICA), "{}");
     check_invariants(&r);
-    // Several Kubernetes versions: the chart says kubeVersion >= 1.25.
-    for kube in ["1.25.0", "1.30.0"] {
+    // Several Kubernetes versions: the chart says kubeVersion >= 1.27 (matchLabelKeys).
+    for kube in ["1.27.0", "1.33.0"] {
         let text = r.validate_against_kubernetes_schemas(kube);
         assert!(text.contains("passed for resource deployment/"), "{text}");
     }
@@ -261,14 +410,61 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
         r.get("ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/outbox-relay"
     );
-    let config = Config::from_toml(&r.config_toml()).expect("config");
+    let config = r.pod_config();
     assert_eq!(config.routes.len(), 2);
     assert_eq!(config.source.max_records_per_poll.get(), 500);
+    // Pulled by digest; a collector beside the relay; environment from a Secret.
+    assert!(r.container()["image"].as_str().is_some_and(|i| i.ends_with(
+        "/outbox-relay@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    )));
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][1]["name"], "otel-collector");
+    assert_eq!(
+        r.container()["envFrom"][0]["secretRef"]["name"],
+        "relay-extra-env"
+    );
+    for constraint in pod["topologySpreadConstraints"]
+        .as_sequence()
+        .expect("spread")
+    {
+        assert_eq!(
+            constraint["matchLabelKeys"],
+            Value::Sequence(vec!["pod-template-hash".into()])
+        );
+    }
+    // The dashboard for Grafana's sidecar is the one of deploy/grafana.
+    let dashboard = r.by_kind["ConfigMap"]
+        .iter()
+        .find(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-dashboard"))
+        })
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/outbox-relay.json")).expect("dashboard");
+    let rendered: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["outbox-relay.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("JSON");
+    assert_eq!(rendered, shipped);
 
     // kubernetes-validate has no schemas for prometheus-operator's CRDs: check them here.
     let service = r.get("Service");
     let monitor = r.get("ServiceMonitor");
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"][0], "outbox",
+        "a monitor in another namespace still selects the release's"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["metricRelabelings"][0]["action"],
+        "drop"
+    );
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
         deployment["spec"]["selector"]["matchLabels"]
@@ -302,7 +498,7 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
 fn a_route_can_target_a_custom_event_bus() {
     let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
     let set = format!(
-        r#"{{"config": {{"routes": [{{"name": "books", "event_bus_arn": "{arn}", "source": "S", "detail_type": "T", "unmarshall": "NewImage"}}]}}}}"#
+        r#"{{"config": {{"source": {{"table_name": "Outbox"}}, "routes": [{{"name": "books", "event_bus_arn": "{arn}", "source": "S", "detail_type": "T", "unmarshall": "NewImage"}}]}}}}"#
     );
     let r = rendered(None, &set);
     let config = Config::from_toml(&r.config_toml()).expect("config");
@@ -313,12 +509,38 @@ fn a_route_can_target_a_custom_event_bus() {
 }
 
 #[test]
-fn the_chart_ships_the_same_alerts_as_deploy_prometheus() {
+fn the_chart_ships_the_same_alerts_and_dashboard_as_deploy() {
     assert_eq!(
         read(&format!("{CHART}/files/alerts.yaml")),
         read("deploy/prometheus/alerts.yaml"),
         "copy deploy/prometheus/alerts.yaml to the chart's files/"
     );
+    assert_eq!(
+        read(&format!("{CHART}/files/outbox-relay.json")),
+        read("deploy/grafana/outbox-relay.json"),
+        "copy deploy/grafana/outbox-relay.json to the chart's files/"
+    );
+}
+
+#[test]
+fn a_pod_monitor_can_replace_the_service_monitor() {
+    let r = rendered(
+        None,
+        &format!(
+            r#"{{{INLINE_CONFIG}, "podMonitor": {{"enabled": true, "relabelings": [{{"targetLabel": "team", "replacement": "books"}}]}}}}"#
+        ),
+    );
+    let monitor = r.get("PodMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        r.get("Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["targetLabel"],
+        "team"
+    );
+    assert!(!r.by_kind.contains_key("ServiceMonitor"));
 }
 
 #[test]
@@ -328,14 +550,29 @@ fn a_config_change_rolls_the_pods() {
             ["checksum/config"]
             .clone()
     };
-    let base = checksum("{}");
-    assert_eq!(base, checksum("{}"), "rendering is deterministic");
-    assert_ne!(base, checksum(r#"{"config": {"log": {"level": "debug"}}}"#));
-    assert_ne!(base, checksum(r#"{"shutdownGraceSeconds": 40}"#));
+    let with = |extra: &str| format!("{{{INLINE_CONFIG}{extra}}}");
+    let base = checksum(&with(""));
+    assert_eq!(base, checksum(&with("")), "rendering is deterministic");
+    assert_ne!(
+        base,
+        checksum(&format!(
+            r#"{{"config": {{"source": {{"table_name": "Outbox"}}, "log": {{"level": "debug"}}, "routes": [{{"name": "r", "event_bus_name": "b", "source": "s", "detail_type": "d", "unmarshall": "NewImage"}}]}}}}"#
+        ))
+    );
     assert_eq!(
         base,
-        checksum(r#"{"podLabels": {"team": "books"}}"#),
+        checksum(&with(r#", "podLabels": {"team": "books"}"#)),
         "only the config changes it"
+    );
+    // The chart's own keys travel in the environment; a change of them rolls the pods too.
+    let settings = |set: &str| {
+        rendered(None, set).get("Deployment")["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/chart-settings"]
+            .clone()
+    };
+    assert_ne!(
+        settings(&with("")),
+        settings(&with(r#", "shutdownGraceSeconds": 40"#))
     );
 }
 
@@ -345,25 +582,41 @@ fn bad_values_are_refused_with_the_key_and_the_reason() {
         (r#"{"replicaCount": "3"}"#, "/replicaCount"),
         (r#"{"replics": 3}"#, "'replics' not allowed"),
         (r#"{"metricsPort": 70000}"#, "/metricsPort"),
-        (r#"{"config": {"routes": []}}"#, "/config/routes"),
         (
-            r#"{"config": {"routes": [{"name": "r", "source": "S", "detail_type": "T"}]}}"#,
+            r#"{"config": {"source": {"table_name": "T"}, "routes": []}}"#,
+            "/config/routes",
+        ),
+        (
+            r#"{"config": {"source": {"table_name": "T"}, "routes": [{"name": "r", "source": "S", "detail_type": "T"}]}}"#,
             "/config/routes/0",
         ),
         (
-            r#"{"config": {"routes": [{"name": "r", "event_bus_arn": "arn:aws:events:us-east-1:123456789012:event-bus/b", "source": "S", "detail_type": "T"}]}}"#,
+            r#"{"config": {"source": {"table_name": "T"}, "routes": [{"name": "r", "event_bus_arn": "arn:aws:events:us-east-1:123456789012:event-bus/b", "source": "S", "detail_type": "T"}]}}"#,
             "/config/routes/0/event_bus_arn",
+        ),
+        (r#"{"config": {"log": {"level": "debug"}}}"#, "source"),
+        (
+            r#"{"configToml": "[source]", "existingConfigMap": "c"}"#,
+            "more than one relay config: configToml, existingConfigMap",
+        ),
+        (
+            r#"{"configToml": "[http]\nlisten = \"0.0.0.0:1\""}"#,
+            "configToml sets [http]: the chart sets it, use metricsPort",
+        ),
+        (
+            r#"{"existingConfigMap": "c", "image": {"repository": "r", "digest": "latest"}}"#,
+            "/image/digest",
         ),
         (
             r#"{"serviceAccount": {"roleArn": "my-role"}}"#,
             "/serviceAccount/roleArn",
         ),
         (
-            r#"{"config": {"http": {"listen": "0.0.0.0:1"}}}"#,
+            r#"{"config": {"source": {"table_name": "T"}, "routes": [{"name": "r", "event_bus_name": "b", "source": "S", "detail_type": "T"}], "http": {"listen": "0.0.0.0:1"}}}"#,
             "config.http is set by the chart: use metricsPort",
         ),
         (
-            r#"{"config": {"shutdown": {"grace": "1s"}}}"#,
+            r#"{"config": {"source": {"table_name": "T"}, "routes": [{"name": "r", "event_bus_name": "b", "source": "S", "detail_type": "T"}], "shutdown": {"grace": "1s"}}}"#,
             "config.shutdown is set by the chart: use shutdownGraceSeconds",
         ),
     ];
@@ -418,6 +671,11 @@ fn the_chart_and_its_values_pass_yamllint() {
         "Chart.yaml",
         "values.yaml",
         "ci/multi-replica-values.yaml",
+        "ci/stream-arn-values.yaml",
+        "ci/two-tables-values.yaml",
+        "ci/region-from-env-values.yaml",
+        "ci/existing-configmap-values.yaml",
+        "examples/books-demo-values.yaml",
         "files/alerts.yaml",
     ];
     let (ok, text) = run(Command::new(venv_bin("yamllint"))

@@ -38,18 +38,52 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The relay's config: `.Values.config` plus the keys the chart owns ([http] listen, [shutdown]
-grace), which must agree with the container port and terminationGracePeriodSeconds.
+Where the relay's config comes from: exactly one of `config` (YAML, key for key), `configToml`
+(TOML text), `existingConfigMap` or `existingSecret`. The chart ships none, so no default can
+mix into a user's config. `[http] listen` and `[shutdown] grace` are the chart's (environment
+overrides from `metricsPort` and `shutdownGraceSeconds`), so the config must not set them.
 */}}
-{{- define "outbox-relay.config" -}}
+{{- define "outbox-relay.configSource" -}}
+{{- $given := list }}
+{{- if .Values.config }}{{ $given = append $given "config" }}{{ end }}
+{{- if .Values.configToml }}{{ $given = append $given "configToml" }}{{ end }}
+{{- if .Values.existingConfigMap }}{{ $given = append $given "existingConfigMap" }}{{ end }}
+{{- if .Values.existingSecret }}{{ $given = append $given "existingSecret" }}{{ end }}
+{{- if eq (len $given) 0 }}
+{{- fail "no relay config: set one of config (the config as YAML), configToml (as TOML text), existingConfigMap or existingSecret (the name of one holding it under configKey); examples/books-demo-values.yaml is the books demo's" }}
+{{- end }}
+{{- if gt (len $given) 1 }}
+{{- fail (printf "more than one relay config: %s; set exactly one" (join ", " $given)) }}
+{{- end }}
 {{- if hasKey .Values.config "http" }}
 {{- fail "config.http is set by the chart: use metricsPort instead" }}
 {{- end }}
 {{- if hasKey .Values.config "shutdown" }}
 {{- fail "config.shutdown is set by the chart: use shutdownGraceSeconds instead" }}
 {{- end }}
-{{- $config := deepCopy .Values.config }}
-{{- $_ := set $config "http" (dict "listen" (printf "0.0.0.0:%d" (int .Values.metricsPort))) }}
-{{- $_ := set $config "shutdown" (dict "grace" (printf "%ds" (int .Values.shutdownGraceSeconds))) }}
-{{- toToml $config }}
+{{- if regexMatch "(?m)^\\s*\\[\\s*http\\s*\\]" .Values.configToml }}
+{{- fail "configToml sets [http]: the chart sets it, use metricsPort instead" }}
+{{- end }}
+{{- if regexMatch "(?m)^\\s*\\[\\s*shutdown\\s*\\]" .Values.configToml }}
+{{- fail "configToml sets [shutdown]: the chart sets it, use shutdownGraceSeconds instead" }}
+{{- end }}
+{{- first $given }}
+{{- end }}
+
+{{/* The config file the chart renders (for `config` and `configToml`): the user's keys only. */}}
+{{- define "outbox-relay.config" -}}
+{{- if .Values.config }}
+{{- toToml .Values.config }}
+{{- else }}
+{{- .Values.configToml }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: by digest when one is given, else by tag. */}}
+{{- define "outbox-relay.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
