@@ -555,9 +555,9 @@ fn a_config_change_rolls_the_pods() {
     assert_eq!(base, checksum(&with("")), "rendering is deterministic");
     assert_ne!(
         base,
-        checksum(&format!(
-            r#"{{"config": {{"source": {{"table_name": "Outbox"}}, "log": {{"level": "debug"}}, "routes": [{{"name": "r", "event_bus_name": "b", "source": "s", "detail_type": "d", "unmarshall": "NewImage"}}]}}}}"#
-        ))
+        checksum(
+            r#"{"config": {"source": {"table_name": "Outbox"}, "log": {"level": "debug"}, "routes": [{"name": "r", "event_bus_name": "b", "source": "s", "detail_type": "d", "unmarshall": "NewImage"}]}}"#
+        )
     );
     assert_eq!(
         base,
