@@ -199,6 +199,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// Where the alerts' `runbook_url`s point (the chart can replace it: `prometheusRule.runbookBaseUrl`).
+const RUNBOOK_BASE: &str =
+    "https://github.com/outbox-relay/outbox-relay/blob/main/docs/operations/runbook.md";
+
 #[test]
 fn the_alerting_rules_are_valid_promql_over_metrics_the_relay_exports() {
     let rules: serde_json::Value =
@@ -224,6 +228,26 @@ fn the_alerting_rules_are_valid_promql_over_metrics_the_relay_exports() {
                 runbook.contains(&format!("## {name}")),
                 "docs/operations/runbook.md has no section for {name}"
             );
+            // Alertmanager and Grafana link `runbook_url`: absolute, to this alert's section.
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has no runbook_url"));
+            assert_eq!(
+                url,
+                format!("{RUNBOOK_BASE}#{}", name.to_lowercase()),
+                "{name}"
+            );
+            // Two installs in one Prometheus alert apart: every aggregation keeps both labels.
+            let compact: String = expr.split_whitespace().collect::<Vec<_>>().join(" ");
+            for aggregation in ["sum", "max", "min", "group"] {
+                for (i, _) in compact.match_indices(&format!("{aggregation} ")) {
+                    let rest = &compact[i + aggregation.len() + 1..];
+                    assert!(
+                        rest.starts_with("by (namespace, job"),
+                        "{name}: `{aggregation}` without `by (namespace, job…)`: {compact}"
+                    );
+                }
+            }
             alerts += 1;
         }
     }

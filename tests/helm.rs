@@ -444,13 +444,13 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let shipped: serde_json::Value =
         serde_json::from_str(&read("deploy/grafana/outbox-relay.json")).expect("dashboard");
-    let rendered: serde_json::Value = serde_json::from_str(
+    let in_chart: serde_json::Value = serde_json::from_str(
         dashboard["data"]["outbox-relay.json"]
             .as_str()
             .expect("dashboard JSON"),
     )
     .expect("JSON");
-    assert_eq!(rendered, shipped);
+    assert_eq!(in_chart, shipped);
 
     // kubernetes-validate has no schemas for prometheus-operator's CRDs: check them here.
     let service = r.get("Service");
@@ -492,6 +492,24 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
     let alerts: Value =
         serde_yaml_ng::from_str(&read("deploy/prometheus/alerts.yaml")).expect("alerts yaml");
     assert_eq!(rule["spec"]["groups"], alerts["groups"]);
+    // The runbook links can point at a copy of the runbook.
+    let r = rendered(
+        Some(MULTI_REPLICA),
+        r#"{"prometheusRule": {"runbookBaseUrl": "https://wiki.example.com/outbox-relay"}}"#,
+    );
+    let rules = r.get("PrometheusRule")["spec"]["groups"][0]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .clone();
+    for rule in rules {
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .expect("runbook_url");
+        assert!(
+            url.starts_with("https://wiki.example.com/outbox-relay#outboxrelay"),
+            "{url}"
+        );
+    }
 }
 
 #[test]

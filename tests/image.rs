@@ -5,7 +5,7 @@
 //! environment, read-only root filesystem, the image's non-root user. A real Prometheus
 //! (Debian's `prometheus` package, which `./scripts/test` installs) scrapes the running image
 //! and evaluates `deploy/prometheus/alerts.yaml`: when PutEvents stops, the oldest-unpublished
-//! alert goes pending.
+//! alert goes pending; when the container stops, the "no replica" alert does.
 
 mod common;
 
@@ -19,6 +19,7 @@ use common::{Fixture, REPO};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const ALERT: &str = "OutboxRelayOldestUnpublishedRecordTooOld";
+const DOWN: &str = "OutboxRelayDown";
 
 /// A Prometheus server on a free loopback port, stopped when dropped.
 struct Prometheus {
@@ -428,8 +429,8 @@ async fn a_stuck_image_raises_the_oldest_unpublished_record_alert_on_a_real_prom
     .await;
     let rules = read("deploy/prometheus/alerts.yaml");
     let shortened = rules.replace(
-        "max(outbox_relay_oldest_unpublished_record_age_seconds) > 300\n        for: 5m",
-        "max(outbox_relay_oldest_unpublished_record_age_seconds) > 3\n        for: 1m",
+        "max by (namespace, job) (outbox_relay_oldest_unpublished_record_age_seconds) > 300\n        for: 5m",
+        "max by (namespace, job) (outbox_relay_oldest_unpublished_record_age_seconds) > 3\n        for: 1m",
     );
     assert_ne!(
         shortened, rules,
@@ -492,4 +493,25 @@ async fn a_stuck_image_raises_the_oldest_unpublished_record_alert_on_a_real_prom
         assert!(Instant::now() < end, "{ALERT} never cleared");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // Every replica gone: the container stops, its series go stale, and the "no replica"
+    // alert goes pending although no series of the relay is left to compare.
+    assert_eq!(prometheus.alert_state(DOWN).await, None, "{DOWN} while up");
+    docker_ok(&relay.host, &["stop", &relay.name]);
+    let stopped_at = Instant::now();
+    let state = loop {
+        if let Some(state) = prometheus.alert_state(DOWN).await {
+            break state;
+        }
+        assert!(
+            Instant::now() < stopped_at + DEADLINE,
+            "{DOWN} never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "alerts: {DOWN} {state} {:.1} s after the container stopped",
+        stopped_at.elapsed().as_secs_f64()
+    );
+    assert!(state == "pending" || state == "firing", "{state}");
 }
