@@ -242,7 +242,7 @@ fn the_metrics_reference_names_every_exported_metric_and_no_other() {
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
-        .filter(|name| name.starts_with("outbox_relay_"))
+        .filter(|name| name.starts_with("outbox_relay_") || name.starts_with("process_"))
         .map(str::to_owned)
         .collect();
     assert_eq!(documented, exported, "docs/reference/metrics.md rows");

@@ -291,7 +291,42 @@ impl Metrics {
             registry,
             names: Vec::new(),
         };
-        metrics.names = names.into_inner();
+        // Which build runs where: a constant 1 with the version as a label (the Prometheus
+        // convention of `*_build_info`), also what the dashboard counts replicas by.
+        note("outbox_relay_build_info");
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "outbox_relay_build_info",
+                "Always 1; labels: the relay's version and the machine it was built for.",
+            ),
+            &["version", "arch", "os"],
+        )
+        .expect("static metric definition is valid");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS,
+            ])
+            .set(1);
+        metrics
+            .registry
+            .register(Box::new(build_info))
+            .expect("metric registered once");
+        // CPU, memory, file descriptors and threads of this process, read from /proc at each
+        // scrape (Linux only; elsewhere the collector reports nothing).
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        let mut names = names.into_inner();
+        names.extend(
+            prometheus::core::Collector::desc(&process)
+                .into_iter()
+                .map(|d| d.fq_name.clone()),
+        );
+        metrics
+            .registry
+            .register(Box::new(process))
+            .expect("metric registered once");
+        metrics.names = names;
         metrics
     }
 
@@ -342,6 +377,15 @@ mod tests {
         assert!(text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .all(|l| l.starts_with("outbox_relay_")));
+            .all(|l| l.starts_with("outbox_relay_") || l.starts_with("process_")));
+        assert!(text.contains(&format!(
+            "outbox_relay_build_info{{arch=\"{}\",os=\"linux\",version=\"{}\"}} 1",
+            std::env::consts::ARCH,
+            env!("CARGO_PKG_VERSION")
+        )));
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(text.contains(name), "{name}");
+            assert!(m.names().iter().any(|n| n == name), "{name} in names()");
+        }
     }
 }
