@@ -3,7 +3,7 @@
 //! task definition and CloudFormation service (botocore's validator, cfn-lint), the alerting rules
 //! and the dashboard.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -416,20 +416,11 @@ fn the_task_definition_is_a_valid_register_task_definition_request() {
         report.contains("stopTimout") && report.contains("readonlyRootFilesystem"),
         "{report}"
     );
-
-    // The config text it carries is one the relay accepts.
-    let config = request["containerDefinitions"][0]["environment"]
-        .as_array()
-        .expect("environment")
-        .iter()
-        .find(|e| e["name"] == "OUTBOX_RELAY_CONFIG_TOML")
-        .and_then(|e| e["value"].as_str())
-        .expect("OUTBOX_RELAY_CONFIG_TOML");
-    let (ok, text) = run(Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
-        .arg("validate")
-        .env_remove("OUTBOX_RELAY_CONFIG")
-        .env("OUTBOX_RELAY_CONFIG_TOML", config));
-    assert!(ok, "{text}");
+    // The config comes from an SSM parameter, not from the task definition itself.
+    assert_eq!(
+        request["containerDefinitions"][0]["secrets"][0]["valueFrom"],
+        "arn:aws:ssm:eu-north-1:123456789012:parameter/outbox-relay/config"
+    );
 }
 
 /// The invariants of a task definition, in the API's camelCase (`task-definition.json`) or
@@ -486,13 +477,22 @@ fn check_task_definition(task: &serde_json::Value, pascal: bool) {
         "{stop}"
     );
     assert_eq!(get(c, &["logConfiguration", "logDriver"]), "awslogs");
-    let env = get(c, &["environment"]);
+    let secrets = get(c, &["secrets"]);
     assert!(
-        env.as_array()
-            .expect("environment")
+        secrets
+            .as_array()
+            .expect("secrets")
             .iter()
             .any(|e| e[key("name")] == "OUTBOX_RELAY_CONFIG_TOML"),
-        "the config comes in OUTBOX_RELAY_CONFIG_TOML"
+        "the config comes in OUTBOX_RELAY_CONFIG_TOML, from a secret (an SSM parameter)"
+    );
+    assert!(
+        get(c, &["environment"])
+            .as_array()
+            .expect("environment")
+            .iter()
+            .all(|e| e[key("name")] != "OUTBOX_RELAY_CONFIG_TOML"),
+        "not as plain environment: a CloudFormation parameter holds at most 4 KB"
     );
 }
 
@@ -533,41 +533,441 @@ fn the_ecs_service_keeps_every_shard_owned_during_deployments() {
     );
 }
 
-#[test]
-fn the_ecs_task_role_grants_exactly_the_relay_policy() {
-    let template = cloudformation("deploy/ecs/service.yaml");
-    let role = &template["Resources"]["TaskRole"]["Properties"];
-    let statements: Vec<serde_json::Value> = role["Policies"][0]["PolicyDocument"]["Statement"]
-        .as_array()
-        .expect("statements")
-        .iter()
-        // The dead-letter statement is conditional: compare its "queue configured" branch.
-        .map(|s| match s.get("Fn::If") {
-            Some(branches) => branches[1].clone(),
-            None => s.clone(),
+/// A CloudFormation template evaluated for given parameters: the intrinsic functions the
+/// templates here use (`Ref`, `Fn::Sub`, `Fn::Join`, `Fn::Split`, `Fn::If`, `Fn::GetAtt`,
+/// conditions with `Fn::Equals`/`Fn::Not`), so a test can read what a stack would get.
+struct Stack {
+    template: serde_json::Value,
+    params: BTreeMap<String, serde_json::Value>,
+    conditions: BTreeMap<String, bool>,
+}
+
+impl Stack {
+    const REGION: &'static str = "eu-north-1";
+    const ACCOUNT: &'static str = "123456789012";
+    const NAME: &'static str = "outbox-relay";
+
+    fn new(relative: &str, given: &[(&str, serde_json::Value)]) -> Self {
+        let template = cloudformation(relative);
+        let mut params = BTreeMap::new();
+        for (name, spec) in template["Parameters"].as_object().expect("parameters") {
+            let value = match given.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => v.clone(),
+                None => match (&spec["Default"], spec["Type"].as_str()) {
+                    (serde_json::Value::Null, _) => continue,
+                    (d, Some("CommaDelimitedList")) => d
+                        .as_str()
+                        .expect("a list default")
+                        .split(',')
+                        .map(|s| serde_json::Value::from(s.trim()))
+                        .collect(),
+                    (d, _) => serde_json::Value::from(match d {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    }),
+                },
+            };
+            params.insert(name.clone(), value);
+        }
+        let mut stack = Self {
+            template,
+            params,
+            conditions: BTreeMap::new(),
+        };
+        let conditions = stack.template["Conditions"].clone();
+        for (name, condition) in conditions.as_object().expect("conditions") {
+            let value = stack.condition(condition);
+            stack.conditions.insert(name.clone(), value);
+        }
+        stack
+    }
+
+    fn condition(&self, c: &serde_json::Value) -> bool {
+        if let Some(args) = c.get("Fn::Equals") {
+            return self.eval(&args[0]) == self.eval(&args[1]);
+        }
+        if let Some(args) = c.get("Fn::Not") {
+            return !self.condition(&args[0]);
+        }
+        if let Some(name) = c.get("Condition").and_then(|n| n.as_str()) {
+            return self.conditions[name];
+        }
+        panic!("unknown condition {c}")
+    }
+
+    fn reference(&self, name: &str) -> Option<serde_json::Value> {
+        Some(match name {
+            "AWS::NoValue" => return None,
+            "AWS::Partition" => "aws".into(),
+            "AWS::Region" => Self::REGION.into(),
+            "AWS::AccountId" => Self::ACCOUNT.into(),
+            "AWS::StackName" => Self::NAME.into(),
+            other => self
+                .params
+                .get(other)
+                .cloned()
+                .unwrap_or_else(|| format!("<{other}>").into()),
         })
-        .collect();
+    }
+
+    fn sub(&self, text: &str, vars: &serde_json::Value) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let end = rest[i..].find('}').expect("closed") + i;
+            let name = &rest[i + 2..end];
+            let value = match vars.get(name) {
+                Some(v) => self.eval(v).expect("a value"),
+                None if name.contains('.') && !name.starts_with("AWS::") => {
+                    format!("<{name}>").into()
+                }
+                None => self.reference(name).expect("a value"),
+            };
+            out.push_str(value.as_str().expect("a string"));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The value of `v`; `None` for `AWS::NoValue`.
+    fn eval(&self, v: &serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        match v {
+            J::Object(map) if map.len() == 1 => {
+                let (f, args) = map.iter().next().expect("one");
+                match f.as_str() {
+                    "Ref" => self.reference(args.as_str().expect("a name")),
+                    "Fn::Sub" => Some(match args {
+                        J::String(s) => self.sub(s, &J::Null).into(),
+                        J::Array(a) => self.sub(a[0].as_str().expect("text"), &a[1]).into(),
+                        other => panic!("Fn::Sub {other}"),
+                    }),
+                    "Fn::Join" => {
+                        let parts = self.eval(&args[1]).expect("a list");
+                        let parts: Vec<String> = parts
+                            .as_array()
+                            .expect("a list")
+                            .iter()
+                            .map(|p| p.as_str().expect("a string").to_owned())
+                            .collect();
+                        Some(parts.join(args[0].as_str().expect("a delimiter")).into())
+                    }
+                    "Fn::Split" => {
+                        let text = self.eval(&args[1]).expect("a string");
+                        Some(
+                            text.as_str()
+                                .expect("a string")
+                                .split(args[0].as_str().expect("a delimiter"))
+                                .map(J::from)
+                                .collect(),
+                        )
+                    }
+                    "Fn::If" => {
+                        let name = args[0].as_str().expect("a condition");
+                        self.eval(&args[if self.conditions[name] { 1 } else { 2 }])
+                    }
+                    "Fn::GetAtt" => Some(format!("<{}.{}>", args[0], args[1]).into()),
+                    _ => Some(J::Object(self.eval_map(map))),
+                }
+            }
+            J::Object(map) => Some(J::Object(self.eval_map(map))),
+            J::Array(items) => Some(J::Array(
+                items.iter().filter_map(|i| self.eval(i)).collect(),
+            )),
+            other => Some(other.clone()),
+        }
+    }
+
+    fn eval_map(
+        &self,
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        map.iter()
+            .filter_map(|(k, v)| Some((k.clone(), self.eval(v)?)))
+            .collect()
+    }
+
+    /// A resource's properties as the stack would create them (`None`: its condition is off).
+    fn resource(&self, name: &str) -> Option<serde_json::Value> {
+        let resource = &self.template["Resources"][name];
+        if let Some(condition) = resource["Condition"].as_str() {
+            if !self.conditions[condition] {
+                return None;
+            }
+        }
+        self.eval(&resource["Properties"])
+    }
+}
+
+/// The parameters of a stack relaying two tables to two buses, with a Custom Event Bus and a
+/// dead-letter queue.
+fn two_table_stack(metrics: &str) -> Stack {
+    let arn = |service: &str, resource: &str| {
+        serde_json::Value::from(format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            Stack::REGION,
+            Stack::ACCOUNT
+        ))
+    };
+    Stack::new(
+        "deploy/ecs/service.yaml",
+        &[
+            (
+                "Image",
+                "123456789012.dkr.ecr.eu-north-1.amazonaws.com/outbox-relay:0.1.0".into(),
+            ),
+            ("ConfigParameterName", "/outbox-relay/config".into()),
+            (
+                "SourceTableArns",
+                serde_json::json!([
+                    arn("dynamodb", "table/Orders"),
+                    arn("dynamodb", "table/Payments")
+                ]),
+            ),
+            (
+                "EventBusArns",
+                serde_json::json!([
+                    arn("events", "event-bus/default"),
+                    arn("events", "event-bus/orders")
+                ]),
+            ),
+            (
+                "CustomEventBusArn",
+                arn("events", "event-busv2/books/abcdefghij0123456789abcde"),
+            ),
+            ("DeadLetterQueue", "relay-dead-letters".into()),
+            ("MetricsDestination", metrics.into()),
+            (
+                "AmpWorkspaceId",
+                "ws-0123abcd-4567-89ef-0123-456789abcdef".into(),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn the_ecs_task_role_grants_exactly_the_relay_policy_per_table_and_bus() {
+    let stack = two_table_stack("CloudWatch");
+    let role = stack.resource("TaskRole").expect("the task role");
+    let granted = role["Policies"][0]["PolicyDocument"]["Statement"].clone();
+    // deploy/iam/relay-policy.json, each resource filled in per table and bus.
     let policy: serde_json::Value =
         serde_json::from_str(&read("deploy/iam/relay-policy.json")).expect("policy JSON");
+    let fill = |template: &str, name: &str, value: &str| -> String {
+        template
+            .replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", Stack::REGION)
+            .replace("${AWS::AccountId}", Stack::ACCOUNT)
+            .replace(&format!("${{{name}}}"), value)
+    };
     let expected: Vec<serde_json::Value> = policy["Statement"]
         .as_array()
         .expect("statements")
         .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            let subbed: Vec<serde_json::Value> = s["Resource"]
+        .map(|statement| {
+            let mut statement = statement.clone();
+            let resources: Vec<serde_json::Value> = statement["Resource"]
                 .as_array()
                 .expect("resources")
                 .iter()
-                .map(|r| serde_json::json!({ "Fn::Sub": r }))
+                .flat_map(|r| {
+                    let r = r.as_str().expect("a string");
+                    let each: Vec<(&str, &str)> = if r.contains("${SourceTable}") {
+                        vec![("SourceTable", "Orders"), ("SourceTable", "Payments")]
+                    } else if r.contains("${EventBus}") {
+                        vec![("EventBus", "default"), ("EventBus", "orders")]
+                    } else if r.contains("${LeaseTable}") {
+                        vec![("LeaseTable", "outbox-relay-leases")]
+                    } else if r.contains("${DeadLetterQueue}") {
+                        vec![("DeadLetterQueue", "relay-dead-letters")]
+                    } else {
+                        vec![(
+                            "CustomEventBusArn",
+                            "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
+                        )]
+                    };
+                    each.into_iter()
+                        .map(|(name, value)| serde_json::Value::from(fill(r, name, value)))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            s["Resource"] = subbed.into();
-            s
+            statement["Resource"] = resources.into();
+            statement
         })
         .collect();
     assert_eq!(
-        statements, expected,
+        granted,
+        serde_json::Value::from(expected),
         "TaskRole policy vs deploy/iam/relay-policy.json"
+    );
+    // Without a Custom Event Bus or a dead-letter queue, their statements are left out.
+    let plain = Stack::new(
+        "deploy/ecs/service.yaml",
+        &[
+            (
+                "SourceTableArns",
+                serde_json::json!(["arn:aws:dynamodb:eu-north-1:123456789012:table/T"]),
+            ),
+            (
+                "EventBusArns",
+                serde_json::json!(["arn:aws:events:eu-north-1:123456789012:event-bus/default"]),
+            ),
+            ("ConfigParameterName", "/c".into()),
+        ],
+    );
+    let sids: Vec<String> = plain.resource("TaskRole").expect("role")["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["Sid"].as_str().expect("sid").to_owned())
+        .collect();
+    assert_eq!(
+        sids,
+        [
+            "ResolveSourceTables",
+            "ReadSourceStreams",
+            "LeaseTable",
+            "PublishToConfiguredBuses"
+        ]
+    );
+}
+
+/// A CloudFormation (PascalCase) task definition as the API's camelCase request; map keys
+/// (log driver options) stay as they are.
+fn camel_case(v: &serde_json::Value, keep_keys: bool) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let key = if keep_keys {
+                    k.clone()
+                } else {
+                    let mut c = k.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                };
+                (key, camel_case(v, k == "Options"))
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.iter().map(|i| camel_case(i, false)).collect(),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_ecs_template_runs_a_config_above_4_kb_from_ssm_and_ships_metrics_with_a_lag_alarm() {
+    // A config larger than a CloudFormation parameter holds (4,096 bytes) fits an SSM
+    // parameter of the Advanced tier (8 KB), and the relay accepts it from the variable ECS
+    // fills from that parameter.
+    let operators = read("config/operators.toml");
+    assert!(
+        operators.len() > 4096 && operators.len() <= 8192,
+        "{} bytes",
+        operators.len()
+    );
+    let (ok, text) = run(Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .arg("validate")
+        .env_remove("OUTBOX_RELAY_CONFIG")
+        .env("OUTBOX_RELAY_CONFIG_TOML", &operators));
+    assert!(ok, "{text}");
+    assert!(
+        cloudformation("deploy/ecs/service.yaml")["Parameters"]
+            .get("RelayConfig")
+            .is_none(),
+        "no config text in a CloudFormation parameter"
+    );
+
+    for (metrics, exporter) in [
+        ("CloudWatch", "awsemf"),
+        ("AmazonManagedPrometheus", "prometheusremotewrite"),
+    ] {
+        let stack = two_table_stack(metrics);
+        let task = stack.resource("TaskDefinition").expect("task definition");
+        // The rendered task definition is a valid RegisterTaskDefinition request.
+        let mut request = camel_case(&task, false);
+        request["executionRoleArn"] = "arn:aws:iam::123456789012:role/execution".into();
+        request["taskRoleArn"] = "arn:aws:iam::123456789012:role/task".into();
+        // A Number parameter reaches a resource as text; CloudFormation converts it.
+        let stop: u64 = request["containerDefinitions"][0]["stopTimeout"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("StopTimeoutSeconds");
+        request["containerDefinitions"][0]["stopTimeout"] = stop.into();
+        request["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] =
+            "/ecs/outbox-relay".into();
+        request["containerDefinitions"][1]["logConfiguration"]["options"]["awslogs-group"] =
+            "/ecs/outbox-relay".into();
+        assert_eq!(register_task_definition_report(&request), "", "{metrics}");
+        let relay = &request["containerDefinitions"][0];
+        assert_eq!(
+            relay["secrets"],
+            serde_json::json!([{
+                "name": "OUTBOX_RELAY_CONFIG_TOML",
+                "valueFrom": "arn:aws:ssm:eu-north-1:123456789012:parameter/outbox-relay/config"
+            }])
+        );
+        eprintln!(
+            "ecs ({metrics}): the relay container's secrets: {}",
+            relay["secrets"]
+        );
+        // The execution role may read exactly that parameter.
+        let execution = stack.resource("ExecutionRole").expect("execution role");
+        assert_eq!(
+            execution["Policies"][0]["PolicyDocument"]["Statement"][0]["Resource"][0],
+            relay["secrets"][0]["valueFrom"]
+        );
+        // The collector scrapes the relay's port over localhost and sends the metrics on.
+        let collector = &request["containerDefinitions"][1];
+        assert_eq!(collector["essential"], false);
+        let config = collector["environment"][0]["value"]
+            .as_str()
+            .expect("AOT_CONFIG_CONTENT");
+        let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(config).expect("YAML");
+        let scrape = &config["receivers"]["prometheus"]["config"]["scrape_configs"][0];
+        assert_eq!(scrape["job_name"], Stack::NAME);
+        assert_eq!(
+            scrape["static_configs"][0]["targets"][0],
+            format!("localhost:{}", default_config().http.listen.port())
+        );
+        assert_eq!(
+            config["service"]["pipelines"]["metrics"]["exporters"][0],
+            exporter
+        );
+        if metrics == "CloudWatch" {
+            // The alarm watches the metric the collector exports, under its job.
+            let alarm = stack.resource("LagAlarm").expect("the lag alarm");
+            let emf = &config["exporters"]["awsemf"];
+            assert_eq!(alarm["Namespace"], emf["namespace"].as_str().expect("ns"));
+            let selectors = emf["metric_declarations"][0]["metric_name_selectors"]
+                .as_sequence()
+                .expect("selectors");
+            let metric = alarm["MetricName"].as_str().expect("metric");
+            assert!(selectors
+                .iter()
+                .any(|s| s.as_str() == Some(&format!("^{metric}$"))));
+            assert!(outbox_relay::telemetry::Metrics::new()
+                .names()
+                .iter()
+                .any(|n| n == metric));
+            assert_eq!(alarm["Dimensions"][0]["Value"], Stack::NAME);
+            assert_eq!(
+                alarm["TreatMissingData"], "breaching",
+                "no replica alarms too"
+            );
+        } else {
+            assert!(stack.resource("LagAlarm").is_none());
+        }
+    }
+    // No collector at all when metrics go nowhere.
+    let stack = two_table_stack("None");
+    let task = stack.resource("TaskDefinition").expect("task definition");
+    assert_eq!(
+        task["ContainerDefinitions"].as_array().map(Vec::len),
+        Some(1)
     );
 }
 
