@@ -131,6 +131,12 @@ where
         }
         other => causes(other),
     };
+    // One line: the credentials chain's answer lists every provider it tried, one per line;
+    // the hint below says what to do instead.
+    if let Some((first, _)) = line.split_once(" Attempted:") {
+        line = first.trim_end_matches('.').to_owned();
+    }
+    line = line.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() > MAX_DESCRIPTION_CHARS {
         line = line.chars().take(MAX_DESCRIPTION_CHARS).collect::<String>() + "…";
     }
@@ -237,12 +243,17 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n') && !line.contains("Debug"), "{line}");
-        let no_credentials: SdkError<DescribeTableError, ()> =
-            SdkError::construction_failure("failed to load credentials from the provider chain");
-        assert!(
-            describe_error(&no_credentials).contains("set AWS_PROFILE"),
-            "{}",
-            describe_error(&no_credentials)
+        let no_credentials: SdkError<DescribeTableError, ()> = SdkError::construction_failure(
+            "the credential provider was not enabled: no credentials found in chain. Attempted:\n  \
+             Environment: the credential provider was not enabled: environment variable not set\n  \
+             Profile: the credential provider was not enabled",
+        );
+        let line = describe_error(&no_credentials);
+        assert_eq!(
+            line,
+            "failed to construct request: the credential provider was not enabled: no \
+             credentials found in chain (no usable AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+             run with a role (ECS task role, EKS Pod Identity or IRSA, EC2 instance profile))"
         );
     }
 

@@ -422,3 +422,44 @@ fn shell_completions_need_no_config() {
         "{script}"
     );
 }
+
+/// `status` (which calls AWS) against nothing: the error is one line that says what failed and
+/// what to check, not the SDK's multi-line dump.
+#[test]
+fn an_aws_failure_is_one_readable_line_with_what_to_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, format!("[aws]\nregion = \"us-east-1\"\n{GOOD}")).expect("write");
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+            .args(["status", "-c"])
+            .arg(&path)
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // No credentials anywhere.
+    let err = run(&[]);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no credentials found") && err.contains("set AWS_PROFILE"),
+        "{err}"
+    );
+    assert!(!err.contains("Attempted") && err.len() < 600, "{err}");
+    // Credentials, but nothing listens at the endpoint.
+    let err = run(&[
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("OUTBOX_RELAY__AWS__ENDPOINT_URL", "http://127.0.0.1:9"),
+    ]);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Connection refused") && err.contains("check the network path to AWS"),
+        "{err}"
+    );
+}
