@@ -92,6 +92,9 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     for (source, reason) in &check.unchecked {
         warn!(source = %source, reason = %reason, "Cannot check the source at start-up; starting anyway and retrying it.");
     }
+    for missing in &check.missing {
+        warn!(key = %missing.key, reason = %missing.reason, "A source table does not exist; relaying the others and waiting for it.");
+    }
     if !check.problems.is_empty() {
         http_token.cancel();
         return Err(StartupError::SourcesUnfit(crate::config::ConfigErrors(

@@ -159,7 +159,9 @@ fn validate(
                 Err(code) => return code,
             };
             unchecked = check.unchecked;
-            (config.routes.len(), check.problems)
+            let mut problems = check.problems;
+            problems.extend(check.missing);
+            (config.routes.len(), problems)
         }
         Ok(config) => (config.routes.len(), Vec::new()),
         Err(errors) => (0, errors.0),

@@ -3,8 +3,10 @@
 //! (filters, template, `unmarshall`, ordering key). `run` refuses to start on a problem (exit 2),
 //! so a KEYS_ONLY stream never dead-letters every record; `validate --aws` runs the same check.
 //!
-//! A source AWS cannot be asked about (network, throttling) is not a problem of the config:
-//! it is reported apart, and `run` starts anyway and retries it as it always does.
+//! A table that does not exist (yet) is reported apart: `run` starts anyway, relays the other
+//! sources and picks it up once it is created (`outbox_relay_source_up` is 0 meanwhile), while
+//! `validate --aws` counts it as a problem. A source AWS cannot be asked about (network,
+//! throttling) is not a problem of the config either: `run` starts and retries it.
 
 use crate::config::{Config, ConfigError, StreamSelector};
 use crate::pipeline::StreamViewType;
@@ -15,6 +17,8 @@ use crate::stream::{DynamoDbStreams, ShardSource, SourceError};
 pub struct SourceCheck {
     /// Definite problems, each naming the key to change and why.
     pub problems: Vec<ConfigError>,
+    /// Tables that do not exist: `run` waits for them, `validate --aws` reports them.
+    pub missing: Vec<ConfigError>,
     /// Sources that could not be checked, each with the reason (one line).
     pub unchecked: Vec<(String, String)>,
 }
@@ -65,7 +69,7 @@ fn record(check: &mut SourceCheck, config: &Config, selector: &StreamSelector, e
                  StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
             ),
         )),
-        SourceError::NotFound { message } => check.problems.push(ConfigError::new(
+        SourceError::NotFound { message } => check.missing.push(ConfigError::new(
             key,
             format!(
                 "{} was not found ({message}): check the name and the region (aws.region, \

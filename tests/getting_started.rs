@@ -263,7 +263,8 @@ async fn a_keys_only_stream_with_a_new_image_route_stops_the_relay_at_start_up()
         .expect("run");
     assert!(out.status.success());
 
-    // A table without a stream, and one that does not exist, name the source key.
+    // A table without a stream, and one that does not exist, name the source key in
+    // `validate --aws` (`run` waits for a missing table: tests/replicas.rs).
     let plain = unique("nostream");
     f.ddb
         .create_table()
