@@ -37,7 +37,7 @@ pub const LIST_SEPARATOR: &str = ",";
 pub const LIST_KEYS: &[&str] = &["source.table_names", "source.stream_arns"];
 
 /// The top-level sections a config file may contain; anything else is an error.
-const SECTIONS: &[&str] = &[
+pub const SECTIONS: &[&str] = &[
     "aws",
     "source",
     "leases",
