@@ -13,10 +13,7 @@ use tracing::{error, info, warn};
 use crate::aws::{Clients, Retries};
 use crate::config::{Config, StreamSelector};
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
-use crate::publish::{
-    DeadLetter, DeadLetterError, DeadLetterSink, EventBridgePublisher, FileDeadLetterSink,
-    LogDeadLetterSink, SqsDeadLetterSink,
-};
+use crate::publish::{configured_dead_letter_sink, EventBridgePublisher};
 use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::DynamoDbStreams;
 use crate::telemetry::{serve, Health, Metrics};
@@ -129,7 +126,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
             clients.eventbridge,
             clients.eventbridgev2,
         )),
-        dead_letters: Arc::new(dead_letter_sink(&config, clients.sqs)),
+        dead_letters: Arc::new(configured_dead_letter_sink(&config, clients.sqs)),
         leases: Arc::new(DynamoDbLeaseStore::new(
             clients.dynamodb,
             config.leases.table_name.clone(),
@@ -182,39 +179,6 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
     Ok(outcome)
-}
-
-/// Builds the dead-letter sink the config asks for.
-pub(crate) fn dead_letter_sink(config: &Config, sqs: aws_sdk_sqs::Client) -> ConfiguredDeadLetters {
-    let d = &config.dead_letter;
-    if let Some(url) = &d.queue_url {
-        return ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::new(sqs, url.clone()));
-    }
-    if let Some(name) = &d.queue_name {
-        return ConfiguredDeadLetters::Sqs(SqsDeadLetterSink::by_name(sqs, name.clone()));
-    }
-    if let Some(path) = &d.file {
-        return ConfiguredDeadLetters::File(FileDeadLetterSink::new(path.clone()));
-    }
-    warn!("No [dead_letter] sink configured: undeliverable events are logged at ERROR with their payload.");
-    ConfiguredDeadLetters::Log(LogDeadLetterSink)
-}
-
-/// The dead-letter sink the config asks for.
-pub(crate) enum ConfiguredDeadLetters {
-    Sqs(SqsDeadLetterSink),
-    File(FileDeadLetterSink),
-    Log(LogDeadLetterSink),
-}
-
-impl DeadLetterSink for ConfiguredDeadLetters {
-    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        match self {
-            Self::Sqs(s) => s.send(letter).await,
-            Self::File(s) => s.send(letter).await,
-            Self::Log(s) => s.send(letter).await,
-        }
-    }
 }
 
 /// A unique id for this process in lease ownership: host name (when known) plus a random part.

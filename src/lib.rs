@@ -11,12 +11,16 @@
 //! - [`pipeline`]: pure: the route model ([`pipeline::Route`]), filters, templates, images,
 //!   unmarshalling, the router, PutEvents batching.
 //! - [`publish`]: the `EventPublisher` seam on PutEvents, and retry classification.
-//! - [`relay`]: the per-shard loop and the supervisor; the only module that ties the others.
+//! - [`relay`]: the per-shard loop and the supervisor; it ties `stream`, `lease` and `publish`
+//!   together. `backfill` reuses its settle rules; nothing below it imports `relay`.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
 //! - [`preflight`]: what AWS says of the sources before anything is read (stream on, view
 //!   type holds what the routes read); `run` and `validate --aws`.
 //! - [`cli`]: the command line's commands, flags and environment variables.
+//!
+//! No module reaches itself through others: `tests/layout.rs` checks the `crate::` paths of
+//! every module's non-test code for cycles.
 //! - [`operator`]: `outbox-relay status` and `checkpoint reset`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
 //! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.

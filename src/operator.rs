@@ -266,7 +266,7 @@ pub fn gaps_text(gaps: &[StreamGap]) -> String {
                 ", recovered {} (source.recover_gaps)",
                 crate::publish::rfc3339(t)
             )),
-            crate::backfill::recovery_command(g),
+            g.recovery(),
         ));
     }
     out
@@ -283,7 +283,7 @@ pub fn status_json(rows: &[ShardStatus], gaps: &[StreamGap]) -> Value {
         "until": time(g.until),
         "detected_at": crate::publish::rfc3339(g.detected_at),
         "recovered_at": time(g.recovered_at),
-        "recover": crate::backfill::recovery_command(g),
+        "recover": g.recovery().to_string(),
     })).collect::<Vec<_>>(),
     "shards": rows.iter().map(|r| json!({
         "source": r.source,

@@ -32,7 +32,6 @@ use crate::aws::{Clients, Retries};
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::lease::{
     BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
-    StreamGap,
 };
 use crate::pipeline::router::stable_event_id;
 use crate::pipeline::{Router, TraceContext};
@@ -45,28 +44,6 @@ pub const MAX_SEGMENTS: u32 = 1_000_000;
 
 /// Rows per Scan page: the unit of settling and of a saved position.
 const PAGE_ITEMS: u32 = 100;
-
-/// How far a gap's backfill window reaches past the gap on each side: a row's own creation
-/// time (`source.created_at_attribute`, the writer's clock) and its stream record's
-/// `ApproximateCreationDateTime` differ by the write's latency and the clocks' skew.
-pub const GAP_MARGIN: Duration = Duration::from_secs(60);
-
-/// The command that publishes the rows of `gap`: its window widened by [`GAP_MARGIN`] on
-/// each side (at least once: rows also relayed live are sent again with the same event id).
-/// Without a known start, from the table's beginning.
-#[must_use]
-pub fn recovery_command(gap: &StreamGap) -> String {
-    let table = table_of_stream_arn(&gap.stream_arn).unwrap_or(gap.stream_arn.as_str());
-    let mut command = format!("outbox-relay backfill --config CONFIG --table {table}");
-    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    if let Some(since) = gap.since.and_then(|s| s.checked_sub(GAP_MARGIN)) {
-        command.push_str(&format!(" --since {}", time(since)));
-    }
-    if let Some(until) = gap.until.and_then(|u| u.checked_add(GAP_MARGIN)) {
-        command.push_str(&format!(" --until {}", time(until)));
-    }
-    command
-}
 
 /// What to backfill and how.
 #[derive(Debug, Clone, Default)]
@@ -438,7 +415,8 @@ impl Shared {
         stop: CancellationToken,
     ) -> Result<(), BackfillError> {
         let label = format!("backfill-segment-{segment}");
-        let dead_letters = crate::app::dead_letter_sink(&self.config, self.clients.sqs.clone());
+        let dead_letters =
+            crate::publish::configured_dead_letter_sink(&self.config, self.clients.sqs.clone());
         let publisher = EventBridgePublisher::new(
             self.clients.eventbridge.clone(),
             self.clients.eventbridgev2.clone(),

@@ -1,7 +1,7 @@
 //! `source.recover_gaps`: the running relay recovers gaps by itself. Every
 //! `discovery_interval` it reads the gaps recorded in the lease table (by any replica), claims
 //! each one nobody recovered or is recovering, runs the backfill of its window (the command
-//! `outbox-relay status` shows, [`super::recovery_command`]), and marks it recovered. A claim
+//! `outbox-relay status` shows, [`crate::lease::StreamGap::recovery`]), and marks it recovered. A claim
 //! whose relay died is taken over after [`CLAIM_FOR`]; the backfill then starts over (at
 //! least once: the rows keep their event ids).
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{run, BackfillOptions, GAP_MARGIN};
+use super::{run, BackfillOptions};
 use crate::aws::{Clients, Retries};
 use crate::config::{table_of_stream_arn, Config};
 use crate::lease::{claim_gap, gap_label, mark_gap_recovered, read_gaps, StreamGap};
@@ -22,11 +22,12 @@ pub const CLAIM_FOR: Duration = Duration::from_secs(15 * 60);
 #[must_use]
 pub fn options_for(gap: &StreamGap) -> BackfillOptions {
     let time = |t: std::time::SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    let recovery = gap.recovery();
     BackfillOptions {
         table: table_of_stream_arn(&gap.stream_arn).map(str::to_owned),
         segments: 4,
-        since: gap.since.and_then(|s| s.checked_sub(GAP_MARGIN)).map(time),
-        until: gap.until.and_then(|u| u.checked_add(GAP_MARGIN)).map(time),
+        since: recovery.since.map(time),
+        until: recovery.until.map(time),
         max_items_per_second: None,
         dry_run: false,
         resume: false,

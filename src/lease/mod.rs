@@ -13,5 +13,5 @@ pub use coordinator::{
 };
 pub use dynamodb::DynamoDbLeaseStore;
 pub use gaps::{claim_gap, gap_label, mark_gap_recovered, read_gaps};
-pub use model::{Checkpoint, Lease, LeaseKey, StreamGap, WorkerId};
+pub use model::{Checkpoint, GapRecovery, Lease, LeaseKey, StreamGap, WorkerId, GAP_MARGIN};
 pub use store::{LeaseError, LeaseSnapshot, LeaseStore};

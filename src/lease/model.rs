@@ -154,3 +154,53 @@ pub struct StreamGap {
     /// When a relay with `source.recover_gaps` finished its backfill.
     pub recovered_at: Option<std::time::SystemTime>,
 }
+
+/// How far a gap's backfill window reaches past the gap on each side: a row's own creation
+/// time (`source.created_at_attribute`, the writer's clock) and its stream record's
+/// `ApproximateCreationDateTime` differ by the write's latency and the clocks' skew.
+pub const GAP_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The backfill that publishes the rows of a gap: its table and its window widened by
+/// [`GAP_MARGIN`] on each side (at least once: rows also relayed live are sent again with the
+/// same event id). Without a known start, from the table's beginning. `status`, the relay's
+/// gap log line and `source.recover_gaps` all take it from [`StreamGap::recovery`]; its
+/// `Display` is the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapRecovery {
+    /// The source table (the stream ARN when it names none).
+    pub table: String,
+    pub since: Option<std::time::SystemTime>,
+    pub until: Option<std::time::SystemTime>,
+}
+
+impl StreamGap {
+    /// The backfill that recovers this gap.
+    #[must_use]
+    pub fn recovery(&self) -> GapRecovery {
+        GapRecovery {
+            table: crate::config::table_of_stream_arn(&self.stream_arn)
+                .unwrap_or(self.stream_arn.as_str())
+                .to_owned(),
+            since: self.since.and_then(|s| s.checked_sub(GAP_MARGIN)),
+            until: self.until.and_then(|u| u.checked_add(GAP_MARGIN)),
+        }
+    }
+}
+
+impl std::fmt::Display for GapRecovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t);
+        write!(
+            f,
+            "outbox-relay backfill --config CONFIG --table {}",
+            self.table
+        )?;
+        if let Some(since) = self.since {
+            write!(f, " --since {}", time(since))?;
+        }
+        if let Some(until) = self.until {
+            write!(f, " --until {}", time(until))?;
+        }
+        Ok(())
+    }
+}

@@ -2,6 +2,7 @@
 //! classification of failures into retry or give up, and the dead-letter sinks for what cannot
 //! be delivered.
 
+mod configured;
 mod custom_bus;
 mod dead_letter;
 mod eventbridge;
@@ -9,6 +10,7 @@ mod publisher;
 mod retry;
 mod sqs;
 
+pub use configured::{configured_dead_letter_sink, ConfiguredDeadLetters};
 pub use dead_letter::{
     rfc3339, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterSink, FileDeadLetterSink,
     LogDeadLetterSink, Stage, MAX_MESSAGE_BYTES,

@@ -374,7 +374,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             shard = %gap.shard_id.0,
             since = gap.since.map(rfc3339).as_deref().unwrap_or("unknown"),
             until = gap.until.map(rfc3339).as_deref().unwrap_or("unknown"),
-            recover = crate::backfill::recovery_command(&gap),
+            recover = %gap.recovery(),
             "Records were trimmed from the stream before they were relayed: a gap. The rows are still in the table (until their TTL); run the backfill shown to publish them."
         );
         let leases = self.leases.clone();

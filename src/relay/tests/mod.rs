@@ -936,7 +936,7 @@ async fn a_trimmed_stream_records_the_gap_from_the_checkpoint_to_the_first_recor
     let created = s.leases.checkpoint_created_at.lock().expect("lock").clone();
     assert_eq!(created.get(&s.lease.key), Some(&Some(minute(9))));
     assert_eq!(
-        crate::backfill::recovery_command(&gaps[0]),
+        gaps[0].recovery().to_string(),
         "outbox-relay backfill --config CONFIG --table arn:s --since 2025-12-01T00:01:00Z --until 2025-12-01T00:07:00Z"
     );
 }
