@@ -195,8 +195,11 @@ fn worker_id() -> String {
     format!("{host}:{:016x}", rand::random::<u64>())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (`run`'s two phases, `backfill`'s stop).
+///
+/// # Cancel safety
+/// Cancel-safe: dropping it only stops listening.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             error!(error = %e, "Cannot listen for SIGINT.");

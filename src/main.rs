@@ -303,7 +303,7 @@ fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            outbox_relay::app::shutdown_signal().await;
             eprintln!("backfill: stopping after the pages in flight (continue with --resume)");
             on_signal.cancel();
         });
@@ -335,22 +335,6 @@ fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
 
