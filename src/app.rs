@@ -114,7 +114,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     for selector in config.source.streams() {
         let source = match &selector {
             StreamSelector::Table(t) => t.as_str(),
-            StreamSelector::Arn(a) => crate::config::table_of_stream_arn(a).unwrap_or(a),
+            StreamSelector::Arn(a) => crate::config::table_or_arn(a),
         };
         metrics.stream_gaps.with_label_values(&[source]);
     }

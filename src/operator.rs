@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::aws::{Clients, Retries};
-use crate::config::{table_of_stream_arn, Config, StreamSelector};
+use crate::config::{table_or_arn, Config, StreamSelector};
 use crate::lease::{
     read_gaps, Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore, StreamGap,
 };
@@ -74,12 +74,6 @@ pub struct ShardStatus {
     pub lag: Option<Duration>,
 }
 
-/// The table name inside a stream ARN (`arn:aws:dynamodb:R:A:table/NAME/stream/LABEL`).
-/// The table a stream ARN belongs to, for display (the ARN itself if it names none).
-fn table_of(arn: &str) -> &str {
-    table_of_stream_arn(arn).unwrap_or(arn)
-}
-
 struct Tools {
     leases: DynamoDbLeaseStore,
     streams: DynamoDbStreams,
@@ -133,7 +127,7 @@ async fn leases_of_sources(config: &Config, tools: &Tools) -> Result<Vec<Lease>,
         .filter(|l| {
             names
                 .iter()
-                .any(|n| *n == l.stream_arn || *n == table_of(&l.stream_arn))
+                .any(|n| *n == l.stream_arn || *n == table_or_arn(&l.stream_arn))
         })
         .collect())
 }
@@ -173,7 +167,7 @@ pub async fn status(config: &Config) -> Result<Vec<ShardStatus>, OperatorError> 
             (_, Some(_)) => "owned".to_owned(),
         };
         rows.push(ShardStatus {
-            source: table_of(&l.stream_arn).to_owned(),
+            source: table_or_arn(&l.stream_arn).to_owned(),
             stream_arn: l.stream_arn.clone(),
             shard_id: l.shard_id.0.clone(),
             owner: l.owner.as_ref().map(|o| o.0.clone()),
@@ -257,7 +251,7 @@ pub fn gaps_text(gaps: &[StreamGap]) -> String {
     for g in gaps {
         out.push_str(&format!(
             "{} shard {}: created {} .. {} (found {}){}\n  recover: {}\n",
-            table_of_stream_arn(&g.stream_arn).unwrap_or(&g.stream_arn),
+            table_or_arn(&g.stream_arn),
             g.shard_id,
             time(g.since),
             time(g.until),
@@ -322,7 +316,7 @@ pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String
         .filter(|l| {
             request.source.as_ref().is_none_or(|src| {
                 *src == l.stream_arn
-                    || *src == table_of(&l.stream_arn)
+                    || *src == table_or_arn(&l.stream_arn)
                     || arns
                         .iter()
                         .any(|(name, arn)| name == src && *arn == l.stream_arn)
@@ -359,7 +353,7 @@ pub async fn reset(config: &Config, request: &ResetRequest) -> Result<Vec<String
             .map_err(OperatorError::LeaseTableFailed)?;
         done.push(format!(
             "{} {}: {} -> {}",
-            table_of(&l.stream_arn),
+            table_or_arn(&l.stream_arn),
             l.shard_id,
             l.checkpoint,
             checkpoint
@@ -427,9 +421,9 @@ mod tests {
     #[test]
     fn the_table_name_comes_from_the_stream_arn() {
         assert_eq!(
-            table_of("arn:aws:dynamodb:us-east-1:1:table/Events/stream/2026"),
+            table_or_arn("arn:aws:dynamodb:us-east-1:1:table/Events/stream/2026"),
             "Events"
         );
-        assert_eq!(table_of("not-an-arn"), "not-an-arn");
+        assert_eq!(table_or_arn("not-an-arn"), "not-an-arn");
     }
 }

@@ -19,7 +19,7 @@ pub use file::{
     AwsConfig, DeadLetterConfig, EndpointsConfig, HttpConfig, LeasesConfig, LogConfig, LogFormat,
     PublisherConfig, ShutdownConfig, SourceConfig, StartingPosition, TelemetryConfig,
 };
-pub use sources::{table_of_stream_arn, RouteBinding, StreamSelector};
+pub use sources::{table_of_stream_arn, table_or_arn, RouteBinding, StreamSelector};
 pub use validate::check_log_filter;
 
 use file::RawRoute;

@@ -95,6 +95,13 @@ pub fn table_of_stream_arn(stream_arn: &str) -> Option<&str> {
     (!table.is_empty()).then_some(table)
 }
 
+/// The table a stream ARN belongs to, for messages and metric labels; the ARN itself when it
+/// names no table.
+#[must_use]
+pub fn table_or_arn(stream_arn: &str) -> &str {
+    table_of_stream_arn(stream_arn).unwrap_or(stream_arn)
+}
+
 impl Config {
     /// The routes that apply to records of `source`, in config order.
     #[must_use]

@@ -178,9 +178,7 @@ impl StreamGap {
     #[must_use]
     pub fn recovery(&self) -> GapRecovery {
         GapRecovery {
-            table: crate::config::table_of_stream_arn(&self.stream_arn)
-                .unwrap_or(self.stream_arn.as_str())
-                .to_owned(),
+            table: crate::config::table_or_arn(&self.stream_arn).to_owned(),
             since: self.since.and_then(|s| s.checked_sub(GAP_MARGIN)),
             until: self.until.and_then(|u| u.checked_add(GAP_MARGIN)),
         }

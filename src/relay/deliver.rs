@@ -362,9 +362,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     /// it, and stored in the lease table (for `outbox-relay status`) by a task of its own, so
     /// the shard goes on meanwhile.
     pub(super) fn record_gap(&self, gap: StreamGap) {
-        let source = crate::config::table_of_stream_arn(&gap.stream_arn)
-            .unwrap_or(gap.stream_arn.as_str())
-            .to_owned();
+        let source = crate::config::table_or_arn(&gap.stream_arn).to_owned();
         self.metrics
             .stream_gaps
             .with_label_values(&[source.as_str()])
