@@ -50,48 +50,15 @@ fn env_for(table: &str) -> Vec<(&'static str, String)> {
 /// A rule on the default bus sending the README route's events (`source = "my.app"`) to a new
 /// queue; returns the queue URL.
 async fn default_bus_queue(f: &Fixture) -> String {
-    let queue = f
-        .sqs
-        .create_queue()
-        .queue_name(unique("readme"))
-        .send()
-        .await
-        .expect("create queue");
-    let url = queue.queue_url().expect("queue url").to_owned();
-    let arn = f
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue arn")
-        .clone();
-    let rule = unique("readme");
-    f.events
-        .put_rule()
-        .name(&rule)
-        .event_pattern(r#"{"source": ["my.app"]}"#)
-        .send()
-        .await
-        .expect("put rule");
-    f.events
-        .put_targets()
-        .rule(&rule)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("put targets");
-    url
+    let queue = f.queue("readme").await;
+    f.route_to_queue(
+        "default",
+        &unique("readme"),
+        r#"{"source": ["my.app"]}"#,
+        &queue,
+    )
+    .await;
+    queue
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

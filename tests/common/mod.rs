@@ -155,10 +155,22 @@ impl Fixture {
             .await
             .expect("create queue");
         self.queue_url = queue.queue_url().expect("queue url").to_owned();
+        self.route_to_queue(
+            &self.bus,
+            "all",
+            r#"{"source": [{"prefix": ""}]}"#,
+            &self.queue_url,
+        )
+        .await;
+        self
+    }
+
+    /// A rule `rule` on `bus` that sends the events matching `pattern` to `queue_url`.
+    pub async fn route_to_queue(&self, bus: &str, rule: &str, pattern: &str, queue_url: &str) {
         let attrs = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.queue_url)
+            .queue_url(queue_url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
@@ -170,16 +182,16 @@ impl Fixture {
             .clone();
         self.events
             .put_rule()
-            .name("all")
-            .event_bus_name(&self.bus)
-            .event_pattern(r#"{"source": [{"prefix": ""}]}"#)
+            .name(rule)
+            .event_bus_name(bus)
+            .event_pattern(pattern)
             .send()
             .await
             .expect("put rule");
         self.events
             .put_targets()
-            .rule("all")
-            .event_bus_name(&self.bus)
+            .rule(rule)
+            .event_bus_name(bus)
             .targets(
                 aws_sdk_eventbridge::types::Target::builder()
                     .id("queue")
@@ -190,7 +202,6 @@ impl Fixture {
             .send()
             .await
             .expect("put targets");
-        self
     }
 
     /// Writes a relay config for this fixture and returns its path. `extra` is appended
