@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::{Batches, Router, TraceContext};
+use outbox_relay::pipeline::{
+    cut, entry_size, BusKind, CallLimits, Placement, Router, TraceContext,
+};
 use serde_json::{json, Value};
 
 /// The binary's allocator, so the figures are the relay's.
@@ -96,7 +98,16 @@ fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch");
     g.throughput(Throughput::Elements(entries.len() as u64));
     g.bench_function("batches_of_1000_entries", |b| {
-        b.iter(|| Batches::new(black_box(&entries), 10).count());
+        let limits = CallLimits::of(BusKind::Classic, Some(10));
+        b.iter(|| {
+            cut(black_box(&entries), |e| Placement {
+                lane: 0,
+                limits,
+                size: entry_size(e),
+                alone: false,
+            })
+            .len()
+        });
     });
     g.finish();
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::aws::{Clients, Retries};
 use crate::config::{Config, StreamSelector};
-use crate::pipeline::{Entry, Router, TraceContext};
+use crate::pipeline::{Entry, Router};
 use crate::publish::{DeadLetter, EventBridgePublisher, EventPublisher};
 
 /// What became of the messages seen.
@@ -264,12 +264,7 @@ impl<'c> Routers<'c> {
             .and_then(|e| e.time.as_deref())
             .and_then(|t| humantime::parse_rfc3339(t).ok());
         // The trace travels on when the letter kept the row's images (not when truncated).
-        let trace = self
-            .config
-            .source
-            .trace_context_attribute
-            .as_deref()
-            .and_then(|a| TraceContext::of_record(&letter.record, a).ok().flatten());
+        let (trace, _) = self.config.source.record_policy().trace_of(&letter.record);
         router
             .route_traced(
                 &letter.record,

@@ -7,8 +7,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
-use crate::pipeline::router::stable_event_id;
-use crate::pipeline::TraceContext;
 
 /// Account and region of the stream ARN made up when the record names none.
 const PLACEHOLDER_ARN_PREFIX: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/";
@@ -36,6 +34,9 @@ pub enum TestRouteError {
 pub struct Report {
     /// The source the record belongs to (table name or stream ARN, as configured).
     pub source: String,
+    /// Why the row's trace context is left out of the entries (malformed), as the relay
+    /// would leave it out.
+    pub trace_context_ignored: Option<String>,
     /// Every route of the config, in config order.
     pub routes: Vec<RouteVerdict>,
 }
@@ -86,23 +87,10 @@ pub fn test_route(
             format!("{PLACEHOLDER_ARN_PREFIX}{table}/stream/test-route")
         }
     });
-    object
-        .entry("eventSourceARN")
-        .or_insert_with(|| Value::String(stream_arn.clone()));
     let created_at = record["dynamodb"]["ApproximateCreationDateTime"]
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
-    let event_id = stable_event_id(&record, config.source.event_id_attribute.as_deref());
-    // As the relay does: a malformed trace context is reported and the record goes on without.
-    let trace = match config.source.trace_context_attribute.as_deref() {
-        Some(attribute) => TraceContext::of_record(&record, attribute).unwrap_or_else(|e| {
-            eprintln!("trace context ignored: {e}");
-            None
-        }),
-        None => None,
-    };
-
     // The same choice of routes as the running relay makes for this source.
     let router = config.router_for(&selector)?;
     let mut verdicts: Vec<RouteVerdict> = config
@@ -119,7 +107,12 @@ pub fn test_route(
     let verdict = |verdicts: &mut Vec<RouteVerdict>, name: &str| {
         verdicts.iter_mut().position(|v| v.name == name)
     };
-    for result in router.route_traced(&record, &stream_arn, &event_id, created_at, trace.as_ref()) {
+    // The relay's own way from a record to its entries (and its trace policy).
+    let routed = config
+        .source
+        .record_policy()
+        .route(&router, &mut record, &stream_arn, created_at);
+    for result in routed.results {
         match result {
             Ok(entry) => {
                 let name = router.routes()[entry.route].name();
@@ -145,6 +138,7 @@ pub fn test_route(
     }
     Ok(Report {
         source: selector.name().to_owned(),
+        trace_context_ignored: routed.trace_ignored.map(|e| e.to_string()),
         routes: verdicts,
     })
 }
@@ -199,6 +193,7 @@ fn record_source(
 pub fn to_json(report: &Report) -> Value {
     json!({
         "source": report.source,
+        "trace_context_ignored": report.trace_context_ignored,
         "routes": report.routes.iter().map(|v| json!({
             "name": v.name,
             "applies": v.applies,
@@ -213,6 +208,11 @@ pub fn to_json(report: &Report) -> Value {
 #[must_use]
 pub fn to_text(report: &Report) -> String {
     let mut out = format!("source {:?}\n", report.source);
+    if let Some(why) = &report.trace_context_ignored {
+        out.push_str(&format!(
+            "trace context ignored (the relay sends these entries without it): {why}\n"
+        ));
+    }
     for v in &report.routes {
         let status = match (&v.error, v.matched, v.applies) {
             (_, _, false) => "does not apply to this source (see its `sources`)",

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
-use crate::pipeline::{entry_size, Entry, RouteError, Router};
+use crate::pipeline::{cut, entry_size, CallLimits, Entry, Placement, RouteError, Router};
 use crate::publish::{
-    rfc3339, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterSink, EventPublisher, Stage,
+    Attempts, DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, Origin,
 };
 use crate::relay::backoff::delay;
 use crate::relay::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
@@ -55,43 +55,20 @@ pub struct Settled {
 }
 
 /// The calls for `pending`: indices cut per lane, in order, under the lane's entry and byte
-/// limits; an entry sent `alone` gets a call of its own.
+/// limits ([`crate::pipeline::cut`], the live window's rule); an entry sent `alone` gets a
+/// call of its own.
 #[must_use]
 pub fn calls(
     pending: &[Pending],
     router: &Router,
     max_batch_entries: Option<usize>,
 ) -> Vec<Vec<usize>> {
-    let mut open: Vec<(u32, Vec<usize>, usize)> = Vec::new();
-    let mut done = Vec::new();
-    for (i, p) in pending.iter().enumerate() {
-        if p.alone {
-            done.push(vec![i]);
-            continue;
-        }
-        let kind = p.entry.bus.kind();
-        let max_entries =
-            max_batch_entries.map_or(kind.max_entries(), |m| m.min(kind.max_entries()));
-        let size = entry_size(&p.entry);
-        let lane = router.call_lane(p.entry.route);
-        let slot = open.iter().position(|(l, _, _)| *l == lane);
-        if let Some(at) = slot {
-            let (_, ids, bytes) = &open[at];
-            if ids.len() >= max_entries || bytes + size > kind.max_request_bytes() {
-                let (_, full, _) = open.remove(at);
-                done.push(full);
-            }
-        }
-        match open.iter_mut().find(|(l, _, _)| *l == lane) {
-            Some((_, ids, bytes)) => {
-                ids.push(i);
-                *bytes += size;
-            }
-            None => open.push((lane, vec![i], size)),
-        }
-    }
-    done.extend(open.into_iter().map(|(_, ids, _)| ids));
-    done
+    cut(pending, |p| Placement {
+        lane: router.call_lane(p.entry.route),
+        limits: CallLimits::of(p.entry.bus.kind(), max_batch_entries),
+        size: entry_size(&p.entry),
+        alone: p.alone,
+    })
 }
 
 /// Publishes `pending` until each entry is accepted or dead-lettered.
@@ -164,28 +141,21 @@ pub async fn settle<P: EventPublisher, D: DeadLetterSink>(
 /// The dead letter of an entry given up on.
 fn letter<P, D>(p: &Pending, failure: Failure, d: &Delivery<'_, P, D>) -> DeadLetter {
     let now = SystemTime::now();
-    DeadLetter {
-        version: 1,
-        route: d
-            .router
+    let sequence = sequence_label(&p.record);
+    DeadLetter::publish(
+        origin(&p.record, &sequence, &p.entry.event_id, d),
+        d.router
             .routes()
             .get(p.entry.route)
-            .map_or("unknown", crate::pipeline::Route::name)
-            .to_owned(),
-        stage: Stage::Publish,
-        error_code: failure.code,
-        error_message: failure.message,
-        stream_arn: d.stream_arn.to_owned(),
-        shard_id: d.shard_label.to_owned(),
-        sequence_number: sequence_label(&p.record),
-        event_id: p.entry.event_id.clone(),
-        attempts: p.attempts.max(1),
-        first_attempt_at: rfc3339(p.first_attempt.unwrap_or(now)),
-        last_attempt_at: rfc3339(now),
-        record: (*p.record).clone(),
-        entry: Some(DeadLetterEntry::from(&p.entry)),
-        truncated: false,
-    }
+            .map_or("unknown", crate::pipeline::Route::name),
+        &p.entry,
+        (&failure.code, &failure.message),
+        Attempts {
+            count: p.attempts,
+            first: p.first_attempt.unwrap_or(now),
+            last: now,
+        },
+    )
 }
 
 /// The dead letter of a row that route `e` matched but cannot render for.
@@ -196,23 +166,23 @@ pub fn transform_letter<P, D>(
     event_id: &str,
     d: &Delivery<'_, P, D>,
 ) -> DeadLetter {
-    let now = rfc3339(SystemTime::now());
-    DeadLetter {
-        version: 1,
-        route: e.route().to_owned(),
-        stage: Stage::Transform,
-        error_code: e.code().to_owned(),
-        error_message: e.to_string(),
-        stream_arn: d.stream_arn.to_owned(),
-        shard_id: d.shard_label.to_owned(),
-        sequence_number: sequence_label(record),
-        event_id: event_id.to_owned(),
-        attempts: 1,
-        first_attempt_at: now.clone(),
-        last_attempt_at: now,
-        record: record.clone(),
-        entry: None,
-        truncated: false,
+    let sequence = sequence_label(record);
+    DeadLetter::transform(origin(record, &sequence, event_id, d), e, SystemTime::now())
+}
+
+/// Where a backfilled row's letter says it came from.
+fn origin<'a, P, D>(
+    record: &'a serde_json::Value,
+    sequence: &'a str,
+    event_id: &'a str,
+    d: &Delivery<'a, P, D>,
+) -> Origin<'a> {
+    Origin {
+        stream_arn: d.stream_arn,
+        shard_id: d.shard_label,
+        sequence_number: sequence,
+        event_id,
+        record,
     }
 }
 

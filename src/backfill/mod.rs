@@ -33,8 +33,7 @@ use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::lease::{
     BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
 };
-use crate::pipeline::router::stable_event_id;
-use crate::pipeline::{Router, TraceContext};
+use crate::pipeline::Router;
 use crate::publish::{DeadLetterError, DeadLetterSink as _, EventBridgePublisher};
 use crate::relay::settle::RetryPolicy;
 use crate::stream::typed::table_item;
@@ -426,10 +425,7 @@ impl Shared {
             publisher: &publisher,
             dead_letters: &dead_letters,
             router: &self.router,
-            policy: RetryPolicy {
-                max_attempts: publisher_config.max_attempts.map(NonZeroU32::get),
-                max_record_age: publisher_config.max_record_age,
-            },
+            policy: RetryPolicy::of(publisher_config),
             initial_backoff: publisher_config.initial_backoff,
             max_backoff: publisher_config.max_backoff,
             max_batch_entries: publisher_config
@@ -526,6 +522,7 @@ impl Shared {
         items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
     ) -> Page {
         let source = &self.config.source;
+        let records = source.record_policy();
         let region = self
             .clients
             .dynamodb
@@ -546,25 +543,18 @@ impl Shared {
                 skipped += 1;
                 continue;
             }
-            let json = record::stream_record(
+            let mut json = record::stream_record(
                 item,
                 &self.facts.key_names,
                 created,
                 &self.facts.stream_arn,
                 &region,
             );
-            let event_id = stable_event_id(&json, source.event_id_attribute.as_deref());
-            let trace = source
-                .trace_context_attribute
-                .as_deref()
-                .and_then(|a| TraceContext::of_record(&json, a).ok().flatten());
-            let results = self.router.route_traced(
-                &json,
-                &self.facts.stream_arn,
-                &event_id,
-                created,
-                trace.as_ref(),
-            );
+            let routed = records.route(&self.router, &mut json, &self.facts.stream_arn, created);
+            if let Some(e) = &routed.trace_ignored {
+                tracing::warn!(error = %e, "Trace context ignored for this row.");
+            }
+            let (event_id, results) = (routed.event_id, routed.results);
             if results.is_empty() {
                 skipped += 1;
                 continue;

@@ -4,7 +4,7 @@
 //! source"; the relay, `test-route`, `redrive` and `backfill` all ask it.
 
 use crate::pipeline::pattern::PatternError;
-use crate::pipeline::{Route, Router, StreamViewType};
+use crate::pipeline::{RecordPolicy, Route, Router, StreamViewType};
 
 use super::{Config, SourceConfig};
 
@@ -45,6 +45,15 @@ impl RouteBinding {
 }
 
 impl SourceConfig {
+    /// How this source's rows are read for their event id and trace context.
+    #[must_use]
+    pub fn record_policy(&self) -> RecordPolicy {
+        RecordPolicy {
+            event_id_attribute: self.event_id_attribute.clone(),
+            trace_context_attribute: self.trace_context_attribute.clone(),
+        }
+    }
+
     /// Every stream to read, in config order (tables first), without duplicates.
     #[must_use]
     pub fn streams(&self) -> Vec<StreamSelector> {

@@ -10,15 +10,17 @@ pub mod image;
 pub mod pattern;
 pub mod route;
 pub mod router;
+pub mod routing;
 pub mod template;
 pub mod trace;
 pub mod unmarshall;
 
-pub use batch::{entry_size, Batches};
+pub use batch::{cut, entry_size, CallLimits, Placement};
 pub use bus::{Bus, BusKind};
 pub use image::{ImageError, ImageSelector, PlainImages, StreamViewType};
 pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};
+pub use routing::{RecordPolicy, Routed};
 pub use template::{Template, TemplateError, TextError};
 pub use trace::{TraceContext, TraceError};

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::pipeline::{Bus, Entry};
+use crate::pipeline::{Bus, Entry, RouteError};
 
 /// Largest message SQS accepts (1 MiB, attributes included: "Amazon SQS increases maximum
 /// message payload size to 1 MiB", AWS What's New, part of the 2026-01-29 serverless 1 MB
@@ -111,6 +111,94 @@ pub struct DeadLetter {
     pub entry: Option<DeadLetterEntry>,
     /// Set when the record's images and the entry's detail were removed to fit SQS's limit.
     pub truncated: bool,
+}
+
+/// Where a dead-lettered record came from: what every letter says of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub stream_arn: &'a str,
+    /// The shard, or `backfill-segment-N` for a backfilled row.
+    pub shard_id: &'a str,
+    /// The record's sequence number, or a backfilled row's `eventID`.
+    pub sequence_number: &'a str,
+    pub event_id: &'a str,
+    /// The stream record, in the Pipes JSON shape.
+    pub record: &'a Value,
+}
+
+/// The attempts made to publish an entry before it was given up on.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts {
+    pub count: u32,
+    pub first: SystemTime,
+    pub last: SystemTime,
+}
+
+impl DeadLetter {
+    /// The letter of a record that route `error.route()` matched but cannot render for
+    /// (stage `transform`: one attempt, no entry).
+    #[must_use]
+    pub fn transform(origin: Origin<'_>, error: &RouteError, at: SystemTime) -> Self {
+        Self::of(
+            origin,
+            error.route(),
+            Stage::Transform,
+            (error.code(), &error.to_string()),
+            None,
+            Attempts {
+                count: 1,
+                first: at,
+                last: at,
+            },
+        )
+    }
+
+    /// The letter of an entry of route `route` given up on (stage `publish`), with the last
+    /// answer about it: its error `code` and `message`.
+    #[must_use]
+    pub fn publish(
+        origin: Origin<'_>,
+        route: &str,
+        entry: &Entry,
+        (code, message): (&str, &str),
+        attempts: Attempts,
+    ) -> Self {
+        Self::of(
+            origin,
+            route,
+            Stage::Publish,
+            (code, message),
+            Some(entry),
+            attempts,
+        )
+    }
+
+    fn of(
+        origin: Origin<'_>,
+        route: &str,
+        stage: Stage,
+        (code, message): (&str, &str),
+        entry: Option<&Entry>,
+        attempts: Attempts,
+    ) -> Self {
+        Self {
+            version: 1,
+            route: route.to_owned(),
+            stage,
+            error_code: code.to_owned(),
+            error_message: message.to_owned(),
+            stream_arn: origin.stream_arn.to_owned(),
+            shard_id: origin.shard_id.to_owned(),
+            sequence_number: origin.sequence_number.to_owned(),
+            event_id: origin.event_id.to_owned(),
+            attempts: attempts.count.max(1),
+            first_attempt_at: rfc3339(attempts.first),
+            last_attempt_at: rfc3339(attempts.last),
+            record: origin.record.clone(),
+            entry: entry.map(DeadLetterEntry::from),
+            truncated: false,
+        }
+    }
 }
 
 impl DeadLetter {

@@ -12,8 +12,8 @@ mod sqs;
 
 pub use configured::{configured_dead_letter_sink, ConfiguredDeadLetters};
 pub use dead_letter::{
-    rfc3339, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterSink, FileDeadLetterSink,
-    LogDeadLetterSink, Stage, MAX_MESSAGE_BYTES,
+    rfc3339, Attempts, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterSink,
+    FileDeadLetterSink, LogDeadLetterSink, Origin, Stage, MAX_MESSAGE_BYTES,
 };
 pub use eventbridge::EventBridgePublisher;
 pub use publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};

@@ -5,20 +5,17 @@
 
 use std::time::SystemTime;
 
-use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::limit::{CallLimit, Ticket};
 use super::schedule::{EntryId, NewEntry, NewRecord, Outcome, Schedule};
-use super::settle::{decide, Failure, RetryPolicy, Sent, Verdict};
+use super::settle::{decide, Failure, Sent, Verdict};
 use super::worker::{backoff, Held, Worker};
 use crate::lease::{LeaseStore, StreamGap};
-use crate::pipeline::router::stable_event_id;
-use crate::pipeline::{entry_size, BusKind, Entry, RouteError, TraceContext};
+use crate::pipeline::{entry_size, BusKind, Entry, RouteError};
 use crate::publish::{
-    rfc3339, DeadLetter, DeadLetterEntry, DeadLetterSink, EventPublisher, PublishError, PutOutcome,
-    Stage,
+    rfc3339, Attempts, DeadLetter, DeadLetterSink, EventPublisher, Origin, PublishError, PutOutcome,
 };
 use crate::stream::{ShardSource, StreamRecord};
 
@@ -68,21 +65,17 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         page: u64,
         last_of_page: bool,
     ) -> NewRecord<Held, Work> {
-        if let Some(obj) = record.json.as_object_mut() {
-            obj.insert(
-                "eventSourceARN".to_owned(),
-                Value::String(self.lease.stream_arn.clone()),
-            );
-        }
-        let event_id = stable_event_id(&record.json, self.settings.event_id_attribute.as_deref());
-        let trace = self.trace_context(&record.json);
-        let results = self.router.route_traced(
-            &record.json,
+        let routed = self.settings.records.route(
+            &self.router,
+            &mut record.json,
             &self.lease.stream_arn,
-            &event_id,
             record.created_at,
-            trace.as_ref(),
         );
+        if let Some(e) = &routed.trace_ignored {
+            self.metrics.trace_context_invalid.inc();
+            warn!(error = %e, "Trace context ignored for this record.");
+        }
+        let (event_id, results) = (routed.event_id, routed.results);
         if results.is_empty() {
             self.metrics.records_filtered.inc();
         }
@@ -141,11 +134,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 created_at: schedule.record_of(id).created_at,
             })
             .collect();
-        let policy = RetryPolicy {
-            max_attempts: self.settings.max_attempts,
-            max_record_age: self.settings.max_record_age,
-        };
-        let verdicts = decide(result, &sent, policy, now);
+        let verdicts = decide(result, &sent, self.settings.retry, now);
         let entry_of = |i: usize| batch.get(i).and_then(|&id| schedule.entry(id).entry());
         // A Custom Event Bus throttles per event group: an entry's own failure slows its key
         // (it waits for its retry, and the keys after it), not the shard's calls.
@@ -258,47 +247,35 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     ) -> DeadLetter {
         let record = schedule.record_of(id);
         let now = SystemTime::now();
-        let (route, stage, failure, entry, first) = match schedule.entry(id) {
-            Work::Poison(e) => (
-                e.route().to_owned(),
-                Stage::Transform,
-                Failure {
-                    code: e.code().to_owned(),
-                    message: e.to_string(),
-                },
-                None,
-                now,
-            ),
+        let origin = Origin {
+            stream_arn: &self.lease.stream_arn,
+            shard_id: &self.lease.shard_id.0,
+            sequence_number: record.sequence_number.as_str(),
+            event_id: &record.event_id,
+            record: &record.json,
+        };
+        match schedule.entry(id) {
+            Work::Poison(e) => DeadLetter::transform(origin, e, now),
             Work::Publish {
                 entry,
                 first_attempt,
-            } => (
-                self.route_name(entry).to_owned(),
-                Stage::Publish,
-                failure.unwrap_or_else(|| Failure {
+            } => {
+                let failure = failure.unwrap_or_else(|| Failure {
                     code: "Unknown".to_owned(),
                     message: "no answer recorded".to_owned(),
-                }),
-                Some(entry),
-                first_attempt.unwrap_or(now),
-            ),
-        };
-        DeadLetter {
-            version: 1,
-            route,
-            stage,
-            error_code: failure.code,
-            error_message: failure.message,
-            stream_arn: self.lease.stream_arn.clone(),
-            shard_id: self.lease.shard_id.0.clone(),
-            sequence_number: record.sequence_number.as_str().to_owned(),
-            event_id: record.event_id.clone(),
-            attempts: schedule.attempts(id).max(1),
-            first_attempt_at: rfc3339(first),
-            last_attempt_at: rfc3339(now),
-            record: record.json.clone(),
-            entry: entry.map(DeadLetterEntry::from),
-            truncated: false,
+                });
+                DeadLetter::publish(
+                    origin,
+                    self.route_name(entry),
+                    entry,
+                    (&failure.code, &failure.message),
+                    Attempts {
+                        count: schedule.attempts(id),
+                        first: first_attempt.unwrap_or(now),
+                        last: now,
+                    },
+                )
+            }
         }
     }
 
@@ -355,9 +332,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         }
     }
 
-    /// The record's trace context, if the source names an attribute for it and the row holds
-    /// a valid one. A malformed one is counted and logged, and the record goes on without it:
-    /// a trace is never a reason to hold an event back.
     /// A gap found by the reader: counted, logged at ERROR with the backfill that recovers
     /// it, and stored in the lease table (for `outbox-relay status`) by a task of its own, so
     /// the shard goes on meanwhile.
@@ -381,18 +355,6 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 warn!(error = %e, "Recording the gap in the lease table failed; it is in this log line only.");
             }
         });
-    }
-
-    fn trace_context(&self, record: &Value) -> Option<TraceContext> {
-        let attribute = self.settings.trace_context_attribute.as_deref()?;
-        match TraceContext::of_record(record, attribute) {
-            Ok(trace) => trace,
-            Err(e) => {
-                self.metrics.trace_context_invalid.inc();
-                warn!(error = %e, "Trace context ignored for this record.");
-                None
-            }
-        }
     }
 
     pub(super) fn route_name(&self, entry: &Entry) -> &str {

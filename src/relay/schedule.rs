@@ -50,12 +50,7 @@ impl Order {
 /// one lane and every Custom Event Bus its own.
 pub type Lane = u32;
 
-/// How many entries and bytes one call of a lane may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallLimits {
-    pub max_entries: usize,
-    pub max_bytes: usize,
-}
+pub use crate::pipeline::CallLimits;
 
 /// A new entry of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,9 +358,7 @@ impl<R, E> Schedule<R, E> {
                 // does everything after it.
                 break;
             }
-            if batch.len() >= call.max_entries
-                || (!batch.is_empty() && bytes + e.size > call.max_bytes)
-            {
+            if !call.admits(batch.len(), bytes, e.size) {
                 break;
             }
             bytes += e.size;
@@ -401,7 +394,7 @@ impl<R, E> Schedule<R, E> {
                 continue;
             }
             let (_, call) = *lane.get_or_insert_with(|| (e.lane, limits(e.lane)));
-            if !batch.is_empty() && bytes + e.size > call.max_bytes {
+            if !call.admits(batch.len(), bytes, e.size) {
                 break;
             }
             bytes += e.size;

@@ -24,6 +24,18 @@ pub struct RetryPolicy {
     pub max_record_age: Option<Duration>,
 }
 
+impl RetryPolicy {
+    /// The policy `[publisher]` configures (`max_attempts`, `max_record_age`): the relay's
+    /// and backfill's alike.
+    #[must_use]
+    pub fn of(publisher: &crate::config::PublisherConfig) -> Self {
+        Self {
+            max_attempts: publisher.max_attempts.map(std::num::NonZeroU32::get),
+            max_record_age: publisher.max_record_age,
+        }
+    }
+}
+
 /// One entry of the call, as the decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {

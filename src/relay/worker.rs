@@ -59,13 +59,10 @@ pub struct WorkerSettings {
     pub checkpoint_interval: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    pub event_id_attribute: Option<String>,
-    /// The outbox row's attribute holding its W3C `traceparent` (`None`: not read).
-    pub trace_context_attribute: Option<String>,
-    /// Attempts per entry before a retryable failure is dead-lettered (`None` = unbounded).
-    pub max_attempts: Option<u32>,
-    /// Record age after which a retryable failure is dead-lettered (`None` = unbounded).
-    pub max_record_age: Option<Duration>,
+    /// How a row gives its event id and trace context (`source.*_attribute`).
+    pub records: crate::pipeline::RecordPolicy,
+    /// How far a retryable failure is retried before it is dead-lettered.
+    pub retry: super::settle::RetryPolicy,
     /// Shared by every shard: bounds the PutEvents calls in flight at once.
     pub publish_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -89,10 +86,8 @@ impl WorkerSettings {
             checkpoint_interval: config.leases.checkpoint_interval,
             initial_backoff: config.publisher.initial_backoff,
             max_backoff: config.publisher.max_backoff,
-            event_id_attribute: config.source.event_id_attribute.clone(),
-            trace_context_attribute: config.source.trace_context_attribute.clone(),
-            max_attempts: config.publisher.max_attempts.map(std::num::NonZeroU32::get),
-            max_record_age: config.publisher.max_record_age,
+            records: config.source.record_policy(),
+            retry: super::settle::RetryPolicy::of(&config.publisher),
             publish_permits: Arc::new(tokio::sync::Semaphore::new(
                 config.publisher.max_concurrent_batches.get(),
             )),
@@ -110,12 +105,7 @@ impl WorkerSettings {
         } else {
             BusKind::Custom
         };
-        CallLimits {
-            max_entries: self
-                .max_batch_entries
-                .map_or(kind.max_entries(), |m| m.clamp(1, kind.max_entries())),
-            max_bytes: kind.max_request_bytes(),
-        }
+        CallLimits::of(kind, self.max_batch_entries)
     }
 }
 

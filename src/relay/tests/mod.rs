@@ -27,6 +27,7 @@ use crate::telemetry::Metrics;
 
 mod keeper;
 mod resharding;
+mod routing;
 mod scale;
 mod throughput;
 
@@ -602,10 +603,8 @@ fn worker_settings() -> WorkerSettings {
         max_in_flight: 1,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
-        event_id_attribute: None,
-        trace_context_attribute: None,
-        max_attempts: None,
-        max_record_age: None,
+        records: crate::pipeline::RecordPolicy::default(),
+        retry: crate::relay::settle::RetryPolicy::default(),
         publish_permits: Arc::new(tokio::sync::Semaphore::new(4)),
         ..WorkerSettings::from_config(&test_config())
     }
@@ -631,9 +630,19 @@ fn worker_with(
     s: &Setup,
     tune: impl FnOnce(&mut WorkerSettings),
 ) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+    worker_of(s, &test_config(), tune)
+}
+
+/// A worker of `config`'s first source, on the test settings with the source's record
+/// policy.
+fn worker_of(
+    s: &Setup,
+    config: &Config,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
     let mut settings = worker_settings();
+    settings.records = config.source.record_policy();
     tune(&mut settings);
-    let config = test_config();
     Worker {
         source: Arc::clone(&s.source),
         publisher: Arc::clone(&s.publisher),
@@ -805,7 +814,7 @@ async fn retries_stop_at_max_attempts_and_the_entry_is_dead_lettered() {
     let s = setup(4, 4, Behaviour::AlwaysThrottle(1), None);
     let exit = tokio::time::timeout(
         Duration::from_secs(60),
-        worker_with(&s, |w| w.max_attempts = Some(3)).run(),
+        worker_with(&s, |w| w.retry.max_attempts = Some(3)).run(),
     )
     .await
     .expect("finishes");

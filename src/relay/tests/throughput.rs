@@ -118,7 +118,10 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         busy_poll_interval: Duration::ZERO,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
-        event_id_attribute: Some("pk".into()),
+        records: crate::pipeline::RecordPolicy {
+            event_id_attribute: Some("pk".into()),
+            trace_context_attribute: None,
+        },
         ..WorkerSettings::from_config(&config)
     });
     let runtime = tokio::runtime::Builder::new_current_thread()

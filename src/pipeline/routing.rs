@@ -1,0 +1,84 @@
+//! A source's record to its entries: the one way the live relay, backfill, `test-route` and
+//! `redrive` take a stream record (in the Pipes JSON shape) to what PutEvents receives.
+//!
+//! The rules, listed once:
+//! - the record's `eventSourceARN` is its stream's ARN (a backfilled or pasted record gets it);
+//! - its event id is [`stable_event_id`] under the source's `event_id_attribute`;
+//! - its trace context is read from the source's `trace_context_attribute`; a malformed one
+//!   is **ignored and reported** ([`Routed::trace_ignored`]), never a reason to hold the record
+//!   back — each caller says so in its own way (the relay counts and logs it, `test-route`
+//!   shows it);
+//! - every matching route renders it, in route order ([`Router::route_traced`]).
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::router::{stable_event_id, Entry, RouteError, Router};
+use super::trace::{TraceContext, TraceError};
+
+/// What a source says about reading its outbox rows (`source.event_id_attribute`,
+/// `source.trace_context_attribute`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordPolicy {
+    /// The row attribute holding the stable event id (`None`: the stream record's `eventID`).
+    pub event_id_attribute: Option<String>,
+    /// The row attribute holding a W3C `traceparent` (`None`: not read).
+    pub trace_context_attribute: Option<String>,
+}
+
+/// A record taken through a source's routes.
+#[derive(Debug)]
+pub struct Routed {
+    /// The record's stable event id.
+    pub event_id: String,
+    /// The valid trace context the row carries, if any.
+    pub trace: Option<TraceContext>,
+    /// The row's trace context was malformed and is left out (the record goes on without it).
+    pub trace_ignored: Option<TraceError>,
+    /// One result per matching route, in route order: its entry, or why it cannot render.
+    pub results: Vec<Result<Entry, RouteError>>,
+}
+
+impl RecordPolicy {
+    /// The record's trace context under this policy: `(valid one, why a present one is
+    /// ignored)`.
+    #[must_use]
+    pub fn trace_of(&self, record: &Value) -> (Option<TraceContext>, Option<TraceError>) {
+        let Some(attribute) = self.trace_context_attribute.as_deref() else {
+            return (None, None);
+        };
+        match TraceContext::of_record(record, attribute) {
+            Ok(trace) => (trace, None),
+            Err(e) => (None, Some(e)),
+        }
+    }
+
+    /// Takes `record`, read from the stream `stream_arn`, through `router` (see the module
+    /// documentation for the rules).
+    #[must_use]
+    pub fn route(
+        &self,
+        router: &Router,
+        record: &mut Value,
+        stream_arn: &str,
+        created_at: Option<SystemTime>,
+    ) -> Routed {
+        if let Some(object) = record.as_object_mut() {
+            object.insert(
+                "eventSourceARN".to_owned(),
+                Value::String(stream_arn.to_owned()),
+            );
+        }
+        let event_id = stable_event_id(record, self.event_id_attribute.as_deref());
+        let (trace, trace_ignored) = self.trace_of(record);
+        let results =
+            router.route_traced(record, stream_arn, &event_id, created_at, trace.as_ref());
+        Routed {
+            event_id,
+            trace,
+            trace_ignored,
+            results,
+        }
+    }
+}
