@@ -1,23 +1,19 @@
-//! Delivery's side of the shard worker: route a record into the window, carry out the
-//! verdicts of an answered PutEvents call (`settle::decide`), and write dead letters. A record
-//! counts as handled once each of its entries was accepted or dead-lettered; only then may the
-//! checkpoint pass it.
+//! Delivery's side of the shard loop, pure like the rest of it: route a record into the
+//! window (the one way from a record to its entries, [`crate::pipeline::RecordPolicy::route`]),
+//! carry out the verdicts of an answered PutEvents call (`settle::decide`), and make dead
+//! letters. A record counts as handled once each of its entries was accepted or
+//! dead-lettered; only then may the checkpoint pass it.
 
 use std::time::SystemTime;
 
-use tokio::time::Instant;
-use tracing::{debug, error, warn};
-
-use super::limit::{CallLimit, Ticket};
-use super::schedule::{EntryId, NewEntry, NewRecord, Outcome, Schedule};
+use super::limit::Ticket;
+use super::schedule::{EntryId, NewEntry, NewRecord, Outcome};
 use super::settle::{decide, Failure, Sent, Verdict};
-use super::worker::{backoff, Held, Worker};
-use crate::lease::{LeaseStore, StreamGap};
-use crate::pipeline::{entry_size, BusKind, Entry, RouteError};
-use crate::publish::{
-    rfc3339, Attempts, DeadLetter, DeadLetterSink, EventPublisher, Origin, PublishError, PutOutcome,
-};
-use crate::stream::{ShardSource, StreamRecord};
+use super::shard_loop::{Command, Held, Now, ShardLoop};
+use crate::pipeline::{entry_size, BusKind, Entry, RouteError, Router};
+use crate::publish::{Attempts, DeadLetter, Origin, PublishError, PutOutcome};
+use crate::stream::StreamRecord;
+use crate::telemetry::{CallFailure, ShardEvent};
 
 /// An entry of the window: one to publish, or a record that could not become an entry for a
 /// route (dead-lettered at once).
@@ -56,34 +52,35 @@ pub(super) struct Answer {
     pub round_trip: std::time::Duration,
 }
 
-impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker<S, P, L, D> {
+impl ShardLoop {
     /// Routes one record into a window record: its entries with their ordering keys, and its
     /// poison entries (routes it matched but cannot be rendered for).
-    pub(super) fn route(
+    pub(super) fn route<'r>(
         &self,
         mut record: StreamRecord,
+        router: &'r Router,
         page: u64,
         last_of_page: bool,
+        out: &mut Vec<Command<'r>>,
     ) -> NewRecord<Held, Work> {
         let routed = self.settings.records.route(
-            &self.router,
+            router,
             &mut record.json,
-            &self.lease.stream_arn,
+            &self.stream_arn,
             record.created_at,
         );
-        if let Some(e) = &routed.trace_ignored {
-            self.metrics.trace_context_invalid.inc();
-            warn!(error = %e, "Trace context ignored for this record.");
+        if let Some(error) = routed.trace_ignored {
+            out.push(Command::Emit(ShardEvent::TraceIgnored { error }));
         }
         let (event_id, results) = (routed.event_id, routed.results);
         if results.is_empty() {
-            self.metrics.records_filtered.inc();
+            out.push(Command::Emit(ShardEvent::Filtered));
         }
         let entries = results
             .into_iter()
             .map(|result| match result {
                 Ok(entry) => NewEntry {
-                    lane: self.router.call_lane(entry.route),
+                    lane: router.call_lane(entry.route),
                     key: Some(entry.ordering_key.clone()),
                     size: entry_size(&entry),
                     payload: Work::Publish {
@@ -115,18 +112,19 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         }
     }
 
-    /// Carries out an answered call: counts it, decides each entry's fate, applies it to the
-    /// window, and tells the shard's call limit how the call fared. Returns the dead letters
-    /// to write, with their entries.
-    pub(super) fn settle(
-        &self,
-        schedule: &mut Schedule<Held, Work>,
-        limit: &mut CallLimit,
+    /// Settles an answered call: decides each entry's fate, applies it to the window, and
+    /// tells the shard's call limit how the call fared. Returns the dead letters to write,
+    /// with their entries; what happened goes to `out`.
+    pub(super) fn settle<'r>(
+        &mut self,
         answer: &Answer,
+        router: &'r Router,
+        now: Now,
+        out: &mut Vec<Command<'r>>,
     ) -> Vec<(EntryId, DeadLetter)> {
         let batch = &answer.batch;
         let result = &answer.result;
-        let now = SystemTime::now();
+        let schedule = &self.schedule;
         let sent: Vec<Sent> = batch
             .iter()
             .map(|&id| Sent {
@@ -134,39 +132,39 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 created_at: schedule.record_of(id).created_at,
             })
             .collect();
-        let verdicts = decide(result, &sent, self.settings.retry, now);
+        let verdicts = decide(result, &sent, self.settings.retry, now.wall);
         let entry_of = |i: usize| batch.get(i).and_then(|&id| schedule.entry(id).entry());
         // A Custom Event Bus throttles per event group: an entry's own failure slows its key
         // (it waits for its retry, and the keys after it), not the shard's calls.
         let custom_bus = entry_of(0).is_some_and(|e| e.bus.kind() == BusKind::Custom);
-        let deduplicated: Vec<usize> = result
-            .as_ref()
-            .map(|o| o.deduplicated.clone())
-            .unwrap_or_default();
+        let deduplicated: &[usize] = result.as_ref().map_or(&[], |o| o.deduplicated.as_slice());
         match result {
             Ok(outcome) => {
                 for f in &outcome.failed {
-                    self.metrics
-                        .put_events_failed_entries
-                        .with_label_values(&[f.code.as_str()])
-                        .inc();
+                    out.push(Command::Emit(ShardEvent::EntryFailed {
+                        code: f.code.clone(),
+                    }));
                 }
             }
             Err(e) => {
-                self.metrics
-                    .put_events_errors
-                    .with_label_values(&[e.code.as_str()])
-                    .inc();
-                if verdicts.iter().any(|v| matches!(v, Verdict::Split(_))) {
-                    warn!(error = %e, entries = batch.len(), "PutEvents rejected the request; sending its entries one by one to find the culprit.");
+                let next = if verdicts.iter().any(|v| matches!(v, Verdict::Split(_))) {
+                    CallFailure::Split
                 } else if verdicts.iter().any(|v| matches!(v, Verdict::Retry(_))) {
-                    warn!(error = %e, entries = batch.len(), "PutEvents failed; retrying with backoff.");
-                }
+                    CallFailure::Retry
+                } else {
+                    CallFailure::GiveUp
+                };
+                out.push(Command::Emit(ShardEvent::CallFailed {
+                    code: e.code.clone(),
+                    message: e.to_string(),
+                    entries: batch.len(),
+                    next,
+                }));
             }
         }
         // One delay for the call's retries, growing with the attempts made.
         let retries = sent.iter().map(|s| s.attempts).max().unwrap_or(1);
-        let retry_at = Instant::now()
+        let retry_at = now.instant
             + super::backoff::delay(
                 self.settings.initial_backoff,
                 self.settings.max_backoff,
@@ -180,22 +178,20 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             .map(|(i, (&id, verdict))| match verdict {
                 Verdict::Accepted => {
                     if let Some(entry) = schedule.entry(id).entry() {
-                        if deduplicated.contains(&i) {
-                            self.metrics
-                                .events_deduplicated
-                                .with_label_values(&[self.route_name(entry)])
-                                .inc();
+                        let route = route_name(router, entry);
+                        out.push(Command::Emit(if deduplicated.contains(&i) {
+                            ShardEvent::Deduplicated { route }
                         } else {
-                            self.accepted(entry);
-                        }
+                            ShardEvent::Published {
+                                route,
+                                created: entry.time,
+                            }
+                        }));
                     }
                     Outcome::Accepted
                 }
                 Verdict::Retry(f) => {
-                    self.metrics
-                        .put_events_retries
-                        .with_label_values(&[f.code.as_str()])
-                        .inc();
+                    out.push(Command::Emit(ShardEvent::Retried { code: f.code }));
                     Outcome::RetryAt(retry_at)
                 }
                 Verdict::Split(_) => Outcome::Split,
@@ -208,31 +204,30 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         // The letters are made before the window changes, while the entries are in it.
         let letters = dead
             .into_iter()
-            .map(|(id, failure)| (id, self.letter(schedule, id, Some(failure))))
+            .map(|(id, failure)| (id, self.letter(id, Some(failure), router, now.wall)))
             .collect();
-        schedule.answered(batch, &outcomes);
+        self.schedule.answered(batch, &outcomes);
         let retried = match result {
             Err(_) => outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_))),
             Ok(_) if custom_bus => false,
             Ok(_) => outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_))),
         };
-        let before = limit.get();
-        limit.answered(answer.ticket, answer.round_trip, retried);
-        if limit.get() != before {
-            debug!(
-                from = before,
-                to = limit.get(),
-                round_trip = ?answer.round_trip,
+        let before = self.limit.get();
+        self.limit
+            .answered(answer.ticket, answer.round_trip, retried);
+        if self.limit.get() != before {
+            out.push(Command::Emit(ShardEvent::CallsAdapted {
+                from: before,
+                to: self.limit.get(),
+                round_trip: answer.round_trip,
                 retried,
-                "Calls in flight for this shard adapted."
-            );
+            }));
         }
-        schedule.set_max_in_flight(limit.get());
+        self.schedule.set_max_in_flight(self.limit.get());
         if !outcomes.iter().all(|o| *o == Outcome::Accepted) {
-            debug!(
-                entries = batch.len(),
-                "Some entries of the call will be retried or dead-lettered."
-            );
+            out.push(Command::Emit(ShardEvent::NotAllAccepted {
+                entries: batch.len(),
+            }));
         }
         letters
     }
@@ -241,15 +236,16 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     /// (the last answer about it).
     pub(super) fn letter(
         &self,
-        schedule: &Schedule<Held, Work>,
         id: EntryId,
         failure: Option<Failure>,
+        router: &Router,
+        now: SystemTime,
     ) -> DeadLetter {
+        let schedule = &self.schedule;
         let record = schedule.record_of(id);
-        let now = SystemTime::now();
         let origin = Origin {
-            stream_arn: &self.lease.stream_arn,
-            shard_id: &self.lease.shard_id.0,
+            stream_arn: &self.stream_arn,
+            shard_id: &self.shard_id,
             sequence_number: record.sequence_number.as_str(),
             event_id: &record.event_id,
             record: &record.json,
@@ -266,7 +262,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 });
                 DeadLetter::publish(
                     origin,
-                    self.route_name(entry),
+                    route_name(router, entry),
                     entry,
                     (&failure.code, &failure.message),
                     Attempts {
@@ -278,91 +274,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             }
         }
     }
+}
 
-    /// Writes a dead letter, retrying until the sink takes it (the checkpoint must not pass a
-    /// record whose dead letter is not stored), then yields `id`.
-    pub(super) async fn write_letter(&self, letter: DeadLetter, id: EntryId) -> EntryId {
-        let mut pause = backoff(&self.settings);
-        loop {
-            match self.dead_letters.send(&letter).await {
-                Ok(()) => {
-                    self.metrics
-                        .events_dead_lettered
-                        .with_label_values(&[
-                            letter.route.as_str(),
-                            letter.stage.as_str(),
-                            letter.error_code.as_str(),
-                        ])
-                        .inc();
-                    error!(
-                        route = %letter.route,
-                        stage = letter.stage.as_str(),
-                        error_code = %letter.error_code,
-                        error = %letter.error_message,
-                        sequence_number = %letter.sequence_number,
-                        event_id = %letter.event_id,
-                        "Event not delivered; written to the dead-letter sink."
-                    );
-                    return id;
-                }
-                Err(e) => {
-                    self.metrics
-                        .dead_letter_write_errors
-                        .with_label_values(&[e.code.as_str()])
-                        .inc();
-                    let delay = pause.next().unwrap_or(self.settings.max_backoff);
-                    error!(error = %e, retry_in = ?delay, sequence_number = %letter.sequence_number,
-                        "Writing a dead letter failed; retrying (the checkpoint waits).");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
-
-    fn accepted(&self, entry: &Entry) {
-        self.metrics
-            .events_published
-            .with_label_values(&[self.route_name(entry)])
-            .inc();
-        if let Some(created) = entry.time {
-            let lag = SystemTime::now()
-                .duration_since(created)
-                .unwrap_or_default();
-            self.metrics.lag_seconds.observe(lag.as_secs_f64());
-        }
-    }
-
-    /// A gap found by the reader: counted, logged at ERROR with the backfill that recovers
-    /// it, and stored in the lease table (for `outbox-relay status`) by a task of its own, so
-    /// the shard goes on meanwhile.
-    pub(super) fn record_gap(&self, gap: StreamGap) {
-        let source = crate::config::table_or_arn(&gap.stream_arn).to_owned();
-        self.metrics
-            .stream_gaps
-            .with_label_values(&[source.as_str()])
-            .inc();
-        error!(
-            source,
-            shard = %gap.shard_id.0,
-            since = gap.since.map(rfc3339).as_deref().unwrap_or("unknown"),
-            until = gap.until.map(rfc3339).as_deref().unwrap_or("unknown"),
-            recover = %gap.recovery(),
-            "Records were trimmed from the stream before they were relayed: a gap. The rows are still in the table (until their TTL); run the backfill shown to publish them."
-        );
-        let leases = self.leases.clone();
-        tokio::spawn(async move {
-            if let Err(e) = leases.record_gap(&gap).await {
-                warn!(error = %e, "Recording the gap in the lease table failed; it is in this log line only.");
-            }
-        });
-    }
-
-    pub(super) fn route_name(&self, entry: &Entry) -> &str {
-        self.router
-            .routes()
-            .get(entry.route)
-            .map_or("unknown", crate::pipeline::Route::name)
-    }
+/// The name of the route an entry was rendered for (its metrics label).
+pub(super) fn route_name<'r>(router: &'r Router, entry: &Entry) -> &'r str {
+    router
+        .routes()
+        .get(entry.route)
+        .map_or("unknown", crate::pipeline::Route::name)
 }
 
 /// A record's size for the read-ahead bound: the stream's own `SizeBytes` when present, else

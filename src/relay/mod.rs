@@ -10,6 +10,7 @@ mod keeper;
 mod limit;
 mod schedule;
 pub(crate) mod settle;
+mod shard_loop;
 mod supervisor;
 mod worker;
 

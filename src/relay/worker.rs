@@ -23,21 +23,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
-use super::deliver::{Answer, Work};
+use super::deliver::Answer;
 use super::keeper::HeldLeases;
-use super::limit::{CallLimit, Ticket};
-use super::schedule::{CallLimits, EntryId, Lane, Order, Schedule};
+use super::limit::Ticket;
+use super::schedule::{CallLimits, EntryId, Lane};
+use super::shard_loop::{Command, Event, Now, ShardLoop};
 use crate::config::StartingPosition;
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore, StreamGap, WorkerId};
-
 use crate::pipeline::{BusKind, Entry, Router};
-use crate::publish::{DeadLetterSink, EventPublisher};
-use crate::stream::{IteratorPosition, SequenceNumber, ShardSource, SourceError, StreamRecord};
-use crate::telemetry::{spans, Health, Metrics, PendingRecords};
-
-/// The most one GetRecords call returns (DynamoDB Streams API reference, `GetRecords`: "a
-/// maximum of 1 MB of data or 1000 stream records").
-const MAX_PAGE_BYTES: usize = 1024 * 1024;
+use crate::publish::{DeadLetter, DeadLetterSink, EventPublisher};
+use crate::stream::{IteratorPosition, ShardSource, SourceError, StreamRecord};
+use crate::telemetry::{spans, Health, Metrics, PendingRecords, ShardEvent};
 
 /// How often a paused (fenced) reader looks whether its fence lifted.
 const FENCE_CHECK: Duration = Duration::from_millis(200);
@@ -138,12 +134,37 @@ pub(super) struct Worker<S, P, L, D> {
     pub held: HeldLeases,
 }
 
-/// A record held in the window: what a checkpoint and a dead letter need of it.
-pub(super) struct Held {
-    pub sequence_number: SequenceNumber,
-    pub created_at: Option<SystemTime>,
-    pub json: serde_json::Value,
-    pub event_id: String,
+/// What a worker has under way: the page being read (or the reader, at rest), the calls, the
+/// dead letters being written, the checkpoint being written, and publish permits.
+struct Io<'w, S, P, L, D> {
+    reader_home: Option<Reader<'w, S, P, L, D>>,
+    reading: Option<Reading<'w, S, P, L, D>>,
+    calls: FuturesUnordered<Boxed<'w, Answer>>,
+    letters: FuturesUnordered<Boxed<'w, EntryId>>,
+    checkpointing: Option<Boxed<'w, Result<(), LeaseError>>>,
+    spare_permit: Option<OwnedSemaphorePermit>,
+    waiting_for_permit: Option<Boxed<'w, Option<OwnedSemaphorePermit>>>,
+}
+
+impl<S, P, L, D> Io<'_, S, P, L, D> {
+    /// A publish permit now, if one is free; else `None`, and a wait for one starts (its
+    /// permit is kept for the next call).
+    fn permit(&mut self, permits: &Arc<tokio::sync::Semaphore>) -> Option<OwnedSemaphorePermit> {
+        if let Some(p) = self.spare_permit.take() {
+            return Some(p);
+        }
+        match Arc::clone(permits).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                if self.waiting_for_permit.is_none() {
+                    let permits = Arc::clone(permits);
+                    self.waiting_for_permit =
+                        Some(Box::pin(async move { permits.acquire_owned().await.ok() }));
+                }
+                None
+            }
+        }
+    }
 }
 
 /// The retry delays of this worker's settings (see `super::backoff`).
@@ -163,36 +184,6 @@ struct Read {
     ended: bool,
     /// Records were trimmed before this page: the gap to record.
     gap: Option<StreamGap>,
-}
-
-/// The checkpoint's state: the watermark, what was last written, and when.
-struct Progress {
-    /// The last record the watermark passed, and when it was created.
-    watermark: Option<SequenceNumber>,
-    watermark_created_at: Option<SystemTime>,
-    written: Option<SequenceNumber>,
-    /// Records the watermark passed that no written checkpoint covers yet: they count
-    /// against the read-ahead, so a slow lease table slows reading instead of letting the
-    /// re-sends after a crash grow.
-    unwritten: usize,
-    /// `unwritten` when the checkpoint being written was sent (what its success covers).
-    covering: usize,
-    /// The watermark passed a page's end since the last write.
-    page_end: bool,
-    last_write: Instant,
-}
-
-impl Progress {
-    /// Whether the watermark should be written now (see the module documentation).
-    fn due(&self, now: Instant, interval: Duration) -> bool {
-        self.watermark != self.written
-            && (self.page_end || now.duration_since(self.last_write) >= interval)
-    }
-
-    /// When a moved watermark becomes due without a page end.
-    fn due_at(&self, interval: Duration) -> Option<Instant> {
-        (self.watermark != self.written).then_some(self.last_write + interval)
-    }
 }
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker<S, P, L, D> {
@@ -216,261 +207,179 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         exit
     }
 
-    #[allow(clippy::too_many_lines)] // one select loop; every branch only applies a decision
+    /// Carries out the shard loop's commands ([`ShardLoop`]) and feeds back what happened,
+    /// until it exits.
     async fn drive(&self, start: IteratorPosition) -> WorkerExit {
         let settings = &*self.settings;
-        let mut reader_home = Some(Reader {
-            worker: self,
-            position: start,
-            iterator: None,
-            pause: None,
-            read_backoff: Box::new(backoff(settings)),
-            last_created_at: self.lease.checkpoint_created_at,
-            trimmed_after: None,
-        });
-        let mut schedule: Schedule<Held, Work> =
-            Schedule::new(Order::for_in_flight(settings.max_in_flight));
-        let mut limit = CallLimit::new(settings.max_in_flight);
-        let mut reading: Option<Reading<'_, S, P, L, D>> = None;
-        let mut calls: FuturesUnordered<Boxed<'_, Answer>> = FuturesUnordered::new();
-        let mut letters: FuturesUnordered<Boxed<'_, EntryId>> = FuturesUnordered::new();
-        let mut checkpointing: Option<Boxed<'_, Result<(), LeaseError>>> = None;
-        let mut checkpoint_sent = Instant::now();
-        let mut writing: Option<Checkpoint> = None;
-        let mut checkpoint_retry = backoff(settings);
-        let mut checkpoint_not_before: Option<Instant> = None;
-        let mut progress = Progress {
-            watermark: None,
-            watermark_created_at: None,
-            written: None,
-            unwritten: 0,
-            covering: 0,
-            page_end: false,
-            last_write: Instant::now(),
+        let mut machine = ShardLoop::new(
+            Arc::clone(&self.settings),
+            self.lease.stream_arn.clone(),
+            self.lease.shard_id.0.clone(),
+            Instant::now(),
+        );
+        let mut io = Io {
+            reader_home: Some(Reader {
+                worker: self,
+                position: start,
+                iterator: None,
+                pause: None,
+                read_backoff: Box::new(backoff(settings)),
+                last_created_at: self.lease.checkpoint_created_at,
+                trimmed_after: None,
+            }),
+            reading: None,
+            calls: FuturesUnordered::new(),
+            letters: FuturesUnordered::new(),
+            checkpointing: None,
+            spare_permit: None,
+            waiting_for_permit: None,
         };
-        let mut spare_permit: Option<OwnedSemaphorePermit> = None;
-        let mut waiting_for_permit: Option<Boxed<'_, Option<OwnedSemaphorePermit>>> = None;
-        let mut page_no: u64 = 0;
-        let mut ended = false;
-        let mut stopping = false;
-
         loop {
             let now = Instant::now();
             // A safe point: between an answer and the next call.
-            if !stopping && self.token.is_cancelled() {
-                debug!("Stopping: finishing the records already started.");
-                stopping = true;
-                reading = None;
-                schedule.stop();
+            if !machine.stopping() && self.token.is_cancelled() {
+                io.reading = None;
+                let commands = machine.on(Event::Cancelled, Now::read(), &self.router);
+                if let Some(exit) = self.carry_out(&mut io, commands) {
+                    return exit;
+                }
             }
             // A fenced lease (renewals late, a peer may soon take it): no new call, no new
             // page, until the fence lifts; calls in flight settle and the checkpoint is written.
             let fenced = self.held.is_fenced(&self.lease.key);
-            // Send every call that may go out now.
-            while let Some(batch) = (!fenced)
-                .then(|| schedule.peek_lane_batch(now, |lane| settings.call_limits(lane)))
-                .flatten()
-            {
-                let permit = match spare_permit.take() {
-                    Some(p) => p,
-                    None => match Arc::clone(&settings.publish_permits).try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => {
-                            if waiting_for_permit.is_none() {
-                                let permits = Arc::clone(&settings.publish_permits);
-                                waiting_for_permit =
-                                    Some(Box::pin(
-                                        async move { permits.acquire_owned().await.ok() },
-                                    ));
-                            }
-                            break;
-                        }
-                    },
+            while let Some(batch) = machine.next_call(now, fenced) {
+                let Some(permit) = io.permit(&settings.publish_permits) else {
+                    break;
                 };
-                schedule.start(&batch);
-                let sent_at = SystemTime::now();
-                let entries: Vec<Entry> = batch
-                    .iter()
-                    .filter_map(|&id| {
-                        let work = schedule.entry_mut(id);
-                        work.sent(sent_at);
-                        work.entry().cloned()
-                    })
-                    .collect();
-                calls.push(Box::pin(self.call(batch, entries, permit, limit.start())));
+                let (entries, ticket) = machine.start_call(&batch, SystemTime::now());
+                io.calls
+                    .push(Box::pin(self.call(batch, entries, permit, ticket)));
             }
-            self.pending_age(&schedule);
-
-            // Write the checkpoint when due (one write at a time).
-            if checkpointing.is_none() && checkpoint_not_before.is_none_or(|t| t <= now) {
-                let target = if ended && !stopping && schedule.is_empty() && reading.is_none() {
-                    if progress.watermark != progress.written {
-                        progress.watermark.clone().map(Checkpoint::Sequence)
-                    } else {
-                        Some(Checkpoint::ShardEnd)
+            self.pending_age(machine.oldest_created_at());
+            let commands = machine.poll(now, fenced);
+            if let Some(exit) = self.carry_out(&mut io, commands) {
+                return exit;
+            }
+            let wake_at = machine.wake_at(now);
+            let event = tokio::select! {
+                biased;
+                () = self.token.cancelled(), if !machine.stopping() => continue, // at the top
+                Some(answer) = io.calls.next() => Event::Answered(answer),
+                Some(id) = io.letters.next() => Event::LetterStored(id),
+                result = async { io.checkpointing.as_mut().expect("guarded").await }, if io.checkpointing.is_some() => {
+                    io.checkpointing = None;
+                    Event::CheckpointWritten(result)
+                }
+                (read, r) = async { io.reading.as_mut().expect("guarded").await }, if io.reading.is_some() => {
+                    io.reading = None;
+                    io.reader_home = Some(r);
+                    if let Some(gap) = read.gap {
+                        self.record_gap(gap);
                     }
-                } else if progress.due(now, settings.checkpoint_interval)
-                    || (stopping && schedule.is_empty() && progress.watermark != progress.written)
-                {
-                    progress.watermark.clone().map(Checkpoint::Sequence)
-                } else {
-                    None
-                };
-                if let Some(checkpoint) = target {
-                    let leases = &self.leases;
-                    let key = &self.lease.key;
-                    let owner = &self.owner;
-                    let c = checkpoint.clone();
-                    let created_at = progress.watermark_created_at;
-                    checkpointing = Some(Box::pin(
-                        async move { leases.checkpoint(key, owner, &c, created_at).await }
-                            .instrument(spans::call("checkpoint")),
-                    ));
-                    progress.covering = progress.unwritten;
-                    checkpoint_sent = Instant::now();
-                    writing = Some(checkpoint);
+                    Event::PageRead { records: read.records, ended: read.ended }
                 }
+                permit = async { io.waiting_for_permit.as_mut().expect("guarded").await }, if io.waiting_for_permit.is_some() => {
+                    io.waiting_for_permit = None;
+                    io.spare_permit = permit;
+                    continue;
+                }
+                () = sleep_until(wake_at), if wake_at.is_some() => continue,
+                () = tokio::time::sleep(FENCE_CHECK), if fenced => continue,
+            };
+            let commands = machine.on(event, Now::read(), &self.router);
+            if let Some(exit) = self.carry_out(&mut io, commands) {
+                return exit;
             }
+        }
+    }
 
-            // Done?
-            if checkpointing.is_none() && schedule.is_empty() {
-                if stopping && progress.watermark == progress.written {
-                    return WorkerExit::Cancelled;
-                }
-                if ended && !stopping && reading.is_none() && progress.written_end() {
-                    return WorkerExit::ShardEnded;
-                }
-            }
-
-            // Read ahead while the window has room.
-            if reading.is_none() && !stopping && !ended && !fenced {
-                let room =
-                    schedule.held_records() + progress.unwritten + settings.max_records_per_poll
-                        <= settings.read_ahead_records
-                        && schedule.held_bytes() + MAX_PAGE_BYTES
-                            <= settings.read_ahead_bytes.max(MAX_PAGE_BYTES);
-                if room {
-                    if let Some(mut r) = reader_home.take() {
-                        reading = Some(Box::pin(async move {
+    /// Starts what `commands` ask for; the exit, if one is asked for.
+    fn carry_out<'w>(
+        &'w self,
+        io: &mut Io<'w, S, P, L, D>,
+        commands: Vec<Command<'_>>,
+    ) -> Option<WorkerExit> {
+        for command in commands {
+            match command {
+                Command::Read => {
+                    if let Some(mut r) = io.reader_home.take() {
+                        io.reading = Some(Box::pin(async move {
                             let read = r.next_page().await;
                             (read, r)
                         }));
                     }
                 }
+                Command::WriteLetter(id, letter) => {
+                    io.letters.push(Box::pin(self.write_letter(*letter, id)));
+                }
+                Command::WriteCheckpoint {
+                    checkpoint,
+                    created_at,
+                } => {
+                    let (leases, key, owner) = (&self.leases, &self.lease.key, &self.owner);
+                    io.checkpointing = Some(Box::pin(
+                        async move { leases.checkpoint(key, owner, &checkpoint, created_at).await }
+                            .instrument(spans::call("checkpoint")),
+                    ));
+                }
+                Command::Renewed { sent } => self.held.renewed(&self.lease.key, sent),
+                Command::Emit(event) => event.emit(&self.metrics),
+                Command::Exit(exit) => return Some(exit),
             }
+        }
+        None
+    }
 
-            // Timers only for the future: a retry that is due but cannot go out (calls or
-            // permits exhausted) waits for an answer or a permit instead.
-            let retry_at = schedule.next_retry().filter(|&t| t > now);
-            let checkpoint_at = if checkpointing.is_none() {
-                match checkpoint_not_before {
-                    Some(t) => Some(t),
-                    None => progress.due_at(settings.checkpoint_interval),
+    /// Sets the age of this shard's oldest unpublished record (the window's oldest record).
+    fn pending_age(&self, oldest: Option<SystemTime>) {
+        let shard = self.lease.key.0.as_str();
+        match oldest {
+            Some(created) => self.pending.set(shard, created),
+            None => self.pending.clear(shard),
+        }
+    }
+
+    /// Writes a dead letter, retrying until the sink takes it (the checkpoint must not pass a
+    /// record whose dead letter is not stored), then yields `id`.
+    async fn write_letter(&self, letter: DeadLetter, id: EntryId) -> EntryId {
+        let mut pause = backoff(&self.settings);
+        loop {
+            match self.dead_letters.send(&letter).await {
+                Ok(()) => {
+                    ShardEvent::DeadLettered { letter: &letter }.emit(&self.metrics);
+                    return id;
                 }
-            } else {
-                None
-            }
-            .filter(|&t| t > now);
-            tokio::select! {
-                biased;
-                () = self.token.cancelled(), if !stopping => {} // handled at the loop's top
-                Some(answer) = calls.next() => {
-                    for (id, letter) in self.settle(&mut schedule, &mut limit, &answer) {
-                        letters.push(Box::pin(self.write_letter(letter, id)));
+                Err(e) => {
+                    let retry_in = pause.next().unwrap_or(self.settings.max_backoff);
+                    ShardEvent::DeadLetterFailed {
+                        letter: &letter,
+                        code: &e.code,
+                        error: e.to_string(),
+                        retry_in,
                     }
+                    .emit(&self.metrics);
+                    tokio::time::sleep(retry_in).await;
                 }
-                Some(id) = letters.next() => schedule.dead_lettered(id),
-                result = async { checkpointing.as_mut().expect("guarded").await }, if checkpointing.is_some() => {
-                    checkpointing = None;
-                    let checkpoint = writing.take().expect("set with checkpointing");
-                    match result {
-                        Ok(()) => {
-                            self.metrics.checkpoints.inc();
-                            self.held.renewed(&self.lease.key, checkpoint_sent);
-                            debug!(%checkpoint, "Checkpoint written.");
-                            checkpoint_retry = backoff(settings);
-                            checkpoint_not_before = None;
-                            progress.last_write = Instant::now();
-                            match checkpoint {
-                                Checkpoint::Sequence(s) => {
-                                    if progress.watermark.as_ref() == Some(&s) {
-                                        progress.page_end = false;
-                                    }
-                                    progress.written = Some(s);
-                                    progress.unwritten -=
-                                        progress.covering.min(progress.unwritten);
-                                    progress.covering = 0;
-                                }
-                                Checkpoint::ShardEnd => {
-                                    info!("Shard ended and fully relayed.");
-                                    return WorkerExit::ShardEnded;
-                                }
-                                _ => {}
-                            }
-                        }
-                        Err(LeaseError::LeaseLost { .. }) => {
-                            info!(%checkpoint, "Lease lost before checkpointing; a peer continues from its last checkpoint.");
-                            return WorkerExit::LeaseLost;
-                        }
-                        Err(e) => {
-                            self.metrics
-                                .lease_table_errors
-                                .with_label_values(&["checkpoint", e.code()])
-                                .inc();
-                            warn!(error = %e, %checkpoint, "Checkpoint failed; retrying.");
-                            // Keep trying while we may own the lease; on shutdown, give up
-                            // after the grace period (the process exits) and let the next
-                            // owner re-send.
-                            let delay = checkpoint_retry.next().unwrap_or(settings.max_backoff);
-                            checkpoint_not_before = Some(Instant::now() + delay);
-                        }
-                    }
-                }
-                (read, r) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
-                    reading = None;
-                    reader_home = Some(r);
-                    let Read { records, ended: last, gap } = read;
-                    if let Some(gap) = gap {
-                        self.record_gap(gap);
-                    }
-                    if !records.is_empty() {
-                        self.metrics.records_read.inc_by(records.len() as u64);
-                        let count = records.len();
-                        for (i, record) in records.into_iter().enumerate() {
-                            let new = self.route(record, page_no, i + 1 == count);
-                            for id in schedule.push(new) {
-                                let letter = self.letter(&schedule, id, None);
-                                letters.push(Box::pin(self.write_letter(letter, id)));
-                            }
-                        }
-                        page_no += 1;
-                    }
-                    ended = last;
-                }
-                permit = async { waiting_for_permit.as_mut().expect("guarded").await }, if waiting_for_permit.is_some() => {
-                    waiting_for_permit = None;
-                    spare_permit = permit;
-                }
-                () = sleep_until(retry_at), if retry_at.is_some() => {}
-                () = sleep_until(checkpoint_at), if checkpoint_at.is_some() => {}
-                () = tokio::time::sleep(FENCE_CHECK), if fenced => {}
-            }
-            if let Some(passed) = schedule.advance() {
-                progress.watermark = Some(passed.record.sequence_number);
-                progress.watermark_created_at = passed.record.created_at;
-                progress.page_end |= passed.page_end;
-                progress.unwritten += passed.count;
             }
         }
     }
 
-    /// Sets the age of this shard's oldest unpublished record (the window's oldest record).
-    fn pending_age(&self, schedule: &Schedule<Held, Work>) {
-        let shard = self.lease.key.0.as_str();
-        match schedule.oldest_record().and_then(|r| r.created_at) {
-            Some(created) => self.pending.set(shard, created),
-            None => self.pending.clear(shard),
+    /// A gap found by the reader: counted, logged at ERROR with the backfill that recovers
+    /// it, and stored in the lease table (for `outbox-relay status`) by a task of its own, so
+    /// the shard goes on meanwhile.
+    fn record_gap(&self, gap: StreamGap) {
+        let source = crate::config::table_or_arn(&gap.stream_arn).to_owned();
+        ShardEvent::Gap {
+            gap: &gap,
+            source: &source,
         }
+        .emit(&self.metrics);
+        let leases = self.leases.clone();
+        tokio::spawn(async move {
+            if let Err(e) = leases.record_gap(&gap).await {
+                warn!(error = %e, "Recording the gap in the lease table failed; it is in this log line only.");
+            }
+        });
     }
 
     /// One PutEvents call; the permit is held for the call only, never across a backoff, so
@@ -512,13 +421,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-impl Progress {
-    /// Whether nothing past the last write is waiting (the watermark is written).
-    fn written_end(&self) -> bool {
-        self.watermark == self.written
     }
 }
 

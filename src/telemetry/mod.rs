@@ -6,6 +6,7 @@ mod lease_events;
 mod logs;
 mod metrics;
 mod pending;
+mod shard_events;
 pub mod spans;
 
 pub use health::Health;
@@ -14,3 +15,4 @@ pub use lease_events::LeaseEvent;
 pub use logs::init as init_logs;
 pub use metrics::Metrics;
 pub use pending::PendingRecords;
+pub use shard_events::{CallFailure, ShardEvent};

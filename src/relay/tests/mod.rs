@@ -594,7 +594,7 @@ fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLe
 
 /// Worker settings for tests on paused time: short polls and backoffs, nothing bounded, one
 /// call in flight (strict per-shard order, as these tests were written for).
-fn worker_settings() -> WorkerSettings {
+pub(super) fn worker_settings() -> WorkerSettings {
     WorkerSettings {
         poll_interval: Duration::from_millis(100),
         busy_poll_interval: Duration::ZERO,
@@ -630,19 +630,9 @@ fn worker_with(
     s: &Setup,
     tune: impl FnOnce(&mut WorkerSettings),
 ) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
-    worker_of(s, &test_config(), tune)
-}
-
-/// A worker of `config`'s first source, on the test settings with the source's record
-/// policy.
-fn worker_of(
-    s: &Setup,
-    config: &Config,
-    tune: impl FnOnce(&mut WorkerSettings),
-) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
     let mut settings = worker_settings();
-    settings.records = config.source.record_policy();
     tune(&mut settings);
+    let config = test_config();
     Worker {
         source: Arc::clone(&s.source),
         publisher: Arc::clone(&s.publisher),

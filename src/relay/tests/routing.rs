@@ -7,10 +7,12 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::{setup, worker_of, Behaviour};
+use super::worker_settings;
 use crate::config::Config;
 use crate::relay::deliver::Work;
+use crate::relay::shard_loop::{Command, ShardLoop};
 use crate::stream::{SequenceNumber, StreamRecord};
+use crate::telemetry::ShardEvent;
 
 const CUSTOM_BUS: &str =
     "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
@@ -118,11 +120,19 @@ proptest! {
         event_id_attribute in any::<bool>(),
     ) {
         let config = config(event_id_attribute);
-        let s = setup(0, 1, Behaviour::AcceptAll, None);
-        let worker = worker_of(&s, &config, |_| {});
-        // The worker's stream is the record's: test-route takes it from `eventSourceARN`.
+        let stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2026-12-04T00:00:00.000";
+        let mut settings = worker_settings();
+        settings.records = config.source.record_policy();
+        let machine = ShardLoop::new(
+            std::sync::Arc::new(settings),
+            stream_arn.to_owned(),
+            "shard-1".to_owned(),
+            tokio::time::Instant::now(),
+        );
+        let router = config.router_for(&config.source.streams()[0]).expect("routes");
+        // The shard's stream is the record's: test-route takes it from `eventSourceARN`.
         let mut pasted = record.clone();
-        pasted["eventSourceARN"] = json!(worker.lease.stream_arn);
+        pasted["eventSourceARN"] = json!(stream_arn);
         let report = crate::test_route::test_route(
             &config,
             &pasted.to_string(),
@@ -145,7 +155,8 @@ proptest! {
             .map(|v| v.name.as_str())
             .collect();
 
-        let routed = worker.route(
+        let mut happened = Vec::new();
+        let routed = machine.route(
             StreamRecord {
                 sequence_number: SequenceNumber::new(
                     record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default(),
@@ -153,8 +164,10 @@ proptest! {
                 created_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(created)),
                 json: record,
             },
+            &router,
             0,
             true,
+            &mut happened,
         );
         let mut sent = Vec::new();
         let mut poisoned = Vec::new();
@@ -168,7 +181,9 @@ proptest! {
         prop_assert_eq!(failing, poisoned);
         prop_assert_eq!(
             report.trace_context_ignored.is_some(),
-            worker.metrics.trace_context_invalid.get() > 0
+            happened
+                .iter()
+                .any(|c| matches!(c, Command::Emit(ShardEvent::TraceIgnored { .. })))
         );
     }
 }
