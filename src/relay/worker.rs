@@ -21,7 +21,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use super::deliver::Answer;
 use super::keeper::HeldLeases;
@@ -391,8 +391,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
         permit: OwnedSemaphorePermit,
         ticket: Ticket,
     ) -> Answer {
-        self.metrics.publish_in_flight_batches.inc();
-        self.metrics.put_events_requests.inc();
+        ShardEvent::CallStarted.emit(&self.metrics);
         let sent = Instant::now();
         let result = self
             .publisher
@@ -400,11 +399,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
             .instrument(spans::publish_batch(&entries))
             .await;
         let round_trip = sent.elapsed();
-        self.metrics
-            .put_events_duration_seconds
-            .observe(round_trip.as_secs_f64());
         drop(permit);
-        self.metrics.publish_in_flight_batches.dec();
+        ShardEvent::CallAnswered { round_trip }.emit(&self.metrics);
         self.health
             .publish_call_result(&self.lease.key.0, result.is_ok());
         Answer {
@@ -471,7 +467,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                     }
                 },
             };
-            w.metrics.get_records_requests.inc();
+            ShardEvent::GetRecords.emit(&w.metrics);
             let page = match w
                 .source
                 .get_records(&it, settings.max_records_per_poll)
@@ -480,11 +476,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
             {
                 Ok(page) => page,
                 Err(SourceError::IteratorExpired) => {
-                    w.metrics
-                        .stream_errors
-                        .with_label_values(&["ExpiredIteratorException"])
-                        .inc();
-                    debug!("Shard iterator expired; getting a new one after the last record read.");
+                    ShardEvent::IteratorExpired.emit(&w.metrics);
                     continue;
                 }
                 Err(e) => {
@@ -543,19 +535,18 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
     /// position to the trim horizon.
     fn on_read_error(&mut self, e: &SourceError) {
         let w = self.worker;
-        w.metrics.stream_errors.with_label_values(&[e.code()]).inc();
-        match e {
-            SourceError::TrimmedData => {
-                error!(
-                    error = %e,
-                    position = ?self.position,
-                    "Records were trimmed before they were relayed (older than the 24 h retention); resuming at TRIM_HORIZON. The gap is recorded when the first record still in the stream is read."
-                );
-                self.position = IteratorPosition::TrimHorizon;
-                // A second trim before a record was read keeps the first one's start.
-                self.trimmed_after.get_or_insert(self.last_created_at);
-            }
-            _ => warn!(error = %e, "Reading the shard failed; retrying with backoff."),
+        let trimmed = matches!(e, SourceError::TrimmedData);
+        ShardEvent::ReadFailed {
+            code: e.code(),
+            error: e.to_string(),
+            trimmed,
+            position: format!("{:?}", self.position),
+        }
+        .emit(&w.metrics);
+        if trimmed {
+            self.position = IteratorPosition::TrimHorizon;
+            // A second trim before a record was read keeps the first one's start.
+            self.trimmed_after.get_or_insert(self.last_created_at);
         }
         self.pause = Some(self.read_backoff.next().unwrap_or(w.settings.max_backoff));
     }

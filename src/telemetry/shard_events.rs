@@ -85,6 +85,22 @@ pub enum ShardEvent<'a> {
     },
     /// Records were trimmed before they were relayed.
     Gap { gap: &'a StreamGap, source: &'a str },
+    /// A GetRecords call goes out.
+    GetRecords,
+    /// The shard iterator expired; a new one is taken after the last record read.
+    IteratorExpired,
+    /// Reading the shard failed (retried with backoff); `trimmed`: records were trimmed
+    /// before they were relayed, and reading resumes at `TRIM_HORIZON` (from `position`).
+    ReadFailed {
+        code: &'a str,
+        error: String,
+        trimmed: bool,
+        position: String,
+    },
+    /// A PutEvents call goes out.
+    CallStarted,
+    /// A PutEvents call came back after `round_trip`.
+    CallAnswered { round_trip: Duration },
 }
 
 impl ShardEvent<'_> {
@@ -221,6 +237,41 @@ impl ShardEvent<'_> {
                     recover = %gap.recovery(),
                     "Records were trimmed from the stream before they were relayed: a gap. The rows are still in the table (until their TTL); run the backfill shown to publish them."
                 );
+            }
+            Self::GetRecords => metrics.get_records_requests.inc(),
+            Self::IteratorExpired => {
+                metrics
+                    .stream_errors
+                    .with_label_values(&["ExpiredIteratorException"])
+                    .inc();
+                debug!("Shard iterator expired; getting a new one after the last record read.");
+            }
+            Self::ReadFailed {
+                code,
+                error,
+                trimmed,
+                position,
+            } => {
+                metrics.stream_errors.with_label_values(&[code]).inc();
+                if *trimmed {
+                    error!(
+                        error = %error,
+                        position,
+                        "Records were trimmed before they were relayed (older than the 24 h retention); resuming at TRIM_HORIZON. The gap is recorded when the first record still in the stream is read."
+                    );
+                } else {
+                    warn!(error = %error, "Reading the shard failed; retrying with backoff.");
+                }
+            }
+            Self::CallStarted => {
+                metrics.publish_in_flight_batches.inc();
+                metrics.put_events_requests.inc();
+            }
+            Self::CallAnswered { round_trip } => {
+                metrics
+                    .put_events_duration_seconds
+                    .observe(round_trip.as_secs_f64());
+                metrics.publish_in_flight_batches.dec();
             }
         }
     }
