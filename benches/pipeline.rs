@@ -6,9 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::{
-    cut, entry_size, BusKind, CallLimits, Placement, Router, TraceContext,
-};
+use outbox_relay::pipeline::{Router, TraceContext};
 use serde_json::{json, Value};
 
 /// The binary's allocator, so the figures are the relay's.
@@ -88,26 +86,6 @@ fn pipeline(c: &mut Criterion) {
     });
     g.bench_function("match_only", |b| {
         b.iter(|| router.matching(black_box(&matching), black_box(&matching_bytes)));
-    });
-    g.finish();
-
-    let entries: Vec<_> = (0..1000)
-        .flat_map(|_| router.route(&matching, arn, "evt", created))
-        .collect::<Result<_, _>>()
-        .expect("renders");
-    let mut g = c.benchmark_group("batch");
-    g.throughput(Throughput::Elements(entries.len() as u64));
-    g.bench_function("batches_of_1000_entries", |b| {
-        let limits = CallLimits::of(BusKind::Classic, Some(10));
-        b.iter(|| {
-            cut(black_box(&entries), |e| Placement {
-                lane: 0,
-                limits,
-                size: entry_size(e),
-                alone: false,
-            })
-            .len()
-        });
     });
     g.finish();
 }

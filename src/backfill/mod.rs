@@ -11,7 +11,7 @@
 //! At least once: a re-sent event keeps its stable event id (`source.event_id_attribute`,
 //! the row's own id), and consumers deduplicate on it.
 
-pub mod deliver;
+mod deliver;
 pub mod progress;
 pub mod record;
 pub mod recover;
@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use self::deliver::{Delivery, Pending};
+use self::deliver::Delivery;
 use self::progress::Counters;
 use self::record::Window;
 use crate::aws::{Clients, Retries};
@@ -34,9 +34,11 @@ use crate::lease::{
     BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
 };
 use crate::pipeline::Router;
-use crate::publish::{DeadLetterError, DeadLetterSink as _, EventBridgePublisher};
-use crate::relay::settle::RetryPolicy;
+use crate::publish::{DeadLetterError, EventBridgePublisher};
+use crate::relay::{Order, WorkerSettings};
 use crate::stream::typed::table_item;
+use crate::stream::{SequenceNumber, StreamRecord};
+use crate::telemetry::Metrics;
 
 /// DynamoDB's bound on a parallel Scan's `TotalSegments`.
 pub const MAX_SEGMENTS: u32 = 1_000_000;
@@ -85,6 +87,10 @@ pub enum BackfillError {
     /// The dead-letter sink failed: the page was not settled and its position not saved.
     #[error("dead-letter sink")]
     DeadLetters(#[from] DeadLetterError),
+    /// A segment's task stopped without an answer (it panicked): its last page is not
+    /// saved, so `--resume` sends it again.
+    #[error("a segment task failed: {0}")]
+    SegmentFailed(String),
 }
 
 impl BackfillError {
@@ -369,10 +375,7 @@ pub async fn run(
             }
             Err(e) => {
                 stop.cancel();
-                failure.get_or_insert(BackfillError::bad(
-                    "backfill",
-                    format!("a segment task failed: {e}"),
-                ));
+                failure.get_or_insert(BackfillError::SegmentFailed(e.to_string()));
             }
         }
     }
@@ -420,20 +423,22 @@ impl Shared {
             self.clients.eventbridge.clone(),
             self.clients.eventbridgev2.clone(),
         );
-        let publisher_config = &self.config.publisher;
+        let metrics = Metrics::new();
         let delivery = Delivery {
             publisher: &publisher,
             dead_letters: &dead_letters,
             router: &self.router,
-            policy: RetryPolicy::of(publisher_config),
-            initial_backoff: publisher_config.initial_backoff,
-            max_backoff: publisher_config.max_backoff,
-            max_batch_entries: publisher_config
-                .max_batch_entries
-                .map(std::num::NonZeroUsize::get),
-            stream_arn: &self.facts.stream_arn,
-            shard_label: &label,
+            metrics: &metrics,
         };
+        // The live relay's delivery core, one window per segment (its call limit carries
+        // over from page to page).
+        let settings = Arc::new(WorkerSettings::from_config(&self.config));
+        let mut window = crate::relay::Window::new(
+            Arc::clone(&settings),
+            self.facts.stream_arn.clone(),
+            label,
+            Order::for_in_flight(settings.max_in_flight),
+        );
         let page_items = self
             .options
             .max_items_per_second
@@ -461,37 +466,14 @@ impl Shared {
                     table: self.plan.table.clone(),
                     detail: crate::aws::describe_error(&e),
                 })?;
-            let Page {
-                pending,
-                poison,
-                skipped,
-            } = self.route_page(page.items());
+            let (records, outside) = self.page_records(page.items());
             let scanned = page.items().len() as u64;
             let settled = if self.options.dry_run {
-                for p in &pending {
-                    println!("{}", p.entry.request_json());
-                }
-                for (e, _, event_id) in &poison {
-                    println!(
-                        "{}",
-                        serde_json::json!({"dead_letter": {"route": e.route(), "event_id": event_id, "error_code": e.code(), "error_message": e.to_string()}})
-                    );
-                }
-                deliver::Settled {
-                    published: pending.len() as u64,
-                    dead_lettered: poison.len() as u64,
-                }
+                self.preview(records)
             } else {
-                let mut settled = deliver::settle(pending, &delivery).await?;
-                for (e, record, event_id) in &poison {
-                    tracing::error!(route = e.route(), error = %e, "A backfilled row cannot be rendered for this route; dead-lettering it.");
-                    dead_letters
-                        .send(&deliver::transform_letter(e, record, event_id, &delivery))
-                        .await?;
-                    settled.dead_lettered += 1;
-                }
-                settled
+                deliver::settle(&mut window, records, &delivery).await?
             };
+            let skipped = outside + settled.filtered;
             progress.scanned += scanned;
             progress.published += settled.published;
             progress.dead_lettered += settled.dead_lettered;
@@ -515,14 +497,13 @@ impl Shared {
         Ok(())
     }
 
-    /// The entries of a page's rows, the rows a route cannot render for, and how many rows
-    /// were skipped (outside the window, or matched by no route).
-    fn route_page(
+    /// A page's rows as the stream records the stream would have carried, and how many rows
+    /// fall outside `--since`/`--until`.
+    fn page_records(
         &self,
         items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
-    ) -> Page {
+    ) -> (Vec<StreamRecord>, u64) {
         let source = &self.config.source;
-        let records = source.record_policy();
         let region = self
             .clients
             .dynamodb
@@ -530,9 +511,8 @@ impl Shared {
             .region()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let mut pending = Vec::new();
-        let mut poison = Vec::new();
-        let mut skipped = 0;
+        let mut records = Vec::with_capacity(items.len());
+        let mut outside = 0;
         for item in items {
             let item = table_item(item);
             let created = source
@@ -540,52 +520,60 @@ impl Shared {
                 .as_deref()
                 .and_then(|a| record::created_at(&item, a));
             if !self.plan.window.selects(created) {
-                skipped += 1;
+                outside += 1;
                 continue;
             }
-            let mut json = record::stream_record(
+            let json = record::stream_record(
                 item,
                 &self.facts.key_names,
                 created,
                 &self.facts.stream_arn,
                 &region,
             );
-            let routed = records.route(&self.router, &mut json, &self.facts.stream_arn, created);
+            records.push(StreamRecord {
+                // A backfilled record has no sequence number; its letter names its `eventID`.
+                sequence_number: SequenceNumber::new(record::sequence_label(&json)),
+                created_at: created,
+                json,
+            });
+        }
+        (records, outside)
+    }
+
+    /// `--dry-run`: prints the entries the records would make (and the dead letters of the
+    /// routes that cannot render them), through the same routing as live.
+    fn preview(&self, records: Vec<StreamRecord>) -> deliver::Settled {
+        let policy = self.config.source.record_policy();
+        let mut settled = deliver::Settled::default();
+        for mut record in records {
+            let routed = policy.route(
+                &self.router,
+                &mut record.json,
+                &self.facts.stream_arn,
+                record.created_at,
+            );
             if let Some(e) = &routed.trace_ignored {
                 tracing::warn!(error = %e, "Trace context ignored for this row.");
             }
-            let (event_id, results) = (routed.event_id, routed.results);
-            if results.is_empty() {
-                skipped += 1;
-                continue;
+            if routed.results.is_empty() {
+                settled.filtered += 1;
             }
-            let json = Arc::new(json);
-            for result in results {
+            for result in routed.results {
                 match result {
-                    Ok(entry) => pending.push(Pending {
-                        entry,
-                        record: json.clone(),
-                        created_at: created,
-                        attempts: 0,
-                        first_attempt: None,
-                        alone: false,
-                    }),
-                    Err(e) => poison.push((e, json.clone(), event_id.clone())),
+                    Ok(entry) => {
+                        settled.published += 1;
+                        println!("{}", entry.request_json());
+                    }
+                    Err(e) => {
+                        settled.dead_lettered += 1;
+                        println!(
+                            "{}",
+                            serde_json::json!({"dead_letter": {"route": e.route(), "event_id": routed.event_id, "error_code": e.code(), "error_message": e.to_string()}})
+                        );
+                    }
                 }
             }
         }
-        Page {
-            pending,
-            poison,
-            skipped,
-        }
+        settled
     }
-}
-
-/// A Scan page, routed.
-struct Page {
-    pending: Vec<Pending>,
-    /// Rows a route matched but cannot render for: dead-lettered at once, as live.
-    poison: Vec<(crate::pipeline::RouteError, Arc<serde_json::Value>, String)>,
-    skipped: u64,
 }

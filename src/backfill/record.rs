@@ -112,6 +112,16 @@ pub fn stream_record(
     })
 }
 
+/// A backfilled record has no sequence number; its dead letter names its `eventID` there.
+#[must_use]
+pub fn sequence_label(record: &Value) -> String {
+    record
+        .get("eventID")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

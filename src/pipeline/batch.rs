@@ -1,4 +1,5 @@
-//! Cutting entries into PutEvents requests under the service limits, keeping their order.
+//! What one PutEvents request may carry: an entry's size as AWS counts it, and each bus
+//! kind's limits on a call.
 
 use super::router::Entry;
 
@@ -29,8 +30,8 @@ pub fn entry_size(entry: &Entry) -> usize {
         + entry.resources.iter().map(String::len).sum::<usize>()
 }
 
-/// How many entries and bytes one PutEvents call may carry: the one rule every batch is cut
-/// by (the live window's calls, backfill's, the benchmarks').
+/// How many entries and bytes one PutEvents call may carry: the one rule every call is cut
+/// by (the delivery window's, `relay::Window`, which the live relay and backfill share).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallLimits {
     pub max_entries: usize,
@@ -58,53 +59,9 @@ impl CallLimits {
     }
 }
 
-/// What the cutter needs of an item to place it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placement {
-    /// Which calls it may share: items of one lane only (see [`super::Router::call_lane`]).
-    pub lane: u32,
-    pub limits: CallLimits,
-    /// Its size as [`entry_size`] counts it.
-    pub size: usize,
-    /// It must travel alone (a call refused because of one of its entries is split).
-    pub alone: bool,
-}
-
-/// Cuts items into calls: indices, per lane, in order, each call within its lane's limits;
-/// an item that must travel alone gets a call of its own. Every item is in exactly one call.
-#[must_use]
-pub fn cut<T>(items: &[T], place: impl Fn(&T) -> Placement) -> Vec<Vec<usize>> {
-    let mut open: Vec<(u32, Vec<usize>, usize)> = Vec::new();
-    let mut done = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = place(item);
-        if p.alone {
-            done.push(vec![i]);
-            continue;
-        }
-        if let Some(at) = open.iter().position(|(l, _, _)| *l == p.lane) {
-            let (_, ids, bytes) = &open[at];
-            if !p.limits.admits(ids.len(), *bytes, p.size) {
-                let (_, full, _) = open.remove(at);
-                done.push(full);
-            }
-        }
-        match open.iter_mut().find(|(l, _, _)| *l == p.lane) {
-            Some((_, ids, bytes)) => {
-                ids.push(i);
-                *bytes += p.size;
-            }
-            None => open.push((p.lane, vec![i], p.size)),
-        }
-    }
-    done.extend(open.into_iter().map(|(_, ids, _)| ids));
-    done
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn entry(detail_len: usize, with_time: bool) -> Entry {
         Entry {
@@ -127,30 +84,19 @@ mod tests {
         assert_eq!(entry_size(&entry(10, false)), 3 + 1 + 10 + 5);
     }
 
-    fn classic(e: &Entry) -> Placement {
-        Placement {
-            lane: 0,
-            limits: CallLimits::of(BusKind::Classic, Some(10)),
-            size: entry_size(e),
-            alone: false,
-        }
-    }
-
     #[test]
-    fn splits_on_the_byte_limit_before_the_entry_limit() {
-        // Two entries of 400 KiB fit the 1 MiB call, three do not.
-        let entries: Vec<_> = (0..4).map(|_| entry(400 * 1024, false)).collect();
-        assert_eq!(cut(&entries, classic), vec![vec![0, 1], vec![2, 3]]);
-    }
-
-    #[test]
-    fn an_oversized_entry_travels_alone() {
-        let entries = vec![
-            entry(10, false),
-            entry(MAX_REQUEST_BYTES + 1, false),
-            entry(10, false),
-        ];
-        assert_eq!(cut(&entries, classic), vec![vec![0], vec![1], vec![2]]);
+    fn a_call_admits_entries_up_to_its_count_and_bytes_and_always_its_first() {
+        let limits = CallLimits {
+            max_entries: 2,
+            max_bytes: 100,
+        };
+        assert!(
+            limits.admits(0, 0, 1_000),
+            "the first entry, whatever its size"
+        );
+        assert!(limits.admits(1, 50, 50));
+        assert!(!limits.admits(1, 50, 51), "over the bytes");
+        assert!(!limits.admits(2, 10, 10), "over the count");
     }
 
     #[test]
@@ -159,36 +105,5 @@ mod tests {
         assert_eq!(CallLimits::of(BusKind::Classic, Some(50)).max_entries, 10);
         assert_eq!(CallLimits::of(BusKind::Custom, Some(50)).max_entries, 50);
         assert_eq!(CallLimits::of(BusKind::Custom, None).max_entries, 100);
-    }
-
-    proptest! {
-        #[test]
-        fn calls_respect_limits_keep_order_and_lanes(
-            items in proptest::collection::vec((0usize..120_000, 0u32..3, proptest::bool::weighted(0.1)), 0..60),
-            max in 1usize..=10,
-        ) {
-            let place = |&(size, lane, alone): &(usize, u32, bool)| Placement {
-                lane,
-                limits: CallLimits { max_entries: max, max_bytes: MAX_REQUEST_BYTES },
-                size,
-                alone,
-            };
-            let calls = cut(&items, place);
-            let mut seen = vec![false; items.len()];
-            for call in &calls {
-                prop_assert!(!call.is_empty());
-                prop_assert!(call.len() <= max);
-                prop_assert!(call.windows(2).all(|w| w[0] < w[1]), "order kept");
-                prop_assert!(call.iter().all(|&i| items[i].1 == items[call[0]].1), "one lane");
-                prop_assert!(call.len() == 1 || call.iter().all(|&i| !items[i].2), "alone is alone");
-                let bytes: usize = call.iter().map(|&i| items[i].0).sum();
-                prop_assert!(bytes <= MAX_REQUEST_BYTES || call.len() == 1);
-                for &i in call {
-                    prop_assert!(!seen[i], "once");
-                    seen[i] = true;
-                }
-            }
-            prop_assert!(seen.iter().all(|&s| s), "every item is in a call");
-        }
     }
 }

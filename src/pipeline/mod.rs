@@ -15,7 +15,7 @@ pub mod template;
 pub mod trace;
 pub mod unmarshall;
 
-pub use batch::{cut, entry_size, CallLimits, Placement};
+pub use batch::{entry_size, CallLimits};
 pub use bus::{Bus, BusKind};
 pub use image::{ImageError, ImageSelector, PlainImages, StreamViewType};
 pub use pattern::{Filter, Matcher, PatternError};

@@ -1,23 +1,52 @@
-//! Delivery's side of the shard loop, pure like the rest of it: route a record into the
-//! window (the one way from a record to its entries, [`crate::pipeline::RecordPolicy::route`]),
-//! carry out the verdicts of an answered PutEvents call (`settle::decide`), and make dead
-//! letters. A record counts as handled once each of its entries was accepted or
-//! dead-lettered; only then may the checkpoint pass it.
+//! The delivery core: a [`Window`] of records on their way to PutEvents, pure like the shard
+//! loop around it. It routes a record into the window (the one way from a record to its
+//! entries, [`crate::pipeline::RecordPolicy::route`]), cuts the calls the window makes due
+//! ([`Schedule::peek_lane_batch`] under [`crate::pipeline::CallLimits`]), carries out the
+//! verdicts of an answered call (`settle::decide`), and makes dead letters. A record counts
+//! as handled once each of its entries was accepted or dead-lettered; only then may a
+//! checkpoint (the live relay's) or a saved Scan position (backfill's) pass it.
+//!
+//! The live shard loop ([`super::shard_loop`]) and backfill's pages both settle through it.
 
 use std::time::SystemTime;
 
-use super::limit::Ticket;
-use super::schedule::{EntryId, NewEntry, NewRecord, Outcome};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::limit::{CallLimit, Ticket};
+use super::schedule::{EntryId, NewEntry, NewRecord, Order, Outcome, Passed, Schedule};
 use super::settle::{decide, Failure, Sent, Verdict};
-use super::shard_loop::{Command, Held, Now, ShardLoop};
+use super::shard_loop::{Command, Now};
+use super::worker::WorkerSettings;
 use crate::pipeline::{entry_size, BusKind, Entry, RouteError, Router};
 use crate::publish::{Attempts, DeadLetter, Origin, PublishError, PutOutcome};
-use crate::stream::StreamRecord;
+use crate::stream::{SequenceNumber, StreamRecord};
 use crate::telemetry::{CallFailure, ShardEvent};
+
+/// A record held in the window: what a checkpoint and a dead letter need of it.
+pub(crate) struct Held {
+    pub sequence_number: SequenceNumber,
+    pub created_at: Option<SystemTime>,
+    pub json: serde_json::Value,
+    pub event_id: String,
+}
+
+/// Records on their way to PutEvents, and the calls they make (see the module documentation).
+pub(crate) struct Window {
+    settings: Arc<WorkerSettings>,
+    /// The stream, for the records' `eventSourceARN` and the dead letters.
+    stream_arn: String,
+    /// The shard (or `backfill-segment-N`), for the dead letters.
+    shard_id: String,
+    pub(super) schedule: Schedule<Held, Work>,
+    limit: CallLimit,
+    page_no: u64,
+}
 
 /// An entry of the window: one to publish, or a record that could not become an entry for a
 /// route (dead-lettered at once).
-pub(super) enum Work {
+pub(crate) enum Work {
     Publish {
         entry: Entry,
         /// When it was first sent (for its dead letter).
@@ -44,7 +73,7 @@ impl Work {
 }
 
 /// A PutEvents call's answer, with the entries it carried.
-pub(super) struct Answer {
+pub(crate) struct Answer {
     pub batch: Vec<EntryId>,
     pub result: Result<PutOutcome, PublishError>,
     /// The call's ticket from the shard's [`CallLimit`], and how long it took.
@@ -52,7 +81,122 @@ pub(super) struct Answer {
     pub round_trip: std::time::Duration,
 }
 
-impl ShardLoop {
+impl Window {
+    /// An empty window with `order`, its calls limited by `settings`.
+    pub(crate) fn new(
+        settings: Arc<WorkerSettings>,
+        stream_arn: String,
+        shard_id: String,
+        order: Order,
+    ) -> Self {
+        let limit = CallLimit::new(settings.max_in_flight);
+        Self {
+            settings,
+            stream_arn,
+            shard_id,
+            schedule: Schedule::new(order),
+            limit,
+            page_no: 0,
+        }
+    }
+
+    /// Routes a page of records into the window, in order; a record's poison entries (routes
+    /// it matched but cannot render for) are dead-lettered at once (`out`).
+    pub(crate) fn push_page<'r>(
+        &mut self,
+        records: Vec<StreamRecord>,
+        router: &'r Router,
+        now: Now,
+        out: &mut Vec<Command<'r>>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        let count = records.len();
+        for (i, record) in records.into_iter().enumerate() {
+            let new = self.route(record, router, self.page_no, i + 1 == count, out);
+            for id in self.schedule.push(new) {
+                let letter = self.letter(id, None, router, now.wall);
+                out.push(Command::WriteLetter(id, Box::new(letter)));
+            }
+        }
+        self.page_no += 1;
+    }
+
+    /// The next call that may go out now, if any.
+    pub(crate) fn next_call(&self, now: Instant) -> Option<Vec<EntryId>> {
+        let settings = &self.settings;
+        self.schedule
+            .peek_lane_batch(now, |lane| settings.call_limits(lane))
+    }
+
+    /// Marks `batch` (from [`Window::next_call`], unchanged since) in flight: its entries,
+    /// and the call's ticket for the call limit.
+    pub(crate) fn start_call(&mut self, batch: &[EntryId], at: SystemTime) -> (Vec<Entry>, Ticket) {
+        self.schedule.start(batch);
+        let entries = batch
+            .iter()
+            .filter_map(|&id| {
+                let work = self.schedule.entry_mut(id);
+                work.sent(at);
+                work.entry().cloned()
+            })
+            .collect();
+        (entries, self.limit.start())
+    }
+
+    /// An answered call: its entries settled (see [`Window::settle`]); the dead letters to
+    /// write go to `out`.
+    pub(crate) fn answered<'r>(
+        &mut self,
+        answer: &Answer,
+        router: &'r Router,
+        now: Now,
+        out: &mut Vec<Command<'r>>,
+    ) {
+        for (id, letter) in self.settle(answer, router, now, out) {
+            out.push(Command::WriteLetter(id, Box::new(letter)));
+        }
+    }
+
+    /// The dead letter of entry `id` is stored.
+    pub(crate) fn letter_stored(&mut self, id: EntryId) {
+        self.schedule.dead_lettered(id);
+    }
+
+    /// Drops the settled records at the window's front; the last one, if any.
+    pub(crate) fn advance(&mut self) -> Option<Passed<Held>> {
+        self.schedule.advance()
+    }
+
+    /// Starts no more records: those after the last one started are dropped.
+    pub(crate) fn stop(&mut self) {
+        self.schedule.stop();
+    }
+
+    /// Whether nothing is held, under way or being dead-lettered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.schedule.is_empty()
+    }
+
+    pub(crate) fn held_records(&self) -> usize {
+        self.schedule.held_records()
+    }
+
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.schedule.held_bytes()
+    }
+
+    /// When the next retry is due.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.schedule.next_retry()
+    }
+
+    /// Creation time of the window's oldest record.
+    pub(crate) fn oldest_created_at(&self) -> Option<SystemTime> {
+        self.schedule.oldest_record().and_then(|r| r.created_at)
+    }
+
     /// Routes one record into a window record: its entries with their ordering keys, and its
     /// poison entries (routes it matched but cannot be rendered for).
     pub(super) fn route<'r>(
@@ -115,7 +259,7 @@ impl ShardLoop {
     /// Settles an answered call: decides each entry's fate, applies it to the window, and
     /// tells the shard's call limit how the call fared. Returns the dead letters to write,
     /// with their entries; what happened goes to `out`.
-    pub(super) fn settle<'r>(
+    fn settle<'r>(
         &mut self,
         answer: &Answer,
         router: &'r Router,

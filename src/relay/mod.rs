@@ -17,5 +17,9 @@ mod worker;
 pub use supervisor::{Supervisor, SupervisorSettings};
 pub use worker::{WorkerExit, WorkerSettings};
 
+pub(crate) use deliver::{Answer, Window};
+pub(crate) use schedule::Order;
+pub(crate) use shard_loop::{Command, Now};
+
 #[cfg(test)]
 mod tests;

@@ -30,9 +30,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::deliver::{Answer, Work};
-use super::limit::{CallLimit, Ticket};
-use super::schedule::{EntryId, NewRecord, Order, Schedule};
+use super::deliver::{Answer, Window};
+use super::limit::Ticket;
+use super::schedule::{EntryId, Order};
 use super::worker::{WorkerExit, WorkerSettings};
 use crate::lease::{Checkpoint, LeaseError};
 use crate::pipeline::{Entry, Router};
@@ -44,24 +44,16 @@ use crate::telemetry::ShardEvent;
 /// maximum of 1 MB of data or 1000 stream records").
 pub(super) const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
-/// A record held in the window: what a checkpoint and a dead letter need of it.
-pub(super) struct Held {
-    pub sequence_number: SequenceNumber,
-    pub created_at: Option<SystemTime>,
-    pub json: serde_json::Value,
-    pub event_id: String,
-}
-
 /// The clock as the loop reads it: the monotonic instant (timers) and the wall time (record
 /// ages, dead letters).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Now {
+pub(crate) struct Now {
     pub instant: Instant,
     pub wall: SystemTime,
 }
 
 impl Now {
-    pub(super) fn read() -> Self {
+    pub(crate) fn read() -> Self {
         Self {
             instant: Instant::now(),
             wall: SystemTime::now(),
@@ -88,7 +80,7 @@ pub(super) enum Event {
 
 /// What the loop asks to be done.
 #[derive(Debug)]
-pub(super) enum Command<'r> {
+pub(crate) enum Command<'r> {
     /// Read the next page, and feed it back as [`Event::PageRead`].
     Read,
     /// Store this dead letter (retrying until it is stored), then [`Event::LetterStored`].
@@ -149,17 +141,13 @@ struct Writing {
 /// One shard's loop state (see the module documentation).
 pub(super) struct ShardLoop {
     pub(super) settings: Arc<WorkerSettings>,
-    /// The stream and shard, for the records' `eventSourceARN` and the dead letters.
-    pub(super) stream_arn: String,
-    pub(super) shard_id: String,
-    pub(super) schedule: Schedule<Held, Work>,
-    pub(super) limit: CallLimit,
+    /// The records read and their entries, until settled.
+    pub(super) window: Window,
     progress: Progress,
     writing: Option<Writing>,
     checkpoint_not_before: Option<Instant>,
     checkpoint_failures: u32,
     reading: bool,
-    page_no: u64,
     ended: bool,
     stopping: bool,
 }
@@ -171,14 +159,10 @@ impl ShardLoop {
         shard_id: String,
         now: Instant,
     ) -> Self {
-        let schedule = Schedule::new(Order::for_in_flight(settings.max_in_flight));
-        let limit = CallLimit::new(settings.max_in_flight);
+        let order = Order::for_in_flight(settings.max_in_flight);
         Self {
+            window: Window::new(Arc::clone(&settings), stream_arn, shard_id, order),
             settings,
-            stream_arn,
-            shard_id,
-            schedule,
-            limit,
             progress: Progress {
                 watermark: None,
                 watermark_created_at: None,
@@ -192,7 +176,6 @@ impl ShardLoop {
             checkpoint_not_before: None,
             checkpoint_failures: 0,
             reading: false,
-            page_no: 0,
             ended: false,
             stopping: false,
         }
@@ -205,7 +188,7 @@ impl ShardLoop {
 
     /// Creation time of the window's oldest record (the shard's oldest unpublished one).
     pub(super) fn oldest_created_at(&self) -> Option<SystemTime> {
-        self.schedule.oldest_record().and_then(|r| r.created_at)
+        self.window.oldest_created_at()
     }
 
     /// Feeds one happening; returns what to do about it.
@@ -221,7 +204,7 @@ impl ShardLoop {
                 if !self.stopping {
                     self.stopping = true;
                     self.reading = false;
-                    self.schedule.stop();
+                    self.window.stop();
                     out.push(Command::Emit(ShardEvent::Stopping));
                 }
             }
@@ -229,50 +212,26 @@ impl ShardLoop {
                 self.reading = false;
                 // A page read while stopping is not started (a later reader reads it again).
                 if !self.stopping {
-                    self.page_read(records, router, now, &mut out);
+                    if !records.is_empty() {
+                        out.push(Command::Emit(ShardEvent::PageRead {
+                            records: records.len(),
+                        }));
+                    }
+                    self.window.push_page(records, router, now, &mut out);
                     self.ended = ended;
                 }
             }
-            Event::Answered(answer) => {
-                for (id, letter) in self.settle(&answer, router, now, &mut out) {
-                    out.push(Command::WriteLetter(id, Box::new(letter)));
-                }
-            }
-            Event::LetterStored(id) => self.schedule.dead_lettered(id),
+            Event::Answered(answer) => self.window.answered(&answer, router, now, &mut out),
+            Event::LetterStored(id) => self.window.letter_stored(id),
             Event::CheckpointWritten(result) => self.checkpoint_written(result, now, &mut out),
         }
-        if let Some(passed) = self.schedule.advance() {
+        if let Some(passed) = self.window.advance() {
             self.progress.watermark = Some(passed.record.sequence_number);
             self.progress.watermark_created_at = passed.record.created_at;
             self.progress.page_end |= passed.page_end;
             self.progress.unwritten += passed.count;
         }
         out
-    }
-
-    fn page_read<'r>(
-        &mut self,
-        records: Vec<StreamRecord>,
-        router: &'r Router,
-        now: Now,
-        out: &mut Vec<Command<'r>>,
-    ) {
-        if records.is_empty() {
-            return;
-        }
-        out.push(Command::Emit(ShardEvent::PageRead {
-            records: records.len(),
-        }));
-        let count = records.len();
-        for (i, record) in records.into_iter().enumerate() {
-            let new: NewRecord<Held, Work> =
-                self.route(record, router, self.page_no, i + 1 == count, out);
-            for id in self.schedule.push(new) {
-                let letter = self.letter(id, None, router, now.wall);
-                out.push(Command::WriteLetter(id, Box::new(letter)));
-            }
-        }
-        self.page_no += 1;
     }
 
     fn checkpoint_written<'r>(
@@ -335,29 +294,17 @@ impl ShardLoop {
     }
 
     /// The next call that may go out now, if any (the driver takes a permit for it, then
-    /// [`ShardLoop::start_call`]; without a permit, it asks again later).
+    /// [`Window::start_call`]; without a permit, it asks again later). None while fenced.
     pub(super) fn next_call(&self, now: Instant, fenced: bool) -> Option<Vec<EntryId>> {
         if fenced {
             return None;
         }
-        let settings = &self.settings;
-        self.schedule
-            .peek_lane_batch(now, |lane| settings.call_limits(lane))
+        self.window.next_call(now)
     }
 
-    /// Marks `batch` (from [`ShardLoop::next_call`], unchanged since) in flight: its entries,
-    /// and the call's ticket for the shard's call limit.
+    /// Marks `batch` (from [`ShardLoop::next_call`], unchanged since) in flight.
     pub(super) fn start_call(&mut self, batch: &[EntryId], at: SystemTime) -> (Vec<Entry>, Ticket) {
-        self.schedule.start(batch);
-        let entries = batch
-            .iter()
-            .filter_map(|&id| {
-                let work = self.schedule.entry_mut(id);
-                work.sent(at);
-                work.entry().cloned()
-            })
-            .collect();
-        (entries, self.limit.start())
+        self.window.start_call(batch, at)
     }
 
     /// What to do now besides sending: write the checkpoint, exit, or read the next page.
@@ -380,7 +327,7 @@ impl ShardLoop {
         // only once `SHARD_END` is written, retried like any checkpoint: exiting before it
         // would leave the lease short of it, and the shard's children waiting.)
         if self.writing.is_none()
-            && self.schedule.is_empty()
+            && self.window.is_empty()
             && self.stopping
             && !self.progress.moved()
         {
@@ -397,7 +344,7 @@ impl ShardLoop {
     /// The checkpoint to write now, if one is due (see the module documentation).
     fn checkpoint_target(&self, now: Instant) -> Option<Checkpoint> {
         let p = &self.progress;
-        let settled = self.schedule.is_empty();
+        let settled = self.window.is_empty();
         if self.ended && !self.stopping && settled && !self.reading {
             if p.moved() {
                 p.watermark.clone().map(Checkpoint::Sequence)
@@ -416,16 +363,16 @@ impl ShardLoop {
     /// Whether one more page fits the read-ahead (see the module documentation).
     fn has_room(&self) -> bool {
         let s = &self.settings;
-        self.schedule.held_records() + self.progress.unwritten + s.max_records_per_poll
+        self.window.held_records() + self.progress.unwritten + s.max_records_per_poll
             <= s.read_ahead_records
-            && self.schedule.held_bytes() + MAX_PAGE_BYTES <= s.read_ahead_bytes.max(MAX_PAGE_BYTES)
+            && self.window.held_bytes() + MAX_PAGE_BYTES <= s.read_ahead_bytes.max(MAX_PAGE_BYTES)
     }
 
     /// When the loop must look again if nothing happens: a retry or a checkpoint becoming
     /// due. Only future times: a retry that is due but cannot go out (calls or permits
     /// exhausted) waits for an answer or a permit instead.
     pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
-        let retry_at = self.schedule.next_retry();
+        let retry_at = self.window.next_retry();
         let checkpoint_at = if self.writing.is_none() {
             self.checkpoint_not_before
                 .or_else(|| self.progress.due_at(self.settings.checkpoint_interval))

@@ -167,8 +167,7 @@ impl World<'_> {
                 Command::Read => {
                     prop_assert!(!self.reading, "one read at a time");
                     prop_assert!(!self.cancelled, "no read after cancellation");
-                    let held =
-                        self.machine.schedule.held_records() + self.machine.progress.unwritten;
+                    let held = self.machine.window.held_records() + self.machine.progress.unwritten;
                     prop_assert!(
                         held + self.machine.settings.max_records_per_poll
                             <= self.machine.settings.read_ahead_records,

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use super::worker_settings;
 use crate::config::Config;
-use crate::relay::deliver::Work;
-use crate::relay::shard_loop::{Command, ShardLoop};
+use crate::relay::deliver::{Window, Work};
+use crate::relay::schedule::Order;
+use crate::relay::shard_loop::Command;
 use crate::stream::{SequenceNumber, StreamRecord};
 use crate::telemetry::ShardEvent;
 
@@ -123,11 +124,11 @@ proptest! {
         let stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2026-12-04T00:00:00.000";
         let mut settings = worker_settings();
         settings.records = config.source.record_policy();
-        let machine = ShardLoop::new(
+        let window = Window::new(
             std::sync::Arc::new(settings),
             stream_arn.to_owned(),
             "shard-1".to_owned(),
-            tokio::time::Instant::now(),
+            Order::Strict,
         );
         let router = config.router_for(&config.source.streams()[0]).expect("routes");
         // The shard's stream is the record's: test-route takes it from `eventSourceARN`.
@@ -156,7 +157,7 @@ proptest! {
             .collect();
 
         let mut happened = Vec::new();
-        let routed = machine.route(
+        let routed = window.route(
             StreamRecord {
                 sequence_number: SequenceNumber::new(
                     record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default(),
