@@ -129,3 +129,117 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Backfill's page settling against the shared fakes: throttled entries are retried, a
+    //! call refused because of one entry is split so only that entry is dead-lettered, and a
+    //! dead-letter sink that fails leaves the page unsettled.
+
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::relay::{Order, WorkerSettings};
+    use crate::stream::SequenceNumber;
+    use crate::test_support::{Behaviour, FakeDeadLetters, FakePublisher};
+
+    fn config() -> Config {
+        Config::from_toml(
+            "[source]\ntable_name = \"T\"\n[publisher]\ninitial_backoff = \"1ms\"\nmax_backoff = \"5ms\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
+        )
+        .expect("valid")
+    }
+
+    /// Rows `from..to` as backfilled stream records (`NewImage.n` = the row number).
+    fn page(from: u64, to: u64) -> Vec<StreamRecord> {
+        (from..to)
+            .map(|n| StreamRecord {
+                sequence_number: SequenceNumber::new(format!("backfill-{n}")),
+                created_at: None,
+                json: json!({"eventID": format!("backfill-{n}"), "eventName": "INSERT",
+                    "dynamodb": {"Keys": {"pk": {"S": format!("k{n}")}},
+                                 "NewImage": {"n": {"N": n.to_string()}}}}),
+            })
+            .collect()
+    }
+
+    async fn settle_pages(
+        behaviour: Behaviour,
+        dead_letters: &FakeDeadLetters,
+    ) -> (Vec<Result<Settled, DeadLetterError>>, Arc<FakePublisher>) {
+        let config = config();
+        let router = config
+            .router_for(&config.source.streams()[0])
+            .expect("valid");
+        let publisher = Arc::new(FakePublisher::new(behaviour, None));
+        let metrics = Metrics::new();
+        let d = Delivery {
+            publisher: &*publisher,
+            dead_letters,
+            router: &router,
+            metrics: &metrics,
+        };
+        let settings = Arc::new(WorkerSettings::from_config(&config));
+        let mut window = Window::new(
+            Arc::clone(&settings),
+            "arn:s".into(),
+            "backfill-segment-0".into(),
+            Order::for_in_flight(settings.max_in_flight),
+        );
+        let mut results = Vec::new();
+        for (from, to) in [(0, 25), (25, 50)] {
+            let result = settle(&mut window, page(from, to), &d).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break; // as a segment does: its window is dropped with it
+            }
+        }
+        (results, publisher)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_entries_are_retried_until_each_page_is_published() {
+        let dead_letters = FakeDeadLetters::default();
+        let (results, publisher) =
+            settle_pages(Behaviour::ThrottleFirstAttemptOfEvery(3), &dead_letters).await;
+        for r in &results {
+            let settled = r.as_ref().expect("settled");
+            assert_eq!((settled.published, settled.dead_lettered), (25, 0));
+        }
+        let mut accepted = publisher.accepted.lock().expect("lock").clone();
+        accepted.sort_unstable();
+        assert_eq!(accepted, (0..50).collect::<Vec<u64>>(), "each row once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_refused_because_of_one_row_is_split_and_only_that_row_is_dead_lettered() {
+        let dead_letters = FakeDeadLetters::default();
+        let (results, publisher) = settle_pages(
+            Behaviour::RejectCallContaining(7, "ValidationException"),
+            &dead_letters,
+        )
+        .await;
+        let first = results[0].as_ref().expect("settled");
+        assert_eq!((first.published, first.dead_lettered), (24, 1));
+        let stored = dead_letters.stored.lock().expect("lock");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].sequence_number, "backfill-7");
+        assert_eq!(stored[0].shard_id, "backfill-segment-0");
+        assert!(!publisher.accepted.lock().expect("lock").contains(&7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_sink_that_fails_leaves_the_page_unsettled() {
+        let dead_letters = FakeDeadLetters::default();
+        dead_letters
+            .fail_first
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let (results, _) =
+            settle_pages(Behaviour::RejectEntry(3, "MalformedDetail"), &dead_letters).await;
+        assert!(results[0].is_err(), "the page's position must not move");
+    }
+}

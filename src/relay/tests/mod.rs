@@ -4,7 +4,7 @@
 //! taken by a peer in the middle of a page.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,16 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseKey, LeaseStore, StreamGap, WorkerId};
-use crate::pipeline::Entry;
-use crate::publish::{
-    DeadLetter, DeadLetterError, DeadLetterSink, EventPublisher, FailedEntry, PublishError,
-    PutOutcome,
-};
-use crate::stream::{
-    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
-    StreamRecord,
-};
+use crate::lease::{Checkpoint, Lease, LeaseKey, WorkerId};
+use crate::stream::{IteratorPosition, SequenceNumber, ShardId, SourceError, StreamRecord};
 use crate::telemetry::Metrics;
 
 mod keeper;
@@ -31,507 +23,42 @@ mod routing;
 mod scale;
 mod throughput;
 
-/// A closed shard of `n` records, served `page` at a time; the first iterator past the start
-/// expires once when `expire_once` is set.
-struct FakeSource {
-    records: Vec<StreamRecord>,
-    page: usize,
-    expire_once: AtomicBool,
-    positions: Mutex<Vec<IteratorPosition>>,
-    /// Errors the next GetRecords calls return, in order.
-    read_errors: Mutex<Vec<SourceError>>,
-    /// Records handed out by GetRecords so far.
-    handed_out: AtomicUsize,
-    /// The first record still in the stream: those before it were trimmed (the emulator
-    /// never trims, hence this fake).
-    trim_horizon: usize,
+pub(super) use crate::test_support::{
+    Behaviour, EventLog, FakeDeadLetters, FakeLeases, FakePublisher, FakeShard, FakeStream,
+};
+
+/// One closed shard (`shard-1` of `arn:s`) of `n` records, served `page` at a time.
+fn closed_shard(n: usize, page: usize) -> FakeStream {
+    closed_shard_with_keys(&vec![None; n], page)
 }
 
-impl FakeSource {
-    fn new(n: usize, page: usize) -> Self {
-        Self::with_keys(&vec![None; n], page)
-    }
-
-    /// One record per element: record `i` has `NewImage.n = i` and, when given, `NewImage.k`.
-    fn with_keys(keys: &[Option<u8>], page: usize) -> Self {
-        let records = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| {
-                let mut image = json!({"n": {"N": i.to_string()}});
-                if let Some(k) = key {
-                    image["k"] = json!({"S": format!("k{k}")});
-                }
-                StreamRecord {
-                    sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
-                    created_at: None,
-                    json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
-                                 "dynamodb": {"NewImage": image}}),
-                }
-            })
-            .collect();
-        Self {
-            records,
-            page,
-            expire_once: AtomicBool::new(false),
-            positions: Mutex::new(Vec::new()),
-            read_errors: Mutex::new(Vec::new()),
-            handed_out: AtomicUsize::new(0),
-            trim_horizon: 0,
-        }
-    }
-}
-
-impl ShardSource for FakeSource {
-    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
-        Ok("arn:s".into())
-    }
-    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
-        Ok(Vec::new())
-    }
-    async fn shard_iterator(
-        &self,
-        _: &str,
-        _: &ShardId,
-        position: &IteratorPosition,
-    ) -> Result<String, SourceError> {
-        self.positions.lock().expect("lock").push(position.clone());
-        let start = match position {
-            IteratorPosition::TrimHorizon => self.trim_horizon,
-            IteratorPosition::Latest => self.records.len(),
-            IteratorPosition::AfterSequenceNumber(seq) => {
-                self.records
-                    .iter()
-                    .position(|r| &r.sequence_number == seq)
-                    .expect("known sequence number")
-                    + 1
+/// One record per element: record `i` has `NewImage.n = i` and, when given, `NewImage.k`.
+fn closed_shard_with_keys(keys: &[Option<u8>], page: usize) -> FakeStream {
+    let records = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let mut image = json!({"n": {"N": i.to_string()}});
+            if let Some(k) = key {
+                image["k"] = json!({"S": format!("k{k}")});
             }
-        };
-        Ok(start.to_string())
-    }
-    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
-        let queued = {
-            let mut errors = self.read_errors.lock().expect("lock");
-            (!errors.is_empty()).then(|| errors.remove(0))
-        };
-        if let Some(e) = queued {
-            return Err(e);
-        }
-        let start: usize = iterator.parse().expect("our iterator");
-        if start > 0 && self.expire_once.swap(false, Ordering::SeqCst) {
-            return Err(SourceError::IteratorExpired);
-        }
-        let end = (start + self.page).min(self.records.len());
-        self.handed_out.fetch_add(end - start, Ordering::SeqCst);
-        Ok(RecordsPage {
-            records: self.records[start..end].to_vec(),
-            next_iterator: (end < self.records.len()).then(|| end.to_string()),
+            StreamRecord {
+                sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
+                created_at: None,
+                json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+                             "dynamodb": {"NewImage": image}}),
+            }
         })
-    }
-}
-
-/// How the fake EventBridge treats entries (by the record number `n` in their detail).
-#[derive(Clone, Copy)]
-pub(super) enum Behaviour {
-    /// Accept everything.
-    AcceptAll,
-    /// Fail each entry whose `n` is a multiple of this on its first attempt (throttled).
-    ThrottleFirstAttemptOfEvery(u64),
-    /// Reject entry `n` for good with this entry-level code.
-    RejectEntry(u64, &'static str),
-    /// Fail the whole call with this code whenever it contains entry `n` (as PutEvents does
-    /// for a bus that does not exist).
-    RejectCallContaining(u64, &'static str),
-    /// Throttle entry `n` on every attempt.
-    AlwaysThrottle(u64),
-    /// A pseudo-random schedule from a seed: each call answers after up to 2 s, fails as a
-    /// whole (`InternalFailure`) with 1 chance in 5, and each entry of a call fails (throttled
-    /// or internal) with 3 in 10.
-    Random(u64),
-    /// As `Random`, and entries whose `n` the seed picks (about 1 in 8) are rejected for
-    /// good (`MalformedDetail`) whenever they are sent.
-    RandomWithPoison(u64),
-    /// Accept everything and only count entries (no parsing: for measurements).
-    CountOnly,
-    /// Accept everything; the first 4 calls answer in 10 ms, later ones in 1 s (calls queue
-    /// at the service).
-    Slowing,
-}
-
-/// A small deterministic hash (splitmix64) for the random schedule.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// A fake EventBridge; optionally cancels a token at the given call number.
-pub(super) struct FakePublisher {
-    accepted: Mutex<Vec<u64>>,
-    /// Where acceptances are logged beside checkpoints and dead letters, when set.
-    log: Option<EventLog>,
-    /// Entries accepted under `CountOnly`.
-    pub(super) counted: AtomicUsize,
-    attempts: Mutex<HashMap<u64, usize>>,
-    calls: AtomicUsize,
-    behaviour: Behaviour,
-    cancel: Option<(usize, CancellationToken)>,
-    in_flight: AtomicUsize,
-    /// Under `Slowing`: the most calls in flight at once among calls after the 40th.
-    pub(super) late_peak: AtomicUsize,
-}
-
-impl FakePublisher {
-    pub(super) fn new(behaviour: Behaviour, cancel: Option<(usize, CancellationToken)>) -> Self {
-        Self {
-            accepted: Mutex::new(Vec::new()),
-            log: None,
-            counted: AtomicUsize::new(0),
-            attempts: Mutex::new(HashMap::new()),
-            calls: AtomicUsize::new(0),
-            behaviour,
-            cancel,
-            in_flight: AtomicUsize::new(0),
-            late_peak: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl EventPublisher for FakePublisher {
-    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some((at, token)) = &self.cancel {
-            if call == *at {
-                token.cancel();
-            }
-        }
-        assert!(entries.len() <= 10, "PutEvents limit");
-        if let Behaviour::CountOnly = self.behaviour {
-            self.counted.fetch_add(entries.len(), Ordering::Relaxed);
-            return Ok(PutOutcome::default());
-        }
-        let numbers: Vec<u64> = entries
-            .iter()
-            .map(|e| {
-                let detail: serde_json::Value = serde_json::from_str(&e.detail).expect("json");
-                detail["n"].as_u64().expect("n")
-            })
-            .collect();
-        if let Behaviour::Slowing = self.behaviour {
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            if call > 40 {
-                self.late_peak.fetch_max(now, Ordering::SeqCst);
-            }
-            let delay = if call <= 4 { 10 } else { 1_000 };
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.accepted.lock().expect("lock").extend(&numbers);
-            return Ok(PutOutcome::default());
-        }
-        if let Behaviour::RejectCallContaining(bad, code) = self.behaviour {
-            if numbers.contains(&bad) {
-                return Err(PublishError {
-                    code: code.into(),
-                    message: "rejected".into(),
-                });
-            }
-        }
-        if let Behaviour::Random(seed) | Behaviour::RandomWithPoison(seed) = self.behaviour {
-            // Slow answers: up to 2 s (paused time: free).
-            let delay = mix(seed ^ (call as u64)) % 2000;
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            if mix(seed ^ ((call as u64) << 20)).is_multiple_of(5) {
-                return Err(PublishError {
-                    code: "InternalFailure".into(),
-                    message: "call failed".into(),
-                });
-            }
-        }
-        let mut failed = Vec::new();
-        for (index, &n) in numbers.iter().enumerate() {
-            let mut attempts = self.attempts.lock().expect("lock");
-            let seen = attempts.entry(n).or_insert(0);
-            *seen += 1;
-            let failure = match self.behaviour {
-                Behaviour::ThrottleFirstAttemptOfEvery(k) if n.is_multiple_of(k) && *seen == 1 => {
-                    Some("ThrottlingException")
-                }
-                Behaviour::RejectEntry(bad, code) if n == bad => Some(code),
-                Behaviour::AlwaysThrottle(bad) if n == bad => Some("ThrottlingException"),
-                Behaviour::RandomWithPoison(seed)
-                    if mix(seed ^ n.wrapping_mul(31)).is_multiple_of(8) =>
-                {
-                    Some("MalformedDetail")
-                }
-                Behaviour::Random(seed) | Behaviour::RandomWithPoison(seed) => {
-                    let roll = mix(seed ^ (n << 8) ^ (*seen as u64)) % 10;
-                    match roll {
-                        0 | 1 => Some("ThrottlingException"),
-                        2 => Some("InternalFailure"),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            match failure {
-                Some(code) => failed.push(FailedEntry {
-                    index,
-                    code: code.into(),
-                    message: "failed".into(),
-                }),
-                None => {
-                    self.accepted.lock().expect("lock").push(n);
-                    if let Some(log) = &self.log {
-                        log.lock().expect("lock").push(format!("accepted:{n}"));
-                    }
-                }
-            }
-        }
-        Ok(PutOutcome {
-            failed,
-            ..PutOutcome::default()
-        })
-    }
-}
-
-/// What happened, in order, across the fake lease store and dead-letter sink.
-pub(super) type EventLog = Arc<Mutex<Vec<String>>>;
-
-/// A dead-letter sink that fails its first `fail_first` sends.
-#[derive(Default)]
-pub(super) struct FakeDeadLetters {
-    pub(super) stored: Mutex<Vec<DeadLetter>>,
-    fail_first: AtomicUsize,
-    log: EventLog,
-}
-
-impl DeadLetterSink for FakeDeadLetters {
-    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let failing = self
-            .fail_first
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            self.log
-                .lock()
-                .expect("lock")
-                .push("dead-letter-failed".into());
-            return Err(DeadLetterError {
-                code: "QueueUnreachable".into(),
-                message: "down".into(),
-            });
-        }
-        self.log
-            .lock()
-            .expect("lock")
-            .push(format!("dead-letter:{}", letter.sequence_number));
-        self.stored.lock().expect("lock").push(letter.clone());
-        Ok(())
-    }
-}
-
-/// Leases in memory with DynamoDB's conditional semantics for the owner's writes.
-#[derive(Default)]
-pub(super) struct FakeLeases {
-    leases: Mutex<HashMap<LeaseKey, Lease>>,
-    log: EventLog,
-    /// The worker registry: heartbeat counters.
-    workers: Mutex<HashMap<WorkerId, u64>>,
-    /// Every write (create, take, renew, checkpoint, release, reset, heartbeat).
-    writes: AtomicUsize,
-    /// How long each renewal takes (a slow or throttled table).
-    renew_delay: Mutex<Duration>,
-    /// Renewals and heartbeats fail (`ProvisionedThroughputExceededException`) while set.
-    renew_failing: AtomicBool,
-    /// Renewals in flight now, and the most seen at once.
-    renewing: AtomicUsize,
-    renewing_peak: AtomicUsize,
-    /// Checkpoints fail (a lease table that cannot be written) while set.
-    checkpoint_failing: AtomicBool,
-    /// The next heartbeat succeeds even while `renew_failing` is set.
-    heartbeat_ok_once: AtomicBool,
-    /// Every checkpoint written, with when, per lease.
-    pub(super) checkpointed_at: Mutex<HashMap<LeaseKey, Vec<(Checkpoint, tokio::time::Instant)>>>,
-    /// The creation time written with each lease's last checkpoint.
-    pub(super) checkpoint_created_at: Mutex<HashMap<LeaseKey, Option<SystemTime>>>,
-    /// Every gap recorded.
-    pub(super) gaps: Mutex<Vec<StreamGap>>,
-}
-
-impl LeaseStore for FakeLeases {
-    async fn ensure_table(&self) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn snapshot(&self) -> Result<crate::lease::LeaseSnapshot, LeaseError> {
-        Ok(crate::lease::LeaseSnapshot {
-            leases: self
-                .leases
-                .lock()
-                .expect("lock")
-                .values()
-                .cloned()
-                .collect(),
-            workers: self
-                .workers
-                .lock()
-                .expect("lock")
-                .iter()
-                .map(|(id, counter)| crate::lease::WorkerRecord {
-                    id: id.clone(),
-                    counter: *counter,
-                })
-                .collect(),
-        })
-    }
-    async fn reset(&self, _: &Lease, _: &Checkpoint) -> Result<(), LeaseError> {
-        Ok(())
-    }
-    async fn delete(&self, observed: &Lease) -> Result<bool, LeaseError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut all = self.leases.lock().expect("lock");
-        match all.get(&observed.key) {
-            Some(l) if l.counter == observed.counter => {
-                all.remove(&observed.key);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<(), LeaseError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        if self.renew_failing.load(Ordering::SeqCst)
-            && !self.heartbeat_ok_once.swap(false, Ordering::SeqCst)
-        {
-            return Err(LeaseError::CallFailed {
-                operation: "UpdateItem(heartbeat)",
-                code: "ProvisionedThroughputExceededException".into(),
-                message: "throttled".into(),
-            });
-        }
-        *self
-            .workers
-            .lock()
-            .expect("lock")
-            .entry(worker.clone())
-            .or_insert(0) += 1;
-        Ok(())
-    }
-    async fn deregister(&self, worker: &WorkerId) -> Result<(), LeaseError> {
-        self.workers.lock().expect("lock").remove(worker);
-        Ok(())
-    }
-    async fn create(&self, lease: &Lease) -> Result<bool, LeaseError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut all = self.leases.lock().expect("lock");
-        if all.contains_key(&lease.key) {
-            return Ok(false); // attribute_not_exists(leaseKey) failed
-        }
-        all.insert(lease.key.clone(), lease.clone());
-        Ok(true)
-    }
-    async fn take(&self, observed: &Lease, owner: &WorkerId) -> Result<Lease, LeaseError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut all = self.leases.lock().expect("lock");
-        let lease = all.get_mut(&observed.key).expect("exists");
-        if lease.counter != observed.counter {
-            return Err(LeaseError::LeaseLost {
-                key: observed.key.clone(),
-            });
-        }
-        lease.owner = Some(owner.clone());
-        lease.counter += 1;
-        Ok(lease.clone())
-    }
-    async fn renew(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
-        let now = self.renewing.fetch_add(1, Ordering::SeqCst) + 1;
-        self.renewing_peak.fetch_max(now, Ordering::SeqCst);
-        let delay = *self.renew_delay.lock().expect("lock");
-        tokio::time::sleep(delay).await;
-        self.renewing.fetch_sub(1, Ordering::SeqCst);
-        if self.renew_failing.load(Ordering::SeqCst) {
-            return Err(LeaseError::CallFailed {
-                operation: "UpdateItem(renew)",
-                code: "ProvisionedThroughputExceededException".into(),
-                message: "throttled".into(),
-            });
-        }
-        self.owned(key, owner, |l| l.counter += 1)
-    }
-    async fn checkpoint(
-        &self,
-        key: &LeaseKey,
-        owner: &WorkerId,
-        checkpoint: &Checkpoint,
-        created_at: Option<SystemTime>,
-    ) -> Result<(), LeaseError> {
-        if self.checkpoint_failing.load(Ordering::SeqCst) {
-            return Err(LeaseError::CallFailed {
-                operation: "UpdateItem(checkpoint)",
-                code: "InternalServerError".into(),
-                message: "down".into(),
-            });
-        }
-        self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())?;
-        self.checkpointed_at
-            .lock()
-            .expect("lock")
-            .entry(key.clone())
-            .or_default()
-            .push((checkpoint.clone(), tokio::time::Instant::now()));
-        self.checkpoint_created_at
-            .lock()
-            .expect("lock")
-            .insert(key.clone(), created_at);
-        self.log
-            .lock()
-            .expect("lock")
-            .push(format!("checkpoint:{checkpoint}"));
-        Ok(())
-    }
-    async fn record_gap(&self, gap: &StreamGap) -> Result<(), LeaseError> {
-        self.gaps.lock().expect("lock").push(gap.clone());
-        Ok(())
-    }
-    async fn release(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
-        self.owned(key, owner, |l| l.owner = None)
-    }
-}
-
-impl FakeLeases {
-    /// Adds `lease` to the table.
-    pub(super) fn insert(&self, lease: Lease) {
-        self.leases
-            .lock()
-            .expect("lock")
-            .insert(lease.key.clone(), lease);
-    }
-
-    fn owned(
-        &self,
-        key: &LeaseKey,
-        owner: &WorkerId,
-        change: impl FnOnce(&mut Lease),
-    ) -> Result<(), LeaseError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut all = self.leases.lock().expect("lock");
-        match all.get_mut(key) {
-            Some(l) if l.owner.as_ref() == Some(owner) => {
-                change(l);
-                l.counter += 1;
-                Ok(())
-            }
-            _ => Err(LeaseError::LeaseLost { key: key.clone() }),
-        }
-    }
-
-    fn checkpoint_of(&self, key: &LeaseKey) -> Checkpoint {
-        self.leases.lock().expect("lock")[key].checkpoint.clone()
-    }
+        .collect();
+    FakeStream::new(
+        "arn:s",
+        vec![FakeShard::new("shard-1", None, true, records)],
+        page,
+    )
 }
 
 struct Setup {
-    source: Arc<FakeSource>,
+    source: Arc<FakeStream>,
     publisher: Arc<FakePublisher>,
     leases: Arc<FakeLeases>,
     dead_letters: Arc<FakeDeadLetters>,
@@ -571,7 +98,7 @@ fn setup(
         .expect("lock")
         .insert(lease.key.clone(), lease.clone());
     Setup {
-        source: Arc::new(FakeSource::new(records, page)),
+        source: Arc::new(closed_shard(records, page)),
         publisher: Arc::new(FakePublisher::new(
             behaviour,
             cancel_at_call.map(|at| (at, token.clone())),
@@ -588,7 +115,7 @@ fn setup(
     }
 }
 
-fn worker(s: &Setup) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+fn worker(s: &Setup) -> Worker<FakeStream, FakePublisher, FakeLeases, FakeDeadLetters> {
     worker_with(s, |_| {})
 }
 
@@ -629,7 +156,7 @@ unmarshall = "NewImage"
 fn worker_with(
     s: &Setup,
     tune: impl FnOnce(&mut WorkerSettings),
-) -> Worker<FakeSource, FakePublisher, FakeLeases, FakeDeadLetters> {
+) -> Worker<FakeStream, FakePublisher, FakeLeases, FakeDeadLetters> {
     let mut settings = worker_settings();
     tune(&mut settings);
     let config = test_config();
@@ -901,12 +428,12 @@ async fn run_to_shard_end(s: &Setup) -> Metrics {
 async fn a_trimmed_stream_records_the_gap_from_the_checkpoint_to_the_first_record_left() {
     let mut s = setup(10, 10, Behaviour::AcceptAll, None);
     let minute = |i: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_547_200 + 60 * i);
-    let mut source = FakeSource::new(10, 10);
-    for (i, r) in (0..).zip(source.records.iter_mut()) {
+    let mut source = closed_shard(10, 10);
+    for (i, r) in (0..).zip(source.shards_mut("arn:s")[0].records.iter_mut()) {
         r.created_at = Some(minute(i));
     }
     // Records 0..=2 were relayed before the stop; 3, 4 and 5 were trimmed since.
-    source.trim_horizon = 6;
+    source.shards_mut("arn:s")[0].trim_horizon = 6;
     source
         .read_errors
         .lock()
@@ -1085,7 +612,7 @@ proptest::proptest! {
             .build()
             .expect("runtime");
         let mut s = setup(0, page, Behaviour::AcceptAll, None);
-        s.source = Arc::new(FakeSource::with_keys(
+        s.source = Arc::new(closed_shard_with_keys(
             &keys.iter().map(|&k| Some(k)).collect::<Vec<_>>(),
             page,
         ));

@@ -2,7 +2,6 @@
 //! children. The emulator never splits shards (its one shard per table never closes), so the
 //! split is made here, behind the same `ShardSource` trait the SDK implementation has.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,26 +9,12 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher, FakeShard, FakeStream};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::{Checkpoint, WorkerId};
 use crate::relay::{Supervisor, SupervisorSettings};
-use crate::stream::{
-    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
-    StreamRecord,
-};
+use crate::stream::{SequenceNumber, ShardSource, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
-
-/// Closed shards with fixed records, listed children first (DescribeStream gives no order
-/// guarantee), served two records per GetRecords call.
-struct SplitSource {
-    shards: Vec<Shard>,
-    /// Cleared when the parent is trimmed from the stream (DescribeStream stops listing it).
-    list_parent: std::sync::atomic::AtomicBool,
-    records: HashMap<String, Vec<StreamRecord>>,
-    /// Shard ids in the order their first GetRecords happened.
-    first_reads: Mutex<Vec<String>>,
-}
 
 fn record(n: u64) -> StreamRecord {
     StreamRecord {
@@ -40,81 +25,33 @@ fn record(n: u64) -> StreamRecord {
     }
 }
 
-impl SplitSource {
-    fn new() -> Self {
-        let shard = |id: &str, parent: Option<&str>| Shard {
-            id: ShardId(id.into()),
-            parent: parent.map(|p| ShardId(p.into())),
-            ending_sequence_number: Some(SequenceNumber::new("9999")),
-        };
-        Self {
-            shards: vec![
-                shard("child-a", Some("parent")),
-                shard("child-b", Some("parent")),
-                shard("parent", None),
-            ],
-            list_parent: std::sync::atomic::AtomicBool::new(true),
-            records: HashMap::from([
-                ("parent".to_owned(), (0..20).map(record).collect()),
-                ("child-a".to_owned(), (20..30).map(record).collect()),
-                ("child-b".to_owned(), (30..40).map(record).collect()),
-            ]),
-            first_reads: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl ShardSource for SplitSource {
-    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
-        Ok("arn:s".into())
-    }
-    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
-        let listed = self.list_parent.load(std::sync::atomic::Ordering::SeqCst);
-        Ok(self
-            .shards
-            .iter()
-            .filter(|s| listed || s.id.0 != "parent")
-            .cloned()
-            .collect())
-    }
-    async fn shard_iterator(
-        &self,
-        _: &str,
-        shard: &ShardId,
-        position: &IteratorPosition,
-    ) -> Result<String, SourceError> {
-        let records = &self.records[&shard.0];
-        let start = match position {
-            IteratorPosition::TrimHorizon => 0,
-            IteratorPosition::Latest => records.len(),
-            IteratorPosition::AfterSequenceNumber(seq) => records
-                .iter()
-                .position(|r| &r.sequence_number == seq)
-                .map_or(0, |i| i + 1),
-        };
-        Ok(format!("{shard}:{start}"))
-    }
-    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
-        let (shard, start) = iterator.rsplit_once(':').expect("our iterator");
-        let start: usize = start.parse().expect("index");
-        {
-            let mut first = self.first_reads.lock().expect("lock");
-            if !first.iter().any(|s| s == shard) {
-                first.push(shard.to_owned());
-            }
-        }
-        let records = &self.records[shard];
-        let end = (start + 2).min(records.len());
-        Ok(RecordsPage {
-            records: records[start..end].to_vec(),
-            next_iterator: (end < records.len()).then(|| format!("{shard}:{end}")),
-        })
-    }
+/// Closed shards with fixed records, listed children first (DescribeStream gives no order
+/// guarantee), served two records per GetRecords call: a parent split into two children.
+fn split_source() -> FakeStream {
+    FakeStream::new(
+        "arn:s",
+        vec![
+            FakeShard::new(
+                "child-a",
+                Some("parent"),
+                true,
+                (20..30).map(record).collect(),
+            ),
+            FakeShard::new(
+                "child-b",
+                Some("parent"),
+                true,
+                (30..40).map(record).collect(),
+            ),
+            FakeShard::new("parent", None, true, (0..20).map(record).collect()),
+        ],
+        2,
+    )
 }
 
 #[tokio::test(start_paused = true)]
 async fn children_are_read_only_after_their_parent_reached_shard_end() {
-    let source = Arc::new(SplitSource::new());
+    let source = Arc::new(split_source());
     let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
     let leases = Arc::new(FakeLeases::default());
     let supervisor = supervise(
@@ -144,9 +81,7 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
         3,
         "a listed parent keeps its lease"
     );
-    source
-        .list_parent
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    source.unlist("parent");
     eventually("the trimmed parent's lease is deleted", || {
         leases.leases.lock().expect("lock").len() <= 2
     })
@@ -212,63 +147,27 @@ fn a_child_of_a_known_parent_starts_at_trim_horizon_whatever_the_config_says() {
 }
 
 /// A table whose stream is replaced (disabled and re-enabled): `latest_stream_arn` answers the
-/// old ARN until `switched`, then the new one. Each stream has one closed shard.
-struct ReplacedStream {
-    switched: std::sync::atomic::AtomicBool,
-}
-
-impl ShardSource for ReplacedStream {
-    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
-        Ok(if self.switched.load(std::sync::atomic::Ordering::SeqCst) {
-            "arn:new".into()
-        } else {
-            "arn:old".into()
-        })
-    }
-    async fn list_shards(&self, arn: &str) -> Result<Vec<Shard>, SourceError> {
-        Ok(vec![Shard {
-            id: ShardId(format!("{arn}-shard")),
-            parent: None,
-            ending_sequence_number: Some(SequenceNumber::new("9999")),
-        }])
-    }
-    async fn shard_iterator(
-        &self,
-        _: &str,
-        shard: &ShardId,
-        position: &IteratorPosition,
-    ) -> Result<String, SourceError> {
-        let start = match position {
-            IteratorPosition::AfterSequenceNumber(seq) => {
-                seq.as_str().parse::<u64>().map_or(0, |s| s - 999)
-            }
-            _ => 0,
-        };
-        Ok(format!("{shard}:{start}"))
-    }
-    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
-        let (shard, start) = iterator.rsplit_once(':').expect("ours");
-        let start: u64 = start.parse().expect("index");
-        let base = if shard.starts_with("arn:old") { 0 } else { 5 };
-        // Record n = base + i sits at position i of its shard (sequence number 1000 + i).
-        let records: Vec<StreamRecord> = (start..5)
+/// old ARN until switched, then the new one. Each stream has one closed shard of 5 records
+/// (records 0-4 on the old one, 5-9 on the new).
+fn replaced_stream() -> FakeStream {
+    let shard = |arn: &str, base: u64| {
+        let records = (0..5)
             .map(|i| StreamRecord {
                 sequence_number: SequenceNumber::new(format!("{}", 1000 + i)),
                 ..record(base + i)
             })
             .collect();
-        Ok(RecordsPage {
-            records,
-            next_iterator: None,
-        })
-    }
+        (
+            arn.to_owned(),
+            vec![FakeShard::new(&format!("{arn}-shard"), None, true, records)],
+        )
+    };
+    FakeStream::replaced(vec![shard("arn:old", 0), shard("arn:new", 5)], 5)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_replaced_stream_is_followed_and_the_old_one_read_to_its_end() {
-    let source = Arc::new(ReplacedStream {
-        switched: std::sync::atomic::AtomicBool::new(false),
-    });
+    let source = Arc::new(replaced_stream());
     let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
     let leases = Arc::new(FakeLeases::default());
     let supervisor = supervise(
@@ -289,9 +188,7 @@ async fn a_replaced_stream_is_followed_and_the_old_one_read_to_its_end() {
         }
     };
     wait_for(5).await;
-    source
-        .switched
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    source.switch_to(1);
     wait_for(10).await;
     token.cancel();
     run.await.expect("no panic");

@@ -9,50 +9,28 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher, FakeShard, FakeStream};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::WorkerId;
 use crate::relay::{Supervisor, SupervisorSettings, WorkerSettings};
-use crate::stream::{IteratorPosition, RecordsPage, Shard, ShardId, ShardSource, SourceError};
 use crate::telemetry::{Health, Metrics, PendingRecords};
 
 /// `n` open shards with no records.
-struct IdleShards(usize);
-
-impl ShardSource for IdleShards {
-    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
-        Ok("arn:s".into())
-    }
-    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
-        Ok((0..self.0)
-            .map(|i| Shard {
-                id: ShardId(format!("shardId-{i:05}")),
-                parent: None,
-                ending_sequence_number: None,
-            })
-            .collect())
-    }
-    async fn shard_iterator(
-        &self,
-        _: &str,
-        shard: &ShardId,
-        _: &IteratorPosition,
-    ) -> Result<String, SourceError> {
-        Ok(shard.0.clone())
-    }
-    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
-        Ok(RecordsPage {
-            records: Vec::new(),
-            next_iterator: Some(iterator.to_owned()),
-        })
-    }
+fn idle_shards(n: usize) -> FakeStream {
+    FakeStream::new(
+        "arn:s",
+        (0..n)
+            .map(|i| FakeShard::new(&format!("shardId-{i:05}"), None, false, Vec::new()))
+            .collect(),
+        1000,
+    )
 }
 
 fn supervisor(
     id: &str,
-    source: &Arc<IdleShards>,
+    source: &Arc<FakeStream>,
     leases: &Arc<FakeLeases>,
-) -> Supervisor<IdleShards, FakePublisher, FakeLeases, FakeDeadLetters> {
+) -> Supervisor<FakeStream, FakePublisher, FakeLeases, FakeDeadLetters> {
     let config = Config::from_toml(
         "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
     )
@@ -127,7 +105,7 @@ fn scale_with_fakes() {
     runtime.block_on(async {
         // One supervisor, 1,000 idle shards: memory and steady-state lease writes.
         let before = rss_kib();
-        let source = Arc::new(IdleShards(1000));
+        let source = Arc::new(idle_shards(1000));
         let leases = Arc::new(FakeLeases::default());
         let token = CancellationToken::new();
         let one = tokio::spawn(supervisor("solo", &source, &leases).run(token.clone()));

@@ -3,65 +3,19 @@
 //! shards. Ignored in normal runs; `scripts/bench` runs it in release mode and BENCHMARKS.md
 //! records the figures.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher};
+use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher, FakeShard, FakeStream};
 use crate::config::Config;
 use crate::lease::{Checkpoint, Lease, LeaseKey, WorkerId};
 use crate::relay::worker::{Worker, WorkerExit, WorkerSettings};
-use crate::stream::{
-    IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
-    StreamRecord,
-};
+use crate::stream::{SequenceNumber, ShardId, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
-
-/// Every shard's records, pre-built; iterators are `shard:index`.
-struct Source {
-    shards: HashMap<String, Vec<StreamRecord>>,
-    page: usize,
-    /// (shard, sequence number of the page's last record) → when the page was handed out.
-    read_at: Mutex<HashMap<(String, String), Instant>>,
-}
-
-impl ShardSource for Source {
-    async fn latest_stream_arn(&self, _: &str) -> Result<String, SourceError> {
-        Ok("arn:s".into())
-    }
-    async fn list_shards(&self, _: &str) -> Result<Vec<Shard>, SourceError> {
-        Ok(Vec::new())
-    }
-    async fn shard_iterator(
-        &self,
-        _: &str,
-        shard: &ShardId,
-        _: &IteratorPosition,
-    ) -> Result<String, SourceError> {
-        Ok(format!("{shard}:0"))
-    }
-    async fn get_records(&self, iterator: &str, _: usize) -> Result<RecordsPage, SourceError> {
-        let (shard, start) = iterator.rsplit_once(':').expect("our iterator");
-        let start: usize = start.parse().expect("index");
-        let records = &self.shards[shard];
-        let end = (start + self.page).min(records.len());
-        let page = records[start..end].to_vec();
-        if let Some(last) = page.last() {
-            self.read_at.lock().expect("lock").insert(
-                (shard.to_owned(), last.sequence_number.as_str().to_owned()),
-                Instant::now(),
-            );
-        }
-        Ok(RecordsPage {
-            records: page,
-            next_iterator: (end < records.len()).then(|| format!("{shard}:{end}")),
-        })
-    }
-}
 
 fn record(shard: usize, i: usize) -> StreamRecord {
     StreamRecord {
@@ -98,18 +52,16 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
             .router_for(&config.source.streams()[0])
             .expect("valid"),
     );
-    let source = Arc::new(Source {
-        shards: (0..shards)
+    let source = Arc::new(FakeStream::new(
+        "arn:s",
+        (0..shards)
             .map(|s| {
-                (
-                    format!("shard-{s}"),
-                    (0..per_shard).map(|i| record(s, i)).collect(),
-                )
+                let records = (0..per_shard).map(|i| record(s, i)).collect();
+                FakeShard::new(&format!("shard-{s}"), None, true, records)
             })
             .collect(),
-        page: 1000,
-        read_at: Mutex::new(HashMap::new()),
-    });
+        1000,
+    ));
     let publisher = Arc::new(FakePublisher::new(Behaviour::CountOnly, None));
     let leases = Arc::new(FakeLeases::default());
     let dead_letters = Arc::new(FakeDeadLetters::default());
