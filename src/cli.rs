@@ -140,6 +140,7 @@ pub struct BackfillArgs {
 pub enum CheckpointCommand {
     /// Move one shard (--shard) or a whole source (--source) to TRIM_HORIZON, LATEST or the
     /// first record at or after an RFC 3339 time; refuses owned shards unless --force.
+    #[command(group = clap::ArgGroup::new("which").args(["shard", "source"]).required(true).multiple(true))]
     Reset {
         /// The shard id (as `status` lists it).
         #[arg(long)]

@@ -11,8 +11,9 @@
 //! - [`pipeline`]: pure: the route model ([`pipeline::Route`]), filters, templates, images,
 //!   unmarshalling, the router, PutEvents batching.
 //! - [`publish`]: the `EventPublisher` seam on PutEvents, and retry classification.
-//! - [`relay`]: the per-shard loop and the supervisor; it ties `stream`, `lease` and `publish`
-//!   together. `backfill` reuses its settle rules; nothing below it imports `relay`.
+//! - [`relay`]: the delivery window (a record to settled entries), the shard loop's state
+//!   machine and its driver, the supervisor; it ties `stream`, `lease` and `publish` together.
+//!   `backfill` settles its pages through the same window; nothing below it imports `relay`.
 //! - [`telemetry`]: metrics, health, the HTTP endpoint, logs.
 //! - [`app`]: wiring the above together for `outbox-relay run`.
 //! - [`preflight`]: what AWS says of the sources before anything is read (stream on, view
@@ -23,6 +24,8 @@
 //! every module's non-test code for cycles.
 //! - [`operator`]: `outbox-relay status` and `checkpoint reset`.
 //! - [`redrive`]: `outbox-relay redrive`, re-publishing the dead-letter queue.
+//! - [`render`]: how the commands' progress and dry-run output show on a terminal (commands
+//!   return reports and tell observers; they never print).
 //! - [`test_route`]: `outbox-relay test-route`, a record through every route, offline.
 //! - [`time`]: RFC 3339 times with any offset, from flags and from rows.
 //! - [`healthcheck`]: `outbox-relay healthcheck`, a container health probe of `/healthz`.
@@ -40,7 +43,11 @@ pub mod preflight;
 pub mod publish;
 pub mod redrive;
 pub mod relay;
+pub mod render;
 pub mod stream;
 pub mod telemetry;
 pub mod test_route;
 pub mod time;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -58,66 +58,27 @@ fn main() -> ExitCode {
             unreachable!("handled before the config is needed")
         }
         Command::Run => run(config),
-        Command::Healthcheck => {
-            let addr = outbox_relay::healthcheck::probe_address(config.http.listen);
-            match outbox_relay::healthcheck::probe(addr, "/healthz", Duration::from_secs(3)) {
-                Ok(200) => ExitCode::SUCCESS,
-                Ok(code) => {
-                    eprintln!("unhealthy: {addr}/healthz answered {code}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("unhealthy: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Healthcheck => healthcheck(&config),
         Command::TestRoute {
             record,
             source,
             output,
         } => test_route(&config, &record, source.as_deref(), output),
-        Command::Status { output } => block_on(async {
-            let rows = outbox_relay::operator::status(&config)
-                .await
-                .map_err(|e| DisplayChain(&e).to_string())?;
-            let gaps = outbox_relay::operator::gaps(&config)
-                .await
-                .map_err(|e| DisplayChain(&e).to_string())?;
-            if output == Output::Json {
-                println!("{}", outbox_relay::operator::status_json(&rows, &gaps));
-            } else {
-                print!("{}", outbox_relay::operator::status_table(&rows));
-                print!("{}", outbox_relay::operator::gaps_text(&gaps));
-            }
-            Ok(())
-        }),
+        Command::Status { output } => status(&config, output),
         Command::Checkpoint(CheckpointCommand::Reset {
             shard,
             source,
             to,
             force,
-        }) => {
-            if shard.is_none() && source.is_none() {
-                eprintln!("error: give --shard SHARD_ID or --source NAME");
-                return ExitCode::from(EXIT_BAD_CONFIG);
-            }
-            let request = outbox_relay::operator::ResetRequest {
+        }) => checkpoint_reset(
+            &config,
+            outbox_relay::operator::ResetRequest {
                 shard,
                 source,
                 to,
                 force,
-            };
-            block_on(async {
-                let lines = outbox_relay::operator::reset(&config, &request)
-                    .await
-                    .map_err(|e| DisplayChain(&e).to_string())?;
-                for line in lines {
-                    println!("{line}");
-                }
-                Ok(())
-            })
-        }
+            },
+        ),
         Command::Backfill(args) => backfill(&config, args),
         Command::Redrive {
             dry_run,
@@ -130,6 +91,54 @@ fn main() -> ExitCode {
             },
         ),
     }
+}
+
+/// `healthcheck`: the running relay's `/healthz`, for a container's health probe.
+fn healthcheck(config: &Config) -> ExitCode {
+    let addr = outbox_relay::healthcheck::probe_address(config.http.listen);
+    match outbox_relay::healthcheck::probe(addr, "/healthz", Duration::from_secs(3)) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(code) => {
+            eprintln!("unhealthy: {addr}/healthz answered {code}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `status`: the lease table's rows and recorded gaps, as a table or one JSON document.
+fn status(config: &Config, output: Output) -> ExitCode {
+    block_on(async {
+        let rows = outbox_relay::operator::status(config)
+            .await
+            .map_err(|e| DisplayChain(&e).to_string())?;
+        let gaps = outbox_relay::operator::gaps(config)
+            .await
+            .map_err(|e| DisplayChain(&e).to_string())?;
+        if output == Output::Json {
+            println!("{}", outbox_relay::operator::status_json(&rows, &gaps));
+        } else {
+            print!("{}", outbox_relay::operator::status_table(&rows));
+            print!("{}", outbox_relay::operator::gaps_text(&gaps));
+        }
+        Ok(())
+    })
+}
+
+/// `checkpoint reset`: moves the checkpoints asked for; one line per lease changed.
+fn checkpoint_reset(config: &Config, request: outbox_relay::operator::ResetRequest) -> ExitCode {
+    block_on(async {
+        let lines = outbox_relay::operator::reset(config, &request)
+            .await
+            .map_err(|e| DisplayChain(&e).to_string())?;
+        for line in lines {
+            println!("{line}");
+        }
+        Ok(())
+    })
 }
 
 /// `validate`: every problem of the config at once (and, with `aws`, what AWS says of its
@@ -255,7 +264,7 @@ fn test_route(
 
 fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> ExitCode {
     block_on(async {
-        let report = outbox_relay::redrive::run(config, options)
+        let report = outbox_relay::redrive::run(config, options, &outbox_relay::render::redrive)
             .await
             .map_err(|e| DisplayChain(&e).to_string())?;
         let verb = if options.dry_run {
@@ -307,7 +316,7 @@ fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
             eprintln!("backfill: stopping after the pages in flight (continue with --resume)");
             on_signal.cancel();
         });
-        outbox_relay::backfill::run(config, &options, stop).await
+        outbox_relay::backfill::run(config, &options, stop, outbox_relay::render::backfill()).await
     });
     match outcome {
         Ok(report) => {

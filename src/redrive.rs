@@ -44,6 +44,24 @@ pub enum RedriveError {
     },
 }
 
+/// What a redrive tells as it goes; the run never prints, its observer shows these
+/// (`crate::render`).
+#[derive(Debug, Clone)]
+pub enum RedriveEvent {
+    /// The queue and about how many messages it holds.
+    Started { queue_url: String, total: usize },
+    /// `--dry-run`: the entry a message would be sent as.
+    WouldSend(Value),
+    /// A message stays in the queue, and why.
+    Left { id: String, reason: String },
+    /// Messages seen so far, of about `total`, and the rate.
+    Progress {
+        seen: usize,
+        total: usize,
+        per_second: f64,
+    },
+}
+
 /// Options of one redrive run.
 #[derive(Debug, Clone, Copy)]
 pub struct RedriveOptions {
@@ -57,7 +75,11 @@ pub struct RedriveOptions {
 ///
 /// # Errors
 /// [`RedriveError`]: no queue configured, or the queue cannot be read.
-pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveReport, RedriveError> {
+pub async fn run(
+    config: &Config,
+    options: RedriveOptions,
+    observe: &dyn Fn(RedriveEvent),
+) -> Result<RedriveReport, RedriveError> {
     let clients = Clients::load(&config.aws, Retries::Sdk).await;
     let queue_url = match (
         &config.dead_letter.queue_url,
@@ -99,7 +121,10 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(0);
-    eprintln!("redrive: about {total} message(s) in {queue_url}");
+    observe(RedriveEvent::Started {
+        queue_url: queue_url.clone(),
+        total,
+    });
 
     let started = Instant::now();
     let mut report = RedriveReport::default();
@@ -132,24 +157,33 @@ pub async fn run(config: &Config, options: RedriveOptions) -> Result<RedriveRepo
             match redrive_one(message, &routers, &publisher, options.dry_run).await {
                 Ok(entry) => {
                     if options.dry_run {
-                        println!("{}", entry_json(&entry));
+                        observe(RedriveEvent::WouldSend(entry.request_json()));
                         to_release.push(message.clone());
                         report.redriven += 1;
                     } else if let Err(reason) = delete(&sqs, &queue_url, message).await {
-                        eprintln!("redrive: {id}: {reason}");
+                        observe(RedriveEvent::Left {
+                            id: id.clone(),
+                            reason: reason.clone(),
+                        });
                         report.left.push((id, reason));
                     } else {
                         report.redriven += 1;
                     }
                 }
                 Err(reason) => {
-                    eprintln!("redrive: left {id} in the queue: {reason}");
+                    observe(RedriveEvent::Left {
+                        id: id.clone(),
+                        reason: reason.clone(),
+                    });
                     to_release.push(message.clone());
                     report.left.push((id, reason));
                 }
             }
-            let rate = seen as f64 / started.elapsed().as_secs_f64().max(0.001);
-            eprintln!("redrive: {seen}/{total} ({rate:.1} msg/s)");
+            observe(RedriveEvent::Progress {
+                seen,
+                total,
+                per_second: seen as f64 / started.elapsed().as_secs_f64().max(0.001),
+            });
         }
     }
     for message in &to_release {
@@ -288,10 +322,6 @@ impl<'c> Routers<'c> {
                 ))
             })
     }
-}
-
-fn entry_json(entry: &Entry) -> Value {
-    entry.request_json()
 }
 
 async fn delete(

@@ -67,6 +67,21 @@ pub struct BackfillOptions {
     pub run_label: Option<String>,
 }
 
+/// What a backfill tells as it goes. The run never prints: its observer shows these (the
+/// command line renders them, `crate::render`; a relay recovering a gap logs them).
+#[derive(Debug, Clone)]
+pub enum BackfillEvent {
+    /// `--dry-run`: an entry it would send, as PutEvents would receive it.
+    WouldSend(serde_json::Value),
+    /// `--dry-run`: the dead letter it would write for a route that cannot render a row.
+    WouldDeadLetter(serde_json::Value),
+    /// The run's counters, every `progress_interval` and once at the end.
+    Progress(progress::Progress),
+}
+
+/// Who is told a backfill's [`BackfillEvent`]s (segments run on tasks of their own).
+pub type Observer = Arc<dyn Fn(BackfillEvent) + Send + Sync>;
+
 /// Why a backfill did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
@@ -277,6 +292,7 @@ pub async fn run(
     config: &Config,
     options: &BackfillOptions,
     stop: CancellationToken,
+    observe: Observer,
 ) -> Result<BackfillReport, BackfillError> {
     let plan = plan(config, options)?;
     let router = config
@@ -340,6 +356,7 @@ pub async fn run(
         plan.run.segments,
         options.progress_interval,
         reporter_stop.clone(),
+        observe.clone(),
     ));
     let limiter = options
         .max_items_per_second
@@ -354,6 +371,7 @@ pub async fn run(
         limiter,
         config: config.clone(),
         options: options.clone(),
+        observe,
     });
     let mut segments = tokio::task::JoinSet::new();
     for (segment, start) in (0..).zip(starts) {
@@ -405,6 +423,7 @@ struct Shared {
     limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
     config: Config,
     options: BackfillOptions,
+    observe: Observer,
 }
 
 impl Shared {
@@ -562,14 +581,13 @@ impl Shared {
                 match result {
                     Ok(entry) => {
                         settled.published += 1;
-                        println!("{}", entry.request_json());
+                        (self.observe)(BackfillEvent::WouldSend(entry.request_json()));
                     }
                     Err(e) => {
                         settled.dead_lettered += 1;
-                        println!(
-                            "{}",
-                            serde_json::json!({"dead_letter": {"route": e.route(), "event_id": routed.event_id, "error_code": e.code(), "error_message": e.to_string()}})
-                        );
+                        (self.observe)(BackfillEvent::WouldDeadLetter(
+                            serde_json::json!({"dead_letter": {"route": e.route(), "event_id": routed.event_id, "error_code": e.code(), "error_message": e.to_string()}}),
+                        ));
                     }
                 }
             }

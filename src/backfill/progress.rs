@@ -1,13 +1,12 @@
-//! Progress a person can watch: on a terminal, a progress bar (rows scanned of the table's
-//! item count, published, dead-lettered, rate, ETA); otherwise one JSON line per interval on
-//! standard error, e.g. for a Kubernetes Job's log.
+//! A backfill's progress: its counters, read every `progress_interval` (and once at the end)
+//! as a [`Progress`] handed to the run's observer. How it shows is the observer's: the command
+//! line draws a bar on a terminal and writes JSON lines otherwise (`crate::render`); a relay
+//! recovering a gap logs it.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +76,29 @@ pub fn rate_and_eta(
     (rate, eta)
 }
 
+/// One reading of a run's progress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub now: Snapshot,
+    /// Rows scanned per second by this process.
+    pub rate: f64,
+    /// Seconds left, at that rate, for the rest of `total`.
+    pub eta: Option<u64>,
+    /// The table's approximate item count.
+    pub total: Option<u64>,
+    pub segments: u32,
+    /// The run's last reading.
+    pub last: bool,
+}
+
+impl Progress {
+    /// The JSON progress line.
+    #[must_use]
+    pub fn json_line(&self) -> Value {
+        json_line(self.now, self.rate, self.eta, self.total, self.segments)
+    }
+}
+
 /// The JSON progress line.
 #[must_use]
 pub fn json_line(
@@ -100,42 +122,28 @@ pub fn json_line(
     })
 }
 
-/// Reports `counters` every `interval` until `stop`, then once more.
+/// Hands `counters` to `observe` every `interval` until `stop`, then once more (`last`).
 pub async fn report(
     counters: Arc<Counters>,
     total: Option<u64>,
     segments: u32,
     interval: Duration,
     stop: CancellationToken,
+    observe: super::Observer,
 ) {
     let started = Instant::now();
     let at_start = counters.snapshot();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} scanned · {msg} · {per_sec} · ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
     let tick = |last: bool| {
         let now = counters.snapshot();
         let (rate, eta) = rate_and_eta(now, at_start, started.elapsed(), total);
-        match &bar {
-            Some(bar) => {
-                bar.set_position(now.scanned);
-                bar.set_message(format!(
-                    "{} published · {} dead-lettered · {} skipped",
-                    now.published, now.dead_lettered, now.skipped
-                ));
-                if last {
-                    bar.finish();
-                }
-            }
-            None => eprintln!("{}", json_line(now, rate, eta, total, segments)),
-        }
+        observe(super::BackfillEvent::Progress(Progress {
+            now,
+            rate,
+            eta,
+            total,
+            segments,
+            last,
+        }));
     };
     loop {
         tokio::select! {

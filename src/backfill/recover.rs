@@ -83,7 +83,20 @@ async fn recover_one(
         until = options.until.as_deref().unwrap_or("now"),
         "Recovering a gap (source.recover_gaps): backfilling its window."
     );
-    match run(config, &options, token.child_token()).await {
+    // Inside a relay, a recovery's progress goes to the log.
+    let observe: super::Observer = std::sync::Arc::new(|event| {
+        if let super::BackfillEvent::Progress(p) = event {
+            info!(
+                scanned = p.now.scanned,
+                published = p.now.published,
+                dead_lettered = p.now.dead_lettered,
+                segments_done = p.now.segments_done,
+                segments = p.segments,
+                "Gap recovery progress."
+            );
+        }
+    });
+    match run(config, &options, token.child_token(), observe).await {
         Ok(report) if !report.interrupted => {
             info!(
                 published = report.published,
