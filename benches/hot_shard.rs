@@ -17,6 +17,7 @@
 //! export DEV_STACK_DIR=$PWD/target/bench-stack OUTBOX_RELAY_TEST_ENDPOINT=$(scripts/dev-stack up)
 //! cargo bench --bench hot_shard                    # this build
 //! OUTBOX_RELAY_BENCH_BASELINE=path/to/old/outbox-relay cargo bench --bench hot_shard
+//! OUTBOX_RELAY_BENCH_BEFORE=path/to/recent/outbox-relay cargo bench --bench hot_shard
 //! ```
 //! `scripts/bench` does all of it, building the baseline from the commit before issue #13.
 
@@ -517,6 +518,11 @@ fn main() {
     let mut builds = vec![("this build", env!("CARGO_BIN_EXE_outbox-relay").to_owned())];
     if let Ok(baseline) = std::env::var("OUTBOX_RELAY_BENCH_BASELINE") {
         builds.insert(0, ("baseline", baseline));
+    }
+    // A recent build to set beside this one (same records, every backend), e.g. the commit
+    // before a change of the hot path.
+    if let Ok(before) = std::env::var("OUTBOX_RELAY_BENCH_BEFORE") {
+        builds.insert(0, ("before", before));
     }
     println!("| backend | build | added delay | records | events/s (one shard) | CPU s per 100k events | peak RSS |");
     println!("|---|---|---|---|---|---|---|");
