@@ -248,15 +248,10 @@ async fn bad_input_exits_2_naming_the_flag_or_key_and_publishes_nothing() {
     f.put_rows(&table, 3).await;
     let with_time = f.config(&source_extra("LATEST"));
     let without_time = f.config("starting_position = \"LATEST\"");
-    let missing_table = f.config_full("", "", "", "").to_string_lossy().into_owned();
-    let missing_table = std::path::PathBuf::from(&missing_table);
-    std::fs::write(
-        &missing_table,
-        std::fs::read_to_string(&missing_table)
-            .expect("config")
-            .replace(&table, "no-such-table"),
-    )
-    .expect("write");
+    let missing_table = f
+        .relay_config()
+        .source("table_name", "no-such-table")
+        .write();
     let cases: [(&std::path::Path, &[&str], &[&str]); 7] = [
         (
             &with_time,
@@ -395,12 +390,11 @@ async fn backfill_rate_over_10000_rows() {
         .send()
         .await
         .expect("create bus");
-    let config = f.config(&source_extra("LATEST"));
-    let text = std::fs::read_to_string(&config).expect("config").replace(
-        &format!("event_bus_name = \"{}\"", f.bus),
-        &format!("event_bus_name = \"{quiet_bus}\""),
-    );
-    std::fs::write(&config, text).expect("write config");
+    let config = f
+        .relay_config()
+        .section_keys("source", &source_extra("LATEST"))
+        .route("event_bus_name", quiet_bus.as_str())
+        .write();
     for segments in ["1", "4", "8"] {
         let out = Command::new("/usr/bin/time")
             .args(["-f", "time: %e %U %S %M"])

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use book_consumer::{settings, Consumer, Handled};
-use common::{unique, Fixture, Relay};
+use common::{unique, Fixture, Relay, RelayConfig};
 use lambda_http::http::{Method, StatusCode};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -23,30 +23,13 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// A shipped config pointed at this fixture's tables and bus (the emulator is one region).
-fn shipped_config(f: &Fixture, file: &str, source_table: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(std::path::Path::new(common::REPO).join(file))
-        .expect("shipped config")
-        .replace("region = \"eu-north-1\"", "region = \"us-east-1\"")
-        .replace(
-            "table_name = \"EventsTable\"",
-            &format!("table_name = \"{source_table}\""),
-        )
-        .replace(
-            "table_name = \"BooksTable\"",
-            &format!("table_name = \"{source_table}\""),
-        )
-        .replace(
-            "table_name = \"outbox-relay-leases\"",
-            &format!("table_name = \"{}\"", f.lease_table),
-        )
-        .replace(
-            "event_bus_name = \"default\"",
-            &format!("event_bus_name = \"{}\"", f.bus),
-        )
-        + "\n[http]\nlisten = \"127.0.0.1:0\"\n";
-    let path = f.dir.path().join(format!("{}.toml", unique("shipped")));
-    std::fs::write(&path, text).expect("write config");
-    path
+fn shipped_config(f: &Fixture, file: &str, source_table: &str) -> RelayConfig {
+    RelayConfig::from_file(&std::path::Path::new(common::REPO).join(file), f.dir.path())
+        .set("aws", "region", "us-east-1")
+        .source("table_name", source_table)
+        .set("leases", "table_name", f.lease_table.as_str())
+        .retarget_routes("event_bus_name", "default", &f.bus)
+        .set("http", "listen", "127.0.0.1:0")
 }
 
 async fn table(ddb: &aws_sdk_dynamodb::Client, prefix: &str, key: &str, stream: bool) -> String {
@@ -170,7 +153,7 @@ async fn post_demo_book(api: &book_api::Api) -> serde_json::Value {
 async fn outbox_variant_post_relay_consume_delete() {
     let f = Fixture::new().await;
     let side = ConsumerSide::new(&f).await;
-    let config = shipped_config(&f, "config/outbox.toml", &f.events_table);
+    let config = shipped_config(&f, "config/outbox.toml", &f.events_table).write();
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
     let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
@@ -275,13 +258,14 @@ async fn outbox_variant_on_a_custom_event_bus() {
     let side = ConsumerSide::new(&f).await;
     let bus = common::eventsv2::CustomBusEmulator::start().await;
     let arn = bus.create_bus("books");
-    let config = shipped_config(&f, "config/custom-bus.toml", &f.events_table);
-    let text = std::fs::read_to_string(&config).expect("config").replace(
-        "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
-        &arn,
-    );
-    let text = common::with_eventsv2_endpoint(&text, &bus.endpoint);
-    std::fs::write(&config, text).expect("config");
+    let config = shipped_config(&f, "config/custom-bus.toml", &f.events_table)
+        .retarget_routes(
+            "event_bus_arn",
+            "arn:aws:events:eu-north-1:123456789012:event-busv2/books/abcdefghij0123456789abcde",
+            &arn,
+        )
+        .eventsv2_endpoint(&bus.endpoint)
+        .write();
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
     let api = book_api::Api::new(f.ddb.clone(), &f.books_table, &f.events_table);
@@ -338,7 +322,7 @@ async fn cdc_variant_insert_relay_consume_remove() {
     let f = Fixture::new().await;
     let side = ConsumerSide::new(&f).await;
     let books = table(&f.ddb, "cdc-books", "name", true).await;
-    let config = shipped_config(&f, "config/cdc.toml", &books);
+    let config = shipped_config(&f, "config/cdc.toml", &books).write();
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
 
@@ -406,7 +390,7 @@ async fn cdc_variant_backfill_publishes_every_book_the_table_holds() {
             .await
             .expect("put book");
     }
-    let config = shipped_config(&f, "config/cdc.toml", &books);
+    let config = shipped_config(&f, "config/cdc.toml", &books).write();
     let (code, out, err) = common::relay_cmd(&config, &f.endpoint, &["backfill"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("300 scanned, published 300"), "{err}");

@@ -277,10 +277,12 @@ async fn dead_letters_of_a_missing_bus_are_redriven_with_the_same_dedup_ids() {
     let bus = CustomBusEmulator::start().await;
     let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/later/abcdefghij0123456789abcde";
     let dlq = f.queue("dlq").await;
-    let config = f.custom_bus_config(arn, &bus.endpoint, PER_AGGREGATE);
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!("\n[dead_letter]\nqueue_url = \"{dlq}\"\n"));
-    std::fs::write(&config, text).expect("config");
+    let config = f
+        .relay_config()
+        .route_keys(PER_AGGREGATE)
+        .custom_bus(arn, &bus.endpoint)
+        .dead_letter_queue(&dlq)
+        .write();
 
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;

@@ -236,14 +236,10 @@ struct Container {
 impl Container {
     async fn start(image: &Image, f: &mut Fixture, env: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let config_path = f.config("");
-        let config = std::fs::read_to_string(&config_path)
-            .expect("config")
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            );
-        std::fs::write(&config_path, config).expect("write config");
+        let config_path = f
+            .relay_config()
+            .set("http", "listen", format!("127.0.0.1:{port}"))
+            .write();
         let container = Self {
             host: image.host.clone(),
             name: common::unique("outbox-relay-test"),
