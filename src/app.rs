@@ -62,26 +62,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     let health = Health::new(stall_after);
     health.tick();
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartupError::ListenFailed {
-            address: config.http.listen,
-            source,
-        })?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| StartupError::ListenFailed {
-            address: config.http.listen,
-            source,
-        })?;
-    let http_token = CancellationToken::new();
-    let http = tokio::spawn(serve(
-        listener,
-        metrics.clone(),
-        health.clone(),
-        http_token.clone(),
-    ));
-    info!(address = %http_addr, "Serving /metrics, /healthz and /readyz.");
+    let (http, http_token) = start_http(&config, &metrics, &health).await?;
 
     let clients = Clients::load(&config.aws, Retries::Relay).await;
     let stream_source = DynamoDbStreams::new(clients.streams.clone(), clients.dynamodb.clone());
@@ -98,26 +79,13 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
             check.problems,
         )));
     }
-    // Each stream gets the routes that apply to it.
-    let mut streams = Vec::new();
-    for selector in config.source.streams() {
-        let router =
-            config
-                .router_for(&selector)
-                .map_err(|source| StartupError::RoutesRejected {
-                    source_name: selector.name().to_owned(),
-                    source,
-                })?;
-        streams.push((selector, Arc::new(router)));
-    }
-    // Gap counts start at 0 per source, so an alert on their increase sees the first gap.
-    for selector in config.source.streams() {
-        let source = match &selector {
-            StreamSelector::Table(t) => t.as_str(),
-            StreamSelector::Arn(a) => crate::config::table_or_arn(a),
-        };
-        metrics.stream_gaps.with_label_values(&[source]);
-    }
+    let streams = match routed_streams(&config, &metrics) {
+        Ok(streams) => streams,
+        Err(e) => {
+            http_token.cancel();
+            return Err(e);
+        }
+    };
     let owner = WorkerId(worker_id());
     let settings = SupervisorSettings::from_config(&config);
     let supervisor = Supervisor {
@@ -159,15 +127,81 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
     }
     info!(grace = ?config.shutdown.grace, "Shutdown requested.");
     token.cancel();
-    let outcome = tokio::select! {
-        result = &mut relay => match result {
+    let outcome = shut_down(relay, config.shutdown.grace).await;
+    http_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
+    Ok(outcome)
+}
+
+/// Binds `http.listen` and serves `/metrics`, `/healthz` and `/readyz` until the returned
+/// token is cancelled.
+async fn start_http(
+    config: &Config,
+    metrics: &Metrics,
+    health: &Health,
+) -> Result<
+    (
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        CancellationToken,
+    ),
+    StartupError,
+> {
+    let failed = |source| StartupError::ListenFailed {
+        address: config.http.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(failed)?;
+    let http_addr = listener.local_addr().map_err(failed)?;
+    let http_token = CancellationToken::new();
+    let http = tokio::spawn(serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        http_token.clone(),
+    ));
+    info!(address = %http_addr, "Serving /metrics, /healthz and /readyz.");
+    Ok((http, http_token))
+}
+
+/// Each stream of the config with the routes that apply to it; each source's gap count
+/// starts at 0, so an alert on its increase sees the first gap.
+fn routed_streams(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Vec<(StreamSelector, Arc<crate::pipeline::Router>)>, StartupError> {
+    let mut streams = Vec::new();
+    for selector in config.source.streams() {
+        let router =
+            config
+                .router_for(&selector)
+                .map_err(|source| StartupError::RoutesRejected {
+                    source_name: selector.name().to_owned(),
+                    source,
+                })?;
+        let source = match &selector {
+            StreamSelector::Table(t) => t.as_str(),
+            StreamSelector::Arn(a) => crate::config::table_or_arn(a),
+        };
+        metrics.stream_gaps.with_label_values(&[source]);
+        streams.push((selector, Arc::new(router)));
+    }
+    Ok(streams)
+}
+
+/// After the first signal: waits for the relay to settle and release, at most `grace`, or
+/// until a second signal.
+async fn shut_down(relay: tokio::task::JoinHandle<()>, grace: Duration) -> RunOutcome {
+    tokio::select! {
+        result = relay => match result {
             Ok(()) => RunOutcome::Clean,
             Err(e) => {
                 error!(error = %e, "The relay panicked while shutting down.");
                 RunOutcome::Forced
             }
         },
-        () = tokio::time::sleep(config.shutdown.grace) => {
+        () = tokio::time::sleep(grace) => {
             warn!("Shutdown grace period over; exiting without waiting for in-flight work.");
             RunOutcome::Forced
         }
@@ -175,10 +209,7 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
             warn!("Second signal; exiting now.");
             RunOutcome::Forced
         }
-    };
-    http_token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
-    Ok(outcome)
+    }
 }
 
 /// A unique id for this process in lease ownership: host name (when known) plus a random part.

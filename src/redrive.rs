@@ -45,7 +45,7 @@ pub enum RedriveError {
 }
 
 /// What a redrive tells as it goes; the run never prints, its observer shows these
-/// (`crate::render`).
+/// (`src/render.rs` for the command line).
 #[derive(Debug, Clone)]
 pub enum RedriveEvent {
     /// The queue and about how many messages it holds.
@@ -81,46 +81,11 @@ pub async fn run(
     observe: &dyn Fn(RedriveEvent),
 ) -> Result<RedriveReport, RedriveError> {
     let clients = Clients::load(&config.aws, Retries::Sdk).await;
-    let queue_url = match (
-        &config.dead_letter.queue_url,
-        &config.dead_letter.queue_name,
-    ) {
-        (Some(url), _) => url.clone(),
-        (None, Some(name)) => clients
-            .sqs
-            .get_queue_url()
-            .queue_name(name)
-            .send()
-            .await
-            .map_err(|e| RedriveError::QueueNotFound {
-                name: name.clone(),
-                detail: crate::aws::describe_error(&e),
-            })?
-            .queue_url
-            .ok_or_else(|| RedriveError::QueueNotFound {
-                name: name.clone(),
-                detail: "no URL returned".to_owned(),
-            })?,
-        (None, None) => return Err(RedriveError::NoQueue),
-    };
+    let sqs = clients.sqs;
+    let queue_url = queue_url(config, &sqs).await?;
     let routers = Routers::new(config)?;
     let publisher = EventBridgePublisher::new(clients.eventbridge, clients.eventbridgev2);
-    let sqs = clients.sqs;
-
-    let total = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .map_err(|e| RedriveError::ReceiveFailed {
-            queue_url: queue_url.clone(),
-            detail: crate::aws::describe_error(&e),
-        })?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0);
+    let total = approximate_messages(&sqs, &queue_url).await?;
     observe(RedriveEvent::Started {
         queue_url: queue_url.clone(),
         total,
@@ -190,6 +155,53 @@ pub async fn run(
         release(&sqs, &queue_url, message).await;
     }
     Ok(report)
+}
+
+/// The dead-letter queue's URL: `dead_letter.queue_url`, else `queue_name` resolved.
+async fn queue_url(config: &Config, sqs: &aws_sdk_sqs::Client) -> Result<String, RedriveError> {
+    match (
+        &config.dead_letter.queue_url,
+        &config.dead_letter.queue_name,
+    ) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, Some(name)) => sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| RedriveError::QueueNotFound {
+                name: name.clone(),
+                detail: crate::aws::describe_error(&e),
+            })?
+            .queue_url
+            .ok_or_else(|| RedriveError::QueueNotFound {
+                name: name.clone(),
+                detail: "no URL returned".to_owned(),
+            }),
+        (None, None) => Err(RedriveError::NoQueue),
+    }
+}
+
+/// About how many messages the queue holds (SQS's `ApproximateNumberOfMessages`), for
+/// progress.
+async fn approximate_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<usize, RedriveError> {
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| RedriveError::ReceiveFailed {
+            queue_url: queue_url.to_owned(),
+            detail: crate::aws::describe_error(&e),
+        })?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0))
 }
 
 /// How long a received message stays hidden from other receivers during a run.

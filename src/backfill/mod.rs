@@ -68,7 +68,7 @@ pub struct BackfillOptions {
 }
 
 /// What a backfill tells as it goes. The run never prints: its observer shows these (the
-/// command line renders them, `crate::render`; a relay recovering a gap logs them).
+/// command line renders them, see `src/render.rs`; a relay recovering a gap logs them).
 #[derive(Debug, Clone)]
 pub enum BackfillEvent {
     /// `--dry-run`: an entry it would send, as PutEvents would receive it.
@@ -306,37 +306,7 @@ pub async fn run(
         options.run_label.as_deref().unwrap_or(&plan.table),
     );
     if !options.dry_run {
-        DynamoDbLeaseStore::new(
-            clients.dynamodb.clone(),
-            config.leases.table_name.clone(),
-            config.leases.create_table,
-        )
-        .ensure_table()
-        .await?;
-        if options.resume {
-            match positions.run().await? {
-                None => {
-                    return Err(BackfillError::bad(
-                        "--resume",
-                        format!("no backfill of {:?} is recorded in the lease table", plan.table),
-                    ))
-                }
-                Some(recorded) if recorded != plan.run => {
-                    return Err(BackfillError::bad(
-                        "--resume",
-                        format!(
-                            "the recorded run used --segments {} --since {} --until {}; resume with the same",
-                            recorded.segments,
-                            recorded.since.as_deref().unwrap_or("(none)"),
-                            recorded.until.as_deref().unwrap_or("(none)")
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-        } else {
-            positions.start(&plan.run).await?;
-        }
+        open_run(&clients, config, options, &plan, &positions).await?;
     }
     let counters = Arc::new(Counters::default());
     let mut starts = Vec::new();
@@ -382,21 +352,7 @@ pub async fn run(
         let stop = stop.clone();
         segments.spawn(async move { shared.segment(segment, start, stop).await });
     }
-    let mut failure = None;
-    while let Some(joined) = segments.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                // One segment failed: stop the others after their current page.
-                stop.cancel();
-                failure.get_or_insert(e);
-            }
-            Err(e) => {
-                stop.cancel();
-                failure.get_or_insert(BackfillError::SegmentFailed(e.to_string()));
-            }
-        }
-    }
+    let failure = first_failure(&mut segments, &stop).await;
     reporter_stop.cancel();
     let _ = reporter.await;
     if let Some(e) = failure {
@@ -410,6 +366,70 @@ pub async fn run(
         skipped: done.skipped,
         interrupted: done.segments_done < u64::from(shared.plan.run.segments),
     })
+}
+
+/// Makes sure the lease table exists, then records a new run's plan, or (`--resume`) checks
+/// that the recorded run is the one asked for.
+async fn open_run(
+    clients: &Clients,
+    config: &Config,
+    options: &BackfillOptions,
+    plan: &Plan,
+    positions: &BackfillPositions,
+) -> Result<(), BackfillError> {
+    DynamoDbLeaseStore::new(
+        clients.dynamodb.clone(),
+        config.leases.table_name.clone(),
+        config.leases.create_table,
+    )
+    .ensure_table()
+    .await?;
+    if !options.resume {
+        positions.start(&plan.run).await?;
+        return Ok(());
+    }
+    match positions.run().await? {
+        None => Err(BackfillError::bad(
+            "--resume",
+            format!(
+                "no backfill of {:?} is recorded in the lease table",
+                plan.table
+            ),
+        )),
+        Some(recorded) if recorded != plan.run => Err(BackfillError::bad(
+            "--resume",
+            format!(
+                "the recorded run used --segments {} --since {} --until {}; resume with the same",
+                recorded.segments,
+                recorded.since.as_deref().unwrap_or("(none)"),
+                recorded.until.as_deref().unwrap_or("(none)")
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Waits for every segment task; on the first that fails, cancels `stop` so the others end
+/// after their current page. Returns that first failure.
+async fn first_failure(
+    segments: &mut tokio::task::JoinSet<Result<(), BackfillError>>,
+    stop: &CancellationToken,
+) -> Option<BackfillError> {
+    let mut failure = None;
+    while let Some(joined) = segments.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop.cancel();
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                stop.cancel();
+                failure.get_or_insert(BackfillError::SegmentFailed(e.to_string()));
+            }
+        }
+    }
+    failure
 }
 
 /// What every segment task shares.

@@ -1,6 +1,6 @@
 //! A backfill's progress: its counters, read every `progress_interval` (and once at the end)
 //! as a [`Progress`] handed to the run's observer. How it shows is the observer's: the command
-//! line draws a bar on a terminal and writes JSON lines otherwise (`crate::render`); a relay
+//! line draws a bar on a terminal and writes JSON lines otherwise (see `src/render.rs`); a relay
 //! recovering a gap logs it.
 
 use std::sync::atomic::{AtomicU64, Ordering};

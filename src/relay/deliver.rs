@@ -282,30 +282,7 @@ impl Window {
         // (it waits for its retry, and the keys after it), not the shard's calls.
         let custom_bus = entry_of(0).is_some_and(|e| e.bus.kind() == BusKind::Custom);
         let deduplicated: &[usize] = result.as_ref().map_or(&[], |o| o.deduplicated.as_slice());
-        match result {
-            Ok(outcome) => {
-                for f in &outcome.failed {
-                    out.push(Command::Emit(ShardEvent::EntryFailed {
-                        code: f.code.clone(),
-                    }));
-                }
-            }
-            Err(e) => {
-                let next = if verdicts.iter().any(|v| matches!(v, Verdict::Split(_))) {
-                    CallFailure::Split
-                } else if verdicts.iter().any(|v| matches!(v, Verdict::Retry(_))) {
-                    CallFailure::Retry
-                } else {
-                    CallFailure::GiveUp
-                };
-                out.push(Command::Emit(ShardEvent::CallFailed {
-                    code: e.code.clone(),
-                    message: e.to_string(),
-                    entries: batch.len(),
-                    next,
-                }));
-            }
-        }
+        out.extend(call_events(result, &verdicts, batch.len()));
         // One delay for the call's retries, growing with the attempts made.
         let retries = sent.iter().map(|s| s.attempts).max().unwrap_or(1);
         let retry_at = now.instant
@@ -356,17 +333,7 @@ impl Window {
             Ok(_) if custom_bus => false,
             Ok(_) => outcomes.iter().any(|o| matches!(o, Outcome::RetryAt(_))),
         };
-        let before = self.limit.get();
-        self.limit
-            .answered(answer.ticket, answer.round_trip, retried);
-        if self.limit.get() != before {
-            out.push(Command::Emit(ShardEvent::CallsAdapted {
-                from: before,
-                to: self.limit.get(),
-                round_trip: answer.round_trip,
-                retried,
-            }));
-        }
+        out.extend(self.adapt_limit(answer, retried));
         self.schedule.set_max_in_flight(self.limit.get());
         if !outcomes.iter().all(|o| *o == Outcome::Accepted) {
             out.push(Command::Emit(ShardEvent::NotAllAccepted {
@@ -374,6 +341,21 @@ impl Window {
             }));
         }
         letters
+    }
+
+    /// Tells the shard's call limit how a call fared; the event if the limit moved.
+    fn adapt_limit<'r>(&mut self, answer: &Answer, retried: bool) -> Option<Command<'r>> {
+        let before = self.limit.get();
+        self.limit
+            .answered(answer.ticket, answer.round_trip, retried);
+        (self.limit.get() != before).then(|| {
+            Command::Emit(ShardEvent::CallsAdapted {
+                from: before,
+                to: self.limit.get(),
+                round_trip: answer.round_trip,
+                retried,
+            })
+        })
     }
 
     /// The dead letter of entry `id`: for a poison entry its routing error, else `failure`
@@ -435,4 +417,39 @@ fn record_bytes(record: &StreamRecord) -> usize {
         .as_u64()
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or_else(|| record.json.to_string().len())
+}
+
+/// What a call's answer tells at once: each failed entry's code, or the whole call's failure
+/// and what comes next for its entries.
+fn call_events<'r>(
+    result: &Result<PutOutcome, PublishError>,
+    verdicts: &[Verdict],
+    entries: usize,
+) -> Vec<Command<'r>> {
+    match result {
+        Ok(outcome) => outcome
+            .failed
+            .iter()
+            .map(|f| {
+                Command::Emit(ShardEvent::EntryFailed {
+                    code: f.code.clone(),
+                })
+            })
+            .collect(),
+        Err(e) => {
+            let next = if verdicts.iter().any(|v| matches!(v, Verdict::Split(_))) {
+                CallFailure::Split
+            } else if verdicts.iter().any(|v| matches!(v, Verdict::Retry(_))) {
+                CallFailure::Retry
+            } else {
+                CallFailure::GiveUp
+            };
+            vec![Command::Emit(ShardEvent::CallFailed {
+                code: e.code.clone(),
+                message: e.to_string(),
+                entries,
+                next,
+            })]
+        }
+    }
 }

@@ -17,7 +17,7 @@ use super::worker::{initial_checkpoint, Worker, WorkerExit, WorkerSettings};
 use crate::config::{StartingPosition, StreamSelector};
 use crate::lease::{
     plan, previous_owner, Checkpoint, Lease, LeaseAction, LeaseError, LeaseKey, LeaseObservations,
-    LeaseStore, WorkerId, WorkerRecord,
+    LeaseSnapshot, LeaseStore, WorkerId, WorkerRecord,
 };
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
@@ -236,26 +236,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             match self.leases.snapshot().await {
                 Ok(mut snapshot) => {
                     if discovering {
-                        let current: Vec<String> = sources
-                            .iter()
-                            .filter(|s| s.up)
-                            .filter_map(|s| s.current.clone())
-                            .collect();
-                        match self.discover(&current, &snapshot.leases).await {
-                            Ok(created) => {
-                                // Ready once shards were discovered for at least one source.
-                                discovered_once = sources.iter().any(|s| s.up);
-                                next_discovery = Instant::now() + self.settings.discovery_interval;
-                                // New leases are taken in this round, not the next one.
-                                if created > 0 {
-                                    if let Ok(fresh) = self.leases.snapshot().await {
-                                        snapshot = fresh;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                warn!(error = %e, cause = %std::error::Error::source(&e).map_or_else(String::new, ToString::to_string), "Shard discovery failed; retrying next round.")
-                            }
+                        if let Some(up) = self.discover_in_round(&sources, &mut snapshot).await {
+                            // Ready once shards were discovered for at least one source.
+                            discovered_once = up;
+                            next_discovery = Instant::now() + self.settings.discovery_interval;
                         }
                     }
                     let ours: Vec<Lease> = snapshot
@@ -311,6 +295,35 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             }
         }
         self.shut_down(state).await;
+    }
+
+    /// A round's discovery: leases for the up sources' new shards, taken in this round (the
+    /// snapshot is read again when any were created). `Some(whether any source is up)` when
+    /// it ran, `None` when it failed (it is retried next round).
+    async fn discover_in_round(
+        &self,
+        sources: &[SourceState],
+        snapshot: &mut LeaseSnapshot,
+    ) -> Option<bool> {
+        let current: Vec<String> = sources
+            .iter()
+            .filter(|s| s.up)
+            .filter_map(|s| s.current.clone())
+            .collect();
+        match self.discover(&current, &snapshot.leases).await {
+            Ok(created) => {
+                if created > 0 {
+                    if let Ok(fresh) = self.leases.snapshot().await {
+                        *snapshot = fresh;
+                    }
+                }
+                Some(sources.iter().any(|s| s.up))
+            }
+            Err(e) => {
+                warn!(error = %e, cause = %std::error::Error::source(&e).map_or_else(String::new, ToString::to_string), "Shard discovery failed; retrying next round.");
+                None
+            }
+        }
     }
 
     /// Creates a lease for every shard of the current streams that has none, parents first.
