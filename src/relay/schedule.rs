@@ -155,6 +155,9 @@ pub struct Schedule<R, E> {
     keys: HashMap<String, VecDeque<EntryId>>,
     in_flight: usize,
     dead_lettering: usize,
+    /// Entries waiting for a retry time (`Pending` with `not_before`): while there are none,
+    /// [`Schedule::next_retry`] answers without a scan (it is asked on every turn of a loop).
+    retries_waiting: usize,
     bytes: usize,
     /// The highest record with an entry sent (or dead-lettered).
     started: Option<u64>,
@@ -173,6 +176,7 @@ impl<R, E> Schedule<R, E> {
             first_entry: 0,
             keys: HashMap::new(),
             in_flight: 0,
+            retries_waiting: 0,
             dead_lettering: 0,
             bytes: 0,
             started: None,
@@ -290,12 +294,22 @@ impl<R, E> Schedule<R, E> {
     pub fn start(&mut self, batch: &[EntryId]) {
         self.in_flight += 1;
         for &id in batch {
-            let record = {
+            let (record, was_waiting) = {
                 let e = self.slot_mut(id);
+                let was_waiting = matches!(
+                    e.state,
+                    State::Pending {
+                        not_before: Some(_),
+                        ..
+                    }
+                );
                 e.state = State::InFlight;
                 e.attempts += 1;
-                e.record
+                (e.record, was_waiting)
             };
+            if was_waiting {
+                self.retries_waiting -= 1;
+            }
             self.started = self.started.max(Some(record));
         }
     }
@@ -430,6 +444,7 @@ impl<R, E> Schedule<R, E> {
                         solo: false,
                         retry: true,
                     };
+                    self.retries_waiting += 1;
                 }
                 Outcome::Split => {
                     self.slot_mut(id).state = State::Pending {
@@ -517,6 +532,15 @@ impl<R, E> Schedule<R, E> {
             self.bytes -= r.bytes;
             for _ in 0..r.entries {
                 if let Some(e) = self.entries.pop_back() {
+                    if matches!(
+                        e.state,
+                        State::Pending {
+                            not_before: Some(_),
+                            ..
+                        }
+                    ) {
+                        self.retries_waiting -= 1;
+                    }
                     if let Some(key) = &e.key {
                         if let Some(q) = self.keys.get_mut(key) {
                             q.retain(|&id| id < r.first_entry);
@@ -566,6 +590,23 @@ impl<R, E> Schedule<R, E> {
     /// entry's; per key, the earliest among entries that head their key (only they may go).
     #[must_use]
     pub fn next_retry(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.retries_waiting,
+            self.entries
+                .iter()
+                .filter(|e| matches!(
+                    e.state,
+                    State::Pending {
+                        not_before: Some(_),
+                        ..
+                    }
+                ))
+                .count(),
+            "the count of entries waiting for a retry"
+        );
+        if self.retries_waiting == 0 {
+            return None;
+        }
         let not_before = |e: &EntrySlot<E>| match e.state {
             State::Pending {
                 not_before: Some(t),

@@ -40,12 +40,60 @@ fn record(shard: usize, i: usize) -> StreamRecord {
     }
 }
 
+/// A record of the seed's books table (issue #28's workload): 80 % INSERT of a book
+/// (`name` S, `authors` SS, `year` N, key `name`), 20 % REMOVE of one (keys and old image),
+/// as DynamoDB Streams gives them to the relay.
+fn seed_record(shard: usize, i: usize) -> StreamRecord {
+    let name = format!("Book {shard}-{i}");
+    let image = json!({
+        "name": {"S": name},
+        "authors": {"SS": ["Manuel Pais", "Matthew Skelton"]},
+        "year": {"N": "2019"}
+    });
+    let remove = i % 5 == 4;
+    let mut dynamodb = json!({
+        "ApproximateCreationDateTime": 1_764_547_200,
+        "Keys": {"name": {"S": name}},
+        "SequenceNumber": format!("{}", 1_000_000 + i),
+        "SizeBytes": 120,
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    });
+    dynamodb[if remove { "OldImage" } else { "NewImage" }] = image;
+    StreamRecord {
+        sequence_number: SequenceNumber::new(format!("{}", 1_000_000 + i)),
+        created_at: None,
+        json: json!({
+            "eventID": format!("s{shard}-e{i}"),
+            "eventName": if remove { "REMOVE" } else { "INSERT" },
+            "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "eu-north-1",
+            "dynamodb": dynamodb
+        }),
+    }
+}
+
+/// Which records, through which config's routes.
+#[derive(Clone, Copy)]
+enum Workload {
+    /// Outbox rows through `config/local.toml`'s two routes.
+    Outbox,
+    /// The seed's books table through `config/cdc.toml` (issue #28).
+    Seed,
+}
+
 /// Relays `total` records spread over `shards` shards on a single-threaded runtime.
 fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
+    run_workload(Workload::Outbox, shards, total)
+}
+
+fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Duration, Duration) {
     let per_shard = total / shards;
+    let (file, make): (&str, fn(usize, usize) -> StreamRecord) = match workload {
+        Workload::Outbox => ("config/local.toml", record),
+        Workload::Seed => ("config/cdc.toml", seed_record),
+    };
     let config_text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml"))
-            .expect("config/local.toml");
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .expect("the config");
     let config = Config::from_toml(&config_text).expect("valid");
     let router = Arc::new(
         config
@@ -56,7 +104,7 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         "arn:s",
         (0..shards)
             .map(|s| {
-                let records = (0..per_shard).map(|i| record(s, i)).collect();
+                let records = (0..per_shard).map(|i| make(s, i)).collect();
                 FakeShard::new(&format!("shard-{s}"), None, true, records)
             })
             .collect(),
@@ -71,7 +119,10 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         records: crate::pipeline::RecordPolicy {
-            event_id_attribute: Some("pk".into()),
+            event_id_attribute: match workload {
+                Workload::Outbox => Some("pk".into()),
+                Workload::Seed => None,
+            },
             trace_context_attribute: None,
         },
         ..WorkerSettings::from_config(&config)
@@ -161,6 +212,21 @@ fn relay_throughput_with_fakes() {
              added latency per page (read -> checkpointed) p50 {:.2} ms, p99 {:.2} ms",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Issue #28's workload: the seed's job (INSERT and REMOVE of its books table to BookAdded
+/// and BookRemoved, `config/cdc.toml`) on one core. Its Node logic does about 115,000
+/// records/s per core on the same records.
+#[test]
+#[ignore = "a measurement: cargo test --release --lib relay_throughput_seed -- --ignored --nocapture"]
+fn relay_throughput_seed_records() {
+    for shards in [1, 10] {
+        let (rate, _, _) = run_workload(Workload::Seed, shards, 200_000);
+        println!(
+            "fakes, seed records: {shards:>3} shard(s), 200000 records, 1 core: {rate:>9.0} records/s ({:.2} us per record)",
+            1e6 / rate
         );
     }
 }
