@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{Clients, Retries};
+use crate::aws::{Clients, RequestCounter, Retries};
 use crate::config::{Config, StreamSelector};
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
 use crate::publish::{configured_dead_letter_sink, EventBridgePublisher};
@@ -64,7 +64,11 @@ pub async fn run(config: Config) -> Result<RunOutcome, StartupError> {
 
     let (http, http_token) = start_http(&config, &metrics, &health).await?;
 
-    let clients = Clients::load(&config.aws, Retries::Relay).await;
+    let clients = Clients::counted(
+        &crate::aws::sdk_config(&config.aws, Retries::Relay).await,
+        &config.aws.endpoints,
+        Some(&RequestCounter(metrics.aws_requests.clone())),
+    );
     let stream_source = DynamoDbStreams::new(clients.streams.clone(), clients.dynamodb.clone());
     let check = crate::preflight::check_sources(&config, &stream_source).await;
     for (source, reason) in &check.unchecked {

@@ -7,6 +7,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::config::{AwsConfig, EndpointsConfig};
 
@@ -53,6 +59,45 @@ pub async fn sdk_config(aws: &AwsConfig, retries: Retries) -> SdkConfig {
     loader.load().await
 }
 
+/// Counts every request attempt an SDK client makes (`outbox_relay_aws_requests_total`), by
+/// service and operation as the SDK names them and by outcome: `ok` for a 2xx answer, `error`
+/// for any other answer, `no_response` when none came (timeout, connection failure). Each
+/// attempt of a retried call counts: AWS bills requests, not calls.
+#[derive(Debug, Clone)]
+pub struct RequestCounter(pub prometheus::IntCounterVec);
+
+impl RequestCounter {
+    fn outcome(status: Option<u16>) -> &'static str {
+        match status {
+            Some(200..=299) => "ok",
+            Some(_) => "error",
+            None => "no_response",
+        }
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map_or(("unknown", "unknown"), |m| (m.service(), m.name()));
+        let status = context.response().map(|r| r.status().as_u16());
+        self.0
+            .with_label_values(&[service, operation, Self::outcome(status)])
+            .inc();
+        Ok(())
+    }
+}
+
 /// The clients the relay uses, built from one SDK config.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -68,6 +113,16 @@ impl Clients {
     /// Every client from `config`, each at its `[aws.endpoints]` override if set.
     #[must_use]
     pub fn new(config: &SdkConfig, endpoints: &EndpointsConfig) -> Self {
+        Self::counted(config, endpoints, None)
+    }
+
+    /// Like [`Clients::new`], each client counting its requests into `counter` if given.
+    #[must_use]
+    pub fn counted(
+        config: &SdkConfig,
+        endpoints: &EndpointsConfig,
+        counter: Option<&RequestCounter>,
+    ) -> Self {
         // Each service's builder starts from the shared config; an override replaces only
         // that service's endpoint.
         macro_rules! client {
@@ -75,6 +130,9 @@ impl Clients {
                 let mut builder = $krate::config::Builder::from(config);
                 if let Some(url) = $endpoint {
                     builder = builder.endpoint_url(url);
+                }
+                if let Some(counter) = counter {
+                    builder = builder.interceptor(counter.clone());
                 }
                 $krate::Client::from_conf(builder.build())
             }};

@@ -457,3 +457,50 @@ template = '{{"id": <outbox.event-id>, "a": <$.NewImage.eventData.padding>, "b":
     let (status, log) = relay.terminate(DEADLINE);
     assert!(status.success(), "{log}");
 }
+
+/// Issue #27: every request the relay makes to AWS is counted, by service, operation and
+/// outcome (`outbox_relay_aws_requests_total`), from the SDK's own names: the stream reads,
+/// the lease table's reads and writes, and PutEvents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_request_is_counted_by_service_operation_and_outcome() {
+    let mut f = Fixture::new().await;
+    let relay = Relay::start(&f.config(""), &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    f.write_books(3).await;
+    relay
+        .wait_metric("outbox_relay_events_published_total", 3.0, DEADLINE)
+        .await;
+    let (_, text) = relay.get("/metrics").await;
+    let requests = |service: &str, operation: &str, outcome: &str| -> f64 {
+        let labels = [
+            format!("operation=\"{operation}\""),
+            format!("outcome=\"{outcome}\""),
+            format!("service=\"{service}\""),
+        ];
+        text.lines()
+            .filter(|l| l.starts_with("outbox_relay_aws_requests_total{"))
+            .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for (service, operation) in [
+        ("DynamoDB Streams", "DescribeStream"),
+        ("DynamoDB Streams", "GetShardIterator"),
+        ("DynamoDB Streams", "GetRecords"),
+        ("DynamoDB", "Scan"),
+        ("DynamoDB", "UpdateItem"),
+        ("EventBridge", "PutEvents"),
+    ] {
+        assert!(
+            requests(service, operation, "ok") >= 1.0,
+            "{service} {operation} not counted:\n{text}"
+        );
+    }
+    // Three rows: at most three PutEvents calls, none of them failed.
+    let put_events = requests("EventBridge", "PutEvents", "ok");
+    assert!(
+        put_events <= 3.0,
+        "{put_events} PutEvents requests for 3 rows"
+    );
+    assert_eq!(requests("EventBridge", "PutEvents", "error"), 0.0);
+}

@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Gaps found: records trimmed from a shard's stream before they were relayed, by source
     /// table (the rows are recovered with `outbox-relay backfill`).
     pub stream_gaps: IntCounterVec,
+    /// Every request attempt made to AWS, by service, operation and outcome (`ok`, `error`:
+    /// an answer other than 2xx, `no_response`): what AWS bills per request.
+    pub aws_requests: IntCounterVec,
     /// Events that could not be made or were rejected for good and went to the dead-letter
     /// sink, by route, stage (`transform` or `publish`) and error code.
     pub events_dead_lettered: IntCounterVec,
@@ -167,6 +170,11 @@ impl Metrics {
                 "outbox_relay_stream_gaps_total",
                 "Gaps found: records trimmed from a shard's stream before they were relayed (recover them with outbox-relay backfill).",
                 &["source"],
+            ),
+            aws_requests: counter_vec(
+                "outbox_relay_aws_requests_total",
+                "Request attempts made to AWS, by service, operation and outcome (ok, error, no_response).",
+                &["service", "operation", "outcome"],
             ),
             trace_context_invalid: counter(
                 "outbox_relay_trace_context_invalid_total",
