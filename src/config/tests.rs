@@ -488,3 +488,22 @@ fn a_required_key_with_a_bad_value_is_one_problem_not_two() {
     let err = Config::from_toml(&text).expect_err("broken");
     assert_eq!(keys(&err), ["routes[0].source"], "{err}");
 }
+
+#[test]
+fn an_idle_poll_ceiling_is_optional_and_at_least_the_poll_interval() {
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(c.source.idle_poll_interval, None, "unset: no backoff");
+    let set = MINIMAL.replace("[source]\n", "[source]\nidle_poll_interval = \"30s\"\n");
+    let c = Config::from_toml(&set).expect("valid");
+    assert_eq!(c.source.idle_poll_interval, Some(Duration::from_secs(30)));
+    let below = MINIMAL.replace(
+        "[source]\n",
+        "[source]\npoll_interval = \"2s\"\nidle_poll_interval = \"500ms\"\n",
+    );
+    let err = Config::from_toml(&below).expect_err("below poll_interval");
+    assert_eq!(keys(&err), vec!["source.idle_poll_interval"]);
+    assert!(
+        err.0[0].to_string().contains("at least poll_interval (2s)"),
+        "{err}"
+    );
+}

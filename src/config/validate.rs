@@ -176,6 +176,17 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
             ));
         }
     }
+    if s.idle_poll_interval
+        .is_some_and(|idle| idle < s.poll_interval)
+    {
+        errors.push(ConfigError::new(
+            "source.idle_poll_interval",
+            format!(
+                "must be at least poll_interval ({}): it is the ceiling an idle shard's poll backs off to",
+                humantime::format_duration(s.poll_interval)
+            ),
+        ));
+    }
     if s.max_records_per_poll.get() > 1000 {
         errors.push(ConfigError::new(
             "source.max_records_per_poll",

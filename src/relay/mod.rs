@@ -8,6 +8,7 @@ pub(crate) mod backoff;
 mod deliver;
 mod keeper;
 mod limit;
+mod polling;
 mod schedule;
 pub(crate) mod settle;
 mod shard_loop;

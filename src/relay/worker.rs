@@ -26,6 +26,7 @@ use tracing::{info, warn, Instrument};
 use super::deliver::Answer;
 use super::keeper::HeldLeases;
 use super::limit::Ticket;
+use super::polling::{PollIntervals, Polling};
 use super::schedule::{CallLimits, EntryId, Lane};
 use super::shard_loop::{Command, Event, Now, ShardLoop};
 use crate::config::StartingPosition;
@@ -43,6 +44,8 @@ const FENCE_CHECK: Duration = Duration::from_millis(200);
 pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub busy_poll_interval: Duration,
+    /// What an idle shard's poll backs off to (`source.idle_poll_interval`; `None`: no backoff).
+    pub idle_poll_interval: Option<Duration>,
     pub max_records_per_poll: usize,
     /// Records and bytes a shard may hold before it stops reading ahead.
     pub read_ahead_records: usize,
@@ -71,6 +74,7 @@ impl WorkerSettings {
         Self {
             poll_interval: config.source.poll_interval,
             busy_poll_interval: config.source.busy_poll_interval,
+            idle_poll_interval: config.source.idle_poll_interval,
             max_records_per_poll: config.source.max_records_per_poll.get(),
             read_ahead_records: config.source.read_ahead_records,
             read_ahead_bytes: config.source.read_ahead_bytes,
@@ -223,6 +227,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                 position: start,
                 iterator: None,
                 pause: None,
+                polling: Polling::default(),
                 read_backoff: Box::new(backoff(settings)),
                 last_created_at: self.lease.checkpoint_created_at,
                 trimmed_after: None,
@@ -428,6 +433,8 @@ struct Reader<'a, S, P, L, D> {
     iterator: Option<String>,
     /// The pause before the next call (none after a full page).
     pause: Option<Duration>,
+    /// Empty pages in a row, for the idle backoff (`super::polling`).
+    polling: Polling,
     read_backoff: Box<dyn Iterator<Item = Duration> + Send + 'a>,
     /// Creation time of the last record read (at first, of the checkpointed record).
     last_created_at: Option<SystemTime>,
@@ -438,7 +445,8 @@ struct Reader<'a, S, P, L, D> {
 
 impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader<'_, S, P, L, D> {
     /// The next page with records, or the end of a closed shard. Retries read errors with
-    /// backoff; polls an idle shard every `poll_interval`.
+    /// backoff; polls an idle shard every `poll_interval`, backing off toward
+    /// `idle_poll_interval` (`super::polling`).
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping it loses no record (none is handed out before it returns).
@@ -502,13 +510,15 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Reader
                 self.position = IteratorPosition::AfterSequenceNumber(last.sequence_number.clone());
                 self.last_created_at = last.created_at.or(self.last_created_at);
             }
-            self.pause = Some(if page.records.len() >= settings.max_records_per_poll {
-                Duration::ZERO
-            } else if page.records.is_empty() {
-                settings.poll_interval
-            } else {
-                settings.busy_poll_interval
-            });
+            self.pause = Some(self.polling.after_page(
+                page.records.len(),
+                &PollIntervals {
+                    idle: settings.poll_interval,
+                    busy: settings.busy_poll_interval,
+                    idle_ceiling: settings.idle_poll_interval,
+                    full_page: settings.max_records_per_poll,
+                },
+            ));
             match page.next_iterator {
                 None => {
                     return Read {

@@ -687,3 +687,39 @@ fn the_worker_future_is_send() {
     let w = worker(&s);
     assert_send(&w.run());
 }
+
+/// Issue #27: an idle shard's polls back off toward `idle_poll_interval`, about one GetRecords
+/// per ceiling once there; unset, it polls every `poll_interval` as before. A fake source on
+/// paused time: ten idle minutes take no real time.
+#[tokio::test(start_paused = true)]
+async fn an_idle_shard_backs_its_polls_off_to_the_ceiling() {
+    let polls = |ceiling: Option<Duration>| async move {
+        let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
+        s.source = Arc::new(FakeStream::new(
+            "arn:s",
+            vec![FakeShard::new("shard-1", None, false, Vec::new())],
+            1000,
+        ));
+        let w = worker_with(&s, |settings| {
+            settings.poll_interval = Duration::from_secs(1);
+            settings.idle_poll_interval = ceiling;
+        });
+        let metrics = w.metrics.clone();
+        let run = tokio::spawn(w.run());
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        s.token.cancel();
+        assert_eq!(run.await.expect("no panic"), WorkerExit::Cancelled);
+        metrics.get_records_requests.get()
+    };
+    let unset = polls(None).await;
+    let backed_off = polls(Some(Duration::from_secs(30))).await;
+    // 600 s at 1 s a poll; with the ceiling 1 + 2 + 4 + 8 + 16 s, then one poll per 30 s.
+    assert!(
+        (590..=610).contains(&unset),
+        "{unset} polls without a ceiling"
+    );
+    assert!(
+        (20..=27).contains(&backed_off),
+        "{backed_off} polls backing off to 30 s"
+    );
+}
