@@ -463,3 +463,18 @@ fn an_aws_failure_is_one_readable_line_with_what_to_check() {
         "{err}"
     );
 }
+
+#[test]
+fn checkpoint_reset_without_a_shard_or_source_exits_2_naming_both_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        .args(["checkpoint", "reset", "--to", "LATEST", "--config"])
+        .arg(format!("{}/config/outbox.toml", env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--shard") && stderr.contains("--source"),
+        "{stderr}"
+    );
+}

@@ -89,12 +89,6 @@ impl RelayConfig {
         self
     }
 
-    /// Removes `key` from `[section]`.
-    pub fn remove(mut self, section: &str, key: &str) -> Self {
-        self.table(section).remove(key);
-        self
-    }
-
     /// Sets `key` in `[source]`.
     pub fn source(self, key: &str, value: impl Into<Value>) -> Self {
         self.set("source", key, value)
