@@ -124,7 +124,15 @@ pub fn test_route(
                 let detail: Value = serde_json::from_str(&entry.detail).unwrap_or(Value::Null);
                 let mut shown = entry.request_json();
                 if let Some(obj) = shown.as_object_mut() {
-                    obj.insert("DetailParsed".into(), detail);
+                    // Beside the request's own fields: the route's format, and the payload
+                    // (a PutRawEvents entry's `Data`, else the `Detail`) parsed.
+                    obj.insert("Format".into(), entry.format.as_str().into());
+                    let parsed = if entry.is_raw() {
+                        "DataParsed"
+                    } else {
+                        "DetailParsed"
+                    };
+                    obj.insert(parsed.into(), detail);
                 }
                 v.entries.push(shown);
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_eventbridgev2::operation::put_events::PutEventsError;
 use aws_sdk_eventbridgev2::types::{PutEventsRequestEntry, PutEventsSystemMetadata, SuccessCode};
-use common::eventsv2::{CustomBusEmulator, Stored};
+use common::eventsv2::{CustomBusEmulator, Stored, EVENTBRIDGE_CONTENT_TYPE};
 use common::{sdk_config, Fixture, Relay, PER_AGGREGATE};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -127,6 +127,94 @@ async fn the_sdk_client_and_the_emulator_agree_on_the_protocol() {
     );
 }
 
+/// PutRawEvents through the SDK: JSON data is stored with its content type and metadata, shares
+/// dedup and group order with PutEvents, and what the API reference refuses is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_serves_put_raw_events_as_the_api_reference_says() {
+    use aws_sdk_eventbridgev2::types::{PutRawEventsRequestEntry, PutRawEventsSystemMetadata};
+    let bus = CustomBusEmulator::start().await;
+    let arn = bus.create_bus("orders");
+    let client = aws_sdk_eventbridgev2::Client::from_conf(
+        aws_sdk_eventbridgev2::config::Builder::from(&sdk_config(&bus.endpoint))
+            .retry_config(aws_sdk_eventbridgev2::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let raw = |data: &str, content_type: &str, dedup: &str, metadata: &[(&str, &str)]| {
+        let mut e = PutRawEventsRequestEntry::builder()
+            .data(aws_smithy_types::Blob::new(data.as_bytes()))
+            .system_metadata(
+                PutRawEventsSystemMetadata::builder()
+                    .content_type(content_type)
+                    .event_group_id("o-1")
+                    .deduplication_id(dedup)
+                    .build()
+                    .expect("complete"),
+            );
+        for (k, v) in metadata {
+            e = e.metadata(*k, *v);
+        }
+        e.build().expect("complete")
+    };
+    let put = |entries: Vec<PutRawEventsRequestEntry>| {
+        client
+            .put_raw_events()
+            .event_bus_arn(arn.clone())
+            .set_entries(Some(entries))
+            .send()
+    };
+    let out = put(vec![
+        raw(
+            r#"{"specversion":"1.0"}"#,
+            "application/json",
+            "e-1",
+            &[("traceparent", "tp")],
+        ),
+        raw("\u{1}bytes", "application/octet-stream", "e-2", &[]),
+        raw("not json", "application/json", "e-3", &[]),
+    ])
+    .await
+    .expect("answered");
+    assert_eq!(out.failed_entry_count(), 1, "JSON content that is not JSON");
+    assert_eq!(out.entries()[2].error_code(), Some("InvalidInputException"));
+    let stored = bus.events(&arn);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].detail["specversion"], "1.0");
+    assert_eq!(
+        stored[0].metadata.get("traceparent").map(String::as_str),
+        Some("tp")
+    );
+    assert_eq!(stored[1].content_type, "application/octet-stream");
+    assert_eq!(stored[1].data, b"\x01bytes");
+    assert_eq!(stored[1].sequence, 2, "one sequence per group");
+    // The dedup memory is the bus's, whichever operation published.
+    let out = client
+        .put_events()
+        .event_bus_arn(arn.clone())
+        .entries(entry("o-1", "e-1", 10))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(
+        out.entries()[0].success_code(),
+        Some(&SuccessCode::Deduplicated)
+    );
+    // Refused whole: an unknown content type, a key with `/`, an empty value, 101 keys.
+    let many: Vec<(String, String)> = (0..101).map(|i| (format!("k{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (bad, why) in [
+        (raw("{}", "text/plain", "e-9", &[]), "text/plain"),
+        (raw("{}", "application/avro", "e-9", &[]), "schema registry"),
+        (raw("{}", "application/json", "e-9", &[("a/b", "v")]), "a/b"),
+        (raw("{}", "application/json", "e-9", &[("k", "")]), "empty"),
+        (raw("{}", "application/json", "e-9", &many), "101"),
+    ] {
+        let err = put(vec![bad]).await.expect_err(why);
+        let text = format!("{:?}", err.into_service_error());
+        assert!(text.contains("InvalidInputException"), "{why}: {text}");
+    }
+    assert_eq!(bus.events(&arn).len(), 2, "nothing refused was stored");
+}
+
 /// Waits until the bus holds `want` events.
 async fn wait_for_events(bus: &CustomBusEmulator, arn: &str, want: usize) -> Vec<Stored> {
     let end = Instant::now() + DEADLINE;
@@ -151,11 +239,20 @@ async fn wait_idle(relay: &Relay, end: Instant) {
     }
 }
 
+/// The unmarshalled outbox row an event carries: its detail, or a CloudEvent's `data`.
+fn row_of(e: &Stored) -> &serde_json::Value {
+    if e.content_type == "application/json" {
+        &e.detail["data"]
+    } else {
+        &e.detail
+    }
+}
+
 /// Per group, the rows' `eventData.seq` in the order the bus stored them.
 fn seqs_per_group(events: &[Stored]) -> HashMap<String, Vec<u64>> {
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     for e in events {
-        let seq = e.detail["eventData"]["seq"].as_u64().expect("seq");
+        let seq = row_of(e)["eventData"]["seq"].as_u64().expect("seq");
         out.entry(e.group.clone().expect("every entry has a group"))
             .or_default()
             .push(seq);
@@ -388,13 +485,68 @@ async fn a_throttled_group_waits_while_the_other_groups_flow() {
 /// DEDUPLICATED), and per aggregate the stored order is the order of the outbox rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_killed_at_random_store_every_event_once_in_aggregate_order() {
+    let events = replicas_killed_at_random("", false).await;
+    assert!(events
+        .iter()
+        .all(|e| e.content_type == EVENTBRIDGE_CONTENT_TYPE));
+}
+
+/// The same with a CloudEvents route (#26): published with PutRawEvents, every event is stored
+/// once and in aggregate order, parses with the CloudEvents SDK, and carries its row's
+/// `traceparent` both in `Metadata` and as the Distributed Tracing extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_of_replicas_killed_at_random_are_stored_once_in_order_with_their_trace() {
+    use cloudevents::AttributesReader;
+    let route = "format = \"cloudevents\"\nsubject = \"<$.NewImage.pk>\"";
+    let events = replicas_killed_at_random(route, true).await;
+    for e in &events {
+        assert_eq!(e.content_type, "application/json");
+        let event: cloudevents::Event = serde_json::from_slice(&e.data)
+            .unwrap_or_else(|err| panic!("not a CloudEvent ({err}): {:?}", e.detail));
+        let seq = row_of(e)["eventData"]["seq"].as_u64().expect("seq") as usize;
+        let traceparent = common::row_traceparent(seq);
+        assert_eq!(Some(event.id()), e.dedup.as_deref(), "id = the dedup id");
+        assert_eq!(event.source().as_str(), "OutboxDemo.Books");
+        assert_eq!(event.ty(), "BookAdded");
+        assert_eq!(event.subject(), Some(event.id()));
+        assert!(event.time().is_some(), "the record's creation time");
+        let ext = |name: &str| event.extension(name).map(ToString::to_string);
+        assert_eq!(ext("traceparent"), Some(traceparent.clone()));
+        assert_eq!(ext("tracestate").as_deref(), Some(common::ROW_TRACESTATE));
+        assert_eq!(
+            ext("partitionkey"),
+            e.group.clone(),
+            "partitionkey = the group"
+        );
+        assert_eq!(e.metadata.get("traceparent"), Some(&traceparent));
+        assert_eq!(
+            e.metadata.get("tracestate").map(String::as_str),
+            Some(common::ROW_TRACESTATE)
+        );
+    }
+}
+
+/// Writes rows of 50 aggregates in rounds while one of 3 replicas is killed (-9) each round,
+/// the `book-added` route to the Custom Event Bus with `route_extra`; returns what the bus
+/// stored once it all settled, checked: every row once, in order per aggregate.
+async fn replicas_killed_at_random(route_extra: &str, traced_rows: bool) -> Vec<Stored> {
     const ROUNDS: usize = 6;
     const ROWS_PER_ROUND: usize = 50;
     let mut f = Fixture::new().await;
     f.aggregates = 50;
+    f.traced_rows = traced_rows;
     let bus = CustomBusEmulator::start().await;
     let arn = bus.create_bus("books");
-    let config = f.custom_bus_config(&arn, &bus.endpoint, PER_AGGREGATE);
+    let config = f
+        .relay_config()
+        .section_keys(
+            "source",
+            "trace_context_attribute = \"traceparent\"\ntrace_state_attribute = \"tracestate\"",
+        )
+        .route_keys(PER_AGGREGATE)
+        .route_keys(route_extra)
+        .custom_bus(&arn, &bus.endpoint)
+        .write();
     let mut relays: Vec<Relay> = (0..3).map(|_| Relay::start(&config, &f.endpoint)).collect();
     for relay in &relays {
         relay.wait_ready(DEADLINE).await;
@@ -443,12 +595,18 @@ async fn replicas_killed_at_random_store_every_event_once_in_aggregate_order() {
     assert_eq!(seqs_per_group(&events).len(), 50);
     assert_in_order_per_group(&events);
     eprintln!(
-        "custom bus, 3 replicas, {ROUNDS} kills: {total} rows stored once each; {} re-sent \
-         entries answered DEDUPLICATED; {} PutEvents calls, the largest with {} entries",
+        "custom bus{}, 3 replicas, {ROUNDS} kills: {total} rows stored once each; {} re-sent \
+         entries answered DEDUPLICATED; {} calls, the largest with {} entries",
+        if route_extra.is_empty() {
+            ""
+        } else {
+            " (cloudevents)"
+        },
         bus.deduplicated(),
         bus.calls().0,
         bus.calls().1
     );
+    events
 }
 
 /// Entries of 250 KB: five of them (one per aggregate, all heads of their keys) would pass

@@ -128,7 +128,11 @@ fn documented_rows() -> Vec<(String, Row)> {
 fn default_literal(cell: &str) -> Option<String> {
     let rest = cell.strip_prefix('`')?;
     let (literal, _) = rest.split_once('`')?;
-    if literal == "[]" || literal == "true" || literal == "false" || literal.parse::<i64>().is_ok()
+    if literal == "[]"
+        || literal == "{}"
+        || literal == "true"
+        || literal == "false"
+        || literal.parse::<i64>().is_ok()
     {
         Some(literal.to_owned())
     } else {

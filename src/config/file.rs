@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::pipeline::ImageSelector;
+use crate::pipeline::{EventFormat, ImageSelector};
 
 /// `[aws]`: where the AWS APIs are.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -124,6 +124,11 @@ pub struct SourceConfig {
     /// `<outbox.traceparent>` in templates, `trace_context_field` of `unmarshall` routes. A
     /// malformed value is ignored (counted, logged). Default: unset.
     pub trace_context_attribute: Option<String>,
+    /// Attribute of the outbox row (in `NewImage`, then `OldImage`) that holds the W3C
+    /// `tracestate` going with its `traceparent`: the `tracestate` of CloudEvents routes (the
+    /// extension, and `Metadata` on a Custom Event Bus). A malformed value is left out
+    /// (counted, logged), the `traceparent` kept. Default: unset.
+    pub trace_state_attribute: Option<String>,
     /// Attribute of the outbox row that holds its creation time: a number of seconds since
     /// the epoch (milliseconds when above 10^11) or an RFC 3339 string with any offset (one
     /// without a zone is taken as UTC). `backfill --since /
@@ -155,6 +160,7 @@ impl Default for SourceConfig {
             read_ahead_bytes: default_read_ahead_bytes(),
             event_id_attribute: None,
             trace_context_attribute: None,
+            trace_state_attribute: None,
         }
     }
 }
@@ -228,6 +234,15 @@ pub(super) struct RawRoute {
     pub expand_json: Vec<String>,
     /// Default: unset = the item's key (`dynamodb.Keys`).
     pub ordering_key: Option<String>,
+    /// `eventbridge` (default) or `cloudevents`.
+    #[serde(default)]
+    pub format: EventFormat,
+    /// With `cloudevents`: the CloudEvent's `subject`, a template. Default: unset (none).
+    pub subject: Option<String>,
+    /// With `cloudevents` on a Custom Event Bus: `PutRawEvents` `Metadata` keys and their
+    /// templates. Default: none (the trace context only).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// `[publisher]`: PutEvents batching and retries.

@@ -51,6 +51,7 @@ impl SourceConfig {
         RecordPolicy {
             event_id_attribute: self.event_id_attribute.clone(),
             trace_context_attribute: self.trace_context_attribute.clone(),
+            trace_state_attribute: self.trace_state_attribute.clone(),
         }
     }
 

@@ -507,3 +507,67 @@ fn an_idle_poll_ceiling_is_optional_and_at_least_the_poll_interval() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cloudevents_route_is_checked_at_start_up_naming_each_key() {
+    let custom = MINIMAL.replace(
+        "event_bus_name = \"bus\"",
+        &format!("event_bus_arn = \"{BUS_ARN}\""),
+    );
+    let good = custom.replace(
+        "unmarshall = \"NewImage\"",
+        "unmarshall = \"NewImage\"\nformat = \"cloudevents\"\nsubject = \"<$.NewImage.id>\"\n\
+         metadata = { tenant = \"<$.NewImage.tenant>\" }",
+    );
+    let c = Config::from_toml(&good).expect("valid");
+    assert_eq!(
+        c.routes[0].route.format(),
+        crate::pipeline::EventFormat::CloudEvents
+    );
+    assert!(c.routes[0].route.publishes_raw());
+
+    let bad = custom
+        .replace("source = \"Demo\"", "source = \"my demo\"")
+        .replace(
+            "unmarshall = \"NewImage\"",
+            "unmarshall = \"NewImage\"\nformat = \"cloudevents\"\n\
+             metadata = { \"a/b\" = \"x\", traceparent = \"<$.NewImage.tp>\" }",
+        );
+    let err = Config::from_toml(&bad).expect_err("refused");
+    assert_eq!(
+        keys(&err),
+        vec![
+            "routes[0].source",
+            "routes[0].metadata.a/b",
+            "routes[0].metadata.traceparent"
+        ]
+    );
+    assert!(err.to_string().contains("URI-reference"), "{err}");
+
+    // Metadata needs PutRawEvents: a cloudevents route on a Custom Event Bus.
+    let classic = MINIMAL.replace(
+        "unmarshall = \"NewImage\"",
+        "unmarshall = \"NewImage\"\nformat = \"cloudevents\"\nmetadata = { k = \"v\" }",
+    );
+    let err = Config::from_toml(&classic).expect_err("refused");
+    assert_eq!(keys(&err), vec!["routes[0].metadata"]);
+    let unknown = MINIMAL.replace(
+        "unmarshall = \"NewImage\"",
+        "unmarshall = \"NewImage\"\nformat = \"avro\"",
+    );
+    let err = Config::from_toml(&unknown).expect_err("refused");
+    assert_eq!(keys(&err), vec!["routes[0].format"]);
+    assert!(
+        err.to_string()
+            .contains(r#"unknown format "avro": expected "eventbridge" or "cloudevents""#),
+        "{err}"
+    );
+
+    // A tracestate travels with its traceparent.
+    let state = MINIMAL.replace(
+        "table_name = \"EventsTable\"",
+        "table_name = \"EventsTable\"\ntrace_state_attribute = \"tracestate\"",
+    );
+    let err = Config::from_toml(&state).expect_err("refused");
+    assert_eq!(keys(&err), vec!["source.trace_state_attribute"]);
+}

@@ -103,6 +103,9 @@ pub(super) fn routes(
             }),
             expand_json: r.expand_json,
             ordering_key: r.ordering_key,
+            format: r.format,
+            subject: r.subject,
+            metadata: r.metadata.into_iter().collect(),
         };
         match Route::compile(spec) {
             Ok(route) if detail.is_some() => out.push(RouteBinding {
@@ -226,6 +229,12 @@ pub(super) fn source(s: &SourceConfig, errors: &mut Vec<ConfigError>) {
         errors.push(ConfigError::new(
             "source.created_at_attribute",
             "must not be empty",
+        ));
+    }
+    if s.trace_state_attribute.is_some() && s.trace_context_attribute.is_none() {
+        errors.push(ConfigError::new(
+            "source.trace_state_attribute",
+            "needs source.trace_context_attribute: a tracestate only travels with its traceparent",
         ));
     }
 }

@@ -15,9 +15,21 @@ pub const MAX_REQUEST_BYTES: usize = CLASSIC_MAX_REQUEST_BYTES;
 /// present, plus the UTF-8 bytes of `Source`, `DetailType`, `Detail` and every `Resources`
 /// element (`EventBusName` does not count). For a Custom Event Bus entry, whose sizing AWS
 /// does not spell out, its `EventGroupId` and `DeduplicationId` are counted too, so a batch
-/// cut by this size never exceeds the request limit.
+/// cut by this size never exceeds the request limit. A `PutRawEvents` entry (a CloudEvent on
+/// a Custom Event Bus), whose sizing AWS does not spell out either, counts its `Data` and
+/// every `Metadata` key and value, besides those two ids.
 #[must_use]
 pub fn entry_size(entry: &Entry) -> usize {
+    if entry.is_raw() {
+        return entry.detail.len()
+            + entry.ordering_key.len()
+            + entry.event_id.len()
+            + entry
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+    }
     let time = if entry.time.is_some() { 14 } else { 0 };
     let system = match entry.bus.kind() {
         BusKind::Classic => 0,
@@ -70,6 +82,8 @@ mod tests {
             source: "src".into(),
             detail_type: "T".into(),
             detail: "x".repeat(detail_len),
+            format: crate::pipeline::EventFormat::EventBridge,
+            metadata: Vec::new(),
             resources: vec!["arn:r".into()],
             time: with_time.then(std::time::SystemTime::now),
             ordering_key: String::new(),

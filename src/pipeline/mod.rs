@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod bus;
+pub mod cloudevent;
 pub mod image;
 pub mod pattern;
 pub mod route;
@@ -17,6 +18,7 @@ pub mod unmarshall;
 
 pub use batch::{entry_size, CallLimits};
 pub use bus::{Bus, BusKind};
+pub use cloudevent::EventFormat;
 pub use image::{ImageError, ImageSelector, PlainImages, StreamViewType};
 pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};

@@ -8,7 +8,8 @@
 //!
 //! Where a route applies (its sources) is wiring, not part of the model: the config decides.
 
-use super::bus::{check_custom_bus_arn, Bus};
+use super::bus::{check_custom_bus_arn, Bus, BusKind};
+use super::cloudevent::{check_metadata_key, check_source, EventFormat, MAX_METADATA_ENTRIES};
 use super::image::ImageSelector;
 use super::pattern::Filter;
 use super::template::Template;
@@ -39,6 +40,13 @@ pub struct RouteSpec {
     /// A template rendered as text (`<$.NewImage.aggregateId>`): entries with the same key are
     /// submitted in record order. `None`: the item's key (`dynamodb.Keys`).
     pub ordering_key: Option<String>,
+    /// How the event is shaped: the detail as `Detail`, or a CloudEvent around it.
+    pub format: EventFormat,
+    /// A `cloudevents` route's `subject`, a template rendered as text. `None`: no subject.
+    pub subject: Option<String>,
+    /// A `cloudevents` route's own `PutRawEvents` `Metadata` on a Custom Event Bus: key and
+    /// template rendered as text, in key order.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// How a route's detail is described.
@@ -78,6 +86,9 @@ pub struct Route {
     detail: Detail,
     expand_json: Vec<String>,
     ordering_key: OrderingKey,
+    format: EventFormat,
+    subject: Option<Template>,
+    metadata: Vec<(String, Template)>,
 }
 
 /// What orders a route's entries: entries with the same key are submitted in record order.
@@ -160,6 +171,7 @@ impl Route {
                 }
             },
         };
+        let (subject, metadata) = check_format(&spec, &mut problems);
         let detail = match spec.detail {
             DetailSpec::Template(text) => match Template::parse_detail(&text) {
                 Ok(t) => Some(Detail::Template(t)),
@@ -186,6 +198,9 @@ impl Route {
                 detail,
                 expand_json: spec.expand_json,
                 ordering_key,
+                format: spec.format,
+                subject,
+                metadata,
             }),
             _ => Err(problems),
         }
@@ -213,12 +228,30 @@ impl Route {
             ),
             Detail::Unmarshall { image, .. } => out.push(("unmarshall".to_owned(), *image)),
         }
-        if let OrderingKey::Template(t) = &self.ordering_key {
-            out.extend(
-                t.images_read()
-                    .into_iter()
-                    .map(|image| ("ordering_key".to_owned(), image)),
-            );
+        let texts = std::iter::once((
+            "ordering_key".to_owned(),
+            match &self.ordering_key {
+                OrderingKey::Template(t) => Some(t),
+                OrderingKey::ItemKey => None,
+            },
+        ))
+        .chain(std::iter::once((
+            "subject".to_owned(),
+            self.subject.as_ref(),
+        )))
+        .chain(
+            self.metadata
+                .iter()
+                .map(|(key, t)| (format!("metadata.{key}"), Some(t))),
+        );
+        for (field, template) in texts {
+            if let Some(t) = template {
+                out.extend(
+                    t.images_read()
+                        .into_iter()
+                        .map(|image| (field.clone(), image)),
+                );
+            }
         }
         out
     }
@@ -258,6 +291,95 @@ impl Route {
     pub fn ordering_key(&self) -> &OrderingKey {
         &self.ordering_key
     }
+
+    /// How the route's events are shaped.
+    #[must_use]
+    pub fn format(&self) -> EventFormat {
+        self.format
+    }
+
+    /// A `cloudevents` route's `subject` template.
+    #[must_use]
+    pub fn subject(&self) -> Option<&Template> {
+        self.subject.as_ref()
+    }
+
+    /// A `cloudevents` route's own `Metadata` keys and their templates, in key order.
+    #[must_use]
+    pub fn metadata(&self) -> &[(String, Template)] {
+        &self.metadata
+    }
+
+    /// Whether the route publishes with `PutRawEvents` (a CloudEvents route on a Custom Event
+    /// Bus) rather than `PutEvents`.
+    #[must_use]
+    pub fn publishes_raw(&self) -> bool {
+        self.format == EventFormat::CloudEvents && self.target.bus.kind() == BusKind::Custom
+    }
+}
+
+/// The format's own fields: a `cloudevents` route's `source` is a URI-reference and its
+/// `subject` and `metadata` templates parse; `subject` belongs to `cloudevents` routes and
+/// `metadata` to `cloudevents` routes on a Custom Event Bus (only `PutRawEvents` carries it).
+fn check_format(
+    spec: &RouteSpec,
+    problems: &mut Vec<RouteProblem>,
+) -> (Option<Template>, Vec<(String, Template)>) {
+    let cloudevents = spec.format == EventFormat::CloudEvents;
+    if cloudevents {
+        if let Err(reason) = check_source(&spec.target.source) {
+            problems.push(RouteProblem::new("source", reason));
+        }
+    } else if spec.subject.is_some() {
+        problems.push(RouteProblem::new(
+            "subject",
+            "only a `format = \"cloudevents\"` route has a subject (CloudEvents' `subject`)",
+        ));
+    }
+    let raw = cloudevents && spec.target.bus.kind() == BusKind::Custom;
+    if !spec.metadata.is_empty() && !raw {
+        problems.push(RouteProblem::new(
+            "metadata",
+            "only a `format = \"cloudevents\"` route on a Custom Event Bus (`event_bus_arn`) \
+             carries Metadata: it publishes with PutRawEvents, and PutEvents has no Metadata",
+        ));
+    }
+    // The relay adds `traceparent` and `tracestate` to the route's own keys.
+    let room = MAX_METADATA_ENTRIES - 2;
+    if spec.metadata.len() > room {
+        problems.push(RouteProblem::new(
+            "metadata",
+            format!(
+                "has {} keys; at most {room} (PutRawEvents takes {MAX_METADATA_ENTRIES}, two \
+                 kept for the trace context)",
+                spec.metadata.len()
+            ),
+        ));
+    }
+    let text = |field: String, text: &str, problems: &mut Vec<RouteProblem>| {
+        if text.trim().is_empty() {
+            problems.push(RouteProblem::new(field, "must not be empty"));
+            return None;
+        }
+        Template::parse(text)
+            .map_err(|e| problems.push(RouteProblem::new(field, e.to_string())))
+            .ok()
+    };
+    let subject = spec
+        .subject
+        .as_deref()
+        .and_then(|t| text("subject".to_owned(), t, problems));
+    let mut metadata = Vec::with_capacity(spec.metadata.len());
+    for (key, value) in &spec.metadata {
+        let field = format!("metadata.{key}");
+        if let Err(reason) = check_metadata_key(key) {
+            problems.push(RouteProblem::new(field.clone(), reason));
+        }
+        if let Some(t) = text(field, value, problems) {
+            metadata.push((key.clone(), t));
+        }
+    }
+    (subject, metadata)
 }
 
 /// The target's limits, as PutEvents enforces them (see the constants' sources).
@@ -326,6 +448,9 @@ mod tests {
             },
             expand_json: Vec::new(),
             ordering_key: None,
+            format: EventFormat::EventBridge,
+            subject: None,
+            metadata: Vec::new(),
         }
     }
 
@@ -412,6 +537,58 @@ mod tests {
                 ("template".to_owned(), ImageSelector::OldImage),
             ]
         );
+    }
+
+    #[test]
+    fn format_fields_are_checked_where_they_apply() {
+        const ARN: &str =
+            "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
+        // An eventbridge route has no subject and no metadata.
+        let mut s = spec();
+        s.subject = Some("x".into());
+        s.metadata = vec![("k".into(), "v".into())];
+        let problems = Route::compile(s).expect_err("refused");
+        assert_eq!(fields(&problems), ["subject", "metadata"]);
+        // A cloudevents route on a classic bus has a subject but no metadata (PutEvents).
+        let mut s = spec();
+        s.format = EventFormat::CloudEvents;
+        s.subject = Some("<$.NewImage.id>".into());
+        Route::compile(s.clone()).expect("a subject is fine");
+        s.metadata = vec![("k".into(), "v".into())];
+        let problems = Route::compile(s.clone()).expect_err("refused");
+        assert_eq!(fields(&problems), ["metadata"]);
+        assert!(problems[0].reason.contains("PutRawEvents"), "{problems:?}");
+        // On a Custom Event Bus: metadata keys within PutRawEvents' limits, a URI-reference
+        // source, parseable templates.
+        s.target.bus = Bus::Custom(ARN.into());
+        Route::compile(s.clone()).expect("metadata on a Custom Event Bus");
+        s.target.source = "my books".into();
+        s.subject = Some("<$.NewImage".into());
+        s.metadata = vec![
+            ("a/b".into(), "v".into()),
+            ("k".repeat(129), "v".into()),
+            ("traceparent".into(), "v".into()),
+            ("empty".into(), " ".into()),
+        ];
+        let problems = Route::compile(s.clone()).expect_err("refused");
+        let long = format!("metadata.{}", "k".repeat(129));
+        assert_eq!(
+            fields(&problems),
+            [
+                "source",
+                "subject",
+                "metadata.a/b",
+                long.as_str(),
+                "metadata.traceparent",
+                "metadata.empty"
+            ]
+        );
+        s.target.source = "books".into();
+        s.subject = None;
+        s.metadata = (0..99).map(|i| (format!("k{i}"), "v".into())).collect();
+        let problems = Route::compile(s).expect_err("refused");
+        assert_eq!(fields(&problems), ["metadata"]);
+        assert!(problems[0].reason.contains("at most 98"), "{problems:?}");
     }
 
     #[test]

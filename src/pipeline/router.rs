@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::batch::entry_size;
 use super::bus::{check_deduplication_id, check_group_id, Bus, BusKind};
+use super::cloudevent::{trace_metadata, CloudEvent, EventFormat, RAW_CONTENT_TYPE};
 use super::image::{ImageError, ImageSelector, PlainImages};
 use super::pattern::{Matcher, PatternError};
 use super::route::{Detail, OrderingKey, Route};
@@ -54,8 +55,14 @@ pub struct Entry {
     pub bus: Bus,
     pub source: String,
     pub detail_type: String,
-    /// JSON text of the detail object.
+    /// JSON text of the detail object: for a `cloudevents` route, the whole CloudEvent (a
+    /// classic bus's `Detail`, a Custom Event Bus's `PutRawEvents` `Data`).
     pub detail: String,
+    /// How the entry is shaped, and so (on a Custom Event Bus) which API sends it.
+    pub format: EventFormat,
+    /// `PutRawEvents` `Metadata` (a `cloudevents` entry on a Custom Event Bus): the trace
+    /// context, then the route's own keys. Empty otherwise.
+    pub metadata: Vec<(String, String)>,
     pub resources: Vec<String>,
     /// The record's creation time; EventBridge uses its own clock when absent.
     pub time: Option<SystemTime>,
@@ -66,16 +73,42 @@ pub struct Entry {
     /// Event Bus it is the entry's `DeduplicationId`, so a re-sent entry is not stored twice.
     pub event_id: String,
     /// The record's trace: on a classic bus its X-Ray form is the entry's `TraceHeader` (a
-    /// Custom Event Bus entry has no such field; there the detail carries the `traceparent`).
+    /// Custom Event Bus `PutEvents` entry has no such field nor `Metadata`; there only the
+    /// detail carries the `traceparent`; a `PutRawEvents` entry carries it in `Metadata`).
     pub trace: Option<Box<TraceContext>>,
 }
 
 impl Entry {
+    /// Whether the entry goes out through `PutRawEvents` (a CloudEvent on a Custom Event Bus)
+    /// rather than `PutEvents`.
+    #[must_use]
+    pub fn is_raw(&self) -> bool {
+        self.format == EventFormat::CloudEvents && self.bus.kind() == BusKind::Custom
+    }
+
     /// The entry as its PutEvents request shows it (`EventBusName` for a classic bus;
-    /// `EventBusArn` and `SystemMetadata` for a Custom Event Bus), for people to read:
+    /// `EventBusArn` and `SystemMetadata` for a Custom Event Bus; `Data`, `Metadata` and
+    /// `SystemMetadata.ContentType` for a `PutRawEvents` one), for people to read:
     /// `test-route` and `redrive` print it.
     #[must_use]
     pub fn request_json(&self) -> serde_json::Value {
+        if self.is_raw() {
+            let metadata: serde_json::Map<String, serde_json::Value> = self
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            return serde_json::json!({
+                "EventBusArn": self.bus.id(),
+                "Data": self.detail,
+                "Metadata": metadata,
+                "SystemMetadata": {
+                    "ContentType": RAW_CONTENT_TYPE,
+                    "EventGroupId": self.ordering_key,
+                    "DeduplicationId": self.event_id,
+                },
+            });
+        }
         let mut out = serde_json::Map::new();
         match &self.bus {
             Bus::Classic(name) => {
@@ -136,6 +169,14 @@ pub enum RouteError {
         value: String,
         reason: String,
     },
+    /// A CloudEvents attribute or `Metadata` value cannot be made for this record (`field`:
+    /// `id`, `subject`, `metadata.<key>`).
+    #[error("route {route}: CloudEvent {field}: {reason}")]
+    CloudEventFailed {
+        route: String,
+        field: String,
+        reason: String,
+    },
     /// The entry exceeds its bus's PutEvents request limit on its own.
     #[error("route {route}: entry is {size} bytes, above the {limit} byte PutEvents limit")]
     EntryTooLarge {
@@ -163,6 +204,7 @@ impl RouteError {
             Self::OrderingKeyFailed { .. } => "OrderingKeyFailed",
             Self::EntryTooLarge { .. } => "EntryTooLarge",
             Self::SystemIdInvalid { .. } => "SystemIdInvalid",
+            Self::CloudEventFailed { .. } => "CloudEventFailed",
         }
     }
 
@@ -175,7 +217,8 @@ impl RouteError {
             | Self::ImageInvalid { route, .. }
             | Self::OrderingKeyFailed { route, .. }
             | Self::EntryTooLarge { route, .. }
-            | Self::SystemIdInvalid { route, .. } => route,
+            | Self::SystemIdInvalid { route, .. }
+            | Self::CloudEventFailed { route, .. } => route,
         }
     }
 }
@@ -215,18 +258,19 @@ impl Router {
                 matcher.add(i, filter)?;
             }
         }
-        let mut custom_buses: Vec<&Bus> = Vec::new();
+        let mut custom_calls: Vec<(&Bus, bool)> = Vec::new();
         let lanes = routes
             .iter()
             .map(|route| match &route.target().bus {
                 Bus::Classic(_) => 0,
                 bus @ Bus::Custom(_) => {
-                    let n = custom_buses
+                    let call = (bus, route.publishes_raw());
+                    let n = custom_calls
                         .iter()
-                        .position(|b| *b == bus)
+                        .position(|c| *c == call)
                         .unwrap_or_else(|| {
-                            custom_buses.push(bus);
-                            custom_buses.len() - 1
+                            custom_calls.push(call);
+                            custom_calls.len() - 1
                         });
                     u32::try_from(n + 1).unwrap_or(u32::MAX)
                 }
@@ -248,7 +292,7 @@ impl Router {
 
     /// Which PutEvents calls the entries of route `route` may share: lane 0 for every classic
     /// bus (a classic entry names its own bus), one lane per Custom Event Bus (its ARN is a
-    /// field of the request).
+    /// field of the request) and API (`PutEvents` or `PutRawEvents`).
     #[must_use]
     pub fn call_lane(&self, route: usize) -> u32 {
         self.lanes.get(route).copied().unwrap_or(0)
@@ -370,12 +414,18 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
             check_deduplication_id,
         )?;
     }
+    let (detail, metadata) = match route.format() {
+        EventFormat::EventBridge => (detail, Vec::new()),
+        EventFormat::CloudEvents => cloudevent(route, ctx, &detail, &ordering_key)?,
+    };
     let entry = Entry {
         route: index,
         bus: target.bus.clone(),
         source: target.source.clone(),
         detail_type: target.detail_type.clone(),
         detail,
+        format: route.format(),
+        metadata,
         resources: target.resources.clone(),
         time: ctx.created_at,
         ordering_key,
@@ -392,6 +442,55 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         });
     }
     Ok(entry)
+}
+
+/// A `cloudevents` route's event around `data`, and its `Metadata` when it goes out through
+/// `PutRawEvents` (see [`super::cloudevent`]).
+fn cloudevent(
+    route: &Route,
+    ctx: &RecordContext<'_>,
+    data: &str,
+    ordering_key: &str,
+) -> Result<(String, Vec<(String, String)>), RouteError> {
+    let failed = |field: &str, reason: String| RouteError::CloudEventFailed {
+        route: route.name().to_owned(),
+        field: field.to_owned(),
+        reason,
+    };
+    if ctx.event_id.is_empty() {
+        return Err(failed(
+            "id",
+            "the record has no event id (a CloudEvent's `id` must not be empty)".to_owned(),
+        ));
+    }
+    let subject = route
+        .subject()
+        .map(|t| t.render_text(ctx))
+        .transpose()
+        .map_err(|e| failed("subject", e.to_string()))?;
+    let target = route.target();
+    let event = CloudEvent {
+        id: ctx.event_id,
+        source: &target.source,
+        event_type: &target.detail_type,
+        time: ctx.created_at,
+        subject: subject.as_deref(),
+        partition_key: ordering_key,
+        trace: ctx.trace,
+        data,
+    }
+    .to_json();
+    if !route.publishes_raw() {
+        return Ok((event, Vec::new()));
+    }
+    let mut metadata = trace_metadata(ctx.trace);
+    for (key, template) in route.metadata() {
+        let value = template
+            .render_text(ctx)
+            .map_err(|e| failed(&format!("metadata.{key}"), e.to_string()))?;
+        metadata.push((key.clone(), value));
+    }
+    Ok((event, metadata))
 }
 
 fn unmarshall_detail(

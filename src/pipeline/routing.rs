@@ -4,8 +4,8 @@
 //! The rules, listed once:
 //! - the record's `eventSourceARN` is its stream's ARN (a backfilled or pasted record gets it);
 //! - its event id is [`stable_event_id`] under the source's `event_id_attribute`;
-//! - its trace context is read from the source's `trace_context_attribute`; a malformed one
-//!   is **ignored and reported** ([`Routed::trace_ignored`]), never a reason to hold the record
+//! - its trace context is read from the source's `trace_context_attribute` (and its
+//!   `tracestate` from `trace_state_attribute`); a malformed one is **ignored and reported** ([`Routed::trace_ignored`]), never a reason to hold the record
 //!   back — each caller says so in its own way (the relay counts and logs it, `test-route`
 //!   shows it);
 //! - every matching route renders it, in route order ([`Router::route_traced`]).
@@ -25,6 +25,8 @@ pub struct RecordPolicy {
     pub event_id_attribute: Option<String>,
     /// The row attribute holding a W3C `traceparent` (`None`: not read).
     pub trace_context_attribute: Option<String>,
+    /// The row attribute holding the W3C `tracestate` that goes with it (`None`: not read).
+    pub trace_state_attribute: Option<String>,
 }
 
 /// A record taken through a source's routes.
@@ -49,7 +51,14 @@ impl RecordPolicy {
             return (None, None);
         };
         match TraceContext::of_record(record, attribute) {
-            Ok(trace) => (trace, None),
+            Ok(Some(mut trace)) => {
+                let state = self
+                    .trace_state_attribute
+                    .as_deref()
+                    .and_then(|a| trace.add_state_of(record, a).err());
+                (Some(trace), state)
+            }
+            Ok(None) => (None, None),
             Err(e) => (None, Some(e)),
         }
     }

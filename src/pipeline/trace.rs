@@ -21,6 +21,8 @@ pub struct TraceContext {
     pub traceparent: String,
     /// The same trace as an X-Ray tracing header (`Root=1-…;Parent=…;Sampled=…`).
     pub xray_header: String,
+    /// The W3C `tracestate` the row carries beside it (`source.trace_state_attribute`), if any.
+    pub tracestate: Option<String>,
     span: SpanContext,
 }
 
@@ -33,6 +35,9 @@ pub enum TraceError {
     /// Not a valid W3C `traceparent` (or an all-zero trace or parent id).
     #[error("attribute {attribute:?} is not a valid W3C traceparent: {value:?}")]
     Invalid { attribute: String, value: String },
+    /// Not a valid W3C `tracestate` (the traceparent is kept, without it).
+    #[error("attribute {attribute:?} is not a valid W3C tracestate: {value:?}")]
+    InvalidState { attribute: String, value: String },
 }
 
 impl TraceContext {
@@ -60,8 +65,36 @@ impl TraceContext {
         Ok(Self {
             traceparent: traceparent_of(&span),
             xray_header,
+            tracestate: None,
             span,
         })
+    }
+
+    /// Adds the `tracestate` the row carries in `attribute` (`NewImage`, then `OldImage`),
+    /// checked by OpenTelemetry's W3C `TraceState` parser; none there leaves it unset.
+    ///
+    /// # Errors
+    /// When the attribute is there but not a valid `tracestate`: the context stays without it
+    /// (W3C Trace Context, "tracestate": a vendor may discard an invalid one).
+    pub fn add_state_of(&mut self, record: &Value, attribute: &str) -> Result<(), TraceError> {
+        let Some(typed) = row_attribute(record, attribute) else {
+            return Ok(());
+        };
+        let invalid = |value: String| TraceError::InvalidState {
+            attribute: attribute.to_owned(),
+            value: value.chars().take(100).collect(),
+        };
+        let Some(text) = typed.get("S").and_then(Value::as_str) else {
+            return Err(invalid(typed.to_string()));
+        };
+        match text.parse::<opentelemetry::trace::TraceState>() {
+            Ok(state) if !text.trim().is_empty() => {
+                self.tracestate = Some(state.header());
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(_) => Err(invalid(text.to_owned())),
+        }
     }
 
     /// The span the row's writer was in: what the relay's batch spans link to.
@@ -76,23 +109,26 @@ impl TraceContext {
     /// # Errors
     /// When the attribute is there but not a valid `traceparent`.
     pub fn of_record(record: &Value, attribute: &str) -> Result<Option<Self>, TraceError> {
-        for image in ["NewImage", "OldImage"] {
-            let Some(typed) = record
-                .get("dynamodb")
-                .and_then(|d| d.get(image))
-                .and_then(|i| i.get(attribute))
-            else {
-                continue;
-            };
-            let Some(text) = typed.get("S").and_then(Value::as_str) else {
-                return Err(TraceError::NotAString {
-                    attribute: attribute.to_owned(),
-                });
-            };
-            return Self::from_traceparent(text, attribute).map(Some);
-        }
-        Ok(None)
+        let Some(typed) = row_attribute(record, attribute) else {
+            return Ok(None);
+        };
+        let Some(text) = typed.get("S").and_then(Value::as_str) else {
+            return Err(TraceError::NotAString {
+                attribute: attribute.to_owned(),
+            });
+        };
+        Self::from_traceparent(text, attribute).map(Some)
     }
+}
+
+/// The row's typed `attribute`, in `NewImage`, then `OldImage`.
+fn row_attribute<'a>(record: &'a Value, attribute: &str) -> Option<&'a Value> {
+    ["NewImage", "OldImage"].into_iter().find_map(|image| {
+        record
+            .get("dynamodb")
+            .and_then(|d| d.get(image))
+            .and_then(|i| i.get(attribute))
+    })
 }
 
 /// The field sizes the W3C recommendation fixes, which the propagator does not check on its
@@ -184,5 +220,32 @@ mod tests {
         let junk =
             TraceContext::of_record(&record("NewImage", json!({"S": "junk"})), "traceparent");
         assert!(matches!(junk, Err(TraceError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_tracestate_beside_it_is_kept_when_valid_and_dropped_when_not() {
+        let record = |state: Value| json!({"dynamodb": {"NewImage": {"traceparent": {"S": W3C}, "tracestate": state}}});
+        let with = |state: Value| {
+            let r = record(state);
+            let mut t = TraceContext::of_record(&r, "traceparent")
+                .expect("valid")
+                .expect("present");
+            let result = t.add_state_of(&r, "tracestate");
+            (t.tracestate, result)
+        };
+        assert_eq!(
+            with(json!({"S": "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"})),
+            (
+                Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".to_owned()),
+                Ok(())
+            )
+        );
+        let (state, result) = with(json!({"S": "not a state"}));
+        assert_eq!(state, None);
+        assert!(matches!(result, Err(TraceError::InvalidState { .. })));
+        let (state, result) = with(json!({"N": "1"}));
+        assert_eq!(state, None);
+        assert!(result.is_err());
+        assert_eq!(with(json!({"S": ""})), (None, Ok(())));
     }
 }

@@ -6,6 +6,7 @@
 //! A dead letter is written *before* the checkpoint moves past its record; if the write fails,
 //! the relay retries it and the checkpoint waits: a record is never dropped silently.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -14,7 +15,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::pipeline::{Bus, Entry, RouteError};
+use crate::pipeline::cloudevent::RAW_CONTENT_TYPE;
+use crate::pipeline::{Bus, Entry, EventFormat, RouteError};
 
 /// Largest message SQS accepts (1 MiB, attributes included: "Amazon SQS increases maximum
 /// message payload size to 1 MiB", AWS What's New, part of the 2026-01-29 serverless 1 MB
@@ -64,6 +66,17 @@ pub struct DeadLetterEntry {
     pub detail: Option<String>,
     pub resources: Vec<String>,
     pub time: Option<String>,
+    /// The route's format: `eventbridge`, or `cloudevents` (then `Detail` holds the whole
+    /// CloudEvent).
+    #[serde(default)]
+    pub format: EventFormat,
+    /// A `PutRawEvents` entry's `SystemMetadata.ContentType` (a CloudEvent on a Custom Event
+    /// Bus; its `Detail` here is the entry's `Data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// A `PutRawEvents` entry's `Metadata`: the trace context and the route's own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 impl From<&Entry> for DeadLetterEntry {
@@ -82,6 +95,9 @@ impl From<&Entry> for DeadLetterEntry {
             detail: Some(e.detail.clone()),
             resources: e.resources.clone(),
             time: e.time.map(rfc3339),
+            format: e.format,
+            content_type: e.is_raw().then(|| RAW_CONTENT_TYPE.to_owned()),
+            metadata: e.is_raw().then(|| e.metadata.iter().cloned().collect()),
         }
     }
 }
@@ -95,7 +111,7 @@ pub struct DeadLetter {
     pub stage: Stage,
     /// `MalformedDetail`, `InvalidArgument`, `ResourceNotFoundException`, or for the
     /// transform stage `DetailNotJsonObject`, `ImageMissing`, `UnmarshallFailed`, `ExpandJsonFailed`,
-    /// `EntryTooLarge`, `SystemIdInvalid`.
+    /// `EntryTooLarge`, `SystemIdInvalid`, `CloudEventFailed`.
     pub error_code: String,
     pub error_message: String,
     pub stream_arn: String,
@@ -342,6 +358,9 @@ mod tests {
                 detail: Some(format!("{{\"blob\": \"{}\"}}", "x".repeat(detail_len))),
                 resources: vec![],
                 time: None,
+                format: EventFormat::EventBridge,
+                content_type: None,
+                metadata: None,
             }),
             truncated: false,
         }
@@ -358,6 +377,42 @@ mod tests {
             "xxxxxxxxxx"
         );
         assert_eq!(msg["entry"]["EventBusName"], "bus");
+    }
+
+    #[test]
+    fn a_raw_entry_keeps_its_format_content_type_and_metadata() {
+        let entry = Entry {
+            route: 0,
+            bus: Bus::Custom("arn:bus".into()),
+            source: "books".into(),
+            detail_type: "BookAdded".into(),
+            detail: r#"{"specversion":"1.0","data":{}}"#.into(),
+            format: EventFormat::CloudEvents,
+            metadata: vec![("traceparent".into(), "00-a-b-01".into())],
+            resources: vec![],
+            time: None,
+            ordering_key: "book-1".into(),
+            event_id: "evt-1".into(),
+            trace: None,
+        };
+        let shown = serde_json::to_value(DeadLetterEntry::from(&entry)).expect("json");
+        assert_eq!(shown["Format"], "cloudevents");
+        assert_eq!(shown["ContentType"], "application/json");
+        assert_eq!(shown["Metadata"]["traceparent"], "00-a-b-01");
+        assert_eq!(shown["EventGroupId"], "book-1");
+        let back: DeadLetterEntry = serde_json::from_value(shown).expect("reads back");
+        assert_eq!(back.format, EventFormat::CloudEvents);
+        // A letter written before formats existed reads as `eventbridge`.
+        let mut old = serde_json::to_value(DeadLetterEntry::from(&Entry {
+            format: EventFormat::EventBridge,
+            metadata: vec![],
+            ..entry
+        }))
+        .expect("json");
+        assert!(old.get("ContentType").is_none() && old.get("Metadata").is_none());
+        old.as_object_mut().expect("object").remove("Format");
+        let back: DeadLetterEntry = serde_json::from_value(old).expect("reads back");
+        assert_eq!(back.format, EventFormat::EventBridge);
     }
 
     #[test]

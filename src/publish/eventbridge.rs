@@ -30,6 +30,9 @@ impl EventBridgePublisher {
 impl EventPublisher for EventBridgePublisher {
     async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
         match call_bus(entries)? {
+            Bus::Custom(arn) if entries[0].is_raw() => {
+                super::custom_bus::put_raw_events(&self.custom, arn, entries).await
+            }
             Bus::Custom(arn) => super::custom_bus::put_events(&self.custom, arn, entries).await,
             Bus::Classic(_) => {
                 let request = entries.iter().map(to_request_entry).collect();
@@ -49,8 +52,9 @@ impl EventPublisher for EventBridgePublisher {
 }
 
 /// The bus a call goes to: classic entries may name different buses (each entry names its
-/// own), Custom Event Bus entries must all name the same one. A mixed call is refused before
-/// it is sent, as an invalid request (the relay then sends its entries one by one).
+/// own), Custom Event Bus entries must all name the same one and go through the same API
+/// (`PutEvents` or `PutRawEvents`). A mixed call is refused before it is sent, as an invalid
+/// request (the relay then sends its entries one by one).
 fn call_bus(entries: &[Entry]) -> Result<&Bus, PublishError> {
     let first = entries
         .first()
@@ -61,14 +65,16 @@ fn call_bus(entries: &[Entry]) -> Result<&Bus, PublishError> {
         })?;
     let same = |e: &Entry| match first {
         Bus::Classic(_) => e.bus.kind() == BusKind::Classic,
-        Bus::Custom(_) => &e.bus == first,
+        Bus::Custom(_) => &e.bus == first && e.is_raw() == entries[0].is_raw(),
     };
     if entries.iter().all(same) {
         Ok(first)
     } else {
         Err(PublishError {
             code: "InvalidInputException".to_owned(),
-            message: "one PutEvents call mixes bus kinds or Custom Event Buses".to_owned(),
+            message: "one PutEvents call mixes bus kinds, Custom Event Buses, or PutEvents and \
+                      PutRawEvents entries"
+                .to_owned(),
         })
     }
 }
@@ -177,6 +183,8 @@ mod tests {
             source: "books".into(),
             detail_type: "BookAdded".into(),
             detail: "{}".into(),
+            format: crate::pipeline::EventFormat::EventBridge,
+            metadata: Vec::new(),
             resources: vec![],
             time: None,
             ordering_key: String::new(),

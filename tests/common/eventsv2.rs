@@ -7,7 +7,8 @@
 //! header and a CBOR map body; answers carry the same header and a CBOR body, errors an HTTP
 //! status and `{"__type": "<namespace>#<Code>", "message": ...}`.
 //!
-//! Only `PutEvents` is served. What it does, and where each behaviour comes from:
+//! `PutEvents` and `PutRawEvents` are served. What they do, and where each behaviour comes
+//! from:
 //! - AWS docs, eventsv2 API reference, `PutEvents`: 1-100 entries, `EventBusArn` required
 //!   (an unknown bus is `ResourceNotFoundException`, HTTP 404); `Entries` of the answer in
 //!   request order; `FailedEntryCount`.
@@ -20,15 +21,29 @@
 //! - User guide, "Ordering and deduplicating events on a Custom Event Bus": a `DeduplicationId`
 //!   seen within 300 s is answered `SuccessCode: DEDUPLICATED` and not stored again; events of
 //!   one `EventGroupId` get increasing sequence numbers in publish order.
+//! - eventsv2 API reference, `PutRawEvents`, `PutRawEventsRequestEntry`,
+//!   `PutRawEventsSystemMetadata`: `Data` (a blob) and `SystemMetadata` required;
+//!   `SystemMetadata.ContentType` required, 1-256 characters matching `application/.*`, one of
+//!   `application/json`, `application/avro`, `application/protobuf`,
+//!   `application/octet-stream`; `Metadata` at most 100 entries, keys 1-128 characters matching
+//!   `[^/]+`, values at least 1 character; the same `EventGroupId` and `DeduplicationId` rules,
+//!   1-100 entries, and answers of the same shape as `PutEvents`'.
+//! - User guide, "Publishing events to a Custom Event Bus": both operations produce one kind of
+//!   event, ordered and deduplicated alike (so they share one dedup memory and one sequence per
+//!   group here); a `PutEvents` event is stored as JSON with the content type
+//!   `application/eventbridge+json`; Avro and Protobuf need a schema registry
+//!   (`SchemaRegistryConfiguration`), which this emulator does not serve (it refuses them).
 //!
 //! Choices of this emulator, not documented by AWS: dedup is keyed by (group, dedup id) and
 //! timed on the emulator's monotonic clock; a `Detail` that is not a JSON object fails its
-//! entry with `ErrorCode: InvalidInputException`. Faults are injected by the test: throttling
+//! entry with `ErrorCode: InvalidInputException`, and so does an `application/json` `Data`
+//! that is not JSON; a raw entry's size is its `Data` plus its `Metadata` keys and values plus
+//! its two ids. Faults are injected by the test: throttling
 //! of one group's next entries (per-entry `ThrottlingException`, as a group over its rate),
 //! whole-call errors, and held answers (the events are stored, the answer never comes, as when
 //! a connection dies after the service accepted a call).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,15 +58,33 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 const MAX_ENTRIES: usize = 100;
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// The content type a `PutEvents` event is stored with.
+pub const EVENTBRIDGE_CONTENT_TYPE: &str = "application/eventbridge+json";
+const RAW_CONTENT_TYPES: [&str; 4] = [
+    "application/json",
+    "application/avro",
+    "application/protobuf",
+    "application/octet-stream",
+];
+
 /// An event the emulator stored (a subscriber would get it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub bus_arn: String,
     pub group: Option<String>,
     pub dedup: Option<String>,
+    /// A `PutEvents` event's `Source` (empty for a `PutRawEvents` one).
     pub source: String,
+    /// A `PutEvents` event's `DetailType` (empty for a `PutRawEvents` one).
     pub detail_type: String,
+    /// A `PutEvents` event's `Detail`, or a JSON `PutRawEvents` event's `Data`, parsed.
     pub detail: serde_json::Value,
+    /// A `PutRawEvents` event's `Data`, as sent (empty for a `PutEvents` one).
+    pub data: Vec<u8>,
+    /// [`EVENTBRIDGE_CONTENT_TYPE`], or the `PutRawEvents` entry's `ContentType`.
+    pub content_type: String,
+    /// A `PutRawEvents` event's `Metadata`.
+    pub metadata: BTreeMap<String, String>,
     /// Per group, in publish order.
     pub sequence: u64,
 }
@@ -210,13 +243,17 @@ async fn serve(
             "missing smithy-protocol: rpc-v2-cbor",
         );
     }
-    if operation != "PutEvents" {
-        return error(
-            StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            &operation,
-        );
-    }
+    let read_entry: fn(&Value) -> Result<Entry, String> = match operation.as_str() {
+        "PutEvents" => entry,
+        "PutRawEvents" => raw_entry,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                &operation,
+            )
+        }
+    };
     let request: Value = match ciborium::from_reader(&body[..]) {
         Ok(v) => v,
         Err(e) => {
@@ -231,7 +268,7 @@ async fn serve(
         let mut inner = inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let response = put_events(&mut inner, &request);
+        let response = put_events(&mut inner, &request, read_entry);
         if response.status().is_client_error() {
             inner.refused_calls += 1;
         }
@@ -255,13 +292,29 @@ async fn serve(
 struct Entry {
     source: String,
     detail_type: String,
+    /// `Detail`, or a raw entry's `Data` when its content type is JSON.
     detail: String,
+    /// `None` for a `PutEvents` entry.
+    raw: Option<RawParts>,
     group: Option<String>,
     dedup: Option<String>,
     size: usize,
 }
 
-fn put_events(inner: &mut Inner, request: &Value) -> Response {
+/// What only a `PutRawEvents` entry has.
+struct RawParts {
+    data: Vec<u8>,
+    content_type: String,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Serves `PutEvents` or `PutRawEvents` (their requests differ only in their entries, each
+/// read by `read_entry`).
+fn put_events(
+    inner: &mut Inner,
+    request: &Value,
+    read_entry: fn(&Value) -> Result<Entry, String>,
+) -> Response {
     inner.calls += 1;
     if let Some(code) = inner.failing_calls.pop_front() {
         let status = match code {
@@ -310,7 +363,7 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
     }
     let mut entries = Vec::with_capacity(raw_entries.len());
     for (i, raw) in raw_entries.iter().enumerate() {
-        match entry(raw) {
+        match read_entry(raw) {
             Ok(e) => entries.push(e),
             Err(why) => {
                 return error(
@@ -355,13 +408,23 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
             ]));
             continue;
         }
+        let json_expected = e
+            .raw
+            .as_ref()
+            .is_none_or(|r| r.content_type == "application/json");
         let detail = match serde_json::from_str::<serde_json::Value>(&e.detail) {
-            Ok(d) if d.is_object() => d,
+            Ok(d) if d.is_object() || (e.raw.is_some() && json_expected) => d,
+            _ if !json_expected => serde_json::Value::Null,
             _ => {
                 failed += 1;
+                let what = if e.raw.is_some() {
+                    "Data is not JSON, its ContentType application/json says it is"
+                } else {
+                    "Detail is not a JSON object"
+                };
                 results.push(map(vec![
                     ("ErrorCode", text("InvalidInputException")),
-                    ("ErrorMessage", text("Detail is not a JSON object")),
+                    ("ErrorMessage", text(what)),
                 ]));
                 continue;
             }
@@ -383,6 +446,14 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
             *s += 1;
             *s
         };
+        let (data, content_type, metadata) = match e.raw {
+            Some(r) => (r.data, r.content_type, r.metadata),
+            None => (
+                Vec::new(),
+                EVENTBRIDGE_CONTENT_TYPE.to_owned(),
+                BTreeMap::new(),
+            ),
+        };
         inner.stored.push(Stored {
             bus_arn: arn.clone(),
             group: e.group,
@@ -390,6 +461,9 @@ fn put_events(inner: &mut Inner, request: &Value) -> Response {
             source: e.source,
             detail_type: e.detail_type,
             detail,
+            data,
+            content_type,
+            metadata,
             sequence,
         });
         results.push(map(vec![
@@ -429,15 +503,108 @@ fn entry(raw: &Value) -> Result<Entry, String> {
         })
         .unwrap_or_default();
     let time = field(raw, "Time").is_some();
-    let metadata = field(raw, "SystemMetadata");
-    let group = metadata
-        .and_then(|m| field(m, "EventGroupId"))
+    let (group, dedup) = system_ids(field(raw, "SystemMetadata"))?;
+    let size = if time { 14 } else { 0 }
+        + source.len()
+        + detail_type.len()
+        + detail.len()
+        + resources.iter().map(String::len).sum::<usize>()
+        + group.as_ref().map_or(0, String::len)
+        + dedup.as_ref().map_or(0, String::len);
+    Ok(Entry {
+        source,
+        detail_type,
+        detail,
+        raw: None,
+        group,
+        dedup,
+        size,
+    })
+}
+
+/// A `PutRawEvents` entry (see the module documentation for its rules).
+fn raw_entry(raw: &Value) -> Result<Entry, String> {
+    let data = field(raw, "Data")
+        .and_then(Value::as_bytes)
+        .ok_or("Data is required (a blob)")?
+        .clone();
+    let system = field(raw, "SystemMetadata").ok_or("SystemMetadata is required")?;
+    let content_type = field(system, "ContentType")
         .and_then(Value::as_text)
-        .map(str::to_owned);
-    let dedup = metadata
-        .and_then(|m| field(m, "DeduplicationId"))
-        .and_then(Value::as_text)
-        .map(str::to_owned);
+        .ok_or("SystemMetadata.ContentType is required")?
+        .to_owned();
+    if !(1..=256).contains(&content_type.chars().count())
+        || !content_type.starts_with("application/")
+    {
+        return Err(format!(
+            "ContentType {content_type:?} is not 1-256 characters matching application/.*"
+        ));
+    }
+    if !RAW_CONTENT_TYPES.contains(&content_type.as_str()) {
+        return Err(format!(
+            "ContentType {content_type:?} is not one of {RAW_CONTENT_TYPES:?}"
+        ));
+    }
+    if content_type == "application/avro" || content_type == "application/protobuf" {
+        return Err(format!(
+            "ContentType {content_type:?} needs a SchemaRegistryConfiguration, which this \
+             emulator does not serve"
+        ));
+    }
+    let mut metadata = BTreeMap::new();
+    if let Some(pairs) = field(raw, "Metadata") {
+        let pairs = pairs.as_map().ok_or("Metadata is not a map")?;
+        if pairs.len() > 100 {
+            return Err(format!("Metadata has {} entries; at most 100", pairs.len()));
+        }
+        for (k, v) in pairs {
+            let (Some(k), Some(v)) = (k.as_text(), v.as_text()) else {
+                return Err("Metadata maps strings to strings".to_owned());
+            };
+            if !(1..=128).contains(&k.chars().count()) || k.contains('/') {
+                return Err(format!(
+                    "Metadata key {k:?} is not 1-128 characters without /"
+                ));
+            }
+            if v.is_empty() {
+                return Err(format!("Metadata value of {k:?} is empty"));
+            }
+            metadata.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let (group, dedup) = system_ids(Some(system))?;
+    let size = data.len()
+        + metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + group.as_ref().map_or(0, String::len)
+        + dedup.as_ref().map_or(0, String::len);
+    Ok(Entry {
+        source: String::new(),
+        detail_type: String::new(),
+        detail: String::from_utf8_lossy(&data).into_owned(),
+        raw: Some(RawParts {
+            data,
+            content_type,
+            metadata,
+        }),
+        group,
+        dedup,
+        size,
+    })
+}
+
+/// `SystemMetadata.EventGroupId` and `.DeduplicationId`, checked.
+fn system_ids(system: Option<&Value>) -> Result<(Option<String>, Option<String>), String> {
+    let id = |name: &str| {
+        system
+            .and_then(|m| field(m, name))
+            .and_then(Value::as_text)
+            .map(str::to_owned)
+    };
+    let (group, dedup) = (id("EventGroupId"), id("DeduplicationId"));
+    let chars = |s: &str| s.chars().count();
     if let Some(g) = &group {
         if !(1..=128).contains(&chars(g)) {
             return Err("EventGroupId is not 1-128 characters".to_owned());
@@ -451,21 +618,7 @@ fn entry(raw: &Value) -> Result<Entry, String> {
             );
         }
     }
-    let size = if time { 14 } else { 0 }
-        + source.len()
-        + detail_type.len()
-        + detail.len()
-        + resources.iter().map(String::len).sum::<usize>()
-        + group.as_ref().map_or(0, String::len)
-        + dedup.as_ref().map_or(0, String::len);
-    Ok(Entry {
-        source,
-        detail_type,
-        detail,
-        group,
-        dedup,
-        size,
-    })
+    Ok((group, dedup))
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {

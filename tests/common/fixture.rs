@@ -35,7 +35,23 @@ pub struct Fixture {
     /// How many aggregates rows are spread over (`eventData.aggregate`); [`AGGREGATES`] unless
     /// a test changes it.
     pub aggregates: usize,
+    /// Whether outbox rows carry a trace context (`traceparent`, `tracestate`: see
+    /// [`row_traceparent`]); off unless a test turns it on.
+    pub traced_rows: bool,
 }
+
+/// The W3C `traceparent` written into outbox row `seq` when [`Fixture::traced_rows`] is on:
+/// its own trace id, so each event's trace can be told apart.
+pub fn row_traceparent(seq: usize) -> String {
+    format!(
+        "00-{:032x}-{:016x}-01",
+        0xabc0_0000_u128 + seq as u128,
+        seq + 1
+    )
+}
+
+/// The W3C `tracestate` written beside it.
+pub const ROW_TRACESTATE: &str = "outbox=relay";
 
 impl Fixture {
     pub async fn new() -> Self {
@@ -57,6 +73,7 @@ impl Fixture {
             dir: tempfile::tempdir().expect("temp dir"),
             written: Vec::new(),
             aggregates: AGGREGATES,
+            traced_rows: false,
         };
         f.create_tables().await;
         f.with_bus_and_queue().await
@@ -248,13 +265,23 @@ impl Fixture {
         if padding > 0 {
             data.insert("padding".into(), AttributeValue::S("x".repeat(padding)));
         }
-        let row = HashMap::from([
+        let mut row = HashMap::from([
             ("pk".to_owned(), AttributeValue::S(id.clone())),
             ("sk".to_owned(), AttributeValue::S(event_type.into())),
             ("eventType".to_owned(), AttributeValue::S(event_type.into())),
             ("eventData".to_owned(), AttributeValue::M(data)),
             (CREATED_AT.to_owned(), AttributeValue::N(now_ms.to_string())),
         ]);
+        if self.traced_rows {
+            row.insert(
+                "traceparent".into(),
+                AttributeValue::S(row_traceparent(seq)),
+            );
+            row.insert(
+                "tracestate".into(),
+                AttributeValue::S(ROW_TRACESTATE.into()),
+            );
+        }
         let put = |table: &str, item: HashMap<String, AttributeValue>| {
             TransactWriteItem::builder()
                 .put(

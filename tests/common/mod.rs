@@ -22,7 +22,7 @@ pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 pub use books_common::testing::{endpoint, sdk_config_at as sdk_config, unique};
 pub use child::{metric_value, relay_cmd, relay_command, Relay};
 pub use config::{RelayConfig, PER_AGGREGATE, STRICT};
-pub use fixture::{Fixture, CREATED_AT};
+pub use fixture::{row_traceparent, Fixture, CREATED_AT, ROW_TRACESTATE};
 pub use received::{
     distinct, first_deliveries_in_order_per_aggregate, republished, Received, AGGREGATES,
 };

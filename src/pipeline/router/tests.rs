@@ -24,6 +24,9 @@ fn spec(name: &str, filters: &[&str], detail: DetailSpec) -> RouteSpec {
         detail,
         expand_json: Vec::new(),
         ordering_key: None,
+        format: crate::pipeline::EventFormat::EventBridge,
+        subject: None,
+        metadata: Vec::new(),
     }
 }
 
@@ -326,4 +329,109 @@ fn a_records_trace_goes_into_the_trace_header_the_template_and_the_unmarshalled_
     assert!(plain[0].trace.is_none());
     let templated: Value = serde_json::from_str(&plain[1].detail).expect("json");
     assert_eq!(templated["trace"], Value::Null);
+}
+
+/// A `cloudevents` route to the Custom Event Bus, ordered by `<$.NewImage.sk>`.
+fn cloudevents_route(name: &str) -> RouteSpec {
+    let mut s = custom(name, "<$.NewImage.sk>");
+    s.format = crate::pipeline::EventFormat::CloudEvents;
+    s.target.source = "/books/api".into();
+    s.subject = Some("book/<$.NewImage.sk>".into());
+    s.metadata = vec![("kind".into(), "<$.NewImage.eventType>".into())];
+    s
+}
+
+#[test]
+fn a_cloudevents_route_publishes_a_cloudevent_raw_on_a_custom_bus_and_as_detail_on_a_classic_one() {
+    use cloudevents::AttributesReader;
+    let mut trace = crate::pipeline::TraceContext::from_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "traceparent",
+    )
+    .expect("valid");
+    trace.tracestate = Some("rojo=1".into());
+    let mut classic = cloudevents_route("classic-ce");
+    classic.target.bus = Bus::Classic("bus".into());
+    classic.metadata.clear();
+    let r = router(vec![
+        cloudevents_route("raw"),
+        classic,
+        custom("plain", "<$.NewImage.sk>"),
+    ]);
+    let created = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_928_800);
+    let entries: Vec<Entry> = r
+        .route_traced(
+            &insert("BookAdded"),
+            "arn:s",
+            "evt-9",
+            Some(created),
+            Some(&trace),
+        )
+        .into_iter()
+        .map(|e| e.expect("renders"))
+        .collect();
+    let (raw, classic, plain) = (&entries[0], &entries[1], &entries[2]);
+    for entry in [raw, classic] {
+        let event: cloudevents::Event = serde_json::from_str(&entry.detail).expect("a CloudEvent");
+        assert_eq!(event.id(), "evt-9");
+        assert_eq!(event.source().as_str(), "/books/api");
+        assert_eq!(event.ty(), "D");
+        assert_eq!(event.subject(), Some("book/BookAdded"));
+        assert_eq!(event.time().map(|t| t.timestamp()), Some(1_764_928_800));
+        let ext = |name: &str| event.extension(name).map(ToString::to_string);
+        assert_eq!(ext("partitionkey").as_deref(), Some("BookAdded"));
+        assert_eq!(ext("traceparent"), Some(trace.traceparent.clone()));
+        assert_eq!(ext("tracestate").as_deref(), Some("rojo=1"));
+        let Some(cloudevents::Data::Json(data)) = event.data() else {
+            panic!("JSON data: {}", entry.detail);
+        };
+        assert_eq!(
+            data["eventId"], "evt-9",
+            "the unmarshalled detail is the data"
+        );
+    }
+    // On the Custom Event Bus: PutRawEvents, the trace and the route's keys in Metadata.
+    assert!(raw.is_raw() && !classic.is_raw() && !plain.is_raw());
+    let shown = raw.request_json();
+    assert_eq!(shown["SystemMetadata"]["ContentType"], "application/json");
+    assert_eq!(shown["SystemMetadata"]["EventGroupId"], "BookAdded");
+    assert_eq!(shown["SystemMetadata"]["DeduplicationId"], "evt-9");
+    assert_eq!(shown["Metadata"]["traceparent"], trace.traceparent.as_str());
+    assert_eq!(shown["Metadata"]["tracestate"], "rojo=1");
+    assert_eq!(shown["Metadata"]["kind"], "BookAdded");
+    assert_eq!(shown["Data"], raw.detail.as_str());
+    // On a classic bus: the CloudEvent is the Detail, the trace header stays.
+    let shown = classic.request_json();
+    assert_eq!(shown["Detail"], classic.detail.as_str());
+    assert!(shown["TraceHeader"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("Root=1-")));
+    assert!(classic.metadata.is_empty());
+    // PutRawEvents and PutEvents entries of one bus never share a call.
+    assert_eq!(
+        (0..3).map(|i| r.call_lane(i)).collect::<Vec<_>>(),
+        [1, 0, 2]
+    );
+}
+
+#[test]
+fn a_cloudevent_that_cannot_be_made_dead_letters_with_the_attribute_that_failed() {
+    let mut no_subject = cloudevents_route("no-subject");
+    no_subject.subject = Some("<$.NewImage.missing>".into());
+    let mut no_metadata = cloudevents_route("no-metadata");
+    no_metadata.metadata = vec![("tenant".into(), "<$.NewImage.missing>".into())];
+    let r = router(vec![no_subject, no_metadata, cloudevents_route("fine")]);
+    let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
+    let subject = results[0].as_ref().expect_err("refused");
+    assert_eq!(subject.code(), "CloudEventFailed");
+    assert!(
+        subject.to_string().contains("CloudEvent subject"),
+        "{subject}"
+    );
+    let metadata = results[1].as_ref().expect_err("refused");
+    assert!(
+        metadata.to_string().contains("metadata.tenant"),
+        "{metadata}"
+    );
+    assert!(results[2].is_ok());
 }

@@ -124,6 +124,7 @@ fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Durati
                 Workload::Seed => None,
             },
             trace_context_attribute: None,
+            trace_state_attribute: None,
         },
         ..WorkerSettings::from_config(&config)
     });
