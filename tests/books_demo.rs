@@ -232,26 +232,16 @@ async fn outbox_variant_post_relay_consume_delete() {
     assert!(status.success(), "{log}");
 }
 
-/// The event a subscriber of the Custom Event Bus gets for a stored entry, in EventBridge's
-/// event shape (what the consumer handles).
-fn delivered(stored: &common::eventsv2::Stored, n: usize) -> EventBridgeEvent<serde_json::Value> {
-    serde_json::from_value(serde_json::json!({
-        "version": "0",
-        "id": format!("delivered-{n}"),
-        "detail-type": stored.detail_type,
-        "source": stored.source,
-        "account": "123456789012",
-        "time": "2026-12-01T00:00:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": stored.detail,
-    }))
-    .expect("an EventBridge event")
+/// What a subscriber of the Custom Event Bus with the `RAW` transformer gets for a stored
+/// entry: its data as published (here a CloudEvent).
+fn delivered(stored: &common::eventsv2::Stored) -> serde_json::Value {
+    serde_json::from_slice(&stored.data).expect("JSON data")
 }
 
 /// The outbox variant with `config/custom-bus.toml`: the API's rows reach the Custom Event Bus
-/// emulator with the book as the group and the row's event id as the dedup id, and the
-/// consumer applies what the bus stored, in the group's order.
+/// emulator as CloudEvents (PutRawEvents) with the book as the group and the row's event id as
+/// the dedup id and CloudEvent id, the request's trace in Metadata and as the extension, and
+/// the consumer applies what the bus stored, in the group's order, continuing the trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_variant_on_a_custom_event_bus() {
     let f = Fixture::new().await;
@@ -285,29 +275,49 @@ async fn outbox_variant_on_a_custom_event_bus() {
     assert!(stored
         .iter()
         .all(|e| e.group.as_deref() == Some("Team Topologies")));
-    assert_eq!(stored[0].detail_type, "BookAdded");
-    assert_eq!(stored[1].detail_type, "BookRemoved");
-    assert_eq!(stored[0].dedup.as_deref(), created["eventId"].as_str());
-    // No trace header on this bus: the detail carries the request's trace.
-    assert_eq!(stored[0].detail["traceparent"], TRACEPARENT);
+    let events: Vec<cloudevents::Event> = stored
+        .iter()
+        .map(|e| serde_json::from_slice(&e.data).expect("a CloudEvent"))
+        .collect();
+    {
+        use cloudevents::AttributesReader;
+        assert_eq!(events[0].ty(), "BookAdded");
+        assert_eq!(events[1].ty(), "BookRemoved");
+        assert_eq!(Some(events[0].id()), created["eventId"].as_str());
+        assert_eq!(stored[0].dedup.as_deref(), created["eventId"].as_str());
+        assert_eq!(events[0].subject(), Some("Team Topologies"));
+        // The request's trace: in Metadata and as the Distributed Tracing extension.
+        assert_eq!(
+            events[0].extension("traceparent").map(ToString::to_string),
+            Some(TRACEPARENT.to_owned())
+        );
+    }
+    assert!(stored.iter().all(|e| e.content_type == "application/json"));
+    assert_eq!(
+        stored[0].metadata.get("traceparent").map(String::as_str),
+        Some(TRACEPARENT)
+    );
     assert!(stored[0].sequence < stored[1].sequence);
 
-    // A FIFO subscriber hands them to the consumer in that order.
-    let added = delivered(&stored[0], 0);
+    // A FIFO subscriber (RAW transformer) hands them to the consumer in that order.
+    let added = delivered(&stored[0]);
     assert_eq!(
-        side.consumer.handle(&added).await.expect("handled"),
+        side.consumer
+            .handle_json(added.clone())
+            .await
+            .expect("handled"),
         Handled::Applied(
             "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()
         )
     );
     assert_eq!(
-        side.consumer.handle(&added).await.expect("handled"),
+        side.consumer.handle_json(added).await.expect("handled"),
         Handled::Duplicate
     );
     assert!(side.book(&f, "Team Topologies").await.is_some());
     assert_eq!(
         side.consumer
-            .handle(&delivered(&stored[1], 1))
+            .handle_json(delivered(&stored[1]))
             .await
             .expect("handled"),
         Handled::Applied("Team Topologies was removed!".into())

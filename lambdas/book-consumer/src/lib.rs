@@ -13,6 +13,13 @@
 //!
 //! Both seed variants are understood: the outbox variant's detail (the outbox row, with the
 //! book under `eventData` and `year`) and the CDC variant's (`{name, authors, publishedYear}`).
+//! And both event formats the relay publishes: EventBridge events and CloudEvents (see
+//! [`Delivered`]); a CloudEvent's `id` is the stable event id, its `traceparent` extension the
+//! trace.
+
+mod delivered;
+
+pub use delivered::{Delivered, Unreadable};
 
 use std::time::Duration;
 
@@ -26,11 +33,14 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The trace id (32 hex digits) of the request that wrote the event's outbox row: from the
-/// W3C `traceparent` in the detail, if valid.
+/// W3C `traceparent` the event carries (see [`Delivered`]), if valid.
 #[must_use]
 pub fn trace_id(event: &EventBridgeEvent<Value>) -> Option<String> {
-    let traceparent = event.detail.get(outbox::TRACEPARENT)?.as_str()?;
-    let valid = books_common::trace::from_traceparent(traceparent)?;
+    delivered_trace_id(&Delivered::from_eventbridge(event))
+}
+
+fn delivered_trace_id(event: &Delivered) -> Option<String> {
+    let valid = books_common::trace::from_traceparent(event.traceparent.as_deref()?)?;
     valid.split('-').nth(1).map(str::to_owned)
 }
 
@@ -81,16 +91,17 @@ pub struct Consumer {
     idempotency: Idempotency,
 }
 
-/// The idempotency key of an event: its stable event id, else (a producer that sets none)
-/// EventBridge's id, which only dedups redeliveries of one PutEvents entry.
-fn idempotency_key(event: &EventBridgeEvent<Value>) -> String {
-    match event.detail.get("eventId").and_then(Value::as_str) {
+/// The idempotency key of an event: its stable event id (`detail.eventId` or the CloudEvent
+/// `id`, the same outbox row id), else (a producer that sets none) EventBridge's id, which
+/// only dedups redeliveries of one PutEvents entry.
+fn idempotency_key(event: &Delivered) -> String {
+    match &event.event_id {
         Some(id) => format!("book-consumer#{id}"),
         None => {
-            tracing::warn!(id = ?event.id, "event has no detail.eventId; deduplicating on the EventBridge id");
+            tracing::warn!(id = ?event.delivery_id, "event has no detail.eventId; deduplicating on the EventBridge id");
             format!(
                 "book-consumer#eventbridge#{}",
-                event.id.as_deref().unwrap_or_default()
+                event.delivery_id.as_deref().unwrap_or_default()
             )
         }
     }
@@ -156,21 +167,40 @@ impl Consumer {
         &self.idempotency
     }
 
-    /// Handles one event, at most once per event id.
+    /// Handles one EventBridge event (its detail may be a CloudEvent), at most once per event
+    /// id.
     ///
     /// # Errors
     /// [`ConsumerError`]: retry later, except [`ConsumerError::BadEvent`].
     pub async fn handle(&self, event: &EventBridgeEvent<Value>) -> Result<Handled, ConsumerError> {
+        self.handle_delivered(&Delivered::from_eventbridge(event))
+            .await
+    }
+
+    /// Handles what a queue or a Lambda hands over: a CloudEvent (a Custom Event Bus
+    /// subscriber's `RAW` delivery) or an EventBridge event.
+    ///
+    /// # Errors
+    /// [`ConsumerError::BadEvent`] for something that is neither; else as [`Consumer::handle`].
+    pub async fn handle_json(&self, json: Value) -> Result<Handled, ConsumerError> {
+        let event = Delivered::from_json(json).map_err(|e| ConsumerError::BadEvent(e.0))?;
+        self.handle_delivered(&event).await
+    }
+
+    /// Handles one delivered event, at most once per event id.
+    ///
+    /// # Errors
+    /// As [`Consumer::handle`].
+    pub async fn handle_delivered(&self, event: &Delivered) -> Result<Handled, ConsumerError> {
         let span = tracing::info_span!(
             "handle event",
             otel.kind = "consumer",
-            detail_type = event.detail_type.as_str(),
+            detail_type = event.event_type.as_str(),
         );
         // The event's trace continues: the span's parent is the span that wrote the outbox row.
         if let Some(parent) = event
-            .detail
-            .get(outbox::TRACEPARENT)
-            .and_then(Value::as_str)
+            .traceparent
+            .as_deref()
             .and_then(books_common::trace::context)
         {
             // Fails only when no span is exported (no OpenTelemetry layer): nothing to continue.
@@ -181,23 +211,20 @@ impl Consumer {
         self.handle_in_span(event).instrument(span).await
     }
 
-    async fn handle_in_span(
-        &self,
-        event: &EventBridgeEvent<Value>,
-    ) -> Result<Handled, ConsumerError> {
-        let detail_type = event.detail_type.as_str();
-        let trace = trace_id(event);
+    async fn handle_in_span(&self, event: &Delivered) -> Result<Handled, ConsumerError> {
+        let detail_type = event.event_type.as_str();
+        let trace = delivered_trace_id(event);
         let trace_id = trace.as_deref().unwrap_or("none");
         let key = idempotency_key(event);
         let outcome = match detail_type {
             outbox::BOOK_ADDED => {
-                let book = added_book(&event.detail)?;
+                let book = added_book(&event.data)?;
                 self.idempotency
                     .run(&key, || self.add(book), |message| Some(message.clone()))
                     .await?
             }
             outbox::BOOK_REMOVED => {
-                let name = removed_name(&event.detail)?;
+                let name = removed_name(&event.data)?;
                 self.idempotency
                     .run(&key, || self.remove(name), |message| Some(message.clone()))
                     .await?
@@ -256,17 +283,18 @@ impl Consumer {
     }
 }
 
-/// The Lambda entry point: one EventBridge event per invocation. An error fails the
-/// invocation, so EventBridge (or the queue) delivers the event again later.
+/// The Lambda entry point: one event per invocation, an EventBridge event or a CloudEvent
+/// (see [`Delivered::from_json`]). An error fails the invocation, so EventBridge (or the
+/// queue) delivers the event again later.
 ///
 /// # Errors
-/// As [`Consumer::handle`].
+/// As [`Consumer::handle_json`].
 pub async fn lambda_handler(
     consumer: &Consumer,
-    event: lambda_runtime::LambdaEvent<EventBridgeEvent<Value>>,
+    event: lambda_runtime::LambdaEvent<Value>,
 ) -> Result<(), lambda_runtime::Error> {
     consumer
-        .handle(&event.payload)
+        .handle_json(event.payload)
         .await
         .map(|_| ())
         .map_err(lambda_runtime::Error::from)

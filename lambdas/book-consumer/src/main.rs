@@ -1,5 +1,5 @@
-//! `book-consumer`: under the Lambda runtime (EventBridge events) when `AWS_LAMBDA_RUNTIME_API`
-//! is set; else a local runner that long-polls the SQS queue `BOOK_CONSUMER_QUEUE_URL` (fed by
+//! `book-consumer`: under the Lambda runtime (EventBridge events, or CloudEvents as a Custom
+//! Event Bus subscriber delivers them) when `AWS_LAMBDA_RUNTIME_API` is set; else a local runner that long-polls the SQS queue `BOOK_CONSUMER_QUEUE_URL` (fed by
 //! an EventBridge rule) and calls the same handler, deleting a message once it is handled.
 //! A message whose handling fails stays in the queue and comes back after its visibility
 //! timeout (give the queue a redrive policy for poison events).
@@ -10,10 +10,13 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` exports the handler's spans (each continues the trace of the
 //! request that wrote the outbox row) over OTLP/HTTP.
 
+// The Lambda runtime's service future around the handler's (the idempotency store's and the
+// SDK's futures nested) is deeper than the compiler's default layout query depth.
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use book_consumer::{lambda_handler, settings, Consumer, Handled};
 use books_common::{aws_config, env, init_logs};
 use serde_json::Value;
@@ -41,7 +44,7 @@ async fn main() -> ExitCode {
     let result = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let flushed = telemetry.clone();
         lambda_runtime::run(lambda_runtime::service_fn(
-            move |event: lambda_runtime::LambdaEvent<EventBridgeEvent<Value>>| {
+            move |event: lambda_runtime::LambdaEvent<Value>| {
                 let consumer = consumer.clone();
                 let telemetry = flushed.clone();
                 async move {
@@ -103,9 +106,9 @@ async fn run_queue(
         };
         for message in messages {
             let body = message.body().unwrap_or_default();
-            let handled = match serde_json::from_str::<EventBridgeEvent<Value>>(body) {
-                Ok(event) => consumer.handle(&event).await.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("not an EventBridge event: {e}")),
+            let handled = match serde_json::from_str::<Value>(body) {
+                Ok(event) => consumer.handle_json(event).await.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("not JSON: {e}")),
             };
             match handled {
                 Ok(Handled::Ignored) => tracing::info!(body, "ignored an event of another type"),

@@ -146,9 +146,13 @@ async fn the_same_event_twice_applies_once() {
 
     // Through the Lambda entry point too.
     let context = lambda_runtime::Context::default();
-    lambda_handler(&consumer, lambda_runtime::LambdaEvent::new(event, context))
-        .await
-        .expect("handled");
+    let payload = serde_json::to_value(&event).expect("json");
+    lambda_handler(
+        &consumer,
+        lambda_runtime::LambdaEvent::new(payload, context),
+    )
+    .await
+    .expect("handled");
     assert_eq!(w.times_applied("Team Topologies").await, Some(1));
 }
 
@@ -343,11 +347,24 @@ async fn the_handler_span_continues_the_outbox_rows_trace() {
     let untraced = fixture("eventbridge-book-removed.json");
     consumer.handle(&traced).await.expect("handled");
     consumer.handle(&untraced).await.expect("handled");
+    // A CloudEvent's span continues the trace of its `traceparent` extension.
+    let mut removed = fixture("eventbridge-book-removed.json");
+    removed.detail["eventId"] = Value::from("another-row");
+    let cloudevent = cloudevent_of(
+        &removed,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
+    consumer.handle_json(cloudevent).await.expect("handled");
     provider.force_flush().expect("flush");
 
     let spans = exporter.get_finished_spans().expect("spans");
     let handled: Vec<_> = spans.iter().filter(|s| s.name == "handle event").collect();
-    assert_eq!(handled.len(), 2, "{spans:?}");
+    assert_eq!(handled.len(), 3, "{spans:?}");
+    assert_eq!(
+        handled[2].span_context.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert_eq!(handled[2].parent_span_id.to_string(), "b7ad6b7169203331");
     let continued = &handled[0];
     assert_eq!(
         continued.span_context.trace_id().to_string(),
@@ -368,4 +385,73 @@ async fn the_handler_span_continues_the_outbox_rows_trace() {
         handled[1].parent_span_id,
         opentelemetry::trace::SpanId::INVALID
     );
+}
+
+/// The CloudEvent a `format = "cloudevents"` route makes of the fixture's outbox row (the
+/// shape `outbox_relay::pipeline::cloudevent` writes), with a trace.
+fn cloudevent_of(event: &EventBridgeEvent<Value>, traceparent: &str) -> Value {
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": event.detail["eventId"],
+        "source": "OutboxDemo.Books",
+        "type": event.detail_type,
+        "time": "2026-11-26T10:15:00.000Z",
+        "datacontenttype": "application/json",
+        "partitionkey": "Team Topologies",
+        "traceparent": traceparent,
+        "data": event.detail,
+    })
+}
+
+/// A CloudEvent is applied like the EventBridge event of the same row, and is its twin: the
+/// CloudEvent `id` is the same stable event id, so one delivery of each applies once. Raw (as
+/// a Custom Event Bus subscriber's `RAW` transformer delivers it), through the Lambda entry
+/// point, and inside an EventBridge event's detail (a classic bus) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudevent_is_applied_once_and_dedups_with_its_eventbridge_twin() {
+    let w = World::new().await;
+    let consumer = w.consumer(Duration::from_secs(30));
+    let event = fixture("eventbridge-book-added.json");
+    let cloudevent = cloudevent_of(
+        &event,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    );
+    assert_eq!(
+        consumer
+            .handle_json(cloudevent.clone())
+            .await
+            .expect("handled"),
+        Handled::Applied(
+            "Team Topologies (2019) by Manuel Pais, Matthew Skelton was added!".into()
+        )
+    );
+    assert_eq!(
+        consumer.handle(&event).await.expect("handled"),
+        Handled::Duplicate
+    );
+    let context = lambda_runtime::Context::default();
+    lambda_handler(
+        &consumer,
+        lambda_runtime::LambdaEvent::new(cloudevent.clone(), context),
+    )
+    .await
+    .expect("handled");
+    let mut wrapped = event.clone();
+    wrapped.detail = cloudevent;
+    assert_eq!(
+        consumer.handle(&wrapped).await.expect("handled"),
+        Handled::Duplicate
+    );
+    assert_eq!(w.times_applied("Team Topologies").await, Some(1));
+    assert_eq!(
+        book_consumer::trace_id(&wrapped).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the traceparent extension"
+    );
+    // Neither format: a poison event, not retried forever.
+    let err = consumer
+        .handle_json(serde_json::json!({"hello": "world"}))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, ConsumerError::BadEvent(_)), "{err}");
 }
