@@ -217,6 +217,24 @@ fn test_route_shows_the_group_and_dedup_ids_of_a_custom_event_bus_entry() {
         entry["SystemMetadata"]["DeduplicationId"],
         "6f1c2a8e-3b7d-4e51-9d0a-2f4b8c7e1a90"
     );
+    // The demo's Custom Event Bus routes publish CloudEvents: the PutRawEvents entry, its
+    // format, and the CloudEvent parsed.
+    assert_eq!(entry["Format"], "cloudevents");
+    assert_eq!(entry["SystemMetadata"]["ContentType"], "application/json");
+    let event = &entry["DataParsed"];
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["id"], "6f1c2a8e-3b7d-4e51-9d0a-2f4b8c7e1a90");
+    assert_eq!(event["subject"], "Team Topologies");
+    assert_eq!(event["data"]["eventData"]["name"], "Team Topologies");
+    assert_eq!(
+        entry["Data"]
+            .as_str()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .and_then(Result::ok)
+            .as_ref(),
+        Some(event),
+        "Data is the CloudEvent's text"
+    );
 }
 
 #[test]

@@ -504,3 +504,48 @@ async fn every_aws_request_is_counted_by_service_operation_and_outcome() {
     );
     assert_eq!(requests("EventBridge", "PutEvents", "error"), 0.0);
 }
+
+/// A `cloudevents` route on a classic bus (#26): each row arrives through moto's bus, rule and
+/// queue as an EventBridge event whose detail is a CloudEvent, parsed here by the CloudEvents
+/// SDK, carrying the row's trace as the Distributed Tracing extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudevents_route_on_a_classic_bus_delivers_cloudevents_in_the_detail() {
+    use cloudevents::AttributesReader;
+    let mut f = Fixture::new().await;
+    f.traced_rows = true;
+    let config = f
+        .relay_config()
+        .section_keys("source", "trace_context_attribute = \"traceparent\"")
+        .route_keys("format = \"cloudevents\"\nsubject = \"<$.NewImage.eventData.name>\"")
+        .write();
+    let relay = Relay::start(&config, &f.endpoint);
+    relay.wait_ready(DEADLINE).await;
+    let ids = f.write_books(20).await;
+    let mut received = Vec::new();
+    f.receive_until(&mut received, DEADLINE, |r| r.len() >= 20)
+        .await;
+    assert_eq!(received.len(), 20, "{}", relay.log_text());
+    for (n, r) in received.iter().enumerate() {
+        assert_eq!(r.body["detail-type"], "BookAdded");
+        let event: cloudevents::Event = serde_json::from_value(r.body["detail"].clone())
+            .unwrap_or_else(|e| panic!("not a CloudEvent ({e}): {}", r.body));
+        assert_eq!(
+            event.id(),
+            ids[n],
+            "in stream order, id = the row's event id"
+        );
+        assert_eq!(event.ty(), "BookAdded");
+        assert_eq!(event.source().as_str(), "OutboxDemo.Books");
+        assert_eq!(event.subject(), Some(format!("Book {n}").as_str()));
+        let Some(cloudevents::Data::Json(data)) = event.data() else {
+            panic!("JSON data: {}", r.body);
+        };
+        let seq = data["eventData"]["seq"].as_u64().expect("seq") as usize;
+        assert_eq!(
+            event.extension("traceparent").map(ToString::to_string),
+            Some(common::row_traceparent(seq))
+        );
+    }
+    let (status, log) = relay.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{log}");
+}
