@@ -11,7 +11,9 @@
 //! entries), behind the real SDK clients through `endpoint_url`. The lease table is moto's
 //! (calls forwarded, delayed the same way). Used only by this benchmark. The stand-in also
 //! answers the Custom Event Bus's PutEvents (eventsv2, Smithy RPC v2 CBOR, up to 100 entries
-//! per call), for the same shard published to a Custom Event Bus beside the classic one.
+//! per call), for the same shard published to a Custom Event Bus beside the classic one, and
+//! its PutRawEvents, for the same shard published there as CloudEvents (`format =
+//! "cloudevents"`, #26) beside the `eventbridge` format.
 //!
 //! ```sh
 //! export DEV_STACK_DIR=$PWD/target/bench-stack OUTBOX_RELAY_TEST_ENDPOINT=$(scripts/dev-stack up)
@@ -100,7 +102,8 @@ fn published(state: &StandIn, n: usize) -> usize {
     total
 }
 
-/// The Custom Event Bus's PutEvents (Smithy RPC v2 CBOR): every entry `PUBLISHED`.
+/// The Custom Event Bus's PutEvents or PutRawEvents (Smithy RPC v2 CBOR, the same answer):
+/// every entry `PUBLISHED`.
 fn custom_bus_put_events(state: &StandIn, body: &Bytes) -> Response {
     use ciborium::Value as Cbor;
     let request: Cbor = ciborium::from_reader(&body[..]).unwrap_or(Cbor::Null);
@@ -152,7 +155,9 @@ async fn handle(
             .into_response();
     }
     tokio::time::sleep(state.delay).await;
-    if uri.path() == "/service/AWSEventsV2/operation/PutEvents" {
+    if uri.path() == "/service/AWSEventsV2/operation/PutEvents"
+        || uri.path() == "/service/AWSEventsV2/operation/PutRawEvents"
+    {
         return custom_bus_put_events(&state, &body);
     }
     let target = headers
@@ -374,6 +379,14 @@ enum Backend {
     Emulator,
     /// The stand-in, publishing to a Custom Event Bus (100 entries per call).
     StandInCustomBus,
+    /// The same, as CloudEvents (PutRawEvents).
+    StandInCloudEvents,
+}
+
+impl Backend {
+    fn stand_in(self) -> bool {
+        self != Self::Emulator
+    }
 }
 
 async fn run(
@@ -384,21 +397,23 @@ async fn run(
     moto: &str,
 ) -> Figures {
     let http = reqwest::Client::new();
-    let (stream_arn, bus) = match backend {
-        Backend::StandIn | Backend::StandInCustomBus => (STREAM_ARN.to_owned(), "bus".to_owned()),
-        Backend::Emulator => emulator_table(&http, moto, records).await,
-    };
-    let custom_bus = backend == Backend::StandInCustomBus;
-    let target = if custom_bus {
-        "event_bus_arn = \"arn:aws:events:us-east-1:123456789012:event-busv2/hot/abcdefghij0123456789abcde\"".to_owned()
+    let (stream_arn, bus) = if backend.stand_in() {
+        (STREAM_ARN.to_owned(), "bus".to_owned())
     } else {
-        format!("event_bus_name = \"{bus}\"")
+        emulator_table(&http, moto, records).await
+    };
+    const CUSTOM_BUS: &str = "event_bus_arn = \"arn:aws:events:us-east-1:123456789012:event-busv2/hot/abcdefghij0123456789abcde\"";
+    let target = match backend {
+        Backend::StandInCustomBus => CUSTOM_BUS.to_owned(),
+        Backend::StandInCloudEvents => format!("{CUSTOM_BUS}\nformat = \"cloudevents\""),
+        Backend::StandIn | Backend::Emulator => format!("event_bus_name = \"{bus}\""),
     };
     let state = Arc::new(StandIn {
         emulator: backend == Backend::Emulator,
-        records: match backend {
-            Backend::StandIn | Backend::StandInCustomBus => (0..records).map(record).collect(),
-            Backend::Emulator => Vec::new(),
+        records: if backend.stand_in() {
+            (0..records).map(record).collect()
+        } else {
+            Vec::new()
         },
         delay,
         moto: moto.to_owned(),
@@ -538,6 +553,11 @@ fn main() {
             "stand-in, Custom Event Bus",
             "custom-bus",
         ),
+        (
+            Backend::StandInCloudEvents,
+            "stand-in, Custom Event Bus, CloudEvents",
+            "cloudevents",
+        ),
     ] {
         if wanted
             .as_deref()
@@ -548,10 +568,13 @@ fn main() {
         for (name, binary) in &builds {
             let records = match (backend, *name) {
                 (Backend::Emulator, _) => 2_000,
-                // The baseline knows no Custom Event Bus.
+                // The baseline knows no Custom Event Bus; builds before #26 no CloudEvents.
                 (Backend::StandInCustomBus, "baseline") => continue,
+                (Backend::StandInCloudEvents, "baseline" | "before") => continue,
                 (Backend::StandIn, "baseline") => 3_000,
-                (Backend::StandIn | Backend::StandInCustomBus, _) => 20_000,
+                (Backend::StandIn | Backend::StandInCustomBus | Backend::StandInCloudEvents, _) => {
+                    20_000
+                }
             };
             for delay_ms in [0, 30, 60] {
                 let f = runtime.block_on(run(
