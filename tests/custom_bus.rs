@@ -370,16 +370,50 @@ async fn a_crash_resends_only_what_the_bus_deduplicates() {
 /// system ids; once the bus exists, `redrive` publishes them with the same dedup ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_of_a_missing_bus_are_redriven_with_the_same_dedup_ids() {
+    let events = dead_letters_of_a_missing_bus_redriven("").await;
+    assert!(events
+        .iter()
+        .all(|e| e.content_type == EVENTBRIDGE_CONTENT_TYPE));
+}
+
+/// The same for a CloudEvents route (#26): its letters keep the format, the content type and
+/// the Metadata, and `redrive` publishes them with PutRawEvents, trace and dedup ids intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_dead_letters_keep_their_format_and_are_redriven_raw() {
+    let events = dead_letters_of_a_missing_bus_redriven("format = \"cloudevents\"").await;
+    for e in &events {
+        assert_eq!(e.content_type, "application/json");
+        let event: cloudevents::Event = serde_json::from_slice(&e.data).expect("a CloudEvent");
+        let seq = row_of(e)["eventData"]["seq"].as_u64().expect("seq") as usize;
+        assert_eq!(
+            e.metadata.get("traceparent"),
+            Some(&common::row_traceparent(seq))
+        );
+        assert_eq!(
+            event.extension("traceparent").map(ToString::to_string),
+            Some(common::row_traceparent(seq))
+        );
+    }
+}
+
+/// Rows of a route (with `route_extra`) to a bus that does not exist yet are dead-lettered with
+/// the bus ARN and both system ids; once the bus exists, `redrive` publishes them with the
+/// same dedup ids. Returns what the bus then stored.
+async fn dead_letters_of_a_missing_bus_redriven(route_extra: &str) -> Vec<Stored> {
     let mut f = Fixture::new().await;
+    f.traced_rows = true;
     let bus = CustomBusEmulator::start().await;
     let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/later/abcdefghij0123456789abcde";
     let dlq = f.queue("dlq").await;
     let config = f
         .relay_config()
+        .section_keys("source", "trace_context_attribute = \"traceparent\"")
         .route_keys(PER_AGGREGATE)
+        .route_keys(route_extra)
         .custom_bus(arn, &bus.endpoint)
         .dead_letter_queue(&dlq)
         .write();
+    let cloudevents = !route_extra.is_empty();
 
     let relay = Relay::start(&config, &f.endpoint);
     relay.wait_ready(DEADLINE).await;
@@ -398,6 +432,21 @@ async fn dead_letters_of_a_missing_bus_are_redriven_with_the_same_dedup_ids() {
             .is_some_and(|g| g.starts_with("agg-")));
         assert_eq!(entry["DeduplicationId"], letter["event_id"]);
         assert_eq!(letter["error_code"], "ResourceNotFoundException");
+        if cloudevents {
+            assert_eq!(entry["Format"], "cloudevents", "{letter}");
+            assert_eq!(entry["ContentType"], "application/json");
+            assert!(entry["Metadata"]["traceparent"].is_string(), "{letter}");
+            let event: cloudevents::Event =
+                serde_json::from_str(entry["Detail"].as_str().expect("text"))
+                    .expect("a CloudEvent");
+            assert_eq!(
+                cloudevents::AttributesReader::id(&event),
+                letter["event_id"].as_str().expect("id")
+            );
+        } else {
+            assert_eq!(entry["Format"], "eventbridge", "{letter}");
+            assert!(entry.get("ContentType").is_none() && entry.get("Metadata").is_none());
+        }
     }
     // drain deleted them: put them back as the relay wrote them, then fix and redrive.
     for letter in &letters {
@@ -421,6 +470,7 @@ async fn dead_letters_of_a_missing_bus_are_redriven_with_the_same_dedup_ids() {
         dedup, written,
         "redriven with the outbox rows' event ids as dedup ids"
     );
+    events
 }
 
 /// A group over its rate is throttled entry by entry, another one's entries fail: those groups
