@@ -30,18 +30,23 @@ fn entry(group: &str, dedup: &str, detail_bytes: usize) -> PutEventsRequestEntry
         .expect("complete entry")
 }
 
+/// The real SDK client for the emulator, its own retries off: each error a test sees is the
+/// emulator's first answer.
+fn client_without_retries(bus: &CustomBusEmulator) -> aws_sdk_eventbridgev2::Client {
+    aws_sdk_eventbridgev2::Client::from_conf(
+        aws_sdk_eventbridgev2::config::Builder::from(&sdk_config(&bus.endpoint))
+            .retry_config(aws_sdk_eventbridgev2::config::retry::RetryConfig::disabled())
+            .build(),
+    )
+}
+
 /// The emulator speaks the protocol the SDK speaks: results, per-entry errors and whole-call
 /// errors come back as the SDK's own types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_client_and_the_emulator_agree_on_the_protocol() {
     let bus = CustomBusEmulator::start().await;
     let arn = bus.create_bus("orders");
-    // The SDK's own retries off: each error below is the emulator's first answer.
-    let client = aws_sdk_eventbridgev2::Client::from_conf(
-        aws_sdk_eventbridgev2::config::Builder::from(&sdk_config(&bus.endpoint))
-            .retry_config(aws_sdk_eventbridgev2::config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let client = client_without_retries(&bus);
     let put = |entries: Vec<PutEventsRequestEntry>, arn: String| {
         client
             .put_events()
@@ -134,11 +139,7 @@ async fn the_emulator_serves_put_raw_events_as_the_api_reference_says() {
     use aws_sdk_eventbridgev2::types::{PutRawEventsRequestEntry, PutRawEventsSystemMetadata};
     let bus = CustomBusEmulator::start().await;
     let arn = bus.create_bus("orders");
-    let client = aws_sdk_eventbridgev2::Client::from_conf(
-        aws_sdk_eventbridgev2::config::Builder::from(&sdk_config(&bus.endpoint))
-            .retry_config(aws_sdk_eventbridgev2::config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let client = client_without_retries(&bus);
     let raw = |data: &str, content_type: &str, dedup: &str, metadata: &[(&str, &str)]| {
         let mut e = PutRawEventsRequestEntry::builder()
             .data(aws_smithy_types::Blob::new(data.as_bytes()))
