@@ -1,6 +1,11 @@
 //! Lease planning: from the leases and live workers observed, this worker's id and the time
-//! elapsed, decide what to take, renew, shed and release. Pure: the supervisor's loop only
+//! elapsed, decide what to take, keep, shed and release. Pure: the supervisor's loop only
 //! executes the plan.
+//!
+//! - **Liveness is per worker.** A worker's heartbeat (its registry item's counter) keeps all
+//!   its leases alive; a lease item is written only when its owner changes (take, shed,
+//!   release) or its checkpoint moves. So the rule below never needs a lease's own counter to
+//!   move while its owner lives: the heartbeat decides.
 //!
 //! - Expiry is judged on the local monotonic clock: a lease (or a worker's registry item) is
 //!   expired when *we* have seen its counter stand still for `lease_duration`; wall clocks of
@@ -8,7 +13,7 @@
 //! - **A live owner keeps its leases.** A lease is taken from its owner only when its counter
 //!   stood still for `lease_duration` *and* the owner looks dead: its registry heartbeat also
 //!   stood still for `lease_duration`, or it is not registered. Slowness is not death: an
-//!   owner whose renewals are late (a throttled lease table, a saturated CPU) but whose
+//!   owner whose checkpoints are late (a throttled lease table, a saturated CPU) but whose
 //!   heartbeat moves keeps its shards, so live replicas never trade leases; between live
 //!   workers, leases move only by shedding, which checkpoints and releases first.
 //! - Fair share: `target = ceil(active leases / live workers)`. Live workers are the
@@ -33,8 +38,9 @@ use super::model::{Checkpoint, Lease, LeaseKey, WorkerId};
 pub enum LeaseAction {
     /// Take a free or expired lease (conditional on its observed counter).
     Take(Lease),
-    /// Renew a lease we hold.
-    Renew(LeaseKey),
+    /// A lease we hold: keep reading it. Nothing is written for it: our heartbeat keeps it
+    /// (liveness is per worker, see `relay::keeper`).
+    Keep(LeaseKey),
     /// Stop reading a lease we hold, checkpoint and release it, so a less loaded peer can
     /// take it.
     Shed(LeaseKey),
@@ -195,7 +201,7 @@ pub fn plan<'a>(
             actions.push(if lease.checkpoint == Checkpoint::ShardEnd {
                 LeaseAction::Release(lease.key.clone())
             } else {
-                LeaseAction::Renew(lease.key.clone())
+                LeaseAction::Keep(lease.key.clone())
             });
         }
     }

@@ -1,22 +1,30 @@
-//! Keeps this process's leases alive, apart from the coordination round: every
-//! `renew_interval`, the worker heartbeat and one renewal of every lease we hold, all sent at
-//! once (at most [`RENEW_CONCURRENCY`] calls in flight). So renewals never wait behind each
-//! other, nor behind a scan of the lease table or discovery. A round waits for its calls at
-//! most `min(renew_interval, lease_duration / 3)`; a slower call is not abandoned but left to
-//! finish, and still counts when it succeeds (its write bumped the counter peers watch), and
-//! no second call for the same lease is sent while one is in flight: a slow table gets no
-//! extra load from us. A checkpoint a reader writes bumps the counter too, so it counts as a
-//! renewal.
+//! Keeps this process's leases alive, apart from the coordination round. **Liveness is per
+//! worker, not per lease**: every `renew_interval` the keeper sends the worker heartbeat, one
+//! write however many leases the worker holds, and that heartbeat keeps them all. A lease item
+//! is written only when its owner changes (take, hand-off, release) or its checkpoint moves,
+//! so an idle fleet's lease-table writes do not grow with its shards. Peers take a lease only
+//! when both its counter and its owner's heartbeat stood still for `lease_duration` (see
+//! `lease::coordinator`), so a moving heartbeat is all a live owner needs.
 //!
-//! It also watches what it cannot fix: a lease a peer now owns stops its reader. And since a
-//! peer takes a lease only when both its counter and its owner's heartbeat stood still for
-//! `lease_duration`, a lease for which *neither* a renewal nor the heartbeat succeeded for
-//! `lease_duration - renew_interval` (a lease table we cannot write, or one so slow that none
-//! of our writes came back) is fenced: its reader pauses — sends no new PutEvents call and
-//! reads no new page — while its calls in flight settle and its checkpoint is written, before
-//! a peer may take it. When a renewal or a checkpoint succeeds again, the fence lifts and the
-//! reader goes on where it was (nothing is read again). If a peer took the lease meanwhile,
-//! the reader's next checkpoint finds out and it stops.
+//! Fencing stays sound without per-lease writes. A lease whose owner proved neither its
+//! heartbeat nor a write of the lease itself (a checkpoint, which bumps its counter) for
+//! `lease_duration - renew_interval` is **fenced** (a lease table we cannot write, or one so
+//! slow that none of our writes came back): its reader pauses — sends no new PutEvents call and
+//! reads no new page — while its calls in flight settle and its checkpoint is written, before a
+//! peer may take it. A fenced lease is the one kind the keeper writes: each round it sends a
+//! **confirmation** (a renewal conditional on our ownership), and only a successful one (or a
+//! checkpoint) lifts the fence, because a heartbeat alone cannot tell whether a peer took the
+//! lease meanwhile. If a peer did, the confirmation fails and the reader stops.
+//!
+//! Calls of a round are sent at once (at most [`RENEW_CONCURRENCY`] in flight); a round waits
+//! for them at most `min(renew_interval, lease_duration / 3)`; a slower call is not abandoned
+//! but left to finish, and still counts when it succeeds, and no second call for the same lease
+//! (or a second heartbeat) is sent while one is in flight: a slow table gets no extra load from
+//! us.
+//!
+//! A lease a peer now owns stops its reader: a failed confirmation or checkpoint says so, and
+//! so does the supervisor's (strongly consistent) scan of the lease table every round
+//! ([`HeldLeases::drop_taken`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -140,11 +148,12 @@ impl HeldLeases {
         self.lock().contains_key(key)
     }
 
-    /// Marks every held lease without a renewal in flight as renewing, and returns them.
-    fn start_renewals(&self) -> Vec<LeaseKey> {
+    /// Marks every fenced lease without a confirmation in flight as renewing, and returns
+    /// them (see the module documentation: only fenced leases are written by the keeper).
+    fn start_confirmations(&self) -> Vec<LeaseKey> {
         let mut held = self.lock();
         held.iter_mut()
-            .filter(|(_, k)| !k.renewing)
+            .filter(|(_, k)| k.fenced && !k.renewing)
             .map(|(key, k)| {
                 k.renewing = true;
                 key.clone()
@@ -157,6 +166,58 @@ impl HeldLeases {
             k.renewing = false;
         }
     }
+
+    /// Drops every lease we hold that `leases` (a strongly consistent scan of the lease table)
+    /// shows owned by another worker or by none, stopping its reader: what a failed
+    /// confirmation would tell us, learnt without a write. Returns the keys dropped.
+    pub fn drop_taken(
+        &self,
+        leases: &[crate::lease::Lease],
+        me: &WorkerId,
+        metrics: &Metrics,
+    ) -> Vec<LeaseKey> {
+        let taken: Vec<LeaseKey> = {
+            let held = self.lock();
+            leases
+                .iter()
+                .filter(|l| held.contains_key(&l.key) && l.owner.as_ref() != Some(me))
+                .map(|l| l.key.clone())
+                .collect()
+        };
+        let now = Instant::now();
+        for key in &taken {
+            self.lose(key, now, metrics);
+        }
+        taken
+    }
+
+    /// We learnt at `now` that a peer holds `key`: forget it and stop its reader.
+    fn lose(&self, key: &LeaseKey, now: Instant, metrics: &Metrics) {
+        let kept = self.lock().remove(key);
+        if let Some(k) = kept {
+            LeaseEvent::Lost {
+                key,
+                renewed_ago: now.saturating_duration_since(k.renewed_at),
+            }
+            .emit(metrics);
+            if let Some(reader) = k.reader {
+                reader.cancel();
+            }
+        }
+    }
+}
+
+/// Whether a lease must pause its reader: neither a write of the lease (`lease_age` since the
+/// last one was sent) nor the worker heartbeat (`heartbeat_age`) succeeded for
+/// `lease_duration - renew_interval`, so a peer may take it within one more interval.
+#[must_use]
+pub fn must_fence(
+    lease_age: Duration,
+    heartbeat_age: Duration,
+    lease_duration: Duration,
+    renew_interval: Duration,
+) -> bool {
+    lease_age.min(heartbeat_age) >= lease_duration.saturating_sub(renew_interval)
 }
 
 /// What the keeper needs.
@@ -193,8 +254,9 @@ impl<L: LeaseStore> Keeper<L> {
         }
     }
 
-    /// One round: the heartbeat and a renewal of every held lease without one in flight, all
-    /// sent at once; waits for them at most [`Keeper::deadline`], then checks for fencing.
+    /// One round: the heartbeat and a confirmation of every fenced lease without one in
+    /// flight, all sent at once; waits for them at most [`Keeper::deadline`], then checks for
+    /// fencing.
     pub async fn round(&self) {
         let mut calls = JoinSet::new();
         let permits = Arc::new(Semaphore::new(RENEW_CONCURRENCY));
@@ -226,7 +288,7 @@ impl<L: LeaseStore> Keeper<L> {
                 }
             });
         }
-        for key in self.held.start_renewals() {
+        for key in self.held.start_confirmations() {
             let (leases, owner, held, metrics, permits) = (
                 Arc::clone(&self.leases),
                 self.owner.clone(),
@@ -259,10 +321,10 @@ impl<L: LeaseStore> Keeper<L> {
     }
 
     /// Fences leases that a peer may soon consider expired (see the module documentation),
-    /// and exports the oldest renewal's age.
+    /// and exports the age of the oldest proof of liveness among held leases (the heartbeat's,
+    /// or a write of the lease, whichever is younger).
     fn watch(&self) {
         let now = Instant::now();
-        let fence_after = self.lease_duration.saturating_sub(self.renew_interval);
         let heartbeat_age = now.duration_since(self.heartbeat.lock().0);
         let mut oldest = Duration::ZERO;
         let mut fenced = Vec::new();
@@ -270,8 +332,10 @@ impl<L: LeaseStore> Keeper<L> {
             let mut held = self.held.lock();
             for (key, k) in held.iter_mut() {
                 let age = now.duration_since(k.renewed_at);
-                oldest = oldest.max(age);
-                if age.min(heartbeat_age) >= fence_after && !k.fenced {
+                oldest = oldest.max(age.min(heartbeat_age));
+                if must_fence(age, heartbeat_age, self.lease_duration, self.renew_interval)
+                    && !k.fenced
+                {
                     k.fenced = true;
                     fenced.push((key.clone(), age));
                 }
@@ -300,19 +364,7 @@ fn settle_renewal(
 ) {
     match result {
         Ok(()) => held.renewed(key, sent),
-        Err(LeaseError::LeaseLost { .. }) => {
-            let kept = held.lock().remove(key);
-            if let Some(k) = kept {
-                LeaseEvent::Lost {
-                    key,
-                    renewed_ago: sent.duration_since(k.renewed_at),
-                }
-                .emit(metrics);
-                if let Some(reader) = k.reader {
-                    reader.cancel();
-                }
-            }
-        }
+        Err(LeaseError::LeaseLost { .. }) => held.lose(key, sent, metrics),
         Err(e) => {
             metrics
                 .lease_table_errors

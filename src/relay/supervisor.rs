@@ -247,6 +247,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                         .into_iter()
                         .filter(|l| routers.contains_key(&l.stream_arn))
                         .collect();
+                    // A lease the table shows a peer's stops its reader here (no write needed).
+                    state.held.drop_taken(&ours, &self.owner, &self.metrics);
                     state
                         .observations
                         .observe(&ours, &snapshot.workers, Instant::now());
@@ -482,8 +484,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
                         }
                     }
                 }
-                LeaseAction::Renew(key) => {
-                    // Ours in the table: the keeper renews it; read it if nothing does.
+                LeaseAction::Keep(key) => {
+                    // Ours in the table: our heartbeat keeps it; read it if nothing does.
                     state.held.hold(&key);
                     if state.shedding.contains(&key) || state.running.contains_key(&key) {
                         continue;

@@ -52,7 +52,7 @@ fn a_lone_worker_takes_every_free_lease_and_renews_its_own() {
     assert_eq!(
         plan(&leases, &[], &me("me"), &obs, now, D),
         vec![
-            LeaseAction::Renew(leases[1].key.clone()),
+            LeaseAction::Keep(leases[1].key.clone()),
             LeaseAction::Take(leases[0].clone()),
         ]
     );
@@ -251,7 +251,7 @@ fn no_shedding_within_one_of_balance() {
     for w in ["a", "b"] {
         let actions = plan(&leases, &workers, &me(w), &obs, now, D);
         assert!(
-            actions.iter().all(|x| matches!(x, LeaseAction::Renew(_))),
+            actions.iter().all(|x| matches!(x, LeaseAction::Keep(_))),
             "{w}: {actions:?}"
         );
     }
@@ -309,7 +309,7 @@ fn converge_from(
                             l.counter += 1;
                         }
                     }
-                    LeaseAction::Renew(_) | LeaseAction::Release(_) => {}
+                    LeaseAction::Keep(_) | LeaseAction::Release(_) => {}
                 }
             }
         }

@@ -18,6 +18,7 @@ use crate::stream::{IteratorPosition, SequenceNumber, ShardId, SourceError, Stre
 use crate::telemetry::Metrics;
 
 mod keeper;
+mod liveness;
 mod resharding;
 mod routing;
 mod scale;
