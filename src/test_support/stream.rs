@@ -83,6 +83,9 @@ pub(crate) struct FakeStream {
     pub first_reads: Mutex<Vec<String>>,
     /// (shard, sequence number of a page's last record) → when the page was handed out.
     pub read_at: Mutex<HashMap<(String, String), Instant>>,
+    /// Calls made: GetRecords, and shard listings (each a full DescribeStream pagination).
+    pub get_records_calls: AtomicUsize,
+    pub listings: AtomicUsize,
 }
 
 impl FakeStream {
@@ -105,6 +108,8 @@ impl FakeStream {
             handed_out: AtomicUsize::new(0),
             first_reads: Mutex::new(Vec::new()),
             read_at: Mutex::new(HashMap::new()),
+            get_records_calls: AtomicUsize::new(0),
+            listings: AtomicUsize::new(0),
         }
     }
 
@@ -150,6 +155,7 @@ impl ShardSource for FakeStream {
     }
 
     async fn list_shards(&self, arn: &str) -> Result<Vec<Shard>, SourceError> {
+        self.listings.fetch_add(1, Ordering::Relaxed);
         let unlisted = self.unlisted.lock().expect("lock");
         Ok(self
             .streams
@@ -177,6 +183,7 @@ impl ShardSource for FakeStream {
     }
 
     async fn get_records(&self, it: &str, _: usize) -> Result<RecordsPage, SourceError> {
+        self.get_records_calls.fetch_add(1, Ordering::Relaxed);
         let queued = {
             let mut errors = self.read_errors.lock().expect("lock");
             (!errors.is_empty()).then(|| errors.remove(0))

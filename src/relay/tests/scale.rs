@@ -31,11 +31,21 @@ fn supervisor(
     source: &Arc<FakeStream>,
     leases: &Arc<FakeLeases>,
 ) -> Supervisor<FakeStream, FakePublisher, FakeLeases, FakeDeadLetters> {
+    supervisor_with(id, source, leases, "")
+}
+
+/// [`supervisor`] with `source_extra` (TOML keys) in the defaults' `[source]`.
+fn supervisor_with(
+    id: &str,
+    source: &Arc<FakeStream>,
+    leases: &Arc<FakeLeases>,
+    source_extra: &str,
+) -> Supervisor<FakeStream, FakePublisher, FakeLeases, FakeDeadLetters> {
     let config = Config::from_toml(
         "[source]\nstream_arn = \"arn:aws:dynamodb:us-east-1:1:table/T/stream/x\"\n[[routes]]\nname = \"all\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n",
     )
     .expect("valid");
-    let defaults = crate::config::Config::from_toml("[source]\ntable_name = \"T\"\n[[routes]]\nname = \"a\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n")
+    let defaults = crate::config::Config::from_toml(&format!("[source]\ntable_name = \"T\"\n{source_extra}\n[[routes]]\nname = \"a\"\nevent_bus_name = \"b\"\nsource = \"S\"\ndetail_type = \"T\"\nunmarshall = \"NewImage\"\n"))
         .expect("valid");
     Supervisor {
         source: Arc::clone(source),
@@ -147,4 +157,59 @@ fn scale_with_fakes() {
             r.await.expect("no panic");
         }
     });
+}
+
+/// #27's measurement: 3 relays share 1,000 idle shards for 10 minutes (after balancing), on
+/// paused time: lease-table writes, GetRecords and shard listings per second, with default
+/// settings and with `idle_poll_interval = "30s"`.
+#[test]
+#[ignore = "a measurement, run by scripts/bench in release mode"]
+fn idle_fleet_costs_with_fakes() {
+    for (label, extra) in [
+        ("defaults", ""),
+        ("idle_poll_interval = 30s", "idle_poll_interval = \"30s\""),
+    ] {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let source = Arc::new(idle_shards(1000));
+            let leases = Arc::new(FakeLeases::default());
+            let token = CancellationToken::new();
+            let runs: Vec<_> = (0..3)
+                .map(|i| {
+                    tokio::spawn(
+                        supervisor_with(&format!("w{i}"), &source, &leases, extra)
+                            .run(token.clone()),
+                    )
+                })
+                .collect();
+            while owned_counts(&leases) != vec![333, 333, 334] {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Past every shard's first reads and the first backoff steps.
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            let (writes, reads, listings) = (
+                leases.writes.load(Ordering::Relaxed),
+                source.get_records_calls.load(Ordering::Relaxed),
+                source.listings.load(Ordering::Relaxed),
+            );
+            let span = Duration::from_secs(600);
+            tokio::time::sleep(span).await;
+            let per_sec = |after: usize, before: usize| (after - before) as f64 / span.as_secs_f64();
+            println!(
+                "idle fleet ({label}): 3 relays, 1000 idle shards, 10 min: lease-table writes {:.2}/s, GetRecords {:.1}/s ({:.3}/s per shard), shard listings {:.3}/s (each ceil(1000/100) = 10 DescribeStream calls)",
+                per_sec(leases.writes.load(Ordering::Relaxed), writes),
+                per_sec(source.get_records_calls.load(Ordering::Relaxed), reads),
+                per_sec(source.get_records_calls.load(Ordering::Relaxed), reads) / 1000.0,
+                per_sec(source.listings.load(Ordering::Relaxed), listings),
+            );
+            token.cancel();
+            for r in runs {
+                r.await.expect("no panic");
+            }
+        });
+    }
 }
