@@ -78,6 +78,24 @@ impl Table {
     }
 }
 
+/// `workers` live workers that have not heartbeat yet, and `shards` free leases.
+fn fleet(workers: usize, shards: usize, start: Instant) -> (Vec<Worker>, Table) {
+    let fleet = (0..workers)
+        .map(|i| Worker {
+            id: WorkerId(format!("w{i}")),
+            alive: true,
+            heartbeat_at: start,
+            held: BTreeMap::new(),
+            observations: LeaseObservations::default(),
+        })
+        .collect();
+    let table = Table {
+        leases: (0..shards).map(lease).collect(),
+        heartbeats: BTreeMap::new(),
+    };
+    (fleet, table)
+}
+
 fn lease(i: usize) -> Lease {
     let shard = format!("s{i:02}");
     Lease {
@@ -185,19 +203,7 @@ fn run(
     offsets: &[(u64, u64, u64)],
 ) -> Result<(), TestCaseError> {
     let start = Instant::now();
-    let mut fleet: Vec<Worker> = (0..workers)
-        .map(|i| Worker {
-            id: WorkerId(format!("w{i}")),
-            alive: true,
-            heartbeat_at: start,
-            held: BTreeMap::new(),
-            observations: LeaseObservations::default(),
-        })
-        .collect();
-    let mut table = Table {
-        leases: (0..shards).map(lease).collect(),
-        heartbeats: BTreeMap::new(),
-    };
+    let (mut fleet, mut table) = fleet(workers, shards, start);
     // Outages (worker, first round, rounds) and deaths; then enough rounds for a takeover
     // after the last of them.
     let rounds = outages
@@ -338,19 +344,7 @@ proptest! {
 #[test]
 fn an_idle_fleet_writes_one_heartbeat_per_worker_per_round() {
     let start = Instant::now();
-    let mut fleet: Vec<Worker> = (0..3)
-        .map(|i| Worker {
-            id: WorkerId(format!("w{i}")),
-            alive: true,
-            heartbeat_at: start,
-            held: BTreeMap::new(),
-            observations: LeaseObservations::default(),
-        })
-        .collect();
-    let mut table = Table {
-        leases: (0..1000).map(lease).collect(),
-        heartbeats: BTreeMap::new(),
-    };
+    let (mut fleet, mut table) = fleet(3, 1000, start);
     let round = |fleet: &mut Vec<Worker>, table: &mut Table, t: u32| {
         for w in fleet.iter_mut() {
             let now = start + RENEW * t;

@@ -81,6 +81,15 @@ fn supervisor_with(
     }
 }
 
+/// A current-thread runtime on paused time (hours pass in seconds).
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -107,12 +116,7 @@ fn owned_counts(leases: &FakeLeases) -> Vec<usize> {
 #[test]
 #[ignore = "a measurement, run by scripts/bench in release mode"]
 fn scale_with_fakes() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    paused_runtime().block_on(async {
         // One supervisor, 1,000 idle shards: memory and steady-state lease writes.
         let before = rss_kib();
         let source = Arc::new(idle_shards(1000));
@@ -169,12 +173,7 @@ fn idle_fleet_costs_with_fakes() {
         ("defaults", ""),
         ("idle_poll_interval = 30s", "idle_poll_interval = \"30s\""),
     ] {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        paused_runtime().block_on(async {
             let source = Arc::new(idle_shards(1000));
             let leases = Arc::new(FakeLeases::default());
             let token = CancellationToken::new();
