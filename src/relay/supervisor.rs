@@ -21,7 +21,7 @@ use crate::lease::{
 };
 use crate::pipeline::Router;
 use crate::publish::{DeadLetterSink, EventPublisher};
-use crate::stream::{lineage_order, ShardSource};
+use crate::stream::{lineage_order, Shard, ShardSource, SourceError};
 use crate::telemetry::{Health, LeaseEvent, Metrics, PendingRecords};
 
 /// Why a discovery round failed (it is retried the next round).
@@ -46,6 +46,8 @@ enum DiscoveryError {
 pub struct SupervisorSettings {
     pub starting_position: StartingPosition,
     pub discovery_interval: Duration,
+    /// A stream is listed in full every this many discoveries ([`FULL_LISTING_EVERY`]).
+    pub full_listing_every: u32,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     pub initial_backoff: Duration,
@@ -60,6 +62,7 @@ impl SupervisorSettings {
         Self {
             starting_position: config.source.starting_position,
             discovery_interval: config.source.discovery_interval,
+            full_listing_every: FULL_LISTING_EVERY,
             lease_duration: config.leases.lease_duration,
             renew_interval: config.leases.renew_interval,
             initial_backoff: config.publisher.initial_backoff,
@@ -98,6 +101,9 @@ struct SourceState {
 }
 
 /// The supervisor's view between rounds.
+/// A stream is listed in full every this many discoveries (see `Supervisor::discover`).
+pub const FULL_LISTING_EVERY: u32 = 10;
+
 #[derive(Default)]
 struct State {
     running: HashMap<LeaseKey, Running>,
@@ -225,6 +231,8 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         };
         let mut next_discovery = Instant::now();
         let mut discovered_once = false;
+        // When each stream was last listed in full (see `discover`).
+        let mut listed: HashMap<String, Instant> = HashMap::new();
         loop {
             self.health.tick();
             let round = self.metrics.lease_round_duration_seconds.start_timer();
@@ -236,7 +244,10 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             match self.leases.snapshot().await {
                 Ok(mut snapshot) => {
                     if discovering {
-                        if let Some(up) = self.discover_in_round(&sources, &mut snapshot).await {
+                        if let Some(up) = self
+                            .discover_in_round(&sources, &mut snapshot, &mut listed)
+                            .await
+                        {
                             // Ready once shards were discovered for at least one source.
                             discovered_once = up;
                             next_discovery = Instant::now() + self.settings.discovery_interval;
@@ -306,13 +317,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         &self,
         sources: &[SourceState],
         snapshot: &mut LeaseSnapshot,
+        listed: &mut HashMap<String, Instant>,
     ) -> Option<bool> {
         let current: Vec<String> = sources
             .iter()
             .filter(|s| s.up)
             .filter_map(|s| s.current.clone())
             .collect();
-        match self.discover(&current, &snapshot.leases).await {
+        match self.discover(&current, &snapshot.leases, listed).await {
             Ok(created) => {
                 if created > 0 {
                     if let Ok(fresh) = self.leases.snapshot().await {
@@ -330,67 +342,148 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
 
     /// Creates a lease for every shard of the current streams that has none, parents first.
     /// Returns how many leases it created.
+    ///
+    /// A stream is listed in full (every DescribeStream page, `ceil(shards / 100)` calls) at
+    /// start-up and then every `full_listing_every` discoveries, which also cleans up
+    /// trimmed leases. In between, new shards are found where DynamoDB Streams makes them: as
+    /// children of a closed shard. A finished lease without a child lease is asked for its
+    /// children (DescribeStream with `ShardFilter {Type: CHILD_SHARDS}`, one call) at each
+    /// discovery until they appear; an idle stream costs nothing. A child that appears later
+    /// than its sibling is found by the next full listing at the latest.
     async fn discover(
         &self,
         streams: &[String],
         leases: &[Lease],
+        listed: &mut HashMap<String, Instant>,
     ) -> Result<usize, DiscoveryError> {
-        let mut known_total = 0;
         let mut created = 0;
+        let mut known_total = None;
+        let full_every = self.settings.discovery_interval * self.settings.full_listing_every;
         for stream_arn in streams {
-            let shards = self.source.list_shards(stream_arn).await.map_err(|e| {
-                self.metrics
-                    .stream_errors
-                    .with_label_values(&[e.code()])
-                    .inc();
-                DiscoveryError::ListShardsFailed {
-                    stream_arn: stream_arn.clone(),
-                    source: e,
-                }
-            })?;
-            known_total += shards.len();
-            let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
-            let existing: HashSet<_> = leases
-                .iter()
-                .filter(|l| &l.stream_arn == stream_arn)
-                .map(|l| l.shard_id.clone())
-                .collect();
-            self.clean_up(stream_arn, &known, leases).await;
-            for shard in lineage_order(&shards) {
-                if existing.contains(&shard.id) {
-                    continue;
-                }
-                let has_known_parent = shard
-                    .parent
-                    .as_ref()
-                    .is_some_and(|p| known.contains(p) || existing.contains(p));
-                let lease = Lease {
-                    key: LeaseKey::new(stream_arn, &shard.id),
-                    stream_arn: stream_arn.clone(),
-                    shard_id: shard.id.clone(),
-                    owner: None,
-                    counter: 0,
-                    checkpoint: initial_checkpoint(
-                        self.settings.starting_position,
-                        has_known_parent,
-                    ),
-                    parent_shard_id: shard.parent.clone(),
-                    owner_switches_since_checkpoint: 0,
-                    updated_at: None,
-                    checkpoint_created_at: None,
-                };
-                if self.leases.create(&lease).await.map_err(|source| {
-                    DiscoveryError::CreateLeaseFailed {
-                        shard: shard.id.clone(),
-                        source,
-                    }
-                })? {
-                    created += 1;
-                    info!(stream.arn = %stream_arn, shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
-                }
+            let due = listed
+                .get(stream_arn)
+                .is_none_or(|at| at.elapsed() >= full_every);
+            if due {
+                let (shards, made) = self.discover_listing(stream_arn, leases).await?;
+                listed.insert(stream_arn.clone(), Instant::now());
+                *known_total.get_or_insert(0) += shards;
+                created += made;
+            } else {
+                created += self.discover_children(stream_arn, leases).await?;
             }
         }
-        self.metrics.shards_known.set(gauge(known_total));
+        if let Some(known) = known_total {
+            self.metrics.shards_known.set(gauge(known));
+        }
+        Ok(created)
+    }
+
+    /// A stream's children of finished shards that have no lease yet (see [`Self::discover`]).
+    async fn discover_children(
+        &self,
+        stream_arn: &str,
+        leases: &[Lease],
+    ) -> Result<usize, DiscoveryError> {
+        let ours: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| l.stream_arn == stream_arn)
+            .collect();
+        let childless = ours.iter().filter(|l| {
+            l.checkpoint == Checkpoint::ShardEnd
+                && !ours
+                    .iter()
+                    .any(|c| c.parent_shard_id.as_ref() == Some(&l.shard_id))
+        });
+        let mut created = 0;
+        for parent in childless {
+            let children = self
+                .source
+                .child_shards(stream_arn, &parent.shard_id)
+                .await
+                .map_err(|e| self.listing_failed(stream_arn, e))?;
+            for child in &children {
+                created += usize::from(self.create_lease(stream_arn, child, true).await?);
+            }
+        }
+        Ok(created)
+    }
+
+    /// A stream listed in full: a lease for every shard without one, parents first, and the
+    /// clean-up of trimmed ones. Returns (shards listed, leases created).
+    async fn discover_listing(
+        &self,
+        stream_arn: &str,
+        leases: &[Lease],
+    ) -> Result<(usize, usize), DiscoveryError> {
+        let shards = self
+            .source
+            .list_shards(stream_arn)
+            .await
+            .map_err(|e| self.listing_failed(stream_arn, e))?;
+        let known: HashSet<_> = shards.iter().map(|s| s.id.clone()).collect();
+        let existing: HashSet<_> = leases
+            .iter()
+            .filter(|l| l.stream_arn == stream_arn)
+            .map(|l| l.shard_id.clone())
+            .collect();
+        self.clean_up(stream_arn, &known, leases).await;
+        let mut created = 0;
+        for shard in lineage_order(&shards) {
+            if existing.contains(&shard.id) {
+                continue;
+            }
+            let has_known_parent = shard
+                .parent
+                .as_ref()
+                .is_some_and(|p| known.contains(p) || existing.contains(p));
+            created += usize::from(
+                self.create_lease(stream_arn, &shard, has_known_parent)
+                    .await?,
+            );
+        }
+        Ok((shards.len(), created))
+    }
+
+    /// Counts a failed listing and names its stream.
+    fn listing_failed(&self, stream_arn: &str, e: SourceError) -> DiscoveryError {
+        self.metrics
+            .stream_errors
+            .with_label_values(&[e.code()])
+            .inc();
+        DiscoveryError::ListShardsFailed {
+            stream_arn: stream_arn.to_owned(),
+            source: e,
+        }
+    }
+
+    /// Creates `shard`'s lease unless one exists; whether it did.
+    async fn create_lease(
+        &self,
+        stream_arn: &str,
+        shard: &Shard,
+        has_known_parent: bool,
+    ) -> Result<bool, DiscoveryError> {
+        let lease = Lease {
+            key: LeaseKey::new(stream_arn, &shard.id),
+            stream_arn: stream_arn.to_owned(),
+            shard_id: shard.id.clone(),
+            owner: None,
+            counter: 0,
+            checkpoint: initial_checkpoint(self.settings.starting_position, has_known_parent),
+            parent_shard_id: shard.parent.clone(),
+            owner_switches_since_checkpoint: 0,
+            updated_at: None,
+            checkpoint_created_at: None,
+        };
+        let created = self.leases.create(&lease).await.map_err(|source| {
+            DiscoveryError::CreateLeaseFailed {
+                shard: shard.id.clone(),
+                source,
+            }
+        })?;
+        if created {
+            info!(stream.arn = %stream_arn, shard.id = %shard.id, checkpoint = %lease.checkpoint, "New shard found; lease created.");
+        }
         Ok(created)
     }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
 use serde_json::{json, Map, Value};
 
 use super::shard::{SequenceNumber, Shard, ShardId};
@@ -48,30 +48,13 @@ impl DynamoDbStreams {
     }
 }
 
-impl ShardSource for DynamoDbStreams {
-    async fn latest_stream_arn(&self, table: &str) -> Result<String, SourceError> {
-        let out = self
-            .tables
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| call_error("DescribeTable", &e))?;
-        let description = out.table().ok_or_else(|| SourceError::NotFound {
-            message: format!("table {table}"),
-        })?;
-        let enabled = description
-            .stream_specification()
-            .is_some_and(aws_sdk_dynamodb::types::StreamSpecification::stream_enabled);
-        match description.latest_stream_arn() {
-            Some(arn) if enabled => Ok(arn.to_owned()),
-            _ => Err(SourceError::StreamDisabled {
-                table: table.to_owned(),
-            }),
-        }
-    }
-
-    async fn list_shards(&self, stream_arn: &str) -> Result<Vec<Shard>, SourceError> {
+impl DynamoDbStreams {
+    /// Every page of DescribeStream for `stream_arn` (with `filter`, when given).
+    async fn describe_shards(
+        &self,
+        stream_arn: &str,
+        filter: Option<ShardFilter>,
+    ) -> Result<Vec<Shard>, SourceError> {
         let mut shards = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -79,6 +62,7 @@ impl ShardSource for DynamoDbStreams {
                 .streams
                 .describe_stream()
                 .stream_arn(stream_arn)
+                .set_shard_filter(filter.clone())
                 .set_exclusive_start_shard_id(start.take())
                 .send()
                 .await
@@ -103,6 +87,51 @@ impl ShardSource for DynamoDbStreams {
                 None => return Ok(shards),
             }
         }
+    }
+}
+
+impl ShardSource for DynamoDbStreams {
+    async fn latest_stream_arn(&self, table: &str) -> Result<String, SourceError> {
+        let out = self
+            .tables
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeTable", &e))?;
+        let description = out.table().ok_or_else(|| SourceError::NotFound {
+            message: format!("table {table}"),
+        })?;
+        let enabled = description
+            .stream_specification()
+            .is_some_and(aws_sdk_dynamodb::types::StreamSpecification::stream_enabled);
+        match description.latest_stream_arn() {
+            Some(arn) if enabled => Ok(arn.to_owned()),
+            _ => Err(SourceError::StreamDisabled {
+                table: table.to_owned(),
+            }),
+        }
+    }
+
+    async fn list_shards(&self, stream_arn: &str) -> Result<Vec<Shard>, SourceError> {
+        self.describe_shards(stream_arn, None).await
+    }
+
+    async fn child_shards(
+        &self,
+        stream_arn: &str,
+        parent: &ShardId,
+    ) -> Result<Vec<Shard>, SourceError> {
+        let filter = ShardFilter::builder()
+            .r#type(ShardFilterType::ChildShards)
+            .shard_id(&parent.0)
+            .build();
+        let shards = self.describe_shards(stream_arn, Some(filter)).await?;
+        // Children only, even from an endpoint that ignores the filter (an emulator).
+        Ok(shards
+            .into_iter()
+            .filter(|s| s.parent.as_ref() == Some(parent))
+            .collect())
     }
 
     async fn shard_iterator(

@@ -88,6 +88,14 @@ pub trait ShardSource: Send + Sync + 'static {
         stream_arn: &str,
     ) -> impl Future<Output = Result<Vec<Shard>, SourceError>> + Send;
 
+    /// The children of `parent` (a closed shard): DescribeStream with
+    /// `ShardFilter {Type: CHILD_SHARDS, ShardId: parent}`, one page, not the whole stream.
+    fn child_shards(
+        &self,
+        stream_arn: &str,
+        parent: &ShardId,
+    ) -> impl Future<Output = Result<Vec<Shard>, SourceError>> + Send;
+
     /// A new iterator for `shard` at `position`.
     fn shard_iterator(
         &self,

@@ -83,9 +83,11 @@ pub(crate) struct FakeStream {
     pub first_reads: Mutex<Vec<String>>,
     /// (shard, sequence number of a page's last record) → when the page was handed out.
     pub read_at: Mutex<HashMap<(String, String), Instant>>,
-    /// Calls made: GetRecords, and shard listings (each a full DescribeStream pagination).
+    /// Calls made: GetRecords, shard listings (each a full DescribeStream pagination), and
+    /// child queries (DescribeStream with a `CHILD_SHARDS` filter).
     pub get_records_calls: AtomicUsize,
     pub listings: AtomicUsize,
+    pub child_queries: AtomicUsize,
 }
 
 impl FakeStream {
@@ -110,6 +112,7 @@ impl FakeStream {
             read_at: Mutex::new(HashMap::new()),
             get_records_calls: AtomicUsize::new(0),
             listings: AtomicUsize::new(0),
+            child_queries: AtomicUsize::new(0),
         }
     }
 
@@ -121,6 +124,11 @@ impl FakeStream {
     /// DescribeStream stops listing `shard`.
     pub(crate) fn unlist(&self, shard: &str) {
         self.unlisted.lock().expect("lock").insert(shard.to_owned());
+    }
+
+    /// DescribeStream lists `shard` (again): a shard that appears after start-up.
+    pub(crate) fn relist(&self, shard: &str) {
+        self.unlisted.lock().expect("lock").remove(shard);
     }
 
     /// The shards of stream `arn`.
@@ -163,6 +171,21 @@ impl ShardSource for FakeStream {
             .filter(|(a, _)| a == arn)
             .flat_map(|(_, shards)| shards)
             .filter(|s| !unlisted.contains(&s.shard.id.0))
+            .map(|s| s.shard.clone())
+            .collect())
+    }
+
+    async fn child_shards(&self, arn: &str, parent: &ShardId) -> Result<Vec<Shard>, SourceError> {
+        self.child_queries.fetch_add(1, Ordering::Relaxed);
+        let unlisted = self.unlisted.lock().expect("lock");
+        Ok(self
+            .streams
+            .iter()
+            .filter(|(a, _)| a == arn)
+            .flat_map(|(_, shards)| shards)
+            .filter(|s| {
+                !unlisted.contains(&s.shard.id.0) && s.shard.parent.as_ref() == Some(parent)
+            })
             .map(|s| s.shard.clone())
             .collect())
     }

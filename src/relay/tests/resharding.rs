@@ -2,7 +2,7 @@
 //! children. The emulator never splits shards (its one shard per table never closes), so the
 //! split is made here, behind the same `ShardSource` trait the SDK implementation has.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,6 +129,94 @@ async fn children_are_read_only_after_their_parent_reached_shard_end() {
     assert_eq!(kept, vec!["child-a", "child-b"]);
 }
 
+/// Children that appear after start-up (a split while the relay runs) are found by asking the
+/// finished parent for its children (DescribeStream with a `CHILD_SHARDS` filter), not by
+/// listing the whole stream again: one full listing in the whole run, at start-up (#27).
+#[tokio::test(start_paused = true)]
+async fn children_born_after_start_up_are_found_without_listing_the_stream_again() {
+    let source = Arc::new(split_source());
+    source.unlist("child-a");
+    source.unlist("child-b");
+    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
+    let leases = Arc::new(FakeLeases::default());
+    let mut supervisor = supervise(
+        &source,
+        &publisher,
+        &leases,
+        StreamSelector::Arn("arn:s".into()),
+    );
+    supervisor.settings.full_listing_every = 1_000_000;
+    let token = CancellationToken::new();
+    let run = tokio::spawn(supervisor.run(token.clone()));
+    eventually("the parent is read to its end", || {
+        leases
+            .leases
+            .lock()
+            .expect("lock")
+            .values()
+            .any(|l| l.checkpoint == Checkpoint::ShardEnd)
+    })
+    .await;
+    // The parent is finished and has no children yet: it is asked, and asked again.
+    let asked = source.child_queries.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(source.child_queries.load(Ordering::SeqCst) > asked);
+    assert_eq!(publisher.accepted.lock().expect("lock").len(), 20);
+    // The split: both children appear; the next discovery finds them.
+    source.relist("child-a");
+    source.relist("child-b");
+    eventually("all 40 records relayed", || {
+        publisher.accepted.lock().expect("lock").len() >= 40
+    })
+    .await;
+    let asked = source.child_queries.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    token.cancel();
+    run.await.expect("no panic");
+    assert_eq!(
+        source.listings.load(Ordering::SeqCst),
+        1,
+        "the stream was listed in full once, at start-up"
+    );
+    // Both children are closed too in this fake, and have no children: each is asked in turn,
+    // the parent no more (it has its children).
+    let after = source.child_queries.load(Ordering::SeqCst) - asked;
+    assert!(after > 0 && after <= 2 * 11, "{after} child queries in 2 s");
+    let mut accepted = publisher.accepted.lock().expect("lock").clone();
+    accepted.sort_unstable();
+    assert_eq!(
+        accepted,
+        (0..40).collect::<Vec<u64>>(),
+        "every record exactly once"
+    );
+}
+
+/// The listing every `full_listing_every` discoveries still runs: it is what cleans up a
+/// trimmed parent's lease, and the safety net for a child that appears after its sibling.
+#[tokio::test(start_paused = true)]
+async fn the_stream_is_still_listed_in_full_every_few_discoveries() {
+    let source = Arc::new(split_source());
+    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
+    let leases = Arc::new(FakeLeases::default());
+    let supervisor = supervise(
+        &source,
+        &publisher,
+        &leases,
+        StreamSelector::Arn("arn:s".into()),
+    );
+    let token = CancellationToken::new();
+    let run = tokio::spawn(supervisor.run(token.clone()));
+    // 10 s of discoveries every 200 ms, a full listing every 10 of them: about 5 listings.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    token.cancel();
+    run.await.expect("no panic");
+    let listings = source.listings.load(Ordering::SeqCst);
+    assert!(
+        (4..=6).contains(&listings),
+        "{listings} full listings in 10 s"
+    );
+}
+
 #[test]
 fn a_child_of_a_known_parent_starts_at_trim_horizon_whatever_the_config_says() {
     use crate::relay::worker::initial_checkpoint;
@@ -253,6 +341,7 @@ fn settings() -> SupervisorSettings {
     SupervisorSettings {
         starting_position: StartingPosition::TrimHorizon,
         discovery_interval: Duration::from_millis(200),
+        full_listing_every: crate::relay::supervisor::FULL_LISTING_EVERY,
         lease_duration: Duration::from_millis(300),
         renew_interval: Duration::from_millis(100),
         initial_backoff: Duration::from_millis(10),

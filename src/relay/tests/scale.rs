@@ -71,6 +71,7 @@ fn supervisor_with(
         settings: SupervisorSettings {
             starting_position: StartingPosition::TrimHorizon,
             discovery_interval: defaults.source.discovery_interval,
+            full_listing_every: crate::relay::supervisor::FULL_LISTING_EVERY,
             lease_duration: defaults.leases.lease_duration,
             renew_interval: defaults.leases.renew_interval,
             initial_backoff: defaults.publisher.initial_backoff,
@@ -190,20 +191,22 @@ fn idle_fleet_costs_with_fakes() {
             }
             // Past every shard's first reads and the first backoff steps.
             tokio::time::sleep(Duration::from_secs(120)).await;
-            let (writes, reads, listings) = (
+            let (writes, reads, listings, children) = (
                 leases.writes.load(Ordering::Relaxed),
                 source.get_records_calls.load(Ordering::Relaxed),
                 source.listings.load(Ordering::Relaxed),
+                source.child_queries.load(Ordering::Relaxed),
             );
             let span = Duration::from_secs(600);
             tokio::time::sleep(span).await;
             let per_sec = |after: usize, before: usize| (after - before) as f64 / span.as_secs_f64();
             println!(
-                "idle fleet ({label}): 3 relays, 1000 idle shards, 10 min: lease-table writes {:.2}/s, GetRecords {:.1}/s ({:.3}/s per shard), shard listings {:.3}/s (each ceil(1000/100) = 10 DescribeStream calls)",
+                "idle fleet ({label}): 3 relays, 1000 idle shards, 10 min: lease-table writes {:.2}/s, GetRecords {:.1}/s ({:.3}/s per shard), full shard listings {:.4}/s (each ceil(1000/100) = 10 DescribeStream calls), child queries {:.3}/s (1 DescribeStream call each)",
                 per_sec(leases.writes.load(Ordering::Relaxed), writes),
                 per_sec(source.get_records_calls.load(Ordering::Relaxed), reads),
                 per_sec(source.get_records_calls.load(Ordering::Relaxed), reads) / 1000.0,
                 per_sec(source.listings.load(Ordering::Relaxed), listings),
+                per_sec(source.child_queries.load(Ordering::Relaxed), children),
             );
             token.cancel();
             for r in runs {
