@@ -88,6 +88,10 @@ pub(crate) struct FakeStream {
     pub get_records_calls: AtomicUsize,
     pub listings: AtomicUsize,
     pub child_queries: AtomicUsize,
+    /// Per shard: only its first `n` records are in the stream until `at` (records written
+    /// later, while the relay runs), as `(n, at)`.
+    /// On tokio's clock, so paused-time tests can wait for it.
+    pub written_at: Mutex<HashMap<String, (usize, tokio::time::Instant)>>,
 }
 
 impl FakeStream {
@@ -113,6 +117,7 @@ impl FakeStream {
             get_records_calls: AtomicUsize::new(0),
             listings: AtomicUsize::new(0),
             child_queries: AtomicUsize::new(0),
+            written_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -234,7 +239,11 @@ impl ShardSource for FakeStream {
             .ok_or_else(|| SourceError::NotFound {
                 message: format!("shard {shard} of {arn}"),
             })?;
-        let end = (start + self.page).min(fake.records.len());
+        let visible = match self.written_at.lock().expect("lock").get(shard) {
+            Some(&(n, at)) if tokio::time::Instant::now() < at => n,
+            _ => fake.records.len(),
+        };
+        let end = (start + self.page).min(visible).max(start);
         let records = fake.records[start..end].to_vec();
         self.handed_out.fetch_add(records.len(), Ordering::SeqCst);
         if let Some(last) = records.last() {

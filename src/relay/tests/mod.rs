@@ -724,3 +724,60 @@ async fn an_idle_shard_backs_its_polls_off_to_the_ceiling() {
         "{backed_off} polls backing off to 30 s"
     );
 }
+
+/// Issue #27's trade-off, measured: the lag from a row's write to its publication after an
+/// idle minute, at each `idle_poll_interval`. One record is written 60 s + `offset` after the
+/// shard went idle, for 20 offsets spread over 30 s; paused time, so the figures are exact.
+#[tokio::test(start_paused = true)]
+#[ignore = "a measurement, run by hand: cargo test --lib idle_lag -- --ignored --nocapture"]
+async fn idle_lag_after_an_idle_minute_per_ceiling() {
+    for ceiling in [None, Some(5), Some(15), Some(30), Some(60)] {
+        let mut lags = Vec::new();
+        for k in 0..20u32 {
+            let offset = Duration::from_millis(1500) * k;
+            let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
+            let stream = FakeStream::new(
+                "arn:s",
+                vec![FakeShard::new(
+                    "shard-1",
+                    None,
+                    false,
+                    vec![StreamRecord {
+                        sequence_number: SequenceNumber::new("100"),
+                        created_at: None,
+                        json: json!({"eventID": "e0", "eventName": "INSERT",
+                                     "dynamodb": {"NewImage": {"n": {"N": "0"}}}}),
+                    }],
+                )],
+                1000,
+            );
+            let written = tokio::time::Instant::now() + Duration::from_secs(60) + offset;
+            stream
+                .written_at
+                .lock()
+                .expect("lock")
+                .insert("shard-1".into(), (0, written));
+            s.source = Arc::new(stream);
+            let w = worker_with(&s, |settings| {
+                settings.poll_interval = Duration::from_secs(1);
+                settings.idle_poll_interval = ceiling.map(Duration::from_secs);
+            });
+            let run = tokio::spawn(w.run());
+            while s.publisher.accepted.lock().expect("lock").is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lags.push(tokio::time::Instant::now() - written);
+            s.token.cancel();
+            assert_eq!(run.await.expect("no panic"), WorkerExit::Cancelled);
+        }
+        lags.sort();
+        let mean = lags.iter().sum::<Duration>() / 20;
+        println!(
+            "idle lag, idle_poll_interval {}: mean {:.2} s, median {:.2} s, max {:.2} s",
+            ceiling.map_or("unset".to_owned(), |c| format!("{c} s")),
+            mean.as_secs_f64(),
+            lags[10].as_secs_f64(),
+            lags[19].as_secs_f64()
+        );
+    }
+}
