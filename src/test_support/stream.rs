@@ -131,6 +131,18 @@ impl FakeStream {
         self.unlisted.lock().expect("lock").insert(shard.to_owned());
     }
 
+    /// The shards of stream `arn` DescribeStream lists, those `wanted`.
+    fn listed(&self, arn: &str, wanted: impl Fn(&Shard) -> bool) -> Vec<Shard> {
+        let unlisted = self.unlisted.lock().expect("lock");
+        self.streams
+            .iter()
+            .filter(|(a, _)| a == arn)
+            .flat_map(|(_, shards)| shards)
+            .filter(|s| !unlisted.contains(&s.shard.id.0) && wanted(&s.shard))
+            .map(|s| s.shard.clone())
+            .collect()
+    }
+
     /// DescribeStream lists `shard` (again): a shard that appears after start-up.
     pub(crate) fn relist(&self, shard: &str) {
         self.unlisted.lock().expect("lock").remove(shard);
@@ -169,30 +181,12 @@ impl ShardSource for FakeStream {
 
     async fn list_shards(&self, arn: &str) -> Result<Vec<Shard>, SourceError> {
         self.listings.fetch_add(1, Ordering::Relaxed);
-        let unlisted = self.unlisted.lock().expect("lock");
-        Ok(self
-            .streams
-            .iter()
-            .filter(|(a, _)| a == arn)
-            .flat_map(|(_, shards)| shards)
-            .filter(|s| !unlisted.contains(&s.shard.id.0))
-            .map(|s| s.shard.clone())
-            .collect())
+        Ok(self.listed(arn, |_| true))
     }
 
     async fn child_shards(&self, arn: &str, parent: &ShardId) -> Result<Vec<Shard>, SourceError> {
         self.child_queries.fetch_add(1, Ordering::Relaxed);
-        let unlisted = self.unlisted.lock().expect("lock");
-        Ok(self
-            .streams
-            .iter()
-            .filter(|(a, _)| a == arn)
-            .flat_map(|(_, shards)| shards)
-            .filter(|s| {
-                !unlisted.contains(&s.shard.id.0) && s.shard.parent.as_ref() == Some(parent)
-            })
-            .map(|s| s.shard.clone())
-            .collect())
+        Ok(self.listed(arn, |s| s.parent.as_ref() == Some(parent)))
     }
 
     async fn shard_iterator(

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Behaviour, FakeDeadLetters, FakeLeases, FakePublisher, FakeShard, FakeStream};
 use crate::config::{Config, StartingPosition, StreamSelector};
 use crate::lease::{Checkpoint, WorkerId};
+use crate::relay::supervisor::FULL_LISTING_EVERY;
 use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::{SequenceNumber, ShardSource, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
@@ -49,19 +50,35 @@ fn split_source() -> FakeStream {
     )
 }
 
-#[tokio::test(start_paused = true)]
-async fn children_are_read_only_after_their_parent_reached_shard_end() {
-    let source = Arc::new(split_source());
+/// Runs a supervisor over `source` (stream `arn:s`), listing it in full every
+/// `full_listing_every` discoveries.
+fn run_split(
+    source: &Arc<FakeStream>,
+    full_listing_every: u32,
+) -> (
+    Arc<FakePublisher>,
+    Arc<FakeLeases>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
     let leases = Arc::new(FakeLeases::default());
-    let supervisor = supervise(
-        &source,
+    let mut supervisor = supervise(
+        source,
         &publisher,
         &leases,
         StreamSelector::Arn("arn:s".into()),
     );
+    supervisor.settings.full_listing_every = full_listing_every;
     let token = CancellationToken::new();
     let run = tokio::spawn(supervisor.run(token.clone()));
+    (publisher, leases, token, run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_are_read_only_after_their_parent_reached_shard_end() {
+    let source = Arc::new(split_source());
+    let (publisher, leases, token, run) = run_split(&source, FULL_LISTING_EVERY);
     eventually("all 40 records relayed", || {
         publisher.accepted.lock().expect("lock").len() >= 40
     })
@@ -137,17 +154,7 @@ async fn children_born_after_start_up_are_found_without_listing_the_stream_again
     let source = Arc::new(split_source());
     source.unlist("child-a");
     source.unlist("child-b");
-    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
-    let leases = Arc::new(FakeLeases::default());
-    let mut supervisor = supervise(
-        &source,
-        &publisher,
-        &leases,
-        StreamSelector::Arn("arn:s".into()),
-    );
-    supervisor.settings.full_listing_every = 1_000_000;
-    let token = CancellationToken::new();
-    let run = tokio::spawn(supervisor.run(token.clone()));
+    let (publisher, leases, token, run) = run_split(&source, 1_000_000);
     eventually("the parent is read to its end", || {
         leases
             .leases
@@ -196,16 +203,7 @@ async fn children_born_after_start_up_are_found_without_listing_the_stream_again
 #[tokio::test(start_paused = true)]
 async fn the_stream_is_still_listed_in_full_every_few_discoveries() {
     let source = Arc::new(split_source());
-    let publisher = Arc::new(FakePublisher::new(Behaviour::AcceptAll, None));
-    let leases = Arc::new(FakeLeases::default());
-    let supervisor = supervise(
-        &source,
-        &publisher,
-        &leases,
-        StreamSelector::Arn("arn:s".into()),
-    );
-    let token = CancellationToken::new();
-    let run = tokio::spawn(supervisor.run(token.clone()));
+    let (_, _, token, run) = run_split(&source, FULL_LISTING_EVERY);
     // 10 s of discoveries every 200 ms, a full listing every 10 of them: about 5 listings.
     tokio::time::sleep(Duration::from_secs(10)).await;
     token.cancel();
@@ -341,7 +339,7 @@ fn settings() -> SupervisorSettings {
     SupervisorSettings {
         starting_position: StartingPosition::TrimHorizon,
         discovery_interval: Duration::from_millis(200),
-        full_listing_every: crate::relay::supervisor::FULL_LISTING_EVERY,
+        full_listing_every: FULL_LISTING_EVERY,
         lease_duration: Duration::from_millis(300),
         renew_interval: Duration::from_millis(100),
         initial_backoff: Duration::from_millis(10),
