@@ -179,3 +179,81 @@ async fn a_missing_table_does_not_hold_back_the_others_and_is_picked_up_once_cre
         .await;
     assert_eq!(received[1].event_id(), later);
 }
+
+/// The lease store on the emulator: a checkpoint is conditional on owner *and* epoch (#27). A
+/// stale reader of an earlier take cannot move the checkpoint, even when the same worker took
+/// the lease again (ABA), nor can another worker; the current take can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_needs_the_owner_and_the_epoch_of_its_take() {
+    use outbox_relay::lease::{
+        Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId,
+    };
+    use outbox_relay::stream::{SequenceNumber, ShardId};
+
+    let f = Fixture::new().await;
+    let store = DynamoDbLeaseStore::new(f.ddb.clone(), f.lease_table.clone(), true);
+    store.ensure_table().await.expect("lease table");
+    let free = Lease {
+        key: LeaseKey("arn:s#shard-1".into()),
+        stream_arn: "arn:s".into(),
+        shard_id: ShardId("shard-1".into()),
+        owner: None,
+        counter: 0,
+        epoch: 0,
+        checkpoint: Checkpoint::TrimHorizon,
+        parent_shard_id: None,
+        owner_switches_since_checkpoint: 0,
+        updated_at: None,
+        checkpoint_created_at: None,
+    };
+    assert!(store.create(&free).await.expect("created"));
+    let me = WorkerId("me".into());
+    let first = store.take(&free, &me).await.expect("taken");
+    assert_eq!(first.epoch, 1);
+    let at = |n: &str| Checkpoint::Sequence(SequenceNumber::new(n));
+    store
+        .checkpoint(&first.key, &me, first.epoch, &at("100"), None)
+        .await
+        .expect("the take's own checkpoint");
+    // Released and taken again by the same worker: a new epoch.
+    store.release(&first.key, &me).await.expect("released");
+    let snapshot = store.snapshot().await.expect("scan");
+    let released = snapshot
+        .leases
+        .iter()
+        .find(|l| l.key == first.key)
+        .expect("lease");
+    let second = store.take(released, &me).await.expect("taken again");
+    assert_eq!(second.epoch, 2);
+    let stale = store
+        .checkpoint(&first.key, &me, first.epoch, &at("50"), None)
+        .await;
+    assert!(
+        matches!(stale, Err(LeaseError::LeaseLost { .. })),
+        "a stale reader of the same worker: {stale:?}"
+    );
+    let other = store
+        .checkpoint(
+            &first.key,
+            &WorkerId("peer".into()),
+            second.epoch,
+            &at("50"),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(other, Err(LeaseError::LeaseLost { .. })),
+        "{other:?}"
+    );
+    store
+        .checkpoint(&second.key, &me, second.epoch, &at("200"), None)
+        .await
+        .expect("the current take");
+    let snapshot = store.snapshot().await.expect("scan");
+    let lease = snapshot
+        .leases
+        .iter()
+        .find(|l| l.key == first.key)
+        .expect("lease");
+    assert_eq!(lease.checkpoint, at("200"), "the stale write moved nothing");
+}

@@ -20,6 +20,7 @@ const STREAM_ARN: &str = "streamArn";
 const SHARD_ID: &str = "shardId";
 const OWNER: &str = "leaseOwner";
 const COUNTER: &str = "leaseCounter";
+const EPOCH: &str = "leaseEpoch";
 const CHECKPOINT: &str = "checkpoint";
 const PARENT: &str = "parentShardId";
 const SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
@@ -215,9 +216,10 @@ impl LeaseStore for DynamoDbLeaseStore {
             .client
             .update_item()
             .update_expression(
-                "SET #owner = :me, #updated = :now ADD #counter :one, #switches :one",
+                "SET #owner = :me, #updated = :now ADD #counter :one, #switches :one, #epoch :one",
             )
             .condition_expression("#counter = :observed")
+            .expression_attribute_names("#epoch", EPOCH)
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_names("#updated", UPDATED_AT)
             .expression_attribute_names("#counter", COUNTER)
@@ -254,6 +256,7 @@ impl LeaseStore for DynamoDbLeaseStore {
         &self,
         key: &LeaseKey,
         owner: &WorkerId,
+        epoch: u64,
         checkpoint: &Checkpoint,
         created_at: Option<SystemTime>,
     ) -> Result<(), LeaseError> {
@@ -270,7 +273,14 @@ impl LeaseStore for DynamoDbLeaseStore {
             .update_expression(format!(
                 "SET #checkpoint = :checkpoint, #switches = :zero, #updated = :now{set_created} ADD #counter :one"
             ))
-            .condition_expression("#owner = :me")
+            // Our take's epoch; a lease taken before epochs existed has none.
+            .condition_expression(if epoch == 0 {
+                "#owner = :me AND (attribute_not_exists(#epoch) OR #epoch = :epoch)"
+            } else {
+                "#owner = :me AND #epoch = :epoch"
+            })
+            .expression_attribute_names("#epoch", EPOCH)
+            .expression_attribute_values(":epoch", AttributeValue::N(epoch.to_string()))
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_names("#updated", UPDATED_AT)
             .expression_attribute_names("#counter", COUNTER)
@@ -420,6 +430,7 @@ fn to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
             COUNTER.to_owned(),
             AttributeValue::N(lease.counter.to_string()),
         ),
+        (EPOCH.to_owned(), AttributeValue::N(lease.epoch.to_string())),
         (
             CHECKPOINT.to_owned(),
             AttributeValue::S(lease.checkpoint.as_stored().to_owned()),
@@ -468,6 +479,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Lease, LeaseError
         shard_id: ShardId(s(SHARD_ID).ok_or_else(|| malformed("missing shardId"))?),
         owner: s(OWNER).map(WorkerId),
         counter: n(COUNTER)?,
+        epoch: n(EPOCH)?,
         checkpoint: Checkpoint::from_stored(&checkpoint_text)
             .ok_or_else(|| malformed("checkpoint is not a sequence number or sentinel"))?,
         parent_shard_id: s(PARENT).map(ShardId),
@@ -494,6 +506,7 @@ mod tests {
             shard_id: ShardId("shard-1".into()),
             owner: Some(WorkerId("w1".into())),
             counter: 7,
+            epoch: 0,
             checkpoint: Checkpoint::Sequence(SequenceNumber::new("42")),
             parent_shard_id: Some(ShardId("shard-0".into())),
             owner_switches_since_checkpoint: 2,
@@ -514,6 +527,7 @@ mod tests {
             shard_id: ShardId("s".into()),
             owner: None,
             counter: 0,
+            epoch: 0,
             checkpoint: Checkpoint::Latest,
             parent_shard_id: None,
             owner_switches_since_checkpoint: 0,

@@ -89,6 +89,10 @@ pub struct Lease {
     /// Bumped by every renewal, take and release: a lease whose counter stands still for
     /// `lease_duration` belongs to a dead worker.
     pub counter: u64,
+    /// Bumped by every take only: a checkpoint is written only by the take it belongs to
+    /// (owner *and* epoch), so a stale reader of an earlier take — even by the same worker —
+    /// can never move it. 0 for a lease never taken since epochs were introduced.
+    pub epoch: u64,
     pub checkpoint: Checkpoint,
     pub parent_shard_id: Option<ShardId>,
     /// Takes since the last checkpoint: a shard that keeps changing hands without progress

@@ -83,12 +83,14 @@ pub trait LeaseStore: Send + Sync + 'static {
         owner: &WorkerId,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
-    /// Records `checkpoint` on a lease `owner` holds, with the creation time of the record it
-    /// points at when known (where a gap would start, see [`StreamGap`]).
+    /// Records `checkpoint` on a lease `owner` holds from its take of `epoch` (a stale reader
+    /// of an earlier take cannot), with the creation time of the record it points at when
+    /// known (where a gap would start, see [`StreamGap`]).
     fn checkpoint(
         &self,
         key: &LeaseKey,
         owner: &WorkerId,
+        epoch: u64,
         checkpoint: &Checkpoint,
         created_at: Option<std::time::SystemTime>,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;

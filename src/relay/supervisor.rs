@@ -469,6 +469,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
             shard_id: shard.id.clone(),
             owner: None,
             counter: 0,
+            epoch: 0,
             checkpoint: initial_checkpoint(self.settings.starting_position, has_known_parent),
             parent_shard_id: shard.parent.clone(),
             owner_switches_since_checkpoint: 0,

@@ -322,9 +322,14 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
                     created_at,
                 } => {
                     let (leases, key, owner) = (&self.leases, &self.lease.key, &self.owner);
+                    let epoch = self.lease.epoch;
                     io.checkpointing = Some(Box::pin(
-                        async move { leases.checkpoint(key, owner, &checkpoint, created_at).await }
-                            .instrument(spans::call("checkpoint")),
+                        async move {
+                            leases
+                                .checkpoint(key, owner, epoch, &checkpoint, created_at)
+                                .await
+                        }
+                        .instrument(spans::call("checkpoint")),
                     ));
                 }
                 Command::Renewed { sent } => self.held.renewed(&self.lease.key, sent),

@@ -327,6 +327,7 @@ impl LeaseStore for FakeLeases {
         }
         lease.owner = Some(owner.clone());
         lease.counter += 1;
+        lease.epoch += 1;
         Ok(lease.clone())
     }
     async fn renew(&self, key: &LeaseKey, owner: &WorkerId) -> Result<(), LeaseError> {
@@ -348,6 +349,7 @@ impl LeaseStore for FakeLeases {
         &self,
         key: &LeaseKey,
         owner: &WorkerId,
+        epoch: u64,
         checkpoint: &Checkpoint,
         created_at: Option<SystemTime>,
     ) -> Result<(), LeaseError> {
@@ -357,6 +359,17 @@ impl LeaseStore for FakeLeases {
                 code: "InternalServerError".into(),
                 message: "down".into(),
             });
+        }
+        // Conditional on owner and epoch, as the DynamoDB store's write is.
+        let same_take = self
+            .leases
+            .lock()
+            .expect("lock")
+            .get(key)
+            .is_some_and(|l| l.epoch == epoch);
+        if !same_take {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            return Err(LeaseError::LeaseLost { key: key.clone() });
         }
         self.owned(key, owner, |l| l.checkpoint = checkpoint.clone())?;
         self.checkpointed_at

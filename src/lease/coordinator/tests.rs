@@ -11,6 +11,7 @@ fn lease(shard: &str, owner: Option<&str>, counter: u64, checkpoint: Checkpoint)
         shard_id: ShardId(shard.into()),
         owner: owner.map(|o| WorkerId(o.into())),
         counter,
+        epoch: 0,
         checkpoint,
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,

@@ -33,6 +33,7 @@ fn store_with(n: usize, owner: &str) -> (Arc<FakeLeases>, Vec<LeaseKey>) {
                 shard_id: ShardId(format!("shard-{i}")),
                 owner: Some(WorkerId(owner.into())),
                 counter: 1,
+                epoch: 0,
                 checkpoint: Checkpoint::TrimHorizon,
                 parent_shard_id: None,
                 owner_switches_since_checkpoint: 0,

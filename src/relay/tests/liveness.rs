@@ -104,6 +104,7 @@ fn lease(i: usize) -> Lease {
         shard_id: ShardId(shard),
         owner: None,
         counter: 0,
+        epoch: 0,
         checkpoint: Checkpoint::TrimHorizon,
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,

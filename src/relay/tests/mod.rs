@@ -83,6 +83,7 @@ fn setup(
         shard_id: ShardId("shard-1".into()),
         owner: Some(me),
         counter: 1,
+        epoch: 0,
         checkpoint: Checkpoint::TrimHorizon,
         parent_shard_id: None,
         owner_switches_since_checkpoint: 0,

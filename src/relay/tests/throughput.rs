@@ -143,6 +143,7 @@ fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Durati
                 shard_id: ShardId(key.0.clone()),
                 owner: Some(WorkerId("bench".into())),
                 counter: 1,
+                epoch: 0,
                 checkpoint: Checkpoint::TrimHorizon,
                 parent_shard_id: None,
                 owner_switches_since_checkpoint: 0,
