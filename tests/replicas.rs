@@ -186,26 +186,19 @@ async fn a_missing_table_does_not_hold_back_the_others_and_is_picked_up_once_cre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_needs_the_owner_and_the_epoch_of_its_take() {
     use outbox_relay::lease::{
-        Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseKey, LeaseStore, WorkerId,
+        Checkpoint, DynamoDbLeaseStore, Lease, LeaseError, LeaseStore, WorkerId,
     };
     use outbox_relay::stream::{SequenceNumber, ShardId};
 
     let f = Fixture::new().await;
     let store = DynamoDbLeaseStore::new(f.ddb.clone(), f.lease_table.clone(), true);
     store.ensure_table().await.expect("lease table");
-    let free = Lease {
-        key: LeaseKey("arn:s#shard-1".into()),
-        stream_arn: "arn:s".into(),
-        shard_id: ShardId("shard-1".into()),
-        owner: None,
-        counter: 0,
-        epoch: 0,
-        checkpoint: Checkpoint::TrimHorizon,
-        parent_shard_id: None,
-        owner_switches_since_checkpoint: 0,
-        updated_at: None,
-        checkpoint_created_at: None,
-    };
+    let free = Lease::new(
+        "arn:s",
+        &ShardId("shard-1".into()),
+        None,
+        Checkpoint::TrimHorizon,
+    );
     assert!(store.create(&free).await.expect("created"));
     let me = WorkerId("me".into());
     let first = store.take(&free, &me).await.expect("taken");

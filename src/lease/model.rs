@@ -107,6 +107,30 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A free lease of `shard` of `stream_arn` at `checkpoint`, never taken: what discovery
+    /// creates.
+    #[must_use]
+    pub fn new(
+        stream_arn: &str,
+        shard: &ShardId,
+        parent: Option<ShardId>,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        Self {
+            key: LeaseKey::new(stream_arn, shard),
+            stream_arn: stream_arn.to_owned(),
+            shard_id: shard.clone(),
+            owner: None,
+            counter: 0,
+            epoch: 0,
+            checkpoint,
+            parent_shard_id: parent,
+            owner_switches_since_checkpoint: 0,
+            updated_at: None,
+            checkpoint_created_at: None,
+        }
+    }
+
     /// Whether this shard must not be read yet: its parent still has a lease that has not
     /// reached `SHARD_END` (DynamoDB Streams' order: a child's records follow all of its
     /// parent's). A parent with no lease was trimmed from the stream, or finished and was

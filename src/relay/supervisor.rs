@@ -463,19 +463,12 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Superv
         shard: &Shard,
         has_known_parent: bool,
     ) -> Result<bool, DiscoveryError> {
-        let lease = Lease {
-            key: LeaseKey::new(stream_arn, &shard.id),
-            stream_arn: stream_arn.to_owned(),
-            shard_id: shard.id.clone(),
-            owner: None,
-            counter: 0,
-            epoch: 0,
-            checkpoint: initial_checkpoint(self.settings.starting_position, has_known_parent),
-            parent_shard_id: shard.parent.clone(),
-            owner_switches_since_checkpoint: 0,
-            updated_at: None,
-            checkpoint_created_at: None,
-        };
+        let lease = Lease::new(
+            stream_arn,
+            &shard.id,
+            shard.parent.clone(),
+            initial_checkpoint(self.settings.starting_position, has_known_parent),
+        );
         let created = self.leases.create(&lease).await.map_err(|source| {
             DiscoveryError::CreateLeaseFailed {
                 shard: shard.id.clone(),

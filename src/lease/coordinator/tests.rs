@@ -6,17 +6,9 @@ const D: Duration = Duration::from_secs(10);
 
 fn lease(shard: &str, owner: Option<&str>, counter: u64, checkpoint: Checkpoint) -> Lease {
     Lease {
-        key: LeaseKey(format!("arn#{shard}")),
-        stream_arn: "arn".into(),
-        shard_id: ShardId(shard.into()),
         owner: owner.map(|o| WorkerId(o.into())),
         counter,
-        epoch: 0,
-        checkpoint,
-        parent_shard_id: None,
-        owner_switches_since_checkpoint: 0,
-        updated_at: None,
-        checkpoint_created_at: None,
+        ..Lease::new("arn", &ShardId(shard.into()), None, checkpoint)
     }
 }
 

@@ -28,17 +28,14 @@ fn store_with(n: usize, owner: &str) -> (Arc<FakeLeases>, Vec<LeaseKey>) {
         store.leases.lock().expect("lock").insert(
             key.clone(),
             Lease {
-                key: key.clone(),
-                stream_arn: "arn:s".into(),
-                shard_id: ShardId(format!("shard-{i}")),
                 owner: Some(WorkerId(owner.into())),
                 counter: 1,
-                epoch: 0,
-                checkpoint: Checkpoint::TrimHorizon,
-                parent_shard_id: None,
-                owner_switches_since_checkpoint: 0,
-                updated_at: None,
-                checkpoint_created_at: None,
+                ..Lease::new(
+                    "arn:s",
+                    &ShardId(format!("shard-{i}")),
+                    None,
+                    Checkpoint::TrimHorizon,
+                )
             },
         );
         keys.push(key);

@@ -98,19 +98,7 @@ fn fleet(workers: usize, shards: usize, start: Instant) -> (Vec<Worker>, Table) 
 
 fn lease(i: usize) -> Lease {
     let shard = format!("s{i:02}");
-    Lease {
-        key: LeaseKey(format!("arn#{shard}")),
-        stream_arn: "arn".into(),
-        shard_id: ShardId(shard),
-        owner: None,
-        counter: 0,
-        epoch: 0,
-        checkpoint: Checkpoint::TrimHorizon,
-        parent_shard_id: None,
-        owner_switches_since_checkpoint: 0,
-        updated_at: None,
-        checkpoint_created_at: None,
-    }
+    Lease::new("arn", &ShardId(shard), None, Checkpoint::TrimHorizon)
 }
 
 /// The keeper's calls of a round at `now` (the table answering or not): the heartbeat,

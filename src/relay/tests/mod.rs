@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::{Worker, WorkerExit, WorkerSettings};
 use crate::config::Config;
-use crate::lease::{Checkpoint, Lease, LeaseKey, WorkerId};
+use crate::lease::{Checkpoint, Lease, WorkerId};
 use crate::stream::{IteratorPosition, SequenceNumber, ShardId, SourceError, StreamRecord};
 use crate::telemetry::Metrics;
 
@@ -78,17 +78,14 @@ fn setup(
     let token = CancellationToken::new();
     let me = WorkerId("me".into());
     let lease = Lease {
-        key: LeaseKey("arn:s#shard-1".into()),
-        stream_arn: "arn:s".into(),
-        shard_id: ShardId("shard-1".into()),
         owner: Some(me),
         counter: 1,
-        epoch: 0,
-        checkpoint: Checkpoint::TrimHorizon,
-        parent_shard_id: None,
-        owner_switches_since_checkpoint: 0,
-        updated_at: None,
-        checkpoint_created_at: None,
+        ..Lease::new(
+            "arn:s",
+            &ShardId("shard-1".into()),
+            None,
+            Checkpoint::TrimHorizon,
+        )
     };
     let leases = FakeLeases {
         log: Arc::clone(&log),

@@ -139,16 +139,14 @@ fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Durati
             let key = LeaseKey(format!("shard-{s}"));
             let lease = Lease {
                 key: key.clone(),
-                stream_arn: "arn:s".into(),
-                shard_id: ShardId(key.0.clone()),
                 owner: Some(WorkerId("bench".into())),
                 counter: 1,
-                epoch: 0,
-                checkpoint: Checkpoint::TrimHorizon,
-                parent_shard_id: None,
-                owner_switches_since_checkpoint: 0,
-                updated_at: None,
-                checkpoint_created_at: None,
+                ..Lease::new(
+                    "arn:s",
+                    &ShardId(key.0.clone()),
+                    None,
+                    Checkpoint::TrimHorizon,
+                )
             };
             leases.insert(lease.clone());
             let worker = Worker {
