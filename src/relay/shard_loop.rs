@@ -17,8 +17,12 @@
 //!   lane's [`crate::pipeline::CallLimits`]; none while fenced;
 //! - an **answer** is settled by `settle::decide`; its entries are accepted, retried after a
 //!   backoff that grows with their attempts, split, or dead-lettered;
-//! - the **checkpoint** follows the watermark: written (one write at a time) when it passed a
-//!   page's end, or when it moved and `checkpoint_interval` passed; when stopping, once the
+//! - the **checkpoint** follows the watermark: written (one write at a time) when it moved
+//!   and `checkpoint_interval` passed, or at once when it passed a page's end and either the
+//!   read-ahead has no room for another page or [`PAGE_END_WRITE_RECORDS`] records wait for
+//!   it (a shard catching up or a burst is not held back, and a crash re-sends little); a
+//!   shard that keeps up with a trickle writes once per interval, not once per page, since
+//!   each write is billed; when stopping, once the
 //!   window is empty; at a closed shard's end, the last record and then `SHARD_END`. A failed
 //!   write is retried after a backoff; a fenced write ends the loop (the lease is lost);
 //! - **stop** when cancelled: no new page and no new record; the records up to the last one
@@ -98,6 +102,11 @@ pub(crate) enum Command<'r> {
     Exit(WorkerExit),
 }
 
+/// A page's end writes the checkpoint at once when at least this many records wait for it
+/// (below, the watermark waits for `checkpoint_interval`): a burst or a backlog is made
+/// durable as soon as it is delivered, a trickle costs one write per interval.
+const PAGE_END_WRITE_RECORDS: usize = 100;
+
 /// The checkpoint's state: the watermark, what was last written, and when.
 #[derive(Debug)]
 struct Progress {
@@ -120,9 +129,11 @@ impl Progress {
         self.watermark != self.written
     }
 
-    /// Whether the watermark should be written now (see the module documentation).
-    fn due(&self, now: Instant, interval: Duration) -> bool {
-        self.moved() && (self.page_end || now.duration_since(self.last_write) >= interval)
+    /// Whether the watermark should be written now (see the module documentation):
+    /// `blocked` is whether the read-ahead has no room for another page.
+    fn due(&self, now: Instant, interval: Duration, blocked: bool) -> bool {
+        let page_end_due = self.page_end && (blocked || self.unwritten >= PAGE_END_WRITE_RECORDS);
+        self.moved() && (page_end_due || now.duration_since(self.last_write) >= interval)
     }
 
     /// When a moved watermark becomes due without a page end.
@@ -351,7 +362,7 @@ impl ShardLoop {
             } else {
                 Some(Checkpoint::ShardEnd)
             }
-        } else if p.due(now, self.settings.checkpoint_interval)
+        } else if p.due(now, self.settings.checkpoint_interval, !self.has_room())
             || (self.stopping && settled && p.moved())
         {
             p.watermark.clone().map(Checkpoint::Sequence)

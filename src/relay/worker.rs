@@ -1,8 +1,8 @@
 //! The per-shard loop. A reader fetches GetRecords pages ahead (bounded in records and bytes),
 //! delivery routes them into the shard's window ([`Schedule`]), up to `max_in_flight`
 //! PutEvents calls go out at once with order kept per ordering key, and the checkpoint
-//! follows the watermark: written when it passes a page's end, or when it moved and
-//! `checkpoint_interval` has passed. The shard ends at `SHARD_END`.
+//! follows the watermark: written when it moved and `checkpoint_interval` has passed, or at a
+//! page's end that leaves many records unwritten or the read-ahead full. The shard ends at `SHARD_END`.
 //!
 //! Every decision is the schedule's or `settle::decide`'s; this loop only waits for the next
 //! thing to happen (a page, an answer, a stored dead letter, a retry or checkpoint becoming
@@ -54,7 +54,8 @@ pub struct WorkerSettings {
     pub max_batch_entries: Option<usize>,
     /// PutEvents calls in flight for this shard (`1`: strict per-shard order).
     pub max_in_flight: usize,
-    /// How long a moved watermark may wait before it is written (page ends write at once).
+    /// How long a moved watermark may wait before it is written (a page's end with 100
+    /// records unwritten, or a full read-ahead, writes at once).
     pub checkpoint_interval: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,

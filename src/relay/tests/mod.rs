@@ -779,3 +779,47 @@ async fn idle_lag_after_an_idle_minute_per_ceiling() {
         );
     }
 }
+
+/// An open shard whose records all fit one partial page: once they are published, the
+/// watermark is written within `checkpoint_interval`, without a page end forcing it.
+#[tokio::test(start_paused = true)]
+async fn a_caught_up_open_shard_checkpoints_its_last_record_within_the_interval() {
+    let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
+    let records: Vec<StreamRecord> = (0..150)
+        .map(|i| StreamRecord {
+            sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
+            created_at: None,
+            json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+                         "dynamodb": {"NewImage": {"n": {"N": i.to_string()}}}}),
+        })
+        .collect();
+    s.source = Arc::new(FakeStream::new(
+        "arn:s",
+        vec![FakeShard::new("shard-1", None, false, records)],
+        1000,
+    ));
+    let w = worker_with(&s, |settings| {
+        settings.checkpoint_interval = Duration::from_secs(1);
+    });
+    let run = tokio::spawn(w.run());
+    while s.publisher.accepted.lock().expect("lock").len() < 150 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let published = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let written = s.leases.checkpointed_at.lock().expect("lock").clone();
+    s.token.cancel();
+    run.await.expect("no panic");
+    let last = written
+        .values()
+        .flatten()
+        .last()
+        .cloned()
+        .expect("a checkpoint written");
+    assert_eq!(last.0, Checkpoint::Sequence(SequenceNumber::new("249")));
+    assert!(
+        last.1 - published <= Duration::from_secs(1),
+        "{:?}",
+        last.1 - published
+    );
+}
