@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
+use common::proxy::{CountingProxy, Proxy};
 use common::{distinct, republished, Fixture, Relay};
 
 /// The shipped `config/local.toml` lease settings.
@@ -184,6 +184,10 @@ struct Churn {
     /// Fenced and lost leases over the run, on the replicas alive at the end.
     fenced: usize,
     lost: usize,
+    /// GetRecords calls all replicas made, killed ones included (counted by a proxy in front
+    /// of the streams endpoint), and the run's length until every row was read from the queue.
+    get_records: usize,
+    run_secs: f64,
 }
 
 /// Writes `rows_per_table` rows into each of three tables, starts three replicas, kills and
@@ -203,7 +207,13 @@ async fn churn(
         ids.extend(f.put_rows(t, rows_per_table).await);
     }
     let rows = ids.len();
-    let start = || Relay::start_with_env(&config, &f.endpoint, &LEASE_ENV);
+    let streams = CountingProxy::start(&f.endpoint, "DynamoDBStreams_20120810.GetRecords").await;
+    let mut env = LEASE_ENV.to_vec();
+    env.push((
+        "OUTBOX_RELAY__AWS__ENDPOINTS__DYNAMODBSTREAMS",
+        streams.endpoint.as_str(),
+    ));
+    let start = || Relay::start_with_env(&config, &f.endpoint, &env);
     let relays: Vec<Relay> = (0..3).map(|_| start()).collect();
     let started = Instant::now();
     let started_ms = epoch_ms();
@@ -243,6 +253,7 @@ async fn churn(
     };
     let ((relays, mut logs, kills, last_kill), (mut received, mut complete)) =
         tokio::join!(killing, reading);
+    let (get_records, run_secs) = (streams.count(), started.elapsed().as_secs_f64());
     let calm_until = Instant::now() + calm_for;
     while Instant::now() < calm_until {
         received.extend(receive(&f).await);
@@ -283,6 +294,8 @@ async fn churn(
         complete,
         fenced,
         lost,
+        get_records,
+        run_secs,
     }
 }
 
@@ -301,6 +314,14 @@ fn report(name: &str, c: &Churn) {
         c.takes_from_live,
         c.fenced,
         c.lost
+    );
+    eprintln!(
+        "churn {name}: {} GetRecords calls in {:.0} s ({:.2}/s per replica), {:.3} per published event ({} events published)",
+        c.get_records,
+        c.run_secs,
+        c.get_records as f64 / c.run_secs / 3.0,
+        c.get_records as f64 / (c.rows + c.republished) as f64,
+        c.rows + c.republished
     );
     for (secs, rows, resent) in &c.timeline {
         eprintln!("churn {name}: published by t={secs}s: {rows} rows, {resent} re-sends");

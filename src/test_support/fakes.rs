@@ -226,6 +226,8 @@ pub(crate) struct FakeLeases {
     pub(crate) workers: Mutex<HashMap<WorkerId, u64>>,
     /// Every write (create, take, renew, checkpoint, release, reset, heartbeat).
     pub(crate) writes: AtomicUsize,
+    /// Every snapshot (on DynamoDB, a consistent Scan of the whole table).
+    pub(crate) snapshots: AtomicUsize,
     /// How long each renewal takes (a slow or throttled table).
     pub(crate) renew_delay: Mutex<Duration>,
     /// Renewals and heartbeats fail (`ProvisionedThroughputExceededException`) while set.
@@ -250,6 +252,7 @@ impl LeaseStore for FakeLeases {
         Ok(())
     }
     async fn snapshot(&self) -> Result<crate::lease::LeaseSnapshot, LeaseError> {
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
         Ok(crate::lease::LeaseSnapshot {
             leases: self
                 .leases

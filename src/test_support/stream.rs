@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::stream::{
     IteratorPosition, RecordsPage, SequenceNumber, Shard, ShardId, ShardSource, SourceError,
@@ -92,6 +92,9 @@ pub(crate) struct FakeStream {
     /// later, while the relay runs), as `(n, at)`.
     /// On tokio's clock, so paused-time tests can wait for it.
     pub written_at: Mutex<HashMap<String, (usize, tokio::time::Instant)>>,
+    /// Per shard: records written at a steady rate, record `i` in the stream from
+    /// `start + i * gap`, as `(start, gap)`. On tokio's clock.
+    pub steady: Mutex<HashMap<String, (tokio::time::Instant, Duration)>>,
 }
 
 impl FakeStream {
@@ -118,6 +121,7 @@ impl FakeStream {
             listings: AtomicUsize::new(0),
             child_queries: AtomicUsize::new(0),
             written_at: Mutex::new(HashMap::new()),
+            steady: Mutex::new(HashMap::new()),
         }
     }
 
@@ -233,9 +237,19 @@ impl ShardSource for FakeStream {
             .ok_or_else(|| SourceError::NotFound {
                 message: format!("shard {shard} of {arn}"),
             })?;
+        let now = tokio::time::Instant::now();
         let visible = match self.written_at.lock().expect("lock").get(shard) {
-            Some(&(n, at)) if tokio::time::Instant::now() < at => n,
+            Some(&(n, at)) if now < at => n,
             _ => fake.records.len(),
+        };
+        let visible = match self.steady.lock().expect("lock").get(shard) {
+            Some(&(start, _)) if now < start => 0,
+            Some(&(start, gap)) => visible.min(
+                usize::try_from((now - start).as_nanos() / gap.as_nanos().max(1))
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+            ),
+            None => visible,
         };
         let end = (start + self.page).min(visible).max(start);
         let records = fake.records[start..end].to_vec();

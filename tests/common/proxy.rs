@@ -135,3 +135,91 @@ impl Drop for Proxy {
         self.task.abort();
     }
 }
+
+/// A proxy that forwards everything at once and counts the requests naming `target` (an
+/// `X-Amz-Target` value such as `DynamoDBStreams_20120810.GetRecords`) on their way up: how
+/// many calls of one operation relays made, across restarts and kills.
+pub struct CountingProxy {
+    pub endpoint: String,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str, target: &'static str) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("http endpoint")
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = {
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let upstream = upstream.clone();
+                    let count = Arc::clone(&count);
+                    tokio::spawn(async move {
+                        let Ok(server) = TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (mut server_read, mut server_write) = server.into_split();
+                        let upward = async {
+                            let needle = target.as_bytes();
+                            // The last bytes of the previous chunk: a name split across two
+                            // reads is still found, and never counted twice (the tail is
+                            // shorter than the name).
+                            let mut window: Vec<u8> = Vec::new();
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = match client_read.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                };
+                                window.extend_from_slice(&buf[..n]);
+                                let found = window
+                                    .windows(needle.len())
+                                    .filter(|w| w.eq_ignore_ascii_case(needle))
+                                    .count();
+                                count.fetch_add(found, Ordering::Relaxed);
+                                let keep = needle.len() - 1;
+                                if window.len() > keep {
+                                    window.drain(..window.len() - keep);
+                                }
+                                if server_write.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        };
+                        let downward = tokio::io::copy(&mut server_read, &mut client_write);
+                        tokio::select! {
+                            () = upward => {}
+                            _ = downward => {}
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            endpoint,
+            count,
+            task,
+        }
+    }
+
+    /// Requests naming the target so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -215,3 +215,116 @@ fn idle_fleet_costs_with_fakes() {
         });
     }
 }
+
+/// `shards` open shards, each written at `per_shard` records/s from `start` for `for_` (a
+/// steady stream of rows, record `i` of a shard at `start + i / per_shard`).
+fn steady_shards(shards: usize, per_shard: f64, for_: Duration) -> FakeStream {
+    let n = (per_shard * for_.as_secs_f64()).ceil() as usize;
+    let stream = FakeStream::new(
+        "arn:s",
+        (0..shards)
+            .map(|s| {
+                let records = (0..n)
+                    .map(|i| crate::stream::StreamRecord {
+                        sequence_number: crate::stream::SequenceNumber::new(format!("{}", 100 + i)),
+                        created_at: None,
+                        json: serde_json::json!({"eventID": format!("e{s}-{i}"), "eventName": "INSERT",
+                                     "dynamodb": {"Keys": {"pk": {"S": format!("k{}", i % 50)}},
+                                                  "NewImage": {"n": {"N": i.to_string()}}}}),
+                    })
+                    .collect();
+                FakeShard::new(&format!("shardId-{s:05}"), None, false, records)
+            })
+            .collect(),
+        1000,
+    );
+    let start = tokio::time::Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / per_shard);
+    let mut steady = stream.steady.lock().expect("lock");
+    for s in 0..shards {
+        steady.insert(format!("shardId-{s:05}"), (start, gap));
+    }
+    drop(steady);
+    stream
+}
+
+/// #27's cost model, the busy side: 3 relays share a 12-shard table written at a steady
+/// rate for 10 minutes (after a minute of settling), on paused time, with default settings and
+/// with `idle_poll_interval = "30s"`:
+/// the AWS calls each published event costs (GetRecords, lease-table writes, lease-table
+/// scans, PutEvents calls). docs/concepts/cost.md prices them.
+#[test]
+#[ignore = "a measurement, run by hand: cargo test --release --lib busy_fleet_costs -- --ignored --nocapture"]
+fn busy_fleet_costs_with_fakes() {
+    const SHARDS: usize = 12;
+    let settings = [
+        ("defaults", ""),
+        ("idle_poll_interval = 30s", "idle_poll_interval = \"30s\""),
+    ];
+    for ((label, extra), total_rate) in settings
+        .iter()
+        .flat_map(|s| [1.0, 10.0, 25.0, 50.0, 75.0, 100.0, 1000.0].map(|r| (*s, r)))
+    {
+        paused_runtime().block_on(async {
+            let settle = Duration::from_secs(60);
+            let span = Duration::from_secs(600);
+            let source = Arc::new(steady_shards(
+                SHARDS,
+                total_rate / SHARDS as f64,
+                settle + span + Duration::from_secs(60),
+            ));
+            let leases = Arc::new(FakeLeases::default());
+            let token = CancellationToken::new();
+            let mut publishers = Vec::new();
+            let runs: Vec<_> = (0..3)
+                .map(|i| {
+                    let s = supervisor_with(&format!("w{i}"), &source, &leases, extra);
+                    publishers.push(Arc::clone(&s.publisher));
+                    tokio::spawn(s.run(token.clone()))
+                })
+                .collect();
+            tokio::time::sleep(settle).await;
+            let published = || {
+                publishers
+                    .iter()
+                    .map(|p| p.accepted.lock().expect("lock").len())
+                    .sum::<usize>()
+            };
+            let calls = || {
+                publishers
+                    .iter()
+                    .map(|p| p.calls.load(Ordering::Relaxed))
+                    .sum::<usize>()
+            };
+            let before = (
+                published(),
+                source.get_records_calls.load(Ordering::Relaxed),
+                leases.writes.load(Ordering::Relaxed),
+                leases.snapshots.load(Ordering::Relaxed),
+                calls(),
+            );
+            tokio::time::sleep(span).await;
+            let events = (published() - before.0) as f64;
+            let reads = (source.get_records_calls.load(Ordering::Relaxed) - before.1) as f64;
+            let writes = (leases.writes.load(Ordering::Relaxed) - before.2) as f64;
+            let scans = (leases.snapshots.load(Ordering::Relaxed) - before.3) as f64;
+            let puts = (calls() - before.4) as f64;
+            let secs = span.as_secs_f64();
+            println!(
+                "busy fleet ({label}), {total_rate} events/s over {SHARDS} shards, 3 relays, 10 min: {:.1} events/s published; GetRecords {:.2}/s ({:.4} per event); lease-table writes {:.2}/s ({:.4} per event); lease-table scans {:.2}/s; PutEvents calls {:.2}/s ({:.3} per event)",
+                events / secs,
+                reads / secs,
+                reads / events,
+                writes / secs,
+                writes / events,
+                scans / secs,
+                puts / secs,
+                puts / events,
+            );
+            token.cancel();
+            for r in runs {
+                r.await.expect("no panic");
+            }
+        });
+    }
+}
