@@ -69,47 +69,11 @@ impl Proxy {
     /// client sends (in practice, every HTTP request) for a random time in `0..max_delay`.
     /// Answers flow back at once.
     pub async fn delaying(upstream: &str, max_delay: Duration) -> Self {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("http endpoint")
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (endpoint, task) = inspecting(upstream, move || {
+            move |_: &[u8]| max_delay.mul_f64(rand::random::<f64>())
+        })
+        .await;
         let (generation, _) = watch::channel(0u64);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let upward = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        loop {
-                            let n = match client_read.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            let wait = max_delay.mul_f64(rand::random::<f64>());
-                            tokio::time::sleep(wait).await;
-                            if server_write.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    };
-                    let downward = tokio::io::copy(&mut server_read, &mut client_write);
-                    tokio::select! {
-                        () = upward => {}
-                        _ = downward => {}
-                    }
-                });
-            }
-        });
         Self {
             endpoint,
             cut: Arc::new(AtomicBool::new(false)),
@@ -147,64 +111,29 @@ pub struct CountingProxy {
 
 impl CountingProxy {
     pub async fn start(upstream: &str, target: &'static str) -> Self {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("http endpoint")
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let task = {
-            let count = Arc::clone(&count);
-            tokio::spawn(async move {
-                loop {
-                    let Ok((client, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let upstream = upstream.clone();
-                    let count = Arc::clone(&count);
-                    tokio::spawn(async move {
-                        let Ok(server) = TcpStream::connect(&upstream).await else {
-                            return;
-                        };
-                        let (mut client_read, mut client_write) = client.into_split();
-                        let (mut server_read, mut server_write) = server.into_split();
-                        let upward = async {
-                            let needle = target.as_bytes();
-                            // The last bytes of the previous chunk: a name split across two
-                            // reads is still found, and never counted twice (the tail is
-                            // shorter than the name).
-                            let mut window: Vec<u8> = Vec::new();
-                            let mut buf = vec![0u8; 64 * 1024];
-                            loop {
-                                let n = match client_read.read(&mut buf).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => n,
-                                };
-                                window.extend_from_slice(&buf[..n]);
-                                let found = window
-                                    .windows(needle.len())
-                                    .filter(|w| w.eq_ignore_ascii_case(needle))
-                                    .count();
-                                count.fetch_add(found, Ordering::Relaxed);
-                                let keep = needle.len() - 1;
-                                if window.len() > keep {
-                                    window.drain(..window.len() - keep);
-                                }
-                                if server_write.write_all(&buf[..n]).await.is_err() {
-                                    return;
-                                }
-                            }
-                        };
-                        let downward = tokio::io::copy(&mut server_read, &mut client_write);
-                        tokio::select! {
-                            () = upward => {}
-                            _ = downward => {}
-                        }
-                    });
+        let counter = Arc::clone(&count);
+        let (endpoint, task) = inspecting(upstream, move || {
+            let count = Arc::clone(&counter);
+            let needle = target.as_bytes();
+            // The last bytes of the previous chunk: a name split across two reads is still
+            // found, and never counted twice (the tail is shorter than the name).
+            let mut window: Vec<u8> = Vec::new();
+            move |chunk: &[u8]| {
+                window.extend_from_slice(chunk);
+                let found = window
+                    .windows(needle.len())
+                    .filter(|w| w.eq_ignore_ascii_case(needle))
+                    .count();
+                count.fetch_add(found, Ordering::Relaxed);
+                let keep = needle.len() - 1;
+                if window.len() > keep {
+                    window.drain(..window.len() - keep);
                 }
-            })
-        };
+                Duration::ZERO
+            }
+        })
+        .await;
         Self {
             endpoint,
             count,
@@ -222,4 +151,61 @@ impl Drop for CountingProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Listens on a free loopback port and forwards every connection to `upstream`; each chunk a
+/// client sends passes through the connection's own `per_connection()` inspector first, and
+/// waits as long as it answers. Answers flow back at once.
+async fn inspecting<F, G>(
+    upstream: &str,
+    per_connection: F,
+) -> (String, tokio::task::JoinHandle<()>)
+where
+    F: Fn() -> G + Send + Sync + 'static,
+    G: FnMut(&[u8]) -> Duration + Send + 'static,
+{
+    let upstream = upstream
+        .strip_prefix("http://")
+        .expect("http endpoint")
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            let upstream = upstream.clone();
+            let mut inspect = per_connection();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upward = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let wait = inspect(&buf[..n]);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let downward = tokio::io::copy(&mut server_read, &mut client_write);
+                tokio::select! {
+                    () = upward => {}
+                    _ = downward => {}
+                }
+            });
+        }
+    });
+    (endpoint, task)
 }
