@@ -22,12 +22,7 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream` (`http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Self {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("http endpoint")
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (upstream, listener, endpoint) = listen(upstream).await;
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
         let task = {
@@ -164,12 +159,7 @@ where
     F: Fn() -> G + Send + Sync + 'static,
     G: FnMut(&[u8]) -> Duration + Send + 'static,
 {
-    let upstream = upstream
-        .strip_prefix("http://")
-        .expect("http endpoint")
-        .to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let (upstream, listener, endpoint) = listen(upstream).await;
     let task = tokio::spawn(async move {
         loop {
             let Ok((client, _)) = listener.accept().await else {
@@ -208,4 +198,16 @@ where
         }
     });
     (endpoint, task)
+}
+
+/// The upstream's address (`upstream` is `http://127.0.0.1:PORT`), a listener on a free
+/// loopback port, and its endpoint URL.
+async fn listen(upstream: &str) -> (String, TcpListener, String) {
+    let upstream = upstream
+        .strip_prefix("http://")
+        .expect("http endpoint")
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    (upstream, listener, endpoint)
 }
