@@ -780,12 +780,9 @@ async fn idle_lag_after_an_idle_minute_per_ceiling() {
     }
 }
 
-/// An open shard whose records all fit one partial page: once they are published, the
-/// watermark is written within `checkpoint_interval`, without a page end forcing it.
-#[tokio::test(start_paused = true)]
-async fn a_caught_up_open_shard_checkpoints_its_last_record_within_the_interval() {
-    let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
-    let records: Vec<StreamRecord> = (0..150)
+/// One open shard of `n` records (`NewImage.n = i`), served a page of up to 1,000 at a time.
+fn open_shard(n: usize) -> FakeStream {
+    let records: Vec<StreamRecord> = (0..n)
         .map(|i| StreamRecord {
             sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
             created_at: None,
@@ -793,33 +790,83 @@ async fn a_caught_up_open_shard_checkpoints_its_last_record_within_the_interval(
                          "dynamodb": {"NewImage": {"n": {"N": i.to_string()}}}}),
         })
         .collect();
-    s.source = Arc::new(FakeStream::new(
+    FakeStream::new(
         "arn:s",
         vec![FakeShard::new("shard-1", None, false, records)],
         1000,
-    ));
+    )
+}
+
+/// Every checkpoint written so far, in order, with when.
+fn checkpoints(s: &Setup) -> Vec<(Checkpoint, tokio::time::Instant)> {
+    s.leases
+        .checkpointed_at
+        .lock()
+        .expect("lock")
+        .values()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// A burst (150 records in one page, at least `PAGE_END_WRITE_RECORDS`): its checkpoint is
+/// written as soon as the page is delivered, without waiting for `checkpoint_interval`.
+#[tokio::test(start_paused = true)]
+async fn a_delivered_burst_is_checkpointed_at_once() {
+    let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
+    s.source = Arc::new(open_shard(150));
     let w = worker_with(&s, |settings| {
         settings.checkpoint_interval = Duration::from_secs(1);
     });
     let run = tokio::spawn(w.run());
     while s.publisher.accepted.lock().expect("lock").len() < 150 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let published = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let written = s.leases.checkpointed_at.lock().expect("lock").clone();
+    let written = checkpoints(&s);
     s.token.cancel();
     run.await.expect("no panic");
-    let last = written
-        .values()
-        .flatten()
-        .last()
-        .cloned()
-        .expect("a checkpoint written");
-    assert_eq!(last.0, Checkpoint::Sequence(SequenceNumber::new("249")));
+    let (last, at) = written.last().cloned().expect("a checkpoint written");
+    assert_eq!(last, Checkpoint::Sequence(SequenceNumber::new("249")));
     assert!(
-        last.1 - published <= Duration::from_secs(1),
-        "{:?}",
-        last.1 - published
+        at - published < Duration::from_millis(100),
+        "written {:?} after the page was delivered",
+        at - published
+    );
+}
+
+/// A trickle (4 records a second, each poll a page of one): the watermark is written once
+/// per `checkpoint_interval`, not at every page's end (each write is billed).
+#[tokio::test(start_paused = true)]
+async fn a_trickle_is_checkpointed_once_per_interval() {
+    let mut s = setup(0, 1000, Behaviour::AcceptAll, None);
+    let stream = open_shard(80);
+    stream.steady.lock().expect("lock").insert(
+        "shard-1".into(),
+        (tokio::time::Instant::now(), Duration::from_millis(250)),
+    );
+    s.source = Arc::new(stream);
+    let w = worker_with(&s, |settings| {
+        settings.checkpoint_interval = Duration::from_secs(1);
+        settings.poll_interval = Duration::from_secs(1);
+        settings.busy_poll_interval = Duration::from_millis(250);
+    });
+    let run = tokio::spawn(w.run());
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let written = checkpoints(&s);
+    s.token.cancel();
+    run.await.expect("no panic");
+    assert_eq!(s.publisher.accepted.lock().expect("lock").len(), 80);
+    assert_eq!(
+        written.last().map(|w| w.0.clone()),
+        Some(Checkpoint::Sequence(SequenceNumber::new("179"))),
+        "the last record is checkpointed"
+    );
+    // 80 records over 20 s: one write per second (about 20), where a write per page was 80.
+    assert!(
+        (15..=25).contains(&written.len()),
+        "{} checkpoints for 80 records over 20 s",
+        written.len()
     );
 }
