@@ -188,6 +188,11 @@ struct Churn {
     /// of the streams endpoint), and the run's length until every row was read from the queue.
     get_records: usize,
     run_secs: f64,
+    /// For every re-sent event, ms from its first publication to the first kill after it
+    /// (how old the victim's unwritten tail was), sorted.
+    resend_ages_ms: Vec<u64>,
+    /// Kills made before the last row was first published (while records still flowed).
+    kills_while_flowing: usize,
 }
 
 /// Writes `rows_per_table` rows into each of three tables, starts three replicas, kills and
@@ -224,6 +229,7 @@ async fn churn(
         let mut killed_logs = Vec::new();
         let mut kills = 0;
         let mut last_kill = (started, started_ms);
+        let mut kill_times = Vec::new();
         loop {
             let at = started + Duration::from_secs(4) * (kills + 1);
             if at.duration_since(started) >= kill_for {
@@ -235,8 +241,9 @@ async fn churn(
             relays.push(start());
             kills += 1;
             last_kill = (Instant::now(), epoch_ms());
+            kill_times.push(last_kill.1);
         }
-        (relays, killed_logs, kills as usize, last_kill)
+        (relays, killed_logs, kills as usize, last_kill, kill_times)
     };
     let reading = async {
         let mut received = Vec::new();
@@ -251,7 +258,7 @@ async fn churn(
             }
         }
     };
-    let ((relays, mut logs, kills, last_kill), (mut received, mut complete)) =
+    let ((relays, mut logs, kills, last_kill, kill_times), (mut received, mut complete)) =
         tokio::join!(killing, reading);
     let (get_records, run_secs) = (streams.count(), started.elapsed().as_secs_f64());
     let calm_until = Instant::now() + calm_for;
@@ -296,7 +303,32 @@ async fn churn(
         lost,
         get_records,
         run_secs,
+        resend_ages_ms: resend_ages(&received, &kill_times),
+        kills_while_flowing: kill_times.iter().filter(|k| **k < last_row_ms).count(),
     }
+}
+
+/// For every re-sent event, ms from its first publication to the first kill after it.
+fn resend_ages(received: &[common::Received], kill_times: &[u64]) -> Vec<u64> {
+    let mut messages: Vec<&common::Received> = received.iter().collect();
+    messages.sort_by_key(|r| r.sent_ms);
+    let mut ids = std::collections::HashSet::new();
+    let mut first = std::collections::HashMap::new();
+    let mut ages = Vec::new();
+    for r in messages {
+        if !ids.insert(r.message_id.as_str()) {
+            continue;
+        }
+        let Some(&at) = first.get(r.event_id()) else {
+            first.insert(r.event_id(), r.sent_ms);
+            continue;
+        };
+        if let Some(kill) = kill_times.iter().find(|k| **k >= at) {
+            ages.push(kill - at);
+        }
+    }
+    ages.sort_unstable();
+    ages
 }
 
 fn report(name: &str, c: &Churn) {
@@ -322,6 +354,17 @@ fn report(name: &str, c: &Churn) {
         c.get_records as f64 / c.run_secs / 3.0,
         c.get_records as f64 / (c.rows + c.republished) as f64,
         c.rows + c.republished
+    );
+    let a = &c.resend_ages_ms;
+    let pick = |q: f64| {
+        a.get(((a.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "churn {name}: re-sent events were first published before the next kill by p10 {} / p50 {} / p90 {} / max {} ms ({} measured); {} kills while rows flowed ({:.1} re-sends per such kill)",
+        pick(0.1), pick(0.5), pick(0.9), pick(1.0), a.len(), c.kills_while_flowing,
+        c.republished as f64 / c.kills_while_flowing.max(1) as f64
     );
     for (secs, rows, resent) in &c.timeline {
         eprintln!("churn {name}: published by t={secs}s: {rows} rows, {resent} re-sends");
