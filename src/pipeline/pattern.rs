@@ -27,7 +27,10 @@ use serde_json::{Map, Value};
 use validate::{invalid, join};
 
 pub mod eval;
+mod fields;
 mod validate;
+
+use fields::ReadFields;
 
 /// Upper bound on the patterns one filter may expand to through `$or` (EventBridge caps a
 /// pattern's combinations similarly), so a config cannot blow up the matcher.
@@ -265,6 +268,8 @@ pub struct Matcher {
     alternatives: Vec<(usize, Option<Map<String, Value>>)>,
     /// Alternatives with nothing for quamina: confirmed against every record.
     unfiltered: Vec<u32>,
+    /// The event fields the automaton's patterns name: all of an event it needs to see.
+    read: ReadFields,
 }
 
 impl fmt::Debug for Matcher {
@@ -288,6 +293,7 @@ impl Matcher {
             automaton: quamina::Quamina::new(),
             alternatives: Vec::new(),
             unfiltered: Vec::new(),
+            read: ReadFields::default(),
         }
     }
 
@@ -301,10 +307,15 @@ impl Matcher {
             let id = u32::try_from(self.alternatives.len())
                 .map_err(|_| PatternError::Rejected("too many patterns".into()))?;
             match &alt.prefilter {
-                Some(p) => self
-                    .automaton
-                    .add_pattern(id, p)
-                    .map_err(|e| PatternError::Rejected(e.to_string()))?,
+                Some(p) => {
+                    self.automaton
+                        .add_pattern(id, p)
+                        .map_err(|e| PatternError::Rejected(e.to_string()))?;
+                    match serde_json::from_str::<Value>(p) {
+                        Ok(Value::Object(pattern)) => self.read.add(&pattern),
+                        _ => return Err(PatternError::Rejected(format!("not an object: {p}"))),
+                    }
+                }
                 None => self.unfiltered.push(id),
             }
             self.alternatives.push((route, alt.confirm.clone()));
@@ -312,8 +323,18 @@ impl Matcher {
         Ok(())
     }
 
+    /// What the automaton reads of `event`: its JSON text reduced to the fields the patterns
+    /// name (see `fields`), so neither the serialization nor quamina's scan pays for the rest.
+    #[must_use]
+    pub fn input(&self, event: &Value) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.read.write(event, &mut out);
+        out
+    }
+
     /// Appends to `out` the route of every alternative matching the event (`event_json` is
-    /// `event` serialized; both are passed so neither is recomputed). Routes may repeat.
+    /// [`Matcher::input`] of `event`, or `event` serialized whole; both are passed so neither
+    /// is recomputed). Routes may repeat.
     pub fn matching(&self, event: &Value, event_json: &[u8], out: &mut Vec<usize>) {
         // The event is our own serialization of a serde_json::Value, so it is valid JSON.
         let hits = self

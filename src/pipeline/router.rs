@@ -298,8 +298,16 @@ impl Router {
         self.lanes.get(route).copied().unwrap_or(0)
     }
 
-    /// Indexes of the routes whose filters match `record` (`record_json` is the record
-    /// serialized), in config order, each once.
+    /// What the matcher reads of `record` (for [`Router::matching`]): its JSON text with only
+    /// the fields some pattern names.
+    #[must_use]
+    pub fn matcher_input(&self, record: &Value) -> Vec<u8> {
+        self.matcher.input(record)
+    }
+
+    /// Indexes of the routes whose filters match `record` (`record_json` is
+    /// [`Router::matcher_input`] of it, or the record serialized whole), in config order,
+    /// each once.
     #[must_use]
     pub fn matching(&self, record: &Value, record_json: &[u8]) -> Vec<usize> {
         let mut hits = Vec::with_capacity(self.routes.len());
@@ -332,7 +340,7 @@ impl Router {
         created_at: Option<SystemTime>,
         trace: Option<&TraceContext>,
     ) -> Vec<Result<Entry, RouteError>> {
-        let bytes = serde_json::to_vec(record).expect("a serde_json::Value always serializes");
+        let bytes = self.matcher_input(record);
         // Routes that expand no attribute (most) share one set of plain images.
         let shared = PlainImages::new(record, &[]);
         self.matching(record, &bytes)

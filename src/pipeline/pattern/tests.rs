@@ -10,15 +10,25 @@ fn expanded(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Matches `event` against `pattern` the way the router does.
+/// Matches `event` against `pattern` the way the router does (quamina reads the fields the
+/// patterns name), and checks that quamina reading the whole event agrees.
 pub(super) fn matches(pattern: &str, event: &str) -> bool {
     let filter = Filter::compile(pattern).expect("valid");
     let mut m = Matcher::new();
     m.add(0, &filter).expect("valid");
     let value: Value = serde_json::from_str(event).expect("json event");
-    let bytes = serde_json::to_vec(&value).expect("serializes");
     let mut out = Vec::new();
-    m.matching(&value, &bytes, &mut out);
+    m.matching(&value, &m.input(&value), &mut out);
+    let mut whole = Vec::new();
+    m.matching(
+        &value,
+        &serde_json::to_vec(&value).expect("serializes"),
+        &mut whole,
+    );
+    assert_eq!(
+        out, whole,
+        "{pattern} on {event}: the fields read vs the whole event"
+    );
     !out.is_empty()
 }
 
@@ -372,6 +382,90 @@ mod differential {
             let by_router = super::matches(&text, &event.to_string());
             let by_eval = super::eval::matches(&pattern, &event);
             prop_assert_eq!(by_router, by_eval, "{} on {}", text, event);
+        }
+    }
+}
+
+mod fields_read {
+    //! quamina reading only the fields the patterns name ([`Matcher::input`]) must match
+    //! exactly what it matches on the whole event, whatever the event's shape: keys no pattern
+    //! names, objects where a pattern expects a leaf, arrays of objects along a path.
+    use super::super::{Filter, Matcher};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const KEYS: [&str; 3] = ["a", "b", "c"];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            json!("x"),
+            json!("y"),
+            json!(5),
+            json!(true),
+            Value::Null,
+        ])
+    }
+
+    fn event() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3)
+                    .prop_map(|m| {
+                        Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                    }),
+            ]
+        })
+    }
+
+    fn condition() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            leaf(),
+            Just(json!({"exists": true})),
+            Just(json!({"prefix": "x"})),
+            Just(json!({"anything-but": "y"})),
+        ]
+    }
+
+    /// A pattern naming one or two paths of one to three keys.
+    fn pattern() -> impl Strategy<Value = Value> {
+        let path = prop::collection::vec(prop::sample::select(KEYS.to_vec()), 1..4);
+        prop::collection::vec((path, prop::collection::vec(condition(), 1..3)), 1..3).prop_map(
+            |fields| {
+                let mut pattern = json!({});
+                for (path, conditions) in fields {
+                    let mut at = &mut pattern;
+                    for key in &path[..path.len() - 1] {
+                        if !at[*key].is_object() {
+                            at[*key] = json!({});
+                        }
+                        at = &mut at[*key];
+                    }
+                    at[path[path.len() - 1]] = Value::Array(conditions);
+                }
+                pattern
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn quamina_matches_the_fields_read_as_it_matches_the_whole_event(
+            patterns in prop::collection::vec(pattern(), 1..4),
+            event in event(),
+        ) {
+            let event = json!({"top": 1, "a": event.clone(), "b": event});
+            let mut m = Matcher::new();
+            for (route, p) in patterns.iter().enumerate() {
+                if let Ok(filter) = Filter::compile(&p.to_string()) {
+                    m.add(route, &filter).expect("compiled");
+                }
+            }
+            let (mut read, mut whole) = (Vec::new(), Vec::new());
+            m.matching(&event, &m.input(&event), &mut read);
+            m.matching(&event, &serde_json::to_vec(&event).expect("json"), &mut whole);
+            prop_assert_eq!(read, whole, "{:?} on {}", patterns, event);
         }
     }
 }
