@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         route_name: "fuzz",
         source_arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/L",
         event_id: "evt-1",
+        trace: None,
         created_at: None,
         images: &images,
     };
