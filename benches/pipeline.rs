@@ -1,12 +1,20 @@
 //! The in-process pipeline: record -> filter -> transform -> PutEvents entry, and batching.
+//! Also one GetRecords answer of 1,000 records into our records, both ways.
 //! Run: `cargo bench --bench pipeline`. Figures are recorded in BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_types::body::SdkBody;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
 use outbox_relay::pipeline::{Router, TraceContext};
+use outbox_relay::stream::{to_stream_record, DynamoDbStreams, ParsedBy};
 use serde_json::{json, Value};
 
 /// The binary's allocator, so the figures are the relay's.
@@ -95,5 +103,98 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// An HTTP client that answers every call with `body` (status 200): the SDK's whole reading
+/// of a GetRecords answer, without a network.
+#[derive(Debug, Clone)]
+struct Canned(bytes::Bytes);
+
+impl HttpConnector for Canned {
+    fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+        let status = 200.try_into().expect("a status");
+        HttpConnectorFuture::ready(Ok(HttpResponse::new(status, SdkBody::from(self.0.clone()))))
+    }
+}
+
+/// A GetRecords answer of 1,000 seed-shaped records as DynamoDB Streams sends it: 80 %
+/// INSERT with a `NewImage`, 20 % REMOVE with an `OldImage`.
+fn get_records_body() -> Vec<u8> {
+    let records: Vec<Value> = (0..1000_u64)
+        .map(|i| {
+            let mut record = outbox_insert("BookAdded");
+            let object = record.as_object_mut().expect("an object");
+            object.remove("eventSourceARN");
+            object.insert("eventID".into(), json!(format!("{i:032x}")));
+            let ddb = &mut record["dynamodb"];
+            ddb["ApproximateCreationDateTime"] = json!(1_700_000_000.0 + i as f64 / 1000.0);
+            ddb["SequenceNumber"] = json!(format!("1111{:020}", i));
+            if i % 5 == 4 {
+                let image = ddb
+                    .as_object_mut()
+                    .and_then(|d| d.remove("NewImage"))
+                    .expect("an image");
+                ddb["OldImage"] = image;
+                record["eventName"] = json!("REMOVE");
+            }
+            record
+        })
+        .collect();
+    serde_json::to_vec(&json!({"Records": records, "NextShardIterator": "next"})).expect("json")
+}
+
+/// One GetRecords answer into our records (issue #28): the SDK's deserializer then
+/// `to_stream_record` (before), and `stream::wire`'s one parse of the body (now).
+fn get_records(c: &mut Criterion) {
+    let body = bytes::Bytes::from(get_records_body());
+    let canned = Canned(body);
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("id", "secret", None, None, "bench"))
+        .endpoint_url("http://127.0.0.1:9")
+        .http_client(http_client_fn(move |_, _| {
+            SharedHttpConnector::new(canned.clone())
+        }))
+        .build();
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
+    let tables = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build(),
+    );
+    let source = DynamoDbStreams::new(streams.clone(), tables);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+
+    let mut g = c.benchmark_group("get_records_1000");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("sdk_then_to_stream_record", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let out = streams
+                    .get_records()
+                    .shard_iterator("it")
+                    .send()
+                    .await
+                    .expect("an answer");
+                let records: Vec<_> = out.records().iter().filter_map(to_stream_record).collect();
+                assert_eq!(records.len(), 1000);
+                records
+            })
+        });
+    });
+    g.bench_function("wire_parse", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let (page, by) = source.read_page("it", 1000).await.expect("an answer");
+                assert_eq!((page.records.len(), by), (1000, ParsedBy::Relay));
+                page
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, get_records);
 criterion_main!(benches);

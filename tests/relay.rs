@@ -552,3 +552,148 @@ async fn a_cloudevents_route_on_a_classic_bus_delivers_cloudevents_in_the_detail
     let (status, log) = relay.terminate(Duration::from_secs(15));
     assert!(status.success(), "{log}");
 }
+
+/// GetRecords' body is parsed by the relay itself (`stream/wire.rs`), not by the SDK: on the
+/// emulator's real answer, with every attribute type, an update and a delete, the page read
+/// through `DynamoDbStreams` equals what the SDK's own deserializer and `to_stream_record`
+/// make of the same bytes, and the wire parse of those bytes alone gives it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_records_reads_the_answer_as_the_sdk_does() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_types::config_bag::ConfigBag;
+    use outbox_relay::stream::{
+        to_stream_record, wire, DynamoDbStreams, IteratorPosition, ParsedBy, ShardSource,
+    };
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Keeps the answer's body as received (read after the SDK loaded it).
+    #[derive(Debug, Clone, Default)]
+    struct Body(Arc<Mutex<Vec<u8>>>);
+    impl Intercept for Body {
+        fn name(&self) -> &'static str {
+            "Body"
+        }
+        fn read_after_attempt(
+            &self,
+            context: &FinalizerInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+            if let Some(bytes) = context.response().and_then(|r| r.body().bytes()) {
+                *self.0.lock().expect("not poisoned") = bytes.to_vec();
+            }
+            Ok(())
+        }
+    }
+
+    let f = Fixture::new().await;
+    let blob = |b: &[u8]| aws_smithy_types::Blob::new(b.to_vec());
+    let item = HashMap::from([
+        ("pk".to_owned(), A::S("every-type".into())),
+        ("sk".to_owned(), A::S("é \"quoted\"\n".into())),
+        (
+            "n".to_owned(),
+            A::N("12345678901234567890.000000000000000001".into()),
+        ),
+        ("b".to_owned(), A::B(blob(b"\x00\xffbytes"))),
+        ("bs".to_owned(), A::Bs(vec![blob(b"x"), blob(b"yz")])),
+        ("ss".to_owned(), A::Ss(vec!["a".into(), "b".into()])),
+        ("ns".to_owned(), A::Ns(vec!["1".into(), "-2.5E3".into()])),
+        ("t".to_owned(), A::Bool(true)),
+        ("z".to_owned(), A::Null(true)),
+        (
+            "m".to_owned(),
+            A::M(HashMap::from([(
+                "l".to_owned(),
+                A::L(vec![
+                    A::S("nested".into()),
+                    A::N("0".into()),
+                    A::M(HashMap::new()),
+                ]),
+            )])),
+        ),
+    ]);
+    f.ddb
+        .put_item()
+        .table_name(&f.events_table)
+        .set_item(Some(item.clone()))
+        .send()
+        .await
+        .expect("put");
+    let mut changed = item.clone();
+    changed.insert("n".into(), A::N("1".into()));
+    f.ddb
+        .put_item()
+        .table_name(&f.events_table)
+        .set_item(Some(changed))
+        .send()
+        .await
+        .expect("update");
+    f.ddb
+        .delete_item()
+        .table_name(&f.events_table)
+        .key("pk", item["pk"].clone())
+        .key("sk", item["sk"].clone())
+        .send()
+        .await
+        .expect("delete");
+
+    let config = common::sdk_config(&f.endpoint);
+    let sdk = aws_sdk_dynamodbstreams::Client::new(&config);
+    let source = DynamoDbStreams::new(sdk.clone(), f.ddb.clone());
+    let arn = source
+        .latest_stream_arn(&f.events_table)
+        .await
+        .expect("stream");
+    let shards = source.list_shards(&arn).await.expect("shards");
+    let shard = &shards.first().expect("a shard").id;
+    let iterator = source
+        .shard_iterator(&arn, shard, &IteratorPosition::TrimHorizon)
+        .await
+        .expect("iterator");
+
+    let (ours, parsed_by) = source.read_page(&iterator, 1000).await.expect("records");
+    assert_eq!(
+        parsed_by,
+        ParsedBy::Relay,
+        "the body was parsed by stream::wire"
+    );
+    let body = Body::default();
+    let theirs = sdk
+        .get_records()
+        .shard_iterator(&iterator)
+        .limit(1000)
+        .customize()
+        .interceptor(body.clone())
+        .send()
+        .await
+        .expect("records through the SDK");
+    let names: Vec<_> = ours
+        .records
+        .iter()
+        .map(|r| r.json["eventName"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["INSERT", "MODIFY", "REMOVE"]);
+    let sdk_records: Vec<_> = theirs
+        .records()
+        .iter()
+        .filter_map(to_stream_record)
+        .collect();
+    assert_eq!(ours.records, sdk_records);
+    // Each answer has its own next iterator (moto, like AWS, issues a new token every time).
+    assert!(ours.next_iterator.is_some() && theirs.next_shard_iterator().is_some());
+    let raw = body.0.lock().expect("not poisoned").clone();
+    let parsed = wire::records_page(&raw).expect("parses");
+    assert_eq!(parsed.records, ours.records);
+    assert_eq!(
+        parsed.next_iterator.as_deref(),
+        theirs.next_shard_iterator()
+    );
+    let image = &ours.records[0].json["dynamodb"]["NewImage"];
+    assert_eq!(image["n"]["N"], "12345678901234567890.000000000000000001");
+    assert_eq!(image["sk"]["S"], "é \"quoted\"\n");
+}

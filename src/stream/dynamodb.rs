@@ -3,14 +3,11 @@
 //! The translation from SDK types to ours (records into the Pipes JSON shape, error codes into
 //! [`SourceError`]) is done by pure functions at the bottom, tested with SDK builders.
 
-use std::time::{Duration, SystemTime};
-
-use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
-use serde_json::{json, Map, Value};
-
 use super::shard::{SequenceNumber, Shard, ShardId};
 use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};
+use super::wire::{TakeRecords, WireIdentity, WireRecord, WireStreamRecord};
+use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
 
 /// DynamoDB Streams (and DescribeTable, to find a table's latest stream) through the SDK.
 #[derive(Debug, Clone)]
@@ -166,18 +163,52 @@ impl ShardSource for DynamoDbStreams {
     }
 
     async fn get_records(&self, iterator: &str, limit: usize) -> Result<RecordsPage, SourceError> {
+        Ok(self.read_page(iterator, limit).await?.0)
+    }
+}
+
+/// Who parsed a GetRecords answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParsedBy {
+    /// `stream::wire`, straight from the body: every answer DynamoDB Streams sends.
+    Relay,
+    /// The SDK, for a body the wire parse refused (its records then converted).
+    Sdk,
+}
+
+impl DynamoDbStreams {
+    /// One GetRecords call (what [`ShardSource::get_records`] does), saying who parsed it.
+    ///
+    /// # Errors
+    /// [`SourceError`] as for the other calls.
+    pub async fn read_page(
+        &self,
+        iterator: &str,
+        limit: usize,
+    ) -> Result<(RecordsPage, ParsedBy), SourceError> {
         let limit = i32::try_from(limit).unwrap_or(1000);
+        // The body is parsed once, by `wire`, straight into our records; the SDK only reads
+        // what that parse refused.
+        let take = TakeRecords::default();
         let out = self
             .streams
             .get_records()
             .shard_iterator(iterator)
             .limit(limit)
+            .customize()
+            .interceptor(take.clone())
             .send()
             .await
             .map_err(|e| call_error("GetRecords", &e))?;
-        Ok(RecordsPage {
-            records: out.records().iter().filter_map(to_stream_record).collect(),
-            next_iterator: out.next_shard_iterator().map(str::to_owned),
+        Ok(match take.take() {
+            Some(page) => (page, ParsedBy::Relay),
+            None => (
+                RecordsPage {
+                    records: out.records().iter().filter_map(to_stream_record).collect(),
+                    next_iterator: out.next_shard_iterator().map(str::to_owned),
+                },
+                ParsedBy::Sdk,
+            ),
         })
     }
 }
@@ -208,66 +239,34 @@ where
     }
 }
 
-/// A stream record in the JSON shape Pipes and Lambda use; records without a sequence number
-/// (never sent by DynamoDB) are skipped.
+/// A stream record from the SDK's types in the JSON shape Pipes and Lambda use, laid out as
+/// a record parsed from the wire is ([`WireRecord::into_stream_record`]); records without a
+/// sequence number (never sent by DynamoDB) are skipped. GetRecords uses it only for an answer
+/// the wire parse refused.
 pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
-    let sequence_number = SequenceNumber::new(ddb.sequence_number()?);
-    let created_at = ddb.approximate_creation_date_time().and_then(|t| {
-        let nanos = t.as_nanos();
-        let nanos = u64::try_from(nanos).ok()?;
-        Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
-    });
-    let mut dynamodb = Map::new();
-    if let Some(t) = ddb.approximate_creation_date_time() {
-        // Whole seconds as a JSON integer, like the Lambda event; sub-second precision kept.
-        let secs = t.secs();
-        let value = if t.subsec_nanos() == 0 {
-            json!(secs)
-        } else {
-            json!(t.as_secs_f64())
-        };
-        dynamodb.insert("ApproximateCreationDateTime".into(), value);
-    }
-    for (name, image) in [
-        ("Keys", ddb.keys()),
-        ("NewImage", ddb.new_image()),
-        ("OldImage", ddb.old_image()),
-    ] {
-        if let Some(image) = image {
-            dynamodb.insert(name.into(), super::typed::streams_item(image));
-        }
-    }
-    dynamodb.insert("SequenceNumber".into(), json!(sequence_number.as_str()));
-    if let Some(size) = ddb.size_bytes() {
-        dynamodb.insert("SizeBytes".into(), json!(size));
-    }
-    if let Some(view) = ddb.stream_view_type() {
-        dynamodb.insert("StreamViewType".into(), json!(view.as_str()));
-    }
-    let mut json = Map::new();
-    let mut put = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            json.insert(k.into(), json!(v));
-        }
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let wire = WireRecord {
+        event_id: owned(record.event_id()),
+        event_name: owned(record.event_name().map(|n| n.as_str())),
+        event_version: owned(record.event_version()),
+        event_source: owned(record.event_source()),
+        aws_region: owned(record.aws_region()),
+        dynamodb: Some(WireStreamRecord {
+            approximate_creation_date_time: ddb.approximate_creation_date_time().copied(),
+            keys: ddb.keys().map(super::typed::streams_item),
+            new_image: ddb.new_image().map(super::typed::streams_item),
+            old_image: ddb.old_image().map(super::typed::streams_item),
+            sequence_number: owned(ddb.sequence_number()),
+            size_bytes: ddb.size_bytes(),
+            stream_view_type: owned(ddb.stream_view_type().map(|v| v.as_str())),
+        }),
+        user_identity: record.user_identity().map(|identity| WireIdentity {
+            r#type: owned(identity.r#type()),
+            principal_id: owned(identity.principal_id()),
+        }),
     };
-    put("eventID", record.event_id());
-    put("eventName", record.event_name().map(|n| n.as_str()));
-    put("eventVersion", record.event_version());
-    put("eventSource", record.event_source());
-    put("awsRegion", record.aws_region());
-    json.insert("dynamodb".into(), Value::Object(dynamodb));
-    if let Some(identity) = record.user_identity() {
-        json.insert(
-            "userIdentity".into(),
-            json!({"type": identity.r#type(), "principalId": identity.principal_id()}),
-        );
-    }
-    Some(StreamRecord {
-        sequence_number,
-        created_at,
-        json: Value::Object(json),
-    })
+    wire.into_stream_record()
 }
 
 #[cfg(test)]
@@ -277,7 +276,9 @@ mod tests {
         AttributeValue, OperationType, StreamRecord as SdkStreamRecord, StreamViewType,
     };
     use aws_smithy_types::{Blob, DateTime};
+    use serde_json::json;
     use std::collections::HashMap;
+    use std::time::{Duration, SystemTime};
 
     #[test]
     fn sdk_record_becomes_the_pipes_json_shape() {

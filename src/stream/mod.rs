@@ -4,7 +4,8 @@ mod dynamodb;
 mod shard;
 mod source;
 pub mod typed;
+pub mod wire;
 
-pub use dynamodb::{to_stream_record, DynamoDbStreams};
+pub use dynamodb::{to_stream_record, DynamoDbStreams, ParsedBy};
 pub use shard::{lineage_order, SequenceNumber, Shard, ShardId};
 pub use source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};

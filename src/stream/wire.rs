@@ -1,0 +1,658 @@
+//! Stream records in one parse of GetRecords' response body.
+//!
+//! A GetRecords answer is JSON already close to the shape Pipes and Lambda use: the same
+//! `eventID`, `eventName`, … keys and `dynamodb.Keys`/`NewImage`/`OldImage` as DynamoDB JSON.
+//! Letting the SDK parse it into `AttributeValue` hash maps and then converting those into our
+//! `Value` built two trees per record (30 % of the process, BENCHMARKS.md). Here the body is
+//! parsed once: images straight into `Value`, the few scalar fields into [`WireRecord`], which
+//! [`WireRecord::into_stream_record`] lays out in the Lambda shape. The SDK path
+//! ([`super::to_stream_record`]) fills the same [`WireRecord`], so the layout exists once.
+//!
+//! Where the two parses differ, on input AWS does not send: an attribute type newer than the
+//! SDK is kept as sent here (the SDK's union reads it as unknown, which becomes `{"NULL": true}`),
+//! and base64 in `B`/`BS` is kept as sent (the SDK decodes and re-encodes it).
+//!
+//! [`TakeRecords`] is the SDK interceptor that hands the body to this parse and gives the SDK's
+//! own deserializer an empty answer (`{}`).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::DateTime;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::shard::SequenceNumber;
+use super::source::{RecordsPage, StreamRecord};
+
+/// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
+#[derive(Debug, Deserialize)]
+struct WirePage {
+    #[serde(rename = "Records", default)]
+    records: Option<Vec<WireRecord>>,
+    #[serde(rename = "NextShardIterator", default)]
+    next_shard_iterator: Option<String>,
+}
+
+/// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WireRecord {
+    #[serde(rename = "eventID", default)]
+    pub event_id: Option<String>,
+    #[serde(rename = "eventName", default)]
+    pub event_name: Option<String>,
+    #[serde(rename = "eventVersion", default)]
+    pub event_version: Option<String>,
+    #[serde(rename = "eventSource", default)]
+    pub event_source: Option<String>,
+    #[serde(rename = "awsRegion", default)]
+    pub aws_region: Option<String>,
+    #[serde(default)]
+    pub dynamodb: Option<WireStreamRecord>,
+    #[serde(rename = "userIdentity", default)]
+    pub user_identity: Option<WireIdentity>,
+}
+
+/// The record's `dynamodb` member.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WireStreamRecord {
+    /// Epoch seconds, a JSON number with a fraction (awsJson1.0 timestamps).
+    #[serde(
+        rename = "ApproximateCreationDateTime",
+        default,
+        deserialize_with = "epoch_seconds"
+    )]
+    pub approximate_creation_date_time: Option<DateTime>,
+    #[serde(rename = "Keys", default)]
+    pub keys: Option<Value>,
+    #[serde(rename = "NewImage", default)]
+    pub new_image: Option<Value>,
+    #[serde(rename = "OldImage", default)]
+    pub old_image: Option<Value>,
+    #[serde(rename = "SequenceNumber", default)]
+    pub sequence_number: Option<String>,
+    #[serde(rename = "SizeBytes", default)]
+    pub size_bytes: Option<i64>,
+    #[serde(rename = "StreamViewType", default)]
+    pub stream_view_type: Option<String>,
+}
+
+/// `userIdentity` (records of TTL deletions): `Type` and `PrincipalId` on the wire.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WireIdentity {
+    #[serde(rename = "Type", default)]
+    pub r#type: Option<String>,
+    #[serde(rename = "PrincipalId", default)]
+    pub principal_id: Option<String>,
+}
+
+/// An epoch-seconds number as the SDK reads it (`DateTime::from_secs_f64`), refusing what it
+/// refuses (not finite).
+fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime>, D::Error> {
+    let Some(seconds) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if !seconds.is_finite() {
+        return Err(serde::de::Error::custom("epoch seconds must be finite"));
+    }
+    Ok(Some(DateTime::from_secs_f64(seconds)))
+}
+
+impl WireRecord {
+    /// The record in the JSON shape Pipes and Lambda use (keys in name order); `None` without
+    /// a sequence number, which DynamoDB always sends.
+    pub(super) fn into_stream_record(self) -> Option<StreamRecord> {
+        let ddb = self.dynamodb?;
+        let sequence = ddb.sequence_number?;
+        let sequence_number = SequenceNumber::new(&sequence);
+        let mut dynamodb = Map::new();
+        let created_at = ddb.approximate_creation_date_time.and_then(|t| {
+            // Whole seconds as a JSON integer, like the Lambda event; sub-second precision kept.
+            let value = if t.subsec_nanos() == 0 {
+                Value::from(t.secs())
+            } else {
+                Value::from(t.as_secs_f64())
+            };
+            dynamodb.insert("ApproximateCreationDateTime".into(), value);
+            let nanos = u64::try_from(t.as_nanos()).ok()?;
+            Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+        });
+        for (name, image) in [
+            ("Keys", ddb.keys),
+            ("NewImage", ddb.new_image),
+            ("OldImage", ddb.old_image),
+        ] {
+            if let Some(image) = image {
+                dynamodb.insert(name.into(), image);
+            }
+        }
+        dynamodb.insert("SequenceNumber".into(), Value::String(sequence));
+        if let Some(size) = ddb.size_bytes {
+            dynamodb.insert("SizeBytes".into(), Value::from(size));
+        }
+        if let Some(view) = ddb.stream_view_type {
+            dynamodb.insert("StreamViewType".into(), Value::String(view));
+        }
+        let mut json = Map::new();
+        for (key, value) in [
+            ("eventID", self.event_id),
+            ("eventName", self.event_name),
+            ("eventVersion", self.event_version),
+            ("eventSource", self.event_source),
+            ("awsRegion", self.aws_region),
+        ] {
+            if let Some(value) = value {
+                json.insert(key.into(), Value::String(value));
+            }
+        }
+        json.insert("dynamodb".into(), Value::Object(dynamodb));
+        if let Some(identity) = self.user_identity {
+            let mut user = Map::new();
+            user.insert(
+                "type".into(),
+                identity.r#type.map_or(Value::Null, Value::String),
+            );
+            user.insert(
+                "principalId".into(),
+                identity.principal_id.map_or(Value::Null, Value::String),
+            );
+            json.insert("userIdentity".into(), Value::Object(user));
+        }
+        Some(StreamRecord {
+            sequence_number,
+            created_at,
+            json: Value::Object(json),
+        })
+    }
+}
+
+/// A GetRecords response body as a page of our records (records without a sequence number
+/// skipped, as [`super::to_stream_record`] does).
+///
+/// # Errors
+/// The body is not GetRecords' JSON.
+pub fn records_page(body: &[u8]) -> Result<RecordsPage, serde_json::Error> {
+    let page: WirePage = serde_json::from_slice(body)?;
+    Ok(RecordsPage {
+        records: page
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(WireRecord::into_stream_record)
+            .collect(),
+        next_iterator: page.next_shard_iterator,
+    })
+}
+
+/// Where [`TakeRecords`] leaves the page it parsed.
+type Slot = Arc<Mutex<Option<RecordsPage>>>;
+
+/// A per-call SDK interceptor: a successful GetRecords body is parsed by [`records_page`], and
+/// the SDK deserializes `{}` instead. A body this parse refuses goes to the SDK unchanged, so
+/// the SDK's own error (or its records, through [`super::to_stream_record`]) stands.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TakeRecords {
+    slot: Slot,
+}
+
+impl TakeRecords {
+    /// The page parsed from the last successful attempt's body, if this parse read it.
+    pub(super) fn take(&self) -> Option<RecordsPage> {
+        self.slot.lock().ok()?.take()
+    }
+}
+
+impl Intercept for TakeRecords {
+    fn name(&self) -> &'static str {
+        "TakeRecords"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        if !response.status().is_success() {
+            return Ok(());
+        }
+        let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() = SdkBody::from_body_1_x(ParsedBody::new(body, self.slot.clone()));
+        Ok(())
+    }
+}
+
+/// Reads the whole body, parses it into the slot, and then yields `{}` (or the original
+/// bytes, when the parse refused them).
+struct ParsedBody {
+    inner: Pin<Box<SdkBody>>,
+    buffer: Vec<u8>,
+    slot: Slot,
+    done: bool,
+}
+
+impl ParsedBody {
+    fn new(inner: SdkBody, slot: Slot) -> Self {
+        let capacity = inner
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        Self {
+            inner: Box::pin(inner),
+            buffer: Vec::with_capacity(capacity),
+            slot,
+            done: false,
+        }
+    }
+
+    /// What the SDK reads once the body has been received whole.
+    fn finish(&mut self) -> Bytes {
+        let body = std::mem::take(&mut self.buffer);
+        match records_page(&body) {
+            Ok(page) => {
+                if let Ok(mut slot) = self.slot.lock() {
+                    *slot = Some(page);
+                }
+                Bytes::from_static(b"{}")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "GetRecords answer not parsed here; the SDK reads it");
+                Bytes::from(body)
+            }
+        }
+    }
+}
+
+impl Body for ParsedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    // HTTP/1 answers carry no trailers; data is all there is to keep.
+                    if let Ok(data) = frame.into_data() {
+                        this.buffer.extend_from_slice(&data);
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Ok(Frame::data(this.finish()))));
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The example answer in the DynamoDB Streams API reference (GetRecords), with a
+    /// `userIdentity` as TTL deletions carry and every attribute type in the image.
+    const ANSWER: &str = r#"{
+        "NextShardIterator": "arn:aws:dynamodb:us-west-2:111122223333:table/Forum/stream/2015-05-20T20:51:10.252|1|AAAAAAAAAAGQBYshYDEe",
+        "Records": [
+            {
+                "awsRegion": "us-west-2",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1.46480646E9,
+                    "Keys": {"ForumName": {"S": "DynamoDB"}, "Subject": {"S": "DynamoDB Thread 3"}},
+                    "SequenceNumber": "300000000000000499659",
+                    "SizeBytes": 41,
+                    "StreamViewType": "KEYS_ONLY"
+                },
+                "eventID": "e2fd9c34eff2d779b297b26f5fef4206",
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "eventVersion": "1.0"
+            },
+            {
+                "awsRegion": "us-west-2",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1464806460.25,
+                    "Keys": {"pk": {"S": "a"}},
+                    "OldImage": {
+                        "pk": {"S": "a"}, "n": {"N": "12345678901234567890.000000000000000001"},
+                        "b": {"B": "aGk="}, "bs": {"BS": ["eA=="]}, "ss": {"SS": ["x", "y"]},
+                        "ns": {"NS": ["1", "2.5"]}, "t": {"BOOL": false}, "z": {"NULL": true},
+                        "m": {"M": {"l": {"L": [{"S": "\u00e9\n"}, {"N": "0"}]}}}
+                    },
+                    "SequenceNumber": "400000000000000499660",
+                    "SizeBytes": 90,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES"
+                },
+                "eventID": "f3",
+                "eventName": "REMOVE",
+                "eventSource": "aws:dynamodb",
+                "eventVersion": "1.1",
+                "userIdentity": {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
+            },
+            {"eventID": "no-dynamodb-member"}
+        ]
+    }"#;
+
+    #[test]
+    fn an_answer_becomes_the_pipes_json_shape() {
+        let page = records_page(ANSWER.as_bytes()).expect("parses");
+        assert_eq!(
+            page.next_iterator.as_deref(),
+            Some("arn:aws:dynamodb:us-west-2:111122223333:table/Forum/stream/2015-05-20T20:51:10.252|1|AAAAAAAAAAGQBYshYDEe")
+        );
+        assert_eq!(
+            page.records.len(),
+            2,
+            "the record without `dynamodb` is skipped"
+        );
+        let [first, second] = &page.records[..] else {
+            panic!("two records");
+        };
+        assert_eq!(
+            first.sequence_number,
+            SequenceNumber::new("300000000000000499659")
+        );
+        assert_eq!(
+            first.created_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_464_806_460))
+        );
+        assert_eq!(
+            first.json,
+            json!({
+                "awsRegion": "us-west-2",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_464_806_460,
+                    "Keys": {"ForumName": {"S": "DynamoDB"}, "Subject": {"S": "DynamoDB Thread 3"}},
+                    "SequenceNumber": "300000000000000499659",
+                    "SizeBytes": 41,
+                    "StreamViewType": "KEYS_ONLY"
+                },
+                "eventID": "e2fd9c34eff2d779b297b26f5fef4206",
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "eventVersion": "1.0"
+            })
+        );
+        assert_eq!(
+            second.created_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_464_806_460_250))
+        );
+        assert_eq!(
+            second.json["dynamodb"]["ApproximateCreationDateTime"],
+            json!(1_464_806_460.25)
+        );
+        assert_eq!(
+            second.json["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
+        assert_eq!(
+            second.json["dynamodb"]["OldImage"]["n"],
+            json!({"N": "12345678901234567890.000000000000000001"}),
+            "numbers keep every digit"
+        );
+        assert_eq!(
+            second.json["dynamodb"]["OldImage"]["m"],
+            json!({"M": {"l": {"L": [{"S": "é\n"}, {"N": "0"}]}}})
+        );
+    }
+
+    #[test]
+    fn an_empty_answer_and_a_closed_shards_end() {
+        let page = records_page(br#"{"Records": [], "NextShardIterator": "it"}"#).expect("parses");
+        assert_eq!(
+            page,
+            RecordsPage {
+                records: vec![],
+                next_iterator: Some("it".into())
+            }
+        );
+        let end = records_page(br#"{"Records": []}"#).expect("parses");
+        assert_eq!(end.next_iterator, None);
+        let nulls =
+            records_page(br#"{"Records": null, "NextShardIterator": null}"#).expect("parses");
+        assert_eq!(
+            nulls,
+            RecordsPage {
+                records: vec![],
+                next_iterator: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_the_answer_is_refused() {
+        assert!(records_page(b"<html>").is_err());
+        assert!(records_page(
+            br#"{"Records": [{"dynamodb": {"ApproximateCreationDateTime": "x"}}]}"#
+        )
+        .is_err());
+        assert!(records_page(br#"{"Records": {}}"#).is_err());
+    }
+
+    /// The SDK's own reading of a GetRecords body: a real client whose HTTP client answers
+    /// every call with `body`, read with and without [`TakeRecords`].
+    mod against_the_sdk {
+        use super::*;
+        use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+        use aws_smithy_runtime_api::client::http::{
+            http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+        };
+        use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+        use base64::Engine as _;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        struct Canned(Bytes);
+        impl HttpConnector for Canned {
+            fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+                let status = 200.try_into().expect("a status");
+                HttpConnectorFuture::ready(Ok(HttpResponse::new(
+                    status,
+                    SdkBody::from(self.0.clone()),
+                )))
+            }
+        }
+
+        fn client(body: &[u8]) -> aws_sdk_dynamodbstreams::Client {
+            let canned = Canned(Bytes::copy_from_slice(body));
+            let config = aws_sdk_dynamodbstreams::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("id", "secret", None, None, "test"))
+                .endpoint_url("http://127.0.0.1:9")
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(canned.clone())
+                }))
+                .build();
+            aws_sdk_dynamodbstreams::Client::from_conf(config)
+        }
+
+        /// (what TakeRecords left, what the SDK read) for one body.
+        fn both_readings(body: &[u8]) -> (Option<RecordsPage>, RecordsPage) {
+            let client = client(body);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let take = TakeRecords::default();
+                let with = client
+                    .get_records()
+                    .shard_iterator("it")
+                    .customize()
+                    .interceptor(take.clone())
+                    .send()
+                    .await
+                    .expect("the SDK accepts `{}`");
+                assert!(with.records().is_empty(), "the SDK was handed no records");
+                let sdk = client
+                    .get_records()
+                    .shard_iterator("it")
+                    .send()
+                    .await
+                    .expect("the SDK reads the body");
+                let sdk = RecordsPage {
+                    records: sdk
+                        .records()
+                        .iter()
+                        .filter_map(crate::stream::to_stream_record)
+                        .collect(),
+                    next_iterator: sdk.next_shard_iterator().map(str::to_owned),
+                };
+                (take.take(), sdk)
+            })
+        }
+
+        #[test]
+        fn the_reference_answer_reads_the_same_both_ways() {
+            let (ours, sdk) = both_readings(ANSWER.as_bytes());
+            assert_eq!(ours, Some(sdk));
+        }
+
+        #[test]
+        fn a_body_the_parse_refuses_is_left_to_the_sdk() {
+            // Not GetRecords' JSON: refused here, so the SDK reads the original bytes and
+            // reports its own error.
+            let body = br#"{"Records": [{"dynamodb": {"SizeBytes": "many"}}]}"#;
+            assert!(records_page(body).is_err());
+            let client = client(body);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let take = TakeRecords::default();
+            let answer = runtime.block_on(
+                client
+                    .get_records()
+                    .shard_iterator("it")
+                    .customize()
+                    .interceptor(take.clone())
+                    .send(),
+            );
+            assert_eq!(take.take(), None);
+            // The SDK read the original bytes (and refused them itself).
+            assert!(answer.is_err(), "{answer:?}");
+        }
+
+        fn attribute() -> impl Strategy<Value = serde_json::Value> {
+            let number = "-?[0-9]{1,25}(\\.[0-9]{1,12})?(E-?[0-9]{1,2})?";
+            let bytes = proptest::collection::vec(any::<u8>(), 0..12).prop_map(|b| {
+                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+            });
+            let leaf = prop_oneof![
+                any::<String>().prop_map(|s| json!({"S": s})),
+                number.prop_map(|n| json!({"N": n})),
+                bytes.clone().prop_map(|b| json!({"B": b})),
+                any::<bool>().prop_map(|b| json!({"BOOL": b})),
+                Just(json!({"NULL": true})),
+                proptest::collection::vec("\\PC{0,6}", 1..4).prop_map(|s| json!({"SS": s})),
+                proptest::collection::vec(number, 1..4).prop_map(|n| json!({"NS": n})),
+                proptest::collection::vec(bytes, 1..4).prop_map(|b| json!({"BS": b})),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(|l| json!({"L": l})),
+                    proptest::collection::btree_map("\\PC{1,6}", inner, 0..4)
+                        .prop_map(|m| json!({"M": m})),
+                ]
+            })
+        }
+
+        fn image() -> impl Strategy<Value = Option<serde_json::Value>> {
+            proptest::option::of(
+                proptest::collection::btree_map("\\PC{1,8}", attribute(), 1..5)
+                    .prop_map(|m| serde_json::to_value(m).expect("a map")),
+            )
+        }
+
+        prop_compose! {
+            fn record()(
+                name in prop_oneof![Just("INSERT"), Just("MODIFY"), Just("REMOVE")],
+                secs in 0_i64..4_000_000_000,
+                millis in proptest::option::of(0_u32..1000),
+                keys in image(),
+                new_image in image(),
+                old_image in image(),
+                sequence in "[1-9][0-9]{0,39}",
+                size in proptest::option::of(0_i64..400_000),
+                view in proptest::option::of(prop_oneof![Just("NEW_IMAGE"), Just("NEW_AND_OLD_IMAGES")]),
+                ttl in any::<bool>(),
+            ) -> serde_json::Value {
+                let created = match millis {
+                    Some(ms) => json!(secs as f64 + f64::from(ms) / 1000.0),
+                    None => json!(secs),
+                };
+                let mut dynamodb = json!({
+                    "ApproximateCreationDateTime": created,
+                    "SequenceNumber": sequence,
+                });
+                for (key, value) in [("Keys", keys), ("NewImage", new_image), ("OldImage", old_image)] {
+                    if let Some(value) = value {
+                        dynamodb[key] = value;
+                    }
+                }
+                if let Some(size) = size {
+                    dynamodb["SizeBytes"] = json!(size);
+                }
+                if let Some(view) = view {
+                    dynamodb["StreamViewType"] = json!(view);
+                }
+                let mut record = json!({
+                    "awsRegion": "eu-west-1", "eventID": format!("id-{sequence}"),
+                    "eventName": name, "eventSource": "aws:dynamodb", "eventVersion": "1.1",
+                    "dynamodb": dynamodb,
+                });
+                if ttl {
+                    record["userIdentity"] =
+                        json!({"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"});
+                }
+                record
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever DynamoDB Streams can send, the wire parse reads exactly as the SDK's
+            /// deserializer followed by `to_stream_record` does.
+            #[test]
+            fn the_wire_parse_reads_every_answer_as_the_sdk_does(
+                records in proptest::collection::vec(record(), 0..6),
+                next in proptest::option::of("[A-Za-z0-9|:/+=]{1,40}"),
+            ) {
+                let mut body = json!({"Records": records});
+                if let Some(next) = next {
+                    body["NextShardIterator"] = json!(next);
+                }
+                let body = serde_json::to_vec(&body).expect("serializes");
+                let (ours, sdk) = both_readings(&body);
+                prop_assert_eq!(ours, Some(sdk));
+            }
+        }
+    }
+}
