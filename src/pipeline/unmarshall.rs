@@ -23,9 +23,9 @@ pub enum UnmarshallError {
 /// # Errors
 /// [`UnmarshallError`] naming the attribute path of the first malformed value.
 pub fn item(typed: &Map<String, Value>) -> Result<Value, UnmarshallError> {
-    let mut out = Map::with_capacity(typed.len());
+    let mut out = Map::new();
     for (k, v) in typed {
-        out.insert(k.clone(), value(v, k)?);
+        out.insert(k.clone(), at(v, &Path::Root(k))?);
     }
     Ok(Value::Object(out))
 }
@@ -35,8 +35,31 @@ pub fn item(typed: &Map<String, Value>) -> Result<Value, UnmarshallError> {
 /// # Errors
 /// [`UnmarshallError`] when the value is not DynamoDB-typed JSON.
 pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
+    at(typed, &Path::Root(path))
+}
+
+/// Where a value sits, written out only for an error (a record's attributes are many and its
+/// errors rare): `a.b[2]`.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn at(typed: &Value, path: &Path<'_>) -> Result<Value, UnmarshallError> {
     let not_typed = || UnmarshallError::NotTyped {
-        path: path.to_owned(),
+        path: path.to_string(),
     };
     let obj = typed.as_object().ok_or_else(not_typed)?;
     let mut entries = obj.iter();
@@ -50,9 +73,9 @@ pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
         ("BOOL", Value::Bool(b)) => Value::Bool(*b),
         ("NULL", Value::Bool(true)) => Value::Null,
         ("M", Value::Object(m)) => {
-            let mut out = Map::with_capacity(m.len());
+            let mut out = Map::new();
             for (k, v) in m {
-                out.insert(k.clone(), value(v, &format!("{path}.{k}"))?);
+                out.insert(k.clone(), at(v, &Path::Key(path, k))?);
             }
             Value::Object(out)
         }
@@ -60,7 +83,7 @@ pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| value(v, &format!("{path}[{i}]")))
+                .map(|(i, v)| at(v, &Path::Index(path, i)))
                 .collect::<Result<_, _>>()?,
         ),
         ("SS" | "BS", Value::Array(items)) if items.iter().all(Value::is_string) => {
@@ -71,7 +94,7 @@ pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v {
-                    Value::String(n) => number(n, &format!("{path}[{i}]")).map(Value::Number),
+                    Value::String(n) => number(n, &Path::Index(path, i)).map(Value::Number),
                     _ => Err(not_typed()),
                 })
                 .collect::<Result<_, _>>()?,
@@ -80,11 +103,20 @@ pub fn value(typed: &Value, path: &str) -> Result<Value, UnmarshallError> {
     })
 }
 
-fn number(text: &str, path: &str) -> Result<Number, UnmarshallError> {
-    let invalid = || UnmarshallError::InvalidNumber {
-        path: path.to_owned(),
+fn number(text: &str, path: &Path<'_>) -> Result<Number, UnmarshallError> {
+    // Most numbers are JSON numbers already: kept as they are (normalising one changes nothing).
+    if let Ok(n) = text.parse::<Number>() {
+        return Ok(n);
+    }
+    normalised(text).ok_or_else(|| UnmarshallError::InvalidNumber {
+        path: path.to_string(),
         value: text.to_owned(),
-    };
+    })
+}
+
+/// A number in a form DynamoDB accepts and JSON does not (`+5`, `.5`, `5.`, `007`), written
+/// as JSON with the same digits.
+fn normalised(text: &str) -> Option<Number> {
     // DynamoDB accepts forms JSON does not ("+5", ".5", "5."); normalise them losslessly.
     let trimmed = text.trim();
     let (sign, digits) = match trimmed.strip_prefix('-') {
@@ -113,8 +145,8 @@ fn number(text: &str, path: &str) -> Result<Number, UnmarshallError> {
     };
     let normalised = format!("{sign}{mantissa}{exponent}");
     match serde_json::from_str::<Value>(&normalised) {
-        Ok(Value::Number(n)) => Ok(n),
-        _ => Err(invalid()),
+        Ok(Value::Number(n)) => Some(n),
+        _ => None,
     }
 }
 
@@ -220,6 +252,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A number that is JSON already is kept as serde_json parses it; the normalisation,
+        /// which it skips, would have given the same text.
+        #[test]
+        fn json_numbers_skip_a_normalisation_that_would_change_nothing(
+            text in "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
+        ) {
+            let kept = value(&json!({"N": text}), "n").expect("a JSON number");
+            let normalised = normalised(&text).expect("valid");
+            proptest::prop_assert_eq!(kept.to_string(), normalised.to_string());
+        }
+    }
+
     #[test]
     fn malformed_values_name_their_path() {
         let err = item(
@@ -229,6 +274,18 @@ mod tests {
         )
         .expect_err("X is no type");
         assert_eq!(err, UnmarshallError::NotTyped { path: "a.b".into() });
+        let err = value(
+            &json!({"L": [{"S": "x"}, {"M": {"k": {"NS": ["1", "x"]}}}]}),
+            "v",
+        )
+        .expect_err("x is no number");
+        assert_eq!(
+            err,
+            UnmarshallError::InvalidNumber {
+                path: "v[1].k[1]".into(),
+                value: "x".into()
+            }
+        );
         let err = value(&json!({"N": "12abc"}), "n").expect_err("not a number");
         assert!(matches!(err, UnmarshallError::InvalidNumber { .. }));
     }
