@@ -4,7 +4,7 @@
 use std::cell::OnceCell;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::unmarshall::{self, UnmarshallError};
 
@@ -161,14 +161,24 @@ impl<'a> PlainImages<'a> {
             .map_err(Clone::clone)
     }
 
+    /// The record's typed `image` when its plain image is exactly that image unmarshalled (no
+    /// attribute to expand), so it can be written as text without building the plain tree;
+    /// `None` otherwise. `Some(None)`: the record has no such image.
+    #[must_use]
+    pub fn typed_only(&self, image: ImageSelector) -> Option<Option<&'a Map<String, Value>>> {
+        self.expand_json.is_empty().then(|| self.typed(image))
+    }
+
+    fn typed(&self, image: ImageSelector) -> Option<&'a Map<String, Value>> {
+        self.record
+            .get("dynamodb")
+            .and_then(|d| d.get(image.field()))
+            .and_then(Value::as_object)
+    }
+
     fn make(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
         let name = image.field();
-        let Some(typed) = self
-            .record
-            .get("dynamodb")
-            .and_then(|d| d.get(name))
-            .and_then(Value::as_object)
-        else {
+        let Some(typed) = self.typed(image) else {
             return Ok(None);
         };
         let mut plain = unmarshall::item(typed).map_err(|source| ImageError::Unmarshall {

@@ -508,6 +508,39 @@ fn unmarshall_detail(
     trace_context_field: &str,
     ctx: &RecordContext<'_>,
 ) -> Result<String, RouteError> {
+    let missing = || RouteError::ImageMissing {
+        route: route.name().to_owned(),
+        image: image.field(),
+    };
+    // Most routes expand no attribute: the detail is written straight from the typed image.
+    if let Some(typed) = ctx.images.typed_only(image) {
+        let typed = typed.ok_or_else(missing)?;
+        let mut extra: Vec<(&str, &str)> = Vec::new();
+        let fields = [
+            (event_id_field, Some(ctx.event_id)),
+            (
+                trace_context_field,
+                ctx.trace.map(|t| t.traceparent.as_str()),
+            ),
+        ];
+        for (key, value) in fields {
+            let free = !key.is_empty() && !typed.contains_key(key);
+            if let Some(value) = value.filter(|_| free) {
+                if extra.iter().all(|(k, _)| *k != key) {
+                    extra.push((key, value));
+                }
+            }
+        }
+        return super::unmarshall::item_text(typed, &extra).map_err(|source| {
+            RouteError::ImageInvalid {
+                route: route.name().to_owned(),
+                source: ImageError::Unmarshall {
+                    image: image.field(),
+                    source,
+                },
+            }
+        });
+    }
     let plain = ctx
         .plain_image(image)
         .map_err(|source| RouteError::ImageInvalid {

@@ -61,13 +61,8 @@ fn at(typed: &Value, path: &Path<'_>) -> Result<Value, UnmarshallError> {
     let not_typed = || UnmarshallError::NotTyped {
         path: path.to_string(),
     };
-    let obj = typed.as_object().ok_or_else(not_typed)?;
-    let mut entries = obj.iter();
-    let (tag, inner) = entries.next().ok_or_else(not_typed)?;
-    if entries.next().is_some() {
-        return Err(not_typed());
-    }
-    Ok(match (tag.as_str(), inner) {
+    let (tag, inner) = single_entry(typed).ok_or_else(not_typed)?;
+    Ok(match (tag, inner) {
         ("S" | "B", Value::String(s)) => Value::String(s.clone()),
         ("N", Value::String(n)) => Value::Number(number(n, path)?),
         ("BOOL", Value::Bool(b)) => Value::Bool(*b),
@@ -148,6 +143,141 @@ fn normalised(text: &str) -> Option<Number> {
         Ok(Value::Number(n)) => Some(n),
         _ => None,
     }
+}
+
+/// An item's plain JSON text, written straight from the typed item (no plain tree is built),
+/// with `extra` string fields (names absent from the item) merged in name order: the same text
+/// as serializing [`item`]'s result with those fields added.
+///
+/// # Errors
+/// [`UnmarshallError`] as [`item`] gives it.
+pub fn item_text(
+    typed: &Map<String, Value>,
+    extra: &[(&str, &str)],
+) -> Result<String, UnmarshallError> {
+    let failed = std::cell::RefCell::new(None);
+    let text = serde_json::to_string(&PlainItem {
+        typed,
+        extra,
+        failed: &failed,
+    });
+    match (text, failed.into_inner()) {
+        (_, Some(error)) => Err(error),
+        (Ok(text), None) => Ok(text),
+        // Writing into a String fails only through our own errors, kept above.
+        (Err(error), None) => Err(UnmarshallError::NotTyped {
+            path: error.to_string(),
+        }),
+    }
+}
+
+/// Serializes as the plain item; the first malformed value's error is kept in `failed`.
+struct PlainItem<'a> {
+    typed: &'a Map<String, Value>,
+    extra: &'a [(&'a str, &'a str)],
+    failed: &'a std::cell::RefCell<Option<UnmarshallError>>,
+}
+
+/// One typed value serialized as its plain value.
+struct Plain<'a> {
+    typed: &'a Value,
+    path: Path<'a>,
+    failed: &'a std::cell::RefCell<Option<UnmarshallError>>,
+}
+
+impl serde::Serialize for PlainItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut extra: Vec<&(&str, &str)> = self.extra.iter().collect();
+        extra.sort_by_key(|(k, _)| *k);
+        let mut extra = extra.into_iter().peekable();
+        let mut map = serializer.serialize_map(Some(self.typed.len() + self.extra.len()))?;
+        for (k, v) in self.typed {
+            while let Some((name, value)) = extra.next_if(|(name, _)| *name < k.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+            let plain = Plain {
+                typed: v,
+                path: Path::Root(k),
+                failed: self.failed,
+            };
+            map.serialize_entry(k, &plain)?;
+        }
+        for (name, value) in extra {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Plain<'_> {
+    fn child<'b>(&'b self, typed: &'b Value, path: Path<'b>) -> Plain<'b> {
+        Plain {
+            typed,
+            path,
+            failed: self.failed,
+        }
+    }
+}
+
+impl serde::Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        let fail = |error: UnmarshallError| {
+            let message = error.to_string();
+            self.failed.borrow_mut().get_or_insert(error);
+            S::Error::custom(message)
+        };
+        let not_typed = || UnmarshallError::NotTyped {
+            path: self.path.to_string(),
+        };
+        let Some((tag, inner)) = single_entry(self.typed) else {
+            return Err(fail(not_typed()));
+        };
+        match (tag, inner) {
+            ("S" | "B", Value::String(s)) => serializer.serialize_str(s),
+            ("N", Value::String(n)) => number(n, &self.path).map_err(fail)?.serialize(serializer),
+            ("BOOL", Value::Bool(b)) => serializer.serialize_bool(*b),
+            ("NULL", Value::Bool(true)) => serializer.serialize_unit(),
+            ("M", Value::Object(m)) => {
+                let mut map = serializer.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &self.child(v, Path::Key(&self.path, k)))?;
+                }
+                map.end()
+            }
+            ("L", Value::Array(items)) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for (i, v) in items.iter().enumerate() {
+                    seq.serialize_element(&self.child(v, Path::Index(&self.path, i)))?;
+                }
+                seq.end()
+            }
+            ("SS" | "BS", Value::Array(items)) if items.iter().all(Value::is_string) => {
+                items.serialize(serializer)
+            }
+            ("NS", Value::Array(items)) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for (i, v) in items.iter().enumerate() {
+                    let Value::String(n) = v else {
+                        return Err(fail(not_typed()));
+                    };
+                    let n = number(n, &Path::Index(&self.path, i)).map_err(fail)?;
+                    seq.serialize_element(&n)?;
+                }
+                seq.end()
+            }
+            _ => Err(fail(not_typed())),
+        }
+    }
+}
+
+/// A typed value's one `{tag: inner}` entry; `None` when it is not an object of exactly one.
+fn single_entry(typed: &Value) -> Option<(&str, &Value)> {
+    let obj = typed.as_object()?;
+    let mut entries = obj.iter();
+    let (tag, inner) = entries.next()?;
+    entries.next().is_none().then_some((tag.as_str(), inner))
 }
 
 #[cfg(test)]
@@ -262,6 +392,53 @@ mod tests {
             let kept = value(&json!({"N": text}), "n").expect("a JSON number");
             let normalised = normalised(&text).expect("valid");
             proptest::prop_assert_eq!(kept.to_string(), normalised.to_string());
+        }
+    }
+
+    proptest::proptest! {
+        /// The text written straight from the typed item is the plain tree's text, extra
+        /// fields merged in name order as if they were in the item.
+        #[test]
+        fn item_text_is_the_plain_items_text(
+            v in plain_value(),
+            extra in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", ".{0,6}", 0..3),
+        ) {
+            let typed = match marshal(&v) {
+                Value::Object(mut m) => match m.remove("M") {
+                    Some(Value::Object(item)) => item,
+                    _ => Map::new(),
+                },
+                _ => Map::new(),
+            };
+            let extra: Vec<(&str, &str)> = extra
+                .iter()
+                .filter(|(k, _)| !typed.contains_key(*k))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut plain = item(&typed).expect("valid");
+            if let Value::Object(map) = &mut plain {
+                for (k, v) in &extra {
+                    map.insert((*k).to_owned(), Value::String((*v).to_owned()));
+                }
+            }
+            proptest::prop_assert_eq!(item_text(&typed, &extra).expect("valid"), plain.to_string());
+        }
+    }
+
+    #[test]
+    fn item_text_fails_as_item_does() {
+        for typed in [
+            json!({"a": {"M": {"b": {"X": 1}}}}),
+            json!({"a": {"L": [{"S": "x"}, {"M": {"k": {"NS": ["1", "x"]}}}]}}),
+            json!({"a": {"NS": ["1", 2]}}),
+            json!({"a": {"S": "x", "N": "1"}}),
+            json!({"a": {"N": "1e"}}),
+        ] {
+            let typed = typed.as_object().expect("object");
+            assert_eq!(
+                item_text(typed, &[("z", "y")]),
+                Err(item(typed).expect_err("malformed"))
+            );
         }
     }
 
