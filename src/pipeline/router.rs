@@ -515,22 +515,9 @@ fn unmarshall_detail(
     // Most routes expand no attribute: the detail is written straight from the typed image.
     if let Some(typed) = ctx.images.typed_only(image) {
         let typed = typed.ok_or_else(missing)?;
-        let mut extra: Vec<(&str, &str)> = Vec::new();
-        let fields = [
-            (event_id_field, Some(ctx.event_id)),
-            (
-                trace_context_field,
-                ctx.trace.map(|t| t.traceparent.as_str()),
-            ),
-        ];
-        for (key, value) in fields {
-            let free = !key.is_empty() && !typed.contains_key(key);
-            if let Some(value) = value.filter(|_| free) {
-                if extra.iter().all(|(k, _)| *k != key) {
-                    extra.push((key, value));
-                }
-            }
-        }
+        let extra = added_fields(event_id_field, trace_context_field, ctx, |k| {
+            typed.contains_key(k)
+        });
         return super::unmarshall::item_text(typed, &extra).map_err(|source| {
             RouteError::ImageInvalid {
                 route: route.name().to_owned(),
@@ -547,26 +534,13 @@ fn unmarshall_detail(
             route: route.name().to_owned(),
             source,
         })?
-        .ok_or_else(|| RouteError::ImageMissing {
-            route: route.name().to_owned(),
-            image: image.field(),
-        })?;
+        .ok_or_else(missing)?;
     let Value::Object(map) = plain else {
         return Ok(plain.to_string());
     };
-    let mut extra: Vec<(String, Value)> = Vec::new();
-    let mut add = |key: &str, value: Option<&str>| {
-        if let Some(value) = value.filter(|_| !key.is_empty() && !map.contains_key(key)) {
-            if extra.iter().all(|(k, _)| k != key) {
-                extra.push((key.to_owned(), Value::String(value.to_owned())));
-            }
-        }
-    };
-    add(event_id_field, Some(ctx.event_id));
-    add(
-        trace_context_field,
-        ctx.trace.map(|t| t.traceparent.as_str()),
-    );
+    let extra = added_fields(event_id_field, trace_context_field, ctx, |k| {
+        map.contains_key(k)
+    });
     if extra.is_empty() {
         return Ok(plain.to_string());
     }
@@ -574,17 +548,55 @@ fn unmarshall_detail(
     Ok(serde_json::to_string(&with).expect("a JSON map always serializes"))
 }
 
+/// The string fields an unmarshalled detail gets besides its item's attributes: the event id
+/// and the traceparent under their configured names, each only when the name is set and the
+/// item (`has`) does not hold it already, and once.
+fn added_fields<'c>(
+    event_id_field: &'c str,
+    trace_context_field: &'c str,
+    ctx: &RecordContext<'c>,
+    has: impl Fn(&str) -> bool,
+) -> Vec<(&'c str, &'c str)> {
+    let fields = [
+        (event_id_field, Some(ctx.event_id)),
+        (
+            trace_context_field,
+            ctx.trace.map(|t| t.traceparent.as_str()),
+        ),
+    ];
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in fields {
+        let free = !key.is_empty() && !has(key);
+        if let Some(value) = value.filter(|_| free) {
+            if extra.iter().all(|(k, _)| *k != key) {
+                extra.push((key, value));
+            }
+        }
+    }
+    extra
+}
+
 /// A shared plain image serialized with a few more string fields, in key order (the map's is
 /// sorted), without copying the image.
 struct WithFields<'a> {
     map: &'a serde_json::Map<String, Value>,
-    extra: Vec<(String, Value)>,
+    extra: Vec<(&'a str, &'a str)>,
 }
 
 impl serde::Serialize for WithFields<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut all: Vec<(&String, &Value)> = self.map.iter().collect();
-        all.extend(self.extra.iter().map(|(k, v)| (k, v)));
+        #[derive(serde::Serialize)]
+        #[serde(untagged)]
+        enum Field<'v> {
+            Plain(&'v Value),
+            Added(&'v str),
+        }
+        let mut all: Vec<(&str, Field<'_>)> = self
+            .map
+            .iter()
+            .map(|(k, v)| (k.as_str(), Field::Plain(v)))
+            .collect();
+        all.extend(self.extra.iter().map(|&(k, v)| (k, Field::Added(v))));
         all.sort_by(|a, b| a.0.cmp(b.0));
         serializer.collect_map(all)
     }
