@@ -51,9 +51,33 @@ fn outbox_insert(event_type: &str) -> Value {
     })
 }
 
+/// A record of the seed's books table as DynamoDB Streams delivers it: a book's INSERT (issue
+/// #28's workload, `config/cdc.toml`).
+fn seed_insert() -> Value {
+    json!({
+        "eventID": "s0-e1", "eventName": "INSERT", "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "eu-north-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1_764_547_200,
+            "Keys": {"name": {"S": "Book 0-1"}},
+            "NewImage": {
+                "name": {"S": "Book 0-1"},
+                "authors": {"SS": ["Manuel Pais", "Matthew Skelton"]},
+                "year": {"N": "2019"}
+            },
+            "SequenceNumber": "1000001", "SizeBytes": 120,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
+}
+
 fn router() -> Router {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml"))
-        .expect("config/local.toml");
+    router_of("config/local.toml")
+}
+
+fn router_of(file: &str) -> Router {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .expect("the config file");
     let config = Config::from_toml(&text).expect("valid config");
     config
         .router_for(&config.source.streams()[0])
@@ -85,6 +109,13 @@ fn pipeline(c: &mut Criterion) {
                 .flatten();
             router.route_traced(&traced, arn, "evt", created, trace.as_ref())
         });
+    });
+    // The seed's job (`config/cdc.toml`): BookAdded's detail is a template reading three
+    // attributes of the new image.
+    let seed_router = router_of("config/cdc.toml");
+    let seed = seed_insert();
+    g.bench_function("route_seed_insert_template", |b| {
+        b.iter(|| seed_router.route(black_box(&seed), arn, "evt", created));
     });
     g.bench_function("route_non_matching_record", |b| {
         b.iter(|| router.route(black_box(&other), arn, "evt", created));

@@ -18,6 +18,19 @@ use crate::relay::{Supervisor, SupervisorSettings};
 use crate::stream::DynamoDbStreams;
 use crate::telemetry::{serve, Health, Metrics};
 
+/// No transparent huge pages for this process; the binary calls it first thing, and the
+/// relay-loop measurement (`relay_throughput`) does too, so it measures what the binary costs.
+/// mimalloc advises huge pages for its arenas, and the relay's heap churns (each page of
+/// records is parsed, held until checkpointed, then freed): with huge pages the kernel zeroed
+/// a fresh 2 MiB page for memory mimalloc had handed back, 20 % of the process's CPU on the
+/// hot-shard bench, and peak RSS was 25-35 MiB higher (BENCHMARKS.md). Best effort: where the
+/// call is refused (a seccomp profile), pages stay as the kernel's setting has them, which
+/// only costs the figures above.
+pub fn small_pages_only() {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(true).ok();
+}
+
 /// How `run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {

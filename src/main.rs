@@ -13,22 +13,11 @@ use outbox_relay::config::{Config, ConfigErrors};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// No transparent huge pages for this process. mimalloc advises them for its arenas, and the
-/// relay's heap churns (each page of records is parsed, held until checkpointed, then freed): with
-/// huge pages the kernel zeroed a fresh 2 MiB page for memory mimalloc had handed back, 20 % of
-/// the process's CPU on the hot-shard bench, and peak RSS was 25-35 MiB higher (BENCHMARKS.md).
-/// Best effort: where the call is refused (a seccomp profile), pages stay as the kernel's
-/// setting has them, which only costs the figures above.
-fn small_pages_only() {
-    #[cfg(target_os = "linux")]
-    rustix::thread::disable_transparent_huge_pages(true).ok();
-}
-
 /// Exit code for a config that does not validate (also used by `run`).
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    small_pages_only();
+    outbox_relay::app::small_pages_only();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

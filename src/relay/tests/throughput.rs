@@ -86,6 +86,8 @@ fn run(shards: usize, total: usize) -> (f64, Duration, Duration) {
 }
 
 fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Duration, Duration) {
+    // As the binary does: without it the kernel zeroes fresh huge pages for the churned heap.
+    crate::app::small_pages_only();
     let per_shard = total / shards;
     let (file, make): (&str, fn(usize, usize) -> StreamRecord) = match workload {
         Workload::Outbox => ("config/local.toml", record),
