@@ -2,98 +2,16 @@
 //! them) against DynamoDB on the emulator: one side effect per event id, whether the event comes
 //! twice in a row, ten times at once, or again after a handler crashed mid-way.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use book_consumer::{lambda_handler, settings, Consumer, ConsumerError, Handled};
-use books_common::testing::{create_table, sdk_config};
 use dynamodb_idempotency::{Begin, Error as IdempotencyError};
 use serde_json::Value;
 
-struct World {
-    ddb: aws_sdk_dynamodb::Client,
-    presentation: String,
-    idempotency: String,
-}
+mod support;
 
-impl World {
-    async fn new() -> Self {
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk_config());
-        let presentation = create_table(&ddb, "presentation", "name", None).await;
-        let idempotency = create_table(&ddb, "idempotency", "id", None).await;
-        Self {
-            ddb,
-            presentation,
-            idempotency,
-        }
-    }
-
-    fn consumer(&self, handler_timeout: Duration) -> Consumer {
-        Consumer::new(
-            self.ddb.clone(),
-            &self.presentation,
-            &self.idempotency,
-            settings(handler_timeout),
-        )
-    }
-
-    async fn item(
-        &self,
-        table: &str,
-        key: &str,
-        value: &str,
-    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
-        self.ddb
-            .get_item()
-            .table_name(table)
-            .key(key, AttributeValue::S(value.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get item")
-            .item
-    }
-
-    /// How many times BookAdded was applied to this book (None: no item).
-    async fn times_applied(&self, name: &str) -> Option<u64> {
-        self.item(&self.presentation, "name", name).await.map(|i| {
-            i["timesApplied"]
-                .as_n()
-                .expect("counter")
-                .parse()
-                .expect("number")
-        })
-    }
-
-    async fn record(
-        &self,
-        event_id: &str,
-    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
-        self.item(
-            &self.idempotency,
-            "id",
-            &format!("book-consumer#{event_id}"),
-        )
-        .await
-    }
-}
-
-fn fixture(name: &str) -> EventBridgeEvent<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture"))
-        .expect("an EventBridge event")
-}
-
-fn event_id(event: &EventBridgeEvent<Value>) -> String {
-    event.detail["eventId"]
-        .as_str()
-        .expect("eventId")
-        .to_owned()
-}
+use support::{cloudevent_of, event_id, fixture, World};
 
 #[tokio::test]
 async fn the_same_event_twice_applies_once() {
@@ -325,84 +243,6 @@ fn the_trace_id_comes_from_the_traceparent_the_outbox_row_carried() {
 
 /// The consumer continues the trace: its span's parent is the span that wrote the outbox row
 /// (the `traceparent` in the detail), observed through OpenTelemetry's in-memory exporter.
-#[tokio::test(flavor = "current_thread")]
-async fn the_handler_span_continues_the_outbox_rows_trace() {
-    use opentelemetry::trace::TracerProvider as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
-    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    // This thread's subscriber: a current-thread runtime polls the handler here.
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let w = World::new().await;
-    let consumer = w.consumer(Duration::from_secs(30));
-    let mut traced = fixture("eventbridge-book-added.json");
-    traced.detail["traceparent"] =
-        Value::from("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    let untraced = fixture("eventbridge-book-removed.json");
-    consumer.handle(&traced).await.expect("handled");
-    consumer.handle(&untraced).await.expect("handled");
-    // A CloudEvent's span continues the trace of its `traceparent` extension.
-    let mut removed = fixture("eventbridge-book-removed.json");
-    removed.detail["eventId"] = Value::from("another-row");
-    let cloudevent = cloudevent_of(
-        &removed,
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    );
-    consumer.handle_json(cloudevent).await.expect("handled");
-    provider.force_flush().expect("flush");
-
-    let spans = exporter.get_finished_spans().expect("spans");
-    let handled: Vec<_> = spans.iter().filter(|s| s.name == "handle event").collect();
-    assert_eq!(handled.len(), 3, "{spans:?}");
-    assert_eq!(
-        handled[2].span_context.trace_id().to_string(),
-        "0af7651916cd43dd8448eb211c80319c"
-    );
-    assert_eq!(handled[2].parent_span_id.to_string(), "b7ad6b7169203331");
-    let continued = &handled[0];
-    assert_eq!(
-        continued.span_context.trace_id().to_string(),
-        "4bf92f3577b34da6a3ce929d0e0e4736"
-    );
-    assert_eq!(continued.parent_span_id.to_string(), "00f067aa0ba902b7");
-    assert!(continued.parent_span_is_remote);
-    assert_eq!(
-        continued.span_kind,
-        opentelemetry::trace::SpanKind::Consumer
-    );
-    // An event without a trace starts its own.
-    assert_ne!(
-        handled[1].span_context.trace_id(),
-        continued.span_context.trace_id()
-    );
-    assert_eq!(
-        handled[1].parent_span_id,
-        opentelemetry::trace::SpanId::INVALID
-    );
-}
-
-/// The CloudEvent a `format = "cloudevents"` route makes of the fixture's outbox row (the
-/// shape `outbox_relay::pipeline::cloudevent` writes), with a trace.
-fn cloudevent_of(event: &EventBridgeEvent<Value>, traceparent: &str) -> Value {
-    serde_json::json!({
-        "specversion": "1.0",
-        "id": event.detail["eventId"],
-        "source": "OutboxDemo.Books",
-        "type": event.detail_type,
-        "time": "2026-11-26T10:15:00.000Z",
-        "datacontenttype": "application/json",
-        "partitionkey": "Team Topologies",
-        "traceparent": traceparent,
-        "data": event.detail,
-    })
-}
-
 /// A CloudEvent is applied like the EventBridge event of the same row, and is its twin: the
 /// CloudEvent `id` is the same stable event id, so one delivery of each applies once. Raw (as
 /// a Custom Event Bus subscriber's `RAW` transformer delivers it), through the Lambda entry
