@@ -675,7 +675,12 @@ async fn get_records_reads_the_answer_as_the_sdk_does() {
     let names: Vec<_> = ours
         .records
         .iter()
-        .map(|r| r.json["eventName"].as_str().unwrap_or_default().to_owned())
+        .map(|r| {
+            r.json()["eventName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     assert_eq!(names, ["INSERT", "MODIFY", "REMOVE"]);
     let sdk_records: Vec<_> = theirs
@@ -693,7 +698,7 @@ async fn get_records_reads_the_answer_as_the_sdk_does() {
         parsed.next_iterator.as_deref(),
         theirs.next_shard_iterator()
     );
-    let image = &ours.records[0].json["dynamodb"]["NewImage"];
+    let image = &ours.records[0].json()["dynamodb"]["NewImage"];
     assert_eq!(image["n"]["N"], "12345678901234567890.000000000000000001");
     assert_eq!(image["sk"]["S"], "é \"quoted\"\n");
 }

@@ -156,12 +156,14 @@ mod tests {
     /// Rows `from..to` as backfilled stream records (`NewImage.n` = the row number).
     fn page(from: u64, to: u64) -> Vec<StreamRecord> {
         (from..to)
-            .map(|n| StreamRecord {
-                sequence_number: SequenceNumber::new(format!("backfill-{n}")),
-                created_at: None,
-                json: json!({"eventID": format!("backfill-{n}"), "eventName": "INSERT",
+            .map(|n| {
+                StreamRecord::new(
+                    SequenceNumber::new(format!("backfill-{n}")),
+                    None,
+                    &json!({"eventID": format!("backfill-{n}"), "eventName": "INSERT",
                     "dynamodb": {"Keys": {"pk": {"S": format!("k{n}")}},
                                  "NewImage": {"n": {"N": n.to_string()}}}}),
+                )
             })
             .collect()
     }

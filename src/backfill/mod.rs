@@ -569,12 +569,12 @@ impl Shared {
                 &self.facts.stream_arn,
                 &region,
             );
-            records.push(StreamRecord {
+            records.push(StreamRecord::new(
                 // A backfilled record has no sequence number; its letter names its `eventID`.
-                sequence_number: SequenceNumber::new(record::sequence_label(&json)),
-                created_at: created,
-                json,
-            });
+                SequenceNumber::new(record::sequence_label(&json)),
+                created,
+                &json,
+            ));
         }
         (records, outside)
     }
@@ -584,10 +584,10 @@ impl Shared {
     fn preview(&self, records: Vec<StreamRecord>) -> deliver::Settled {
         let policy = self.config.source.record_policy();
         let mut settled = deliver::Settled::default();
-        for mut record in records {
+        for record in records {
             let routed = policy.route(
                 &self.router,
-                &mut record.json,
+                &mut record.json(),
                 &self.facts.stream_arn,
                 record.created_at,
             );

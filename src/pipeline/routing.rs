@@ -73,12 +73,7 @@ impl RecordPolicy {
         stream_arn: &str,
         created_at: Option<SystemTime>,
     ) -> Routed {
-        if let Some(object) = record.as_object_mut() {
-            object.insert(
-                "eventSourceARN".to_owned(),
-                Value::String(stream_arn.to_owned()),
-            );
-        }
+        set_source_arn(record, stream_arn);
         let event_id = stable_event_id(record, self.event_id_attribute.as_deref());
         let (trace, trace_ignored) = self.trace_of(record);
         let results =
@@ -89,5 +84,16 @@ impl RecordPolicy {
             trace_ignored,
             results,
         }
+    }
+}
+
+/// The first rule: `record`'s `eventSourceARN` is `stream_arn`, the stream it was read from
+/// (also for a dead letter's copy of the record).
+pub fn set_source_arn(record: &mut Value, stream_arn: &str) {
+    if let Some(object) = record.as_object_mut() {
+        object.insert(
+            "eventSourceARN".to_owned(),
+            Value::String(stream_arn.to_owned()),
+        );
     }
 }

@@ -19,16 +19,18 @@ use super::schedule::{EntryId, NewEntry, NewRecord, Order, Outcome, Passed, Sche
 use super::settle::{decide, Failure, Sent, Verdict};
 use super::shard_loop::{Command, Now};
 use super::worker::WorkerSettings;
+use crate::pipeline::routing::set_source_arn;
 use crate::pipeline::{entry_size, BusKind, Entry, RouteError, Router};
 use crate::publish::{Attempts, DeadLetter, Origin, PublishError, PutOutcome};
-use crate::stream::{SequenceNumber, StreamRecord};
+use crate::stream::{RecordText, SequenceNumber, StreamRecord};
 use crate::telemetry::{CallFailure, ShardEvent};
 
 /// A record held in the window: what a checkpoint and a dead letter need of it.
 pub(crate) struct Held {
     pub sequence_number: SequenceNumber,
     pub created_at: Option<SystemTime>,
-    pub json: serde_json::Value,
+    /// The record's JSON, parsed again only for a dead letter.
+    pub text: RecordText,
     pub event_id: String,
 }
 
@@ -201,15 +203,16 @@ impl Window {
     /// poison entries (routes it matched but cannot be rendered for).
     pub(super) fn route<'r>(
         &self,
-        mut record: StreamRecord,
+        record: StreamRecord,
         router: &'r Router,
         page: u64,
         last_of_page: bool,
         out: &mut Vec<Command<'r>>,
     ) -> NewRecord<Held, Work> {
+        // The record's tree lives only while it is routed; the window holds its text.
         let routed = self.settings.records.route(
             router,
-            &mut record.json,
+            &mut record.json(),
             &self.stream_arn,
             record.created_at,
         );
@@ -243,11 +246,11 @@ impl Window {
             })
             .collect();
         NewRecord {
-            bytes: record_bytes(&record),
+            bytes: record.bytes(),
             payload: Held {
                 sequence_number: record.sequence_number,
                 created_at: record.created_at,
-                json: record.json,
+                text: record.text,
                 event_id,
             },
             page,
@@ -369,12 +372,14 @@ impl Window {
     ) -> DeadLetter {
         let schedule = &self.schedule;
         let record = schedule.record_of(id);
+        let mut json = record.text.json();
+        set_source_arn(&mut json, &self.stream_arn);
         let origin = Origin {
             stream_arn: &self.stream_arn,
             shard_id: &self.shard_id,
             sequence_number: record.sequence_number.as_str(),
             event_id: &record.event_id,
-            record: &record.json,
+            record: &json,
         };
         match schedule.entry(id) {
             Work::Poison(e) => DeadLetter::transform(origin, e, now),
@@ -408,15 +413,6 @@ pub(super) fn route_name<'r>(router: &'r Router, entry: &Entry) -> &'r str {
         .routes()
         .get(entry.route)
         .map_or("unknown", crate::pipeline::Route::name)
-}
-
-/// A record's size for the read-ahead bound: the stream's own `SizeBytes` when present, else
-/// its JSON text's length.
-fn record_bytes(record: &StreamRecord) -> usize {
-    record.json["dynamodb"]["SizeBytes"]
-        .as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or_else(|| record.json.to_string().len())
 }
 
 /// What a call's answer tells at once: each failed entry's code, or the whole call's failure

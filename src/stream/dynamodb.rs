@@ -8,6 +8,7 @@ use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, Str
 use super::wire::{TakeRecords, WireIdentity, WireRecord, WireStreamRecord};
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
+use serde_json::value::RawValue;
 
 /// DynamoDB Streams (and DescribeTable, to find a table's latest stream) through the SDK.
 #[derive(Debug, Clone)]
@@ -246,6 +247,15 @@ where
 pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
     let owned = |s: Option<&str>| s.map(str::to_owned);
+    let image = |item| {
+        RawValue::from_string(super::typed::streams_item(item).to_string())
+            .expect("a serialized Value is JSON")
+    };
+    let (keys, new_image, old_image) = (
+        ddb.keys().map(image),
+        ddb.new_image().map(image),
+        ddb.old_image().map(image),
+    );
     let wire = WireRecord {
         event_id: owned(record.event_id()),
         event_name: owned(record.event_name().map(|n| n.as_str())),
@@ -254,9 +264,9 @@ pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
         aws_region: owned(record.aws_region()),
         dynamodb: Some(WireStreamRecord {
             approximate_creation_date_time: ddb.approximate_creation_date_time().copied(),
-            keys: ddb.keys().map(super::typed::streams_item),
-            new_image: ddb.new_image().map(super::typed::streams_item),
-            old_image: ddb.old_image().map(super::typed::streams_item),
+            keys: keys.as_deref(),
+            new_image: new_image.as_deref(),
+            old_image: old_image.as_deref(),
             sequence_number: owned(ddb.sequence_number()),
             size_bytes: ddb.size_bytes(),
             stream_view_type: owned(ddb.stream_view_type().map(|v| v.as_str())),
@@ -322,7 +332,7 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
         assert_eq!(
-            converted.json,
+            converted.json(),
             json!({
                 "eventID": "e1", "eventName": "INSERT", "eventVersion": "1.1",
                 "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",

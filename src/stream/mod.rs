@@ -8,4 +8,6 @@ pub mod wire;
 
 pub use dynamodb::{to_stream_record, DynamoDbStreams, ParsedBy};
 pub use shard::{lineage_order, SequenceNumber, Shard, ShardId};
-pub use source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};
+pub use source::{
+    IteratorPosition, RecordText, RecordsPage, ShardSource, SourceError, StreamRecord,
+};

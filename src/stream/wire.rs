@@ -4,8 +4,9 @@
 //! `eventID`, `eventName`, … keys and `dynamodb.Keys`/`NewImage`/`OldImage` as DynamoDB JSON.
 //! Letting the SDK parse it into `AttributeValue` hash maps and then converting those into our
 //! `Value` built two trees per record (30 % of the process, BENCHMARKS.md). Here the body is
-//! parsed once: images straight into `Value`, the few scalar fields into [`WireRecord`], which
-//! [`WireRecord::into_stream_record`] lays out in the Lambda shape. The SDK path
+//! parsed once: the few scalar fields into [`WireRecord`], the images checked to be JSON and
+//! kept as their text, which [`WireRecord::into_stream_record`] writes out in the Lambda shape
+//! as the record's text (parsed into a tree only when the record is routed). The SDK path
 //! ([`super::to_stream_record`]) fills the same [`WireRecord`], so the layout exists once.
 //!
 //! Where the two parses differ, on input AWS does not send: an attribute type newer than the
@@ -29,24 +30,25 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::DateTime;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::shard::SequenceNumber;
-use super::source::{RecordsPage, StreamRecord};
+use super::source::{RecordText, RecordsPage, StreamRecord};
 
 /// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
 #[derive(Debug, Deserialize)]
-struct WirePage {
-    #[serde(rename = "Records", default)]
-    records: Option<Vec<WireRecord>>,
+struct WirePage<'a> {
+    #[serde(rename = "Records", default, borrow)]
+    records: Option<Vec<WireRecord<'a>>>,
     #[serde(rename = "NextShardIterator", default)]
     next_shard_iterator: Option<String>,
 }
 
 /// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it).
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct WireRecord {
+pub(super) struct WireRecord<'a> {
     #[serde(rename = "eventID", default)]
     pub event_id: Option<String>,
     #[serde(rename = "eventName", default)]
@@ -57,15 +59,15 @@ pub(super) struct WireRecord {
     pub event_source: Option<String>,
     #[serde(rename = "awsRegion", default)]
     pub aws_region: Option<String>,
-    #[serde(default)]
-    pub dynamodb: Option<WireStreamRecord>,
+    #[serde(default, borrow)]
+    pub dynamodb: Option<WireStreamRecord<'a>>,
     #[serde(rename = "userIdentity", default)]
     pub user_identity: Option<WireIdentity>,
 }
 
 /// The record's `dynamodb` member.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct WireStreamRecord {
+pub(super) struct WireStreamRecord<'a> {
     /// Epoch seconds, a JSON number with a fraction (awsJson1.0 timestamps).
     #[serde(
         rename = "ApproximateCreationDateTime",
@@ -73,12 +75,13 @@ pub(super) struct WireStreamRecord {
         deserialize_with = "epoch_seconds"
     )]
     pub approximate_creation_date_time: Option<DateTime>,
-    #[serde(rename = "Keys", default)]
-    pub keys: Option<Value>,
-    #[serde(rename = "NewImage", default)]
-    pub new_image: Option<Value>,
-    #[serde(rename = "OldImage", default)]
-    pub old_image: Option<Value>,
+    /// The images as sent: checked to be JSON, not parsed into a tree.
+    #[serde(rename = "Keys", default, borrow)]
+    pub keys: Option<&'a RawValue>,
+    #[serde(rename = "NewImage", default, borrow)]
+    pub new_image: Option<&'a RawValue>,
+    #[serde(rename = "OldImage", default, borrow)]
+    pub old_image: Option<&'a RawValue>,
     #[serde(rename = "SequenceNumber", default)]
     pub sequence_number: Option<String>,
     #[serde(rename = "SizeBytes", default)]
@@ -108,72 +111,104 @@ fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime>, D:
     Ok(Some(DateTime::from_secs_f64(seconds)))
 }
 
-impl WireRecord {
+impl WireRecord<'_> {
     /// The record in the JSON shape Pipes and Lambda use (keys in name order); `None` without
     /// a sequence number, which DynamoDB always sends.
     pub(super) fn into_stream_record(self) -> Option<StreamRecord> {
         let ddb = self.dynamodb?;
         let sequence = ddb.sequence_number?;
         let sequence_number = SequenceNumber::new(&sequence);
-        let mut dynamodb = Map::new();
-        let created_at = ddb.approximate_creation_date_time.and_then(|t| {
-            // Whole seconds as a JSON integer, like the Lambda event; sub-second precision kept.
-            let value = if t.subsec_nanos() == 0 {
-                Value::from(t.secs())
-            } else {
-                Value::from(t.as_secs_f64())
-            };
-            dynamodb.insert("ApproximateCreationDateTime".into(), value);
+        let created = ddb.approximate_creation_date_time;
+        let pipes = PipesRecord {
+            aws_region: self.aws_region.as_deref(),
+            dynamodb: PipesStreamRecord {
+                // Whole seconds as a JSON integer, like the Lambda event; sub-second precision
+                // kept.
+                approximate_creation_date_time: created.map(|t| {
+                    if t.subsec_nanos() == 0 {
+                        Value::from(t.secs())
+                    } else {
+                        Value::from(t.as_secs_f64())
+                    }
+                }),
+                keys: ddb.keys,
+                new_image: ddb.new_image,
+                old_image: ddb.old_image,
+                sequence_number: &sequence,
+                size_bytes: ddb.size_bytes,
+                stream_view_type: ddb.stream_view_type.as_deref(),
+            },
+            event_id: self.event_id.as_deref(),
+            event_name: self.event_name.as_deref(),
+            event_source: self.event_source.as_deref(),
+            event_version: self.event_version.as_deref(),
+            user_identity: self.user_identity.as_ref().map(|identity| PipesIdentity {
+                principal_id: identity.principal_id.as_deref(),
+                r#type: identity.r#type.as_deref(),
+            }),
+        };
+        let text =
+            serde_json::to_string(&pipes).expect("a record in the Pipes shape always serializes");
+        let created_at = created.and_then(|t| {
             let nanos = u64::try_from(t.as_nanos()).ok()?;
             Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
         });
-        for (name, image) in [
-            ("Keys", ddb.keys),
-            ("NewImage", ddb.new_image),
-            ("OldImage", ddb.old_image),
-        ] {
-            if let Some(image) = image {
-                dynamodb.insert(name.into(), image);
-            }
-        }
-        dynamodb.insert("SequenceNumber".into(), Value::String(sequence));
-        if let Some(size) = ddb.size_bytes {
-            dynamodb.insert("SizeBytes".into(), Value::from(size));
-        }
-        if let Some(view) = ddb.stream_view_type {
-            dynamodb.insert("StreamViewType".into(), Value::String(view));
-        }
-        let mut json = Map::new();
-        for (key, value) in [
-            ("eventID", self.event_id),
-            ("eventName", self.event_name),
-            ("eventVersion", self.event_version),
-            ("eventSource", self.event_source),
-            ("awsRegion", self.aws_region),
-        ] {
-            if let Some(value) = value {
-                json.insert(key.into(), Value::String(value));
-            }
-        }
-        json.insert("dynamodb".into(), Value::Object(dynamodb));
-        if let Some(identity) = self.user_identity {
-            let mut user = Map::new();
-            user.insert(
-                "type".into(),
-                identity.r#type.map_or(Value::Null, Value::String),
-            );
-            user.insert(
-                "principalId".into(),
-                identity.principal_id.map_or(Value::Null, Value::String),
-            );
-            json.insert("userIdentity".into(), Value::Object(user));
-        }
-        Some(StreamRecord {
+        let size_bytes = ddb.size_bytes.and_then(|n| u64::try_from(n).ok());
+        Some(StreamRecord::from_text(
             sequence_number,
             created_at,
-            json: Value::Object(json),
-        })
+            RecordText::written(text),
+            size_bytes,
+        ))
     }
+}
+
+/// A record in the Pipes and Lambda shape, as written: keys in name order, absent members left
+/// out (`userIdentity` keeps both of its keys, `null` when absent).
+#[derive(Serialize)]
+struct PipesRecord<'a> {
+    #[serde(rename = "awsRegion", skip_serializing_if = "Option::is_none")]
+    aws_region: Option<&'a str>,
+    dynamodb: PipesStreamRecord<'a>,
+    #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    #[serde(rename = "eventName", skip_serializing_if = "Option::is_none")]
+    event_name: Option<&'a str>,
+    #[serde(rename = "eventSource", skip_serializing_if = "Option::is_none")]
+    event_source: Option<&'a str>,
+    #[serde(rename = "eventVersion", skip_serializing_if = "Option::is_none")]
+    event_version: Option<&'a str>,
+    #[serde(rename = "userIdentity", skip_serializing_if = "Option::is_none")]
+    user_identity: Option<PipesIdentity<'a>>,
+}
+
+#[derive(Serialize)]
+struct PipesStreamRecord<'a> {
+    #[serde(
+        rename = "ApproximateCreationDateTime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    approximate_creation_date_time: Option<Value>,
+    #[serde(rename = "Keys", skip_serializing_if = "Option::is_none")]
+    keys: Option<&'a RawValue>,
+    #[serde(rename = "NewImage", skip_serializing_if = "Option::is_none")]
+    new_image: Option<&'a RawValue>,
+    #[serde(rename = "OldImage", skip_serializing_if = "Option::is_none")]
+    old_image: Option<&'a RawValue>,
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: &'a str,
+    #[serde(rename = "SizeBytes", skip_serializing_if = "Option::is_none")]
+    size_bytes: Option<i64>,
+    #[serde(rename = "StreamViewType", skip_serializing_if = "Option::is_none")]
+    stream_view_type: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PipesIdentity<'a> {
+    #[serde(rename = "principalId")]
+    principal_id: Option<&'a str>,
+    #[serde(rename = "type")]
+    r#type: Option<&'a str>,
 }
 
 /// A GetRecords response body as a page of our records (records without a sequence number
@@ -382,7 +417,7 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_464_806_460))
         );
         assert_eq!(
-            first.json,
+            first.json(),
             json!({
                 "awsRegion": "us-west-2",
                 "dynamodb": {
@@ -403,20 +438,20 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_464_806_460_250))
         );
         assert_eq!(
-            second.json["dynamodb"]["ApproximateCreationDateTime"],
+            second.json()["dynamodb"]["ApproximateCreationDateTime"],
             json!(1_464_806_460.25)
         );
         assert_eq!(
-            second.json["userIdentity"],
+            second.json()["userIdentity"],
             json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
         );
         assert_eq!(
-            second.json["dynamodb"]["OldImage"]["n"],
+            second.json()["dynamodb"]["OldImage"]["n"],
             json!({"N": "12345678901234567890.000000000000000001"}),
             "numbers keep every digit"
         );
         assert_eq!(
-            second.json["dynamodb"]["OldImage"]["m"],
+            second.json()["dynamodb"]["OldImage"]["m"],
             json!({"M": {"l": {"L": [{"S": "é\n"}, {"N": "0"}]}}})
         );
     }

@@ -58,10 +58,10 @@ fn record(seq: u64, kind: u8) -> StreamRecord {
         image["count"] = json!({"N": seq.to_string()});
     }
     let name = if kind == 2 { "REMOVE" } else { "INSERT" };
-    StreamRecord {
-        sequence_number: SequenceNumber::new(seq.to_string()),
-        created_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq)),
-        json: json!({
+    StreamRecord::new(
+        SequenceNumber::new(seq.to_string()),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq)),
+        &json!({
             "eventID": format!("e{seq}"),
             "eventName": name,
             "dynamodb": {
@@ -71,7 +71,7 @@ fn record(seq: u64, kind: u8) -> StreamRecord {
                 "SizeBytes": 50,
             },
         }),
-    }
+    )
 }
 
 /// Entries each record kind makes (both routes, one poisoned, none).

@@ -43,12 +43,12 @@ fn closed_shard_with_keys(keys: &[Option<u8>], page: usize) -> FakeStream {
             if let Some(k) = key {
                 image["k"] = json!({"S": format!("k{k}")});
             }
-            StreamRecord {
-                sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
-                created_at: None,
-                json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+            StreamRecord::new(
+                SequenceNumber::new(format!("{}", 100 + i)),
+                None,
+                &json!({"eventID": format!("e{i}"), "eventName": "INSERT",
                              "dynamodb": {"NewImage": image}}),
-            }
+            )
         })
         .collect();
     FakeStream::new(
@@ -740,12 +740,12 @@ async fn idle_lag_after_an_idle_minute_per_ceiling() {
                     "shard-1",
                     None,
                     false,
-                    vec![StreamRecord {
-                        sequence_number: SequenceNumber::new("100"),
-                        created_at: None,
-                        json: json!({"eventID": "e0", "eventName": "INSERT",
+                    vec![StreamRecord::new(
+                        SequenceNumber::new("100"),
+                        None,
+                        &json!({"eventID": "e0", "eventName": "INSERT",
                                      "dynamodb": {"NewImage": {"n": {"N": "0"}}}}),
-                    }],
+                    )],
                 )],
                 1000,
             );
@@ -783,11 +783,13 @@ async fn idle_lag_after_an_idle_minute_per_ceiling() {
 /// One open shard of `n` records (`NewImage.n = i`), served a page of up to 1,000 at a time.
 fn open_shard(n: usize) -> FakeStream {
     let records: Vec<StreamRecord> = (0..n)
-        .map(|i| StreamRecord {
-            sequence_number: SequenceNumber::new(format!("{}", 100 + i)),
-            created_at: None,
-            json: json!({"eventID": format!("e{i}"), "eventName": "INSERT",
+        .map(|i| {
+            StreamRecord::new(
+                SequenceNumber::new(format!("{}", 100 + i)),
+                None,
+                &json!({"eventID": format!("e{i}"), "eventName": "INSERT",
                          "dynamodb": {"NewImage": {"n": {"N": i.to_string()}}}}),
+            )
         })
         .collect();
     FakeStream::new(

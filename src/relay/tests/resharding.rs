@@ -18,12 +18,12 @@ use crate::stream::{SequenceNumber, ShardSource, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
 
 fn record(n: u64) -> StreamRecord {
-    StreamRecord {
-        sequence_number: SequenceNumber::new(format!("{}", 1000 + n)),
-        created_at: None,
-        json: json!({"eventID": format!("e{n}"), "eventName": "INSERT",
+    StreamRecord::new(
+        SequenceNumber::new(format!("{}", 1000 + n)),
+        None,
+        &json!({"eventID": format!("e{n}"), "eventName": "INSERT",
                      "dynamodb": {"Keys": {"pk": {"S": "same-key"}}, "NewImage": {"n": {"N": n.to_string()}}}}),
-    }
+    )
 }
 
 /// Closed shards with fixed records, listed children first (DescribeStream gives no order
@@ -238,9 +238,10 @@ fn a_child_of_a_known_parent_starts_at_trim_horizon_whatever_the_config_says() {
 fn replaced_stream() -> FakeStream {
     let shard = |arn: &str, base: u64| {
         let records = (0..5)
-            .map(|i| StreamRecord {
-                sequence_number: SequenceNumber::new(format!("{}", 1000 + i)),
-                ..record(base + i)
+            .map(|i| {
+                let mut r = record(base + i);
+                r.sequence_number = SequenceNumber::new(format!("{}", 1000 + i));
+                r
             })
             .collect();
         (

@@ -162,13 +162,13 @@ proptest! {
 
         let mut happened = Vec::new();
         let routed = window.route(
-            StreamRecord {
-                sequence_number: SequenceNumber::new(
+            StreamRecord::new(
+SequenceNumber::new(
                     record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default(),
                 ),
-                created_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(created)),
-                json: record,
-            },
+Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(created)),
+&record,
+),
             &router,
             0,
             true,

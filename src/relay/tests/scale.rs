@@ -225,13 +225,13 @@ fn steady_shards(shards: usize, per_shard: f64, for_: Duration) -> FakeStream {
         (0..shards)
             .map(|s| {
                 let records = (0..n)
-                    .map(|i| crate::stream::StreamRecord {
-                        sequence_number: crate::stream::SequenceNumber::new(format!("{}", 100 + i)),
-                        created_at: None,
-                        json: serde_json::json!({"eventID": format!("e{s}-{i}"), "eventName": "INSERT",
+                    .map(|i| crate::stream::StreamRecord::new(
+crate::stream::SequenceNumber::new(format!("{}", 100 + i)),
+None,
+&serde_json::json!({"eventID": format!("e{s}-{i}"), "eventName": "INSERT",
                                      "dynamodb": {"Keys": {"pk": {"S": format!("k{}", i % 50)}},
                                                   "NewImage": {"n": {"N": i.to_string()}}}}),
-                    })
+))
                     .collect();
                 FakeShard::new(&format!("shardId-{s:05}"), None, false, records)
             })

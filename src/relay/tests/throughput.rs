@@ -18,10 +18,10 @@ use crate::stream::{SequenceNumber, ShardId, StreamRecord};
 use crate::telemetry::{Health, Metrics, PendingRecords};
 
 fn record(shard: usize, i: usize) -> StreamRecord {
-    StreamRecord {
-        sequence_number: SequenceNumber::new(format!("{}", 1_000_000 + i)),
-        created_at: None,
-        json: json!({
+    StreamRecord::new(
+        SequenceNumber::new(format!("{}", 1_000_000 + i)),
+        None,
+        &json!({
             "eventID": format!("s{shard}-e{i}"), "eventName": "INSERT", "eventVersion": "1.1",
             "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
             "dynamodb": {
@@ -37,7 +37,7 @@ fn record(shard: usize, i: usize) -> StreamRecord {
                 "StreamViewType": "NEW_AND_OLD_IMAGES"
             }
         }),
-    }
+    )
 }
 
 /// A record of the seed's books table (issue #28's workload): 80 % INSERT of a book
@@ -59,16 +59,16 @@ fn seed_record(shard: usize, i: usize) -> StreamRecord {
         "StreamViewType": "NEW_AND_OLD_IMAGES"
     });
     dynamodb[if remove { "OldImage" } else { "NewImage" }] = image;
-    StreamRecord {
-        sequence_number: SequenceNumber::new(format!("{}", 1_000_000 + i)),
-        created_at: None,
-        json: json!({
+    StreamRecord::new(
+        SequenceNumber::new(format!("{}", 1_000_000 + i)),
+        None,
+        &json!({
             "eventID": format!("s{shard}-e{i}"),
             "eventName": if remove { "REMOVE" } else { "INSERT" },
             "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "eu-north-1",
             "dynamodb": dynamodb
         }),
-    }
+    )
 }
 
 /// Which records, through which config's routes.
