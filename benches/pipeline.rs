@@ -172,6 +172,19 @@ fn get_records(c: &mut Criterion) {
             })
         });
     });
+    // Records are held as text and parsed into a tree when routed: the two together are what
+    // `wire_parse` measured when it built the trees itself.
+    g.bench_function("wire_parse_then_trees", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let (page, _) = source.read_page("it", 1000).await.expect("an answer");
+                for record in &page.records {
+                    drop(black_box(record.json()));
+                }
+                page
+            })
+        });
+    });
     g.finish();
 }
 

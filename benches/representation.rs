@@ -1,6 +1,8 @@
-//! What holding a stream record costs, in two representations (issue #28's next step): the
-//! `serde_json::Value` tree the relay holds today, and a flat typed item (each image a sorted
-//! `Vec` of `(name, typed value)`, the shape a record type of our own would have).
+//! What holding a stream record costs, in three representations (issue #28): the
+//! `serde_json::Value` tree the relay held until it held records as text, the JSON text a
+//! [`StreamRecord`] holds now (parsed into a tree only while it is routed), and a flat typed
+//! item (each image a sorted `Vec` of `(name, typed value)`, the shape a record type of our
+//! own would have).
 //!
 //! For the 1,000 records of the pipeline bench's GetRecords answer it prints the heap each
 //! representation holds per record (bytes asked of the allocator, and allocations), then
@@ -12,6 +14,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use outbox_relay::stream::{SequenceNumber, StreamRecord};
 use serde::Deserialize;
 use serde_json::Value;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -121,8 +124,9 @@ fn held_per_record<T>(texts: &[String], make: impl Fn(&str) -> T) -> (usize, usi
     let change = region.change();
     drop(held);
     let n = texts.len();
+    // stats_alloc adds a reallocation's growth to `bytes_allocated` (and its shrinking to
+    // `bytes_deallocated`) already; `bytes_reallocated` is the same change again.
     let bytes = change.bytes_allocated.abs_diff(change.bytes_deallocated);
-    let bytes = bytes.saturating_add_signed(change.bytes_reallocated);
     (bytes / n, (change.allocations - change.deallocations) / n)
 }
 
@@ -130,6 +134,7 @@ fn representation(c: &mut Criterion) {
     let texts = record_texts();
     let n = texts.len();
     let value = |t: &str| serde_json::from_str::<Value>(t).expect("a record");
+    let text = |t: &str| StreamRecord::new(SequenceNumber::new("1"), None, &value(t));
     let flat = |t: &str| serde_json::from_str::<FlatRecord>(t).expect("a record");
     let mean = texts.iter().map(String::len).sum::<usize>() / n;
     for (name, inline, (bytes, allocations)) in [
@@ -137,6 +142,11 @@ fn representation(c: &mut Criterion) {
             "serde_json::Value",
             std::mem::size_of::<Value>(),
             held_per_record(&texts, value),
+        ),
+        (
+            "StreamRecord (JSON text)",
+            std::mem::size_of::<StreamRecord>(),
+            held_per_record(&texts, text),
         ),
         (
             "flat typed item",
@@ -150,6 +160,7 @@ fn representation(c: &mut Criterion) {
         );
     }
     let values: Vec<Value> = texts.iter().map(|t| value(t)).collect();
+    let records: Vec<StreamRecord> = texts.iter().map(|t| text(t)).collect();
     let flats: Vec<FlatRecord> = texts.iter().map(|t| flat(t)).collect();
 
     let mut g = c.benchmark_group("record_representation_1000");
@@ -164,6 +175,16 @@ fn representation(c: &mut Criterion) {
     });
     g.bench_function("value_clone_drop", |b| {
         b.iter(|| drop(black_box(values.clone())));
+    });
+    g.bench_function("stream_record_clone_drop", |b| {
+        b.iter(|| drop(black_box(records.clone())));
+    });
+    g.bench_function("stream_record_to_tree_drop", |b| {
+        b.iter(|| {
+            for record in &records {
+                drop(black_box(record.json()));
+            }
+        });
     });
     g.bench_function("flat_parse", |b| {
         b.iter(|| texts.iter().map(|t| flat(black_box(t))).collect::<Vec<_>>());
