@@ -290,7 +290,12 @@ async fn a_call_rejected_because_of_one_event_is_split_and_only_that_event_is_de
     assert_eq!(stored[0].error_code, "ResourceNotFoundException");
     assert_eq!(stored[0].sequence_number, "104");
     assert_eq!(stored[0].stage, crate::publish::Stage::Publish);
-    assert_eq!(stored[0].record["dynamodb"]["NewImage"]["n"]["N"], "4");
+    assert_eq!(
+        stored[0].record,
+        json!({"eventID": "e4", "eventName": "INSERT", "eventSourceARN": "arn:s",
+               "dynamodb": {"NewImage": {"n": {"N": "4"}}}}),
+        "the letter holds the record as read, with the stream it came from"
+    );
     assert!(
         stored[0].entry.is_some(),
         "the rendered entry travels with the record"
