@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use validate::{invalid, join};
 
 pub mod eval;
-mod fields;
+pub mod fields;
 mod validate;
 
 use fields::ReadFields;
@@ -270,6 +270,8 @@ pub struct Matcher {
     unfiltered: Vec<u32>,
     /// The event fields the automaton's patterns name: all of an event it needs to see.
     read: ReadFields,
+    /// Those and the fields the confirmations name: all of an event matching reads.
+    reads: ReadFields,
 }
 
 impl fmt::Debug for Matcher {
@@ -294,6 +296,7 @@ impl Matcher {
             alternatives: Vec::new(),
             unfiltered: Vec::new(),
             read: ReadFields::default(),
+            reads: ReadFields::default(),
         }
     }
 
@@ -312,11 +315,17 @@ impl Matcher {
                         .add_pattern(id, p)
                         .map_err(|e| PatternError::Rejected(e.to_string()))?;
                     match serde_json::from_str::<Value>(p) {
-                        Ok(Value::Object(pattern)) => self.read.add(&pattern),
+                        Ok(Value::Object(pattern)) => {
+                            self.read.add(&pattern);
+                            self.reads.add(&pattern);
+                        }
                         _ => return Err(PatternError::Rejected(format!("not an object: {p}"))),
                     }
                 }
                 None => self.unfiltered.push(id),
+            }
+            if let Some(confirm) = &alt.confirm {
+                self.reads.add(confirm);
             }
             self.alternatives.push((route, alt.confirm.clone()));
         }
@@ -330,6 +339,13 @@ impl Matcher {
         let mut out = Vec::with_capacity(64);
         self.read.write(event, &mut out);
         out
+    }
+
+    /// Everything of an event [`Matcher::matching`] reads: the fields its patterns and their
+    /// confirmations name.
+    #[must_use]
+    pub fn reads(&self) -> &ReadFields {
+        &self.reads
     }
 
     /// Appends to `out` the route of every alternative matching the event (`event_json` is

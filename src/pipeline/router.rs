@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use super::pattern::fields::ReadFields;
+
 use super::batch::entry_size;
 use super::bus::{check_deduplication_id, check_group_id, Bus, BusKind};
 use super::cloudevent::{trace_metadata, CloudEvent, EventFormat, RAW_CONTENT_TYPE};
@@ -231,6 +233,8 @@ pub struct Router {
     match_all: Vec<usize>,
     /// Per route, which PutEvents calls its entries may share (see [`Router::call_lane`]).
     lanes: Vec<u32>,
+    /// Every part of a record the routes read (see [`Router::reads`]).
+    reads: ReadFields,
 }
 
 impl std::fmt::Debug for Router {
@@ -276,12 +280,27 @@ impl Router {
                 }
             })
             .collect();
+        let mut reads = matcher.reads().clone();
+        for route in &routes {
+            route_reads(route, &mut reads);
+        }
         Ok(Self {
             routes,
             matcher,
             match_all,
             lanes,
+            reads,
         })
+    }
+
+    /// Every part of a record routing it reads: what the filters name, what the templates'
+    /// paths read, the images an `unmarshall` detail or the item-key ordering key is made of.
+    /// [`Router::route`] on a record parsed with only these parts
+    /// ([`ReadFields::parse`]) gives what it gives on the whole record; the record policy's
+    /// own reads are added by [`super::RecordPolicy::reads`].
+    #[must_use]
+    pub fn reads(&self) -> &ReadFields {
+        &self.reads
     }
 
     /// The routes, in config order.
@@ -366,6 +385,25 @@ impl Router {
                 render(i, route, &ctx)
             })
             .collect()
+    }
+}
+
+/// Adds to `reads` what rendering `route` reads of a record (its filters aside).
+fn route_reads(route: &Route, reads: &mut ReadFields) {
+    match route.detail() {
+        Detail::Template(t) => t.add_reads(reads),
+        Detail::Unmarshall { image, .. } => reads.add_path(&["dynamodb", image.field()]),
+    }
+    match route.ordering_key() {
+        OrderingKey::Template(t) => t.add_reads(reads),
+        OrderingKey::ItemKey => reads.add_path(&["dynamodb", ImageSelector::Keys.field()]),
+    }
+    for template in route
+        .subject()
+        .into_iter()
+        .chain(route.metadata().iter().map(|(_, t)| t))
+    {
+        template.add_reads(reads);
     }
 }
 

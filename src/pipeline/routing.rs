@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use super::pattern::fields::ReadFields;
 use super::router::{stable_event_id, Entry, RouteError, Router};
 use super::trace::{TraceContext, TraceError};
 
@@ -61,6 +62,27 @@ impl RecordPolicy {
             Ok(None) => (None, None),
             Err(e) => (None, Some(e)),
         }
+    }
+
+    /// Every part of a record [`RecordPolicy::route`] reads through `router`: the router's
+    /// [`Router::reads`], the `eventID`, and the row attributes this policy names (in every
+    /// image that may hold them).
+    #[must_use]
+    pub fn reads(&self, router: &Router) -> ReadFields {
+        let mut reads = router.reads().clone();
+        reads.add_path(&["eventID"]);
+        if let Some(attribute) = &self.event_id_attribute {
+            for image in ["Keys", "NewImage", "OldImage"] {
+                reads.add_path(&["dynamodb", image, attribute]);
+            }
+        }
+        let trace = [&self.trace_context_attribute, &self.trace_state_attribute];
+        for attribute in trace.into_iter().flatten() {
+            for image in ["NewImage", "OldImage"] {
+                reads.add_path(&["dynamodb", image, attribute]);
+            }
+        }
+        reads
     }
 
     /// Takes `record`, read from the stream `stream_arn`, through `router` (see the module

@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::image::{ImageError, ImageSelector};
+use super::pattern::fields::ReadFields;
 use super::router::RecordContext;
 
 /// Why a template could not be parsed.
@@ -121,6 +122,39 @@ impl Template {
             }
         }
         out
+    }
+
+    /// Adds to `reads` every part of a record its placeholders read: a path's keys up to its
+    /// first index (read whole from there), the image behind `$.NewImage…` (and the
+    /// record's own key of that name, which would take its place), the whole record for
+    /// `<aws.pipes.event>`.
+    pub fn add_reads(&self, reads: &mut ReadFields) {
+        for part in &self.parts {
+            let Part::Var { var, .. } = part else {
+                continue;
+            };
+            match var {
+                Var::Path(steps) => {
+                    let keys: Vec<&str> = steps
+                        .iter()
+                        .map_while(|step| match step {
+                            Step::Key(k) => Some(k.as_str()),
+                            Step::Index(_) => None,
+                        })
+                        .collect();
+                    if let Some(image) = keys.first().and_then(|root| plain_image_root(root)) {
+                        reads.add_path(&["dynamodb", image.field()]);
+                    }
+                    reads.add_path(&keys);
+                }
+                Var::Event => reads.add_path::<&str>(&[]),
+                Var::PipeName
+                | Var::SourceArn
+                | Var::IngestionTime
+                | Var::EventId
+                | Var::TraceParent => {}
+            }
+        }
     }
 
     /// Parses `text`, finding placeholders and whether each sits inside a string literal.

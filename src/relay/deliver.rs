@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::time::Instant;
 
@@ -19,6 +19,7 @@ use super::schedule::{EntryId, NewEntry, NewRecord, Order, Outcome, Passed, Sche
 use super::settle::{decide, Failure, Sent, Verdict};
 use super::shard_loop::{Command, Now};
 use super::worker::WorkerSettings;
+use crate::pipeline::pattern::fields::ReadFields;
 use crate::pipeline::routing::set_source_arn;
 use crate::pipeline::{entry_size, BusKind, Entry, RouteError, Router};
 use crate::publish::{Attempts, DeadLetter, Origin, PublishError, PutOutcome};
@@ -44,6 +45,9 @@ pub(crate) struct Window {
     pub(super) schedule: Schedule<Held, Work>,
     limit: CallLimit,
     page_no: u64,
+    /// What routing reads of a record, learnt from the router on the first record (a window
+    /// routes for one router, its stream's): a record's tree is parsed with only these parts.
+    reads: OnceLock<ReadFields>,
 }
 
 /// An entry of the window: one to publish, or a record that could not become an entry for a
@@ -99,6 +103,7 @@ impl Window {
             schedule: Schedule::new(order),
             limit,
             page_no: 0,
+            reads: OnceLock::new(),
         }
     }
 
@@ -209,13 +214,15 @@ impl Window {
         last_of_page: bool,
         out: &mut Vec<Command<'r>>,
     ) -> NewRecord<Held, Work> {
-        // The record's tree lives only while it is routed; the window holds its text.
-        let routed = self.settings.records.route(
-            router,
-            &mut record.json(),
-            &self.stream_arn,
-            record.created_at,
-        );
+        // The record's tree, of only what routing reads, lives only while it is routed; the
+        // window holds its text.
+        let policy = &self.settings.records;
+        let reads = self.reads.get_or_init(|| policy.reads(router));
+        let mut tree = reads
+            .parse(record.text.as_str())
+            .expect("a record's text is JSON this crate wrote");
+        let routed = policy.route(router, &mut tree, &self.stream_arn, record.created_at);
+        drop(tree);
         if let Some(error) = routed.trace_ignored {
             out.push(Command::Emit(ShardEvent::TraceIgnored { error }));
         }

@@ -15,9 +15,16 @@
 //!   by position, so none may be dropped or moved); a scalar is kept as it is (no pattern's
 //!   deeper field can be found in it, kept or not);
 //! - a key no pattern names is left out.
+//!
+//! The same rules also decide what of a record the relay parses at all
+//! ([`ReadFields::parse`]): the union of what its patterns, templates and record policy read
+//! (`Router::reads`), so a record's tree holds only what routing looks at.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The union of the field paths of quamina's patterns.
@@ -39,6 +46,59 @@ impl ReadFields {
                 _ => child.whole = true,
             }
         }
+    }
+
+    /// Reads of everything: the whole event.
+    #[must_use]
+    pub fn everything() -> Self {
+        Self {
+            whole: true,
+            children: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a path whose value is read whole (`[]`: the whole event).
+    pub fn add_path<S: AsRef<str>>(&mut self, path: &[S]) {
+        let mut at = self;
+        for key in path {
+            if at.whole {
+                return;
+            }
+            at = at.children.entry(key.as_ref().to_owned()).or_default();
+        }
+        at.whole = true;
+        at.children.clear();
+    }
+
+    /// Adds everything `other` reads.
+    pub fn merge(&mut self, other: &ReadFields) {
+        if self.whole {
+            return;
+        }
+        if other.whole {
+            self.whole = true;
+            self.children.clear();
+            return;
+        }
+        for (key, read) in &other.children {
+            self.children.entry(key.clone()).or_default().merge(read);
+        }
+    }
+
+    /// Parses the JSON text `text` reduced to these fields: the tree of what [`ReadFields::write`]
+    /// would write of the whole event, without building the rest.
+    ///
+    /// # Errors
+    /// `text` is not JSON.
+    pub fn parse(&self, text: &str) -> serde_json::Result<Value> {
+        if number_token().is_none() {
+            // A serde_json that hands numbers over some other way: parse it all, as before.
+            return serde_json::from_str(text);
+        }
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let value = self.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(value)
     }
 
     /// Appends to `out` the JSON text of `event` reduced to these fields (see the module
@@ -79,6 +139,117 @@ impl ReadFields {
             scalar => write_value(scalar, out),
         }
     }
+}
+
+/// Parsing with the pruning rules of [`ReadFields::write`].
+impl<'de> DeserializeSeed<'de> for &ReadFields {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.whole {
+            Value::deserialize(deserializer)
+        } else {
+            deserializer.deserialize_any(Pruned(self))
+        }
+    }
+}
+
+/// A value under a node no pattern ends on: objects keep the named keys, arrays every element
+/// (each pruned alike), scalars stay.
+struct Pruned<'r>(&'r ReadFields);
+
+impl<'de> Visitor<'de> for Pruned<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        let mut first = true;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if std::mem::take(&mut first) && Some(key.as_ref()) == number_token() {
+                // A number: serde_json's `arbitrary_precision` hands it over as a one-key map
+                // holding its text.
+                let text = map.next_value::<String>()?;
+                let number = text.parse().map_err(serde::de::Error::custom)?;
+                return Ok(Value::Number(number));
+            }
+            match self.0.children.get(key.as_ref()) {
+                Some(read) => {
+                    let value = map.next_value_seed(read)?;
+                    out.insert(key.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self.0)? {
+            out.push(item);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+}
+
+/// The key under which serde_json (with `arbitrary_precision`, as this crate builds it) hands
+/// a number other than a 64-bit integer to a visitor as a one-key map: not public, so learnt once from serde_json itself.
+fn number_token() -> Option<&'static str> {
+    static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            struct FirstKey;
+            impl<'de> Visitor<'de> for FirstKey {
+                type Value = String;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+                    let key = map.next_key::<String>()?.unwrap_or_default();
+                    map.next_value::<IgnoredAny>()?;
+                    Ok(key)
+                }
+            }
+            // An integer that fits 64 bits is visited as one; a fraction goes through the map.
+            let mut deserializer = serde_json::Deserializer::from_str("0.5");
+            // Without `arbitrary_precision` a number is no map: it has no token.
+            deserializer.deserialize_any(FirstKey).ok()
+        })
+        .as_deref()
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
@@ -143,6 +314,73 @@ mod tests {
             written(&[json!({"a": {"b": [1]}})], &event),
             json!({"a": [{"b": 1}, 7, {}, [{"b": 4}]]})
         );
+    }
+
+    mod parse {
+        //! [`ReadFields::parse`] builds exactly the tree of what [`ReadFields::write`] writes,
+        //! numbers keeping every digit wherever they sit.
+        use super::super::ReadFields;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        const KEYS: [&str; 3] = ["a", "b", "c"];
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop::sample::select(vec![
+                json!("x"),
+                json!("\"quoted\" é"),
+                serde_json::from_str::<Value>("12345678901234567890.000000000000000001")
+                    .expect("a number"),
+                json!(-0.5),
+                json!(7),
+                json!(true),
+                Value::Null,
+            ])
+        }
+
+        fn event() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(4, 32, 3, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3)
+                        .prop_map(|m| Value::Object(
+                            m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                        )),
+                ]
+            })
+        }
+
+        fn reads() -> impl Strategy<Value = ReadFields> {
+            let path = prop::collection::vec(prop::sample::select(KEYS.to_vec()), 0..4);
+            prop::collection::vec(path, 0..4).prop_map(|paths| {
+                let mut reads = ReadFields::default();
+                for path in paths {
+                    reads.add_path(&path);
+                }
+                reads
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+            #[test]
+            fn parses_what_write_writes(reads in reads(), event in event()) {
+                let mut out = Vec::new();
+                reads.write(&event, &mut out);
+                let written: Value = serde_json::from_slice(&out).expect("json");
+                let parsed = reads.parse(&event.to_string()).expect("json");
+                prop_assert_eq!(&parsed, &written);
+                let mut everything = reads.clone();
+                everything.merge(&ReadFields::everything());
+                prop_assert_eq!(everything.parse(&event.to_string()).expect("json"), event);
+            }
+        }
+    }
+
+    #[test]
+    fn serde_json_hands_numbers_over_as_this_parse_expects() {
+        // Else `parse` falls back to parsing everything (correct, and slower).
+        assert!(super::number_token().is_some());
     }
 
     #[test]

@@ -435,3 +435,202 @@ fn a_cloudevent_that_cannot_be_made_dead_letters_with_the_attribute_that_failed(
     );
     assert!(results[2].is_ok());
 }
+
+mod reads {
+    //! Routing a record parsed with only what routing reads ([`RecordPolicy::reads`], as the
+    //! relay's window parses it) gives exactly what routing the whole record gives: every
+    //! entry, every error, the event id and the trace context, for records with images of
+    //! every shape (malformed ones included) and top-level keys that shadow image paths.
+    use super::*;
+    use crate::pipeline::RecordPolicy;
+    use proptest::prelude::*;
+
+    const W3C: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn attribute() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            prop::sample::select(vec!["BookAdded", "Book", "x", ""]).prop_map(|s| json!({"S": s})),
+            Just(json!({"S": W3C})),
+            prop::sample::select(vec![
+                "1965",
+                "12345678901234567890.000000000000000001",
+                "-0.5"
+            ])
+            .prop_map(|n| json!({"N": n})),
+            Just(json!({"SS": ["a", "b"]})),
+            Just(json!({"L": [{"S": "first"}, {"N": "2"}]})),
+            Just(json!({"M": {"name": {"S": "Dune"}, "year": {"N": "1965"}}})),
+            Just(json!({"BOOL": true})),
+            Just(json!({"NULL": true})),
+            Just(json!({"S": "{\"doc\": [1, 2.50]}"})),
+            // Malformed: not DynamoDB JSON.
+            Just(json!({"X": 1})),
+            Just(json!("bare")),
+        ]
+    }
+
+    fn image() -> impl Strategy<Value = Value> {
+        let names = prop::sample::select(vec![
+            "pk",
+            "sk",
+            "eventType",
+            "name",
+            "list",
+            "payload",
+            "traceparent",
+            "tracestate",
+            "id",
+        ]);
+        prop_oneof![
+            4 => prop::collection::btree_map(names, attribute(), 0..6).prop_map(|m| {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+            1 => Just(json!("not an image")),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["INSERT", "MODIFY", "REMOVE"]),
+            prop::option::of(image()),
+            prop::option::of(image()),
+            prop::option::of(image()),
+            prop::option::of(prop::sample::select(vec![5_i64, 20, 400])),
+            prop::option::of(image()),
+            any::<bool>(),
+        )
+            .prop_map(|(name, keys, new, old, size, shadow, id)| {
+                let mut ddb = json!({"SequenceNumber": "100", "ApproximateCreationDateTime": 1.5});
+                for (field, image) in [("Keys", keys), ("NewImage", new), ("OldImage", old)] {
+                    if let Some(image) = image {
+                        ddb[field] = image;
+                    }
+                }
+                if let Some(size) = size {
+                    ddb["SizeBytes"] = json!(size);
+                }
+                let mut record =
+                    json!({"eventName": name, "awsRegion": "eu-north-1", "dynamodb": ddb});
+                if id {
+                    record["eventID"] = json!("rec-1");
+                }
+                // A top-level key named like an image takes the place of `$.NewImage`.
+                if let Some(shadow) = shadow {
+                    record["NewImage"] = shadow;
+                }
+                record
+            })
+    }
+
+    /// Routes reading every part of a record a route can read, besides the whole record.
+    fn routes() -> Vec<RouteSpec> {
+        let mut expanded = spec("expanded", &[], unmarshall(ImageSelector::OldImage));
+        expanded.expand_json = vec!["payload".into()];
+        let mut keyed = spec(
+            "keyed",
+            &[r#"{"dynamodb": {"SizeBytes": [{"numeric": [">", 10]}]}}"#],
+            template(r#"{"first": <$.dynamodb.NewImage.list.L[0]>, "keys": <$.Keys>}"#),
+        );
+        keyed.ordering_key = Some("<$.dynamodb.Keys.pk.S>".into());
+        vec![
+            spec(
+                "added",
+                &[r#"{"eventName": ["INSERT"]}"#],
+                template(
+                    r#"{"name": <$.NewImage.name>, "pk": <$.dynamodb.Keys.pk.S>, "at": <aws.pipes.event.ingestion-time>, "id": <outbox.event-id>}"#,
+                ),
+            ),
+            spec(
+                "typed",
+                &[r#"{"dynamodb": {"NewImage": {"eventType": {"S": [{"prefix": "Book"}]}}}}"#],
+                unmarshall(ImageSelector::NewImage),
+            ),
+            spec(
+                "not-removed",
+                &[
+                    r#"{"eventName": [{"anything-but": "REMOVE"}], "dynamodb": {"OldImage": [{"exists": false}]}}"#,
+                ],
+                // `exists: false` is confirmed outside quamina: only the confirmation names
+                // `OldImage` here.
+                template(r#"{"region": <$.awsRegion>}"#),
+            ),
+            expanded,
+            keyed,
+            {
+                let mut c = cloudevents_route("cloudevents");
+                c.subject = Some("at/<$.dynamodb.SequenceNumber>".into());
+                c.metadata = vec![("region".into(), "<$.awsRegion>".into())];
+                c
+            },
+        ]
+    }
+
+    /// Each route alone (so what one route reads is not hidden by another reading more), then
+    /// all together.
+    fn routers() -> Vec<Router> {
+        let mut out: Vec<Router> = routes().into_iter().map(|r| router(vec![r])).collect();
+        out.push(router(routes()));
+        out
+    }
+
+    fn policies() -> Vec<RecordPolicy> {
+        vec![
+            RecordPolicy::default(),
+            RecordPolicy {
+                event_id_attribute: Some("id".into()),
+                trace_context_attribute: Some("traceparent".into()),
+                trace_state_attribute: Some("tracestate".into()),
+            },
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        #[test]
+        fn routing_what_it_reads_gives_what_routing_the_whole_record_gives(record in record()) {
+            let text = record.to_string();
+            for router in routers() {
+                for policy in policies() {
+                    let whole = policy.route(&router, &mut record.clone(), "arn:s", None);
+                    let mut pruned = policy.reads(&router).parse(&text).expect("json");
+                    let read = policy.route(&router, &mut pruned, "arn:s", None);
+                    prop_assert_eq!(format!("{whole:?}"), format!("{read:?}"), "{}", text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_parse_leaves_out_what_no_route_reads() {
+        let router = router(vec![spec(
+            "added",
+            &[r#"{"eventName": ["INSERT"]}"#],
+            template(r#"{"name": <$.NewImage.name>}"#),
+        )]);
+        let record = json!({"eventName": "INSERT", "eventID": "e", "awsRegion": "x",
+            "dynamodb": {"NewImage": {"name": {"S": "Dune"}}, "OldImage": {"name": {"S": "old"}},
+                         "Keys": {"pk": {"S": "k"}}, "SizeBytes": 9}});
+        let pruned = RecordPolicy::default()
+            .reads(&router)
+            .parse(&record.to_string())
+            .expect("json");
+        // `Keys` for the ordering key (the item's key, by default), `eventID` for the event id.
+        assert_eq!(
+            pruned,
+            json!({"eventName": "INSERT", "eventID": "e",
+                   "dynamodb": {"NewImage": {"name": {"S": "Dune"}}, "Keys": {"pk": {"S": "k"}}}})
+        );
+    }
+
+    #[test]
+    fn the_whole_record_is_read_for_aws_pipes_event() {
+        let router = router(vec![spec(
+            "all",
+            &[],
+            template(r#"{"e": <aws.pipes.event>}"#),
+        )]);
+        let record = json!({"a": [1, 2.50, {"b": null}], "dynamodb": {"SizeBytes": 9}});
+        let reads = RecordPolicy::default().reads(&router);
+        assert_eq!(reads.parse(&record.to_string()).expect("json"), record);
+    }
+}
