@@ -8,7 +8,6 @@ use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, Str
 use super::wire::{TakeRecords, WireIdentity, WireRecord, WireStreamRecord};
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
-use serde_json::value::RawValue;
 
 /// DynamoDB Streams (and DescribeTable, to find a table's latest stream) through the SDK.
 #[derive(Debug, Clone)]
@@ -248,8 +247,8 @@ pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
     let owned = |s: Option<&str>| s.map(str::to_owned);
     let image = |item| {
-        RawValue::from_string(super::typed::streams_item(item).to_string())
-            .expect("a serialized Value is JSON")
+        serde_json::value::to_raw_value(&super::typed::streams_item(item))
+            .expect("a Value always serializes")
     };
     let (keys, new_image, old_image) = (
         ddb.keys().map(image),

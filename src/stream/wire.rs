@@ -166,40 +166,38 @@ impl WireRecord<'_> {
 /// A record in the Pipes and Lambda shape, as written: keys in name order, absent members left
 /// out (`userIdentity` keeps both of its keys, `null` when absent).
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct PipesRecord<'a> {
-    #[serde(rename = "awsRegion", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     aws_region: Option<&'a str>,
     dynamodb: PipesStreamRecord<'a>,
     #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
     event_id: Option<&'a str>,
-    #[serde(rename = "eventName", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_name: Option<&'a str>,
-    #[serde(rename = "eventSource", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_source: Option<&'a str>,
-    #[serde(rename = "eventVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_version: Option<&'a str>,
-    #[serde(rename = "userIdentity", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     user_identity: Option<PipesIdentity<'a>>,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct PipesStreamRecord<'a> {
-    #[serde(
-        rename = "ApproximateCreationDateTime",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     approximate_creation_date_time: Option<Value>,
-    #[serde(rename = "Keys", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<&'a RawValue>,
-    #[serde(rename = "NewImage", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     new_image: Option<&'a RawValue>,
-    #[serde(rename = "OldImage", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     old_image: Option<&'a RawValue>,
-    #[serde(rename = "SequenceNumber")]
     sequence_number: &'a str,
-    #[serde(rename = "SizeBytes", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     size_bytes: Option<i64>,
-    #[serde(rename = "StreamViewType", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     stream_view_type: Option<&'a str>,
 }
 
