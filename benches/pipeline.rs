@@ -1,5 +1,6 @@
 //! The in-process pipeline: record -> filter -> transform -> PutEvents entry, and batching.
-//! Also one GetRecords answer of 1,000 records into our records, both ways.
+//! Also one GetRecords answer of 1,000 records into our records, both ways, and one PutEvents
+//! call through the SDK on each kind of bus (what a call costs the relay besides the network).
 //! Run: `cargo bench --bench pipeline`. Figures are recorded in BENCHMARKS.md.
 
 use std::hint::black_box;
@@ -13,7 +14,8 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_types::body::SdkBody;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::{Router, TraceContext};
+use outbox_relay::pipeline::{Bus, Entry, Router, TraceContext};
+use outbox_relay::publish::{EventBridgePublisher, EventPublisher};
 use outbox_relay::stream::{to_stream_record, DynamoDbStreams, ParsedBy};
 use serde_json::{json, Value};
 
@@ -188,5 +190,110 @@ fn get_records(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, get_records);
+/// One PutEvents call through the SDK, answered at once by an in-process HTTP client (issue
+/// #28): the SDK's per-call work (endpoint, SigV4, serialization, the answer's parse) and the
+/// relay's translation, without a network. A classic bus takes 10 entries per call, a Custom
+/// Event Bus 100; figures are per entry. The call of one entry shows the part of a call that
+/// does not grow with its entries.
+fn put_events(c: &mut Criterion) {
+    let router = router();
+    let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/EventsTable/stream/x";
+    let created = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let entry: Entry = router
+        .route(&outbox_insert("BookAdded"), arn, "evt", created)
+        .into_iter()
+        .next()
+        .expect("a route")
+        .expect("an entry");
+    let custom = Entry {
+        bus: Bus::Custom(
+            "arn:aws:events:us-east-1:123456789012:event-busv2/b/abcdefghij0123456789abcde"
+                .to_owned(),
+        ),
+        ..entry.clone()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut g = c.benchmark_group("put_events");
+    for (name, entries) in [
+        ("classic_bus_1_entry", vec![entry.clone()]),
+        ("classic_bus_10_entries", vec![entry; 10]),
+        ("custom_bus_100_entries", vec![custom; 100]),
+    ] {
+        let publisher = answering_publisher(entries.len());
+        g.throughput(Throughput::Elements(entries.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let outcome = publisher.put_events(&entries).await.expect("an answer");
+                    assert!(outcome.failed.is_empty());
+                    outcome
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
+/// A publisher whose clients answer every PutEvents call with `n` published entries: JSON on
+/// the classic bus, Smithy RPC v2 CBOR on a Custom Event Bus.
+fn answering_publisher(n: usize) -> EventBridgePublisher {
+    let classic = json!({
+        "FailedEntryCount": 0,
+        "Entries": (0..n).map(|i| json!({"EventId": format!("id-{i}")})).collect::<Vec<_>>(),
+    });
+    let custom = {
+        use ciborium::Value as Cbor;
+        let text = |s: &str| Cbor::Text(s.to_owned());
+        let entries = (0..n)
+            .map(|i| {
+                Cbor::Map(vec![
+                    (text("EventId"), text(&format!("id-{i}"))),
+                    (text("SuccessCode"), text("PUBLISHED")),
+                ])
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        ciborium::into_writer(
+            &Cbor::Map(vec![
+                (text("FailedEntryCount"), Cbor::Integer(0.into())),
+                (text("Entries"), Cbor::Array(entries)),
+            ]),
+            &mut bytes,
+        )
+        .expect("CBOR");
+        bytes
+    };
+    let classic = Canned(bytes::Bytes::from(classic.to_string()));
+    let custom = Canned(bytes::Bytes::from(custom));
+    let credentials = Credentials::new("id", "secret", None, None, "bench");
+    EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::Config::builder()
+                .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(credentials.clone())
+                .endpoint_url("http://127.0.0.1:9")
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(classic.clone())
+                }))
+                .build(),
+        ),
+        aws_sdk_eventbridgev2::Client::from_conf(
+            aws_sdk_eventbridgev2::Config::builder()
+                .behavior_version(aws_sdk_eventbridgev2::config::BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(credentials)
+                .endpoint_url("http://127.0.0.1:9")
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(custom.clone())
+                }))
+                .build(),
+        ),
+    )
+}
+
+criterion_group!(benches, pipeline, get_records, put_events);
 criterion_main!(benches);
