@@ -33,6 +33,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+mod common;
+
 const STREAM_ARN: &str =
     "arn:aws:dynamodb:us-east-1:123456789012:table/Hot/stream/2026-01-01T00:00:00.000";
 const SHARD: &str = "shardId-00000001700000000000-hot00001";
@@ -113,21 +115,7 @@ fn custom_bus_put_events(state: &StandIn, body: &Bytes) -> Response {
         .and_then(|(_, v)| v.as_array())
         .map_or(0, Vec::len);
     let total = published(state, n);
-    let text = |s: &str| Cbor::Text(s.to_owned());
-    let entries = (0..n)
-        .map(|i| {
-            Cbor::Map(vec![
-                (text("EventId"), text(&format!("id-{total}-{i}"))),
-                (text("SuccessCode"), text("PUBLISHED")),
-            ])
-        })
-        .collect();
-    let answer = Cbor::Map(vec![
-        (text("FailedEntryCount"), Cbor::Integer(0.into())),
-        (text("Entries"), Cbor::Array(entries)),
-    ]);
-    let mut bytes = Vec::new();
-    ciborium::into_writer(&answer, &mut bytes).expect("CBOR");
+    let bytes = common::custom_bus_answer((0..n).map(|i| format!("id-{total}-{i}")));
     (
         StatusCode::OK,
         [

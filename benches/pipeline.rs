@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::{get_records_body, outbox_insert};
+use common::{custom_bus_answer, get_records_body, outbox_insert};
 
 /// The binary's allocator, so the figures are the relay's.
 #[global_allocator]
@@ -244,28 +244,7 @@ fn answering_publisher(n: usize) -> EventBridgePublisher {
         "FailedEntryCount": 0,
         "Entries": (0..n).map(|i| json!({"EventId": format!("id-{i}")})).collect::<Vec<_>>(),
     });
-    let custom = {
-        use ciborium::Value as Cbor;
-        let text = |s: &str| Cbor::Text(s.to_owned());
-        let entries = (0..n)
-            .map(|i| {
-                Cbor::Map(vec![
-                    (text("EventId"), text(&format!("id-{i}"))),
-                    (text("SuccessCode"), text("PUBLISHED")),
-                ])
-            })
-            .collect();
-        let mut bytes = Vec::new();
-        ciborium::into_writer(
-            &Cbor::Map(vec![
-                (text("FailedEntryCount"), Cbor::Integer(0.into())),
-                (text("Entries"), Cbor::Array(entries)),
-            ]),
-            &mut bytes,
-        )
-        .expect("CBOR");
-        bytes
-    };
+    let custom = custom_bus_answer((0..n).map(|i| format!("id-{i}")));
     let classic = Canned(bytes::Bytes::from(classic.to_string()));
     let custom = Canned(bytes::Bytes::from(custom));
     let credentials = Credentials::new("id", "secret", None, None, "bench");

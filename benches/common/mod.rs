@@ -1,5 +1,8 @@
 //! Records the benches share: an outbox row's INSERT as DynamoDB Streams delivers it, and a
-//! GetRecords answer made of them.
+//! GetRecords answer made of them; and a Custom Event Bus's answer to PutEvents.
+
+// Each bench compiles this module and uses only some of it.
+#![allow(dead_code)]
 
 use serde_json::{json, Value};
 
@@ -57,4 +60,26 @@ pub fn get_records_body() -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&json!({"Records": records, "NextShardIterator": "next"})).expect("json")
+}
+
+/// A Custom Event Bus's answer to PutEvents or PutRawEvents (Smithy RPC v2 CBOR) that
+/// publishes every entry, one per event id of `ids`.
+pub fn custom_bus_answer(ids: impl Iterator<Item = String>) -> Vec<u8> {
+    use ciborium::Value as Cbor;
+    let text = |s: &str| Cbor::Text(s.to_owned());
+    let entries = ids
+        .map(|id| {
+            Cbor::Map(vec![
+                (text("EventId"), Cbor::Text(id)),
+                (text("SuccessCode"), text("PUBLISHED")),
+            ])
+        })
+        .collect();
+    let answer = Cbor::Map(vec![
+        (text("FailedEntryCount"), Cbor::Integer(0.into())),
+        (text("Entries"), Cbor::Array(entries)),
+    ]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&answer, &mut bytes).expect("CBOR");
+    bytes
 }
