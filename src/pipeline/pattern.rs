@@ -270,8 +270,6 @@ pub struct Matcher {
     unfiltered: Vec<u32>,
     /// The event fields the automaton's patterns name: all of an event it needs to see.
     read: ReadFields,
-    /// Those and the fields the confirmations name: all of an event matching reads.
-    reads: ReadFields,
 }
 
 impl fmt::Debug for Matcher {
@@ -296,7 +294,6 @@ impl Matcher {
             alternatives: Vec::new(),
             unfiltered: Vec::new(),
             read: ReadFields::default(),
-            reads: ReadFields::default(),
         }
     }
 
@@ -315,17 +312,11 @@ impl Matcher {
                         .add_pattern(id, p)
                         .map_err(|e| PatternError::Rejected(e.to_string()))?;
                     match serde_json::from_str::<Value>(p) {
-                        Ok(Value::Object(pattern)) => {
-                            self.read.add(&pattern);
-                            self.reads.add(&pattern);
-                        }
+                        Ok(Value::Object(pattern)) => self.read.add(&pattern),
                         _ => return Err(PatternError::Rejected(format!("not an object: {p}"))),
                     }
                 }
                 None => self.unfiltered.push(id),
-            }
-            if let Some(confirm) = &alt.confirm {
-                self.reads.add(confirm);
             }
             self.alternatives.push((route, alt.confirm.clone()));
         }
@@ -344,8 +335,12 @@ impl Matcher {
     /// Everything of an event [`Matcher::matching`] reads: the fields its patterns and their
     /// confirmations name.
     #[must_use]
-    pub fn reads(&self) -> &ReadFields {
-        &self.reads
+    pub fn reads(&self) -> ReadFields {
+        let mut reads = self.read.clone();
+        for confirm in self.alternatives.iter().filter_map(|(_, c)| c.as_ref()) {
+            reads.add(confirm);
+        }
+        reads
     }
 
     /// Appends to `out` the route of every alternative matching the event (`event_json` is

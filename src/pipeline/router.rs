@@ -280,7 +280,7 @@ impl Router {
                 }
             })
             .collect();
-        let mut reads = matcher.reads().clone();
+        let mut reads = matcher.reads();
         for route in &routes {
             route_reads(route, &mut reads);
         }

@@ -296,10 +296,9 @@ mod tests {
         //! [`ReadFields::parse`] builds exactly the tree of what [`ReadFields::write`] writes,
         //! numbers keeping every digit wherever they sit.
         use super::super::ReadFields;
+        use crate::pipeline::pattern::tests::fields_read::{events, KEYS};
         use proptest::prelude::*;
         use serde_json::{json, Value};
-
-        const KEYS: [&str; 3] = ["a", "b", "c"];
 
         fn leaf() -> impl Strategy<Value = Value> {
             prop::sample::select(vec![
@@ -315,15 +314,7 @@ mod tests {
         }
 
         fn event() -> impl Strategy<Value = Value> {
-            leaf().prop_recursive(4, 32, 3, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-                    prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3)
-                        .prop_map(|m| Value::Object(
-                            m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-                        )),
-                ]
-            })
+            events(leaf(), 4, 32)
         }
 
         fn reads() -> impl Strategy<Value = ReadFields> {

@@ -386,7 +386,7 @@ mod differential {
     }
 }
 
-mod fields_read {
+pub(super) mod fields_read {
     //! quamina reading only the fields the patterns name ([`Matcher::input`]) must match
     //! exactly what it matches on the whole event, whatever the event's shape: keys no pattern
     //! names, objects where a pattern expects a leaf, arrays of objects along a path.
@@ -394,7 +394,7 @@ mod fields_read {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    const KEYS: [&str; 3] = ["a", "b", "c"];
+    pub(in crate::pipeline::pattern) const KEYS: [&str; 3] = ["a", "b", "c"];
 
     fn leaf() -> impl Strategy<Value = Value> {
         prop::sample::select(vec![
@@ -407,7 +407,17 @@ mod fields_read {
     }
 
     fn event() -> impl Strategy<Value = Value> {
-        leaf().prop_recursive(3, 24, 3, |inner| {
+        events(leaf(), 3, 24)
+    }
+
+    /// Events of `leaf` values in arrays and in objects keyed by [`KEYS`], `depth` levels deep
+    /// and about `size` nodes (also `fields.rs`'s parse test).
+    pub(in crate::pipeline::pattern) fn events(
+        leaf: impl Strategy<Value = Value> + 'static,
+        depth: u32,
+        size: u32,
+    ) -> impl Strategy<Value = Value> {
+        leaf.prop_recursive(depth, size, 3, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
                 prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3)
