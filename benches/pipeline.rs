@@ -14,7 +14,8 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_types::body::SdkBody;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outbox_relay::config::Config;
-use outbox_relay::pipeline::{Bus, Entry, Router, TraceContext};
+use outbox_relay::pipeline::pattern::fields::Parsed;
+use outbox_relay::pipeline::{Bus, Entry, ImageTexts, RecordPolicy, Router, TraceContext};
 use outbox_relay::publish::{EventBridgePublisher, EventPublisher};
 use outbox_relay::stream::{to_stream_record, DynamoDbStreams, ParsedBy};
 use serde_json::{json, Value};
@@ -83,7 +84,14 @@ fn pipeline(c: &mut Criterion) {
             let trace = TraceContext::of_record(black_box(&traced), "traceparent")
                 .ok()
                 .flatten();
-            router.route_traced(&traced, arn, "evt", created, trace.as_ref())
+            router.route_traced(
+                &traced,
+                ImageTexts::default(),
+                arn,
+                "evt",
+                created,
+                trace.as_ref(),
+            )
         });
     });
     // The seed's job (`config/cdc.toml`): BookAdded's detail is a template reading three
@@ -93,6 +101,25 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("route_seed_insert_template", |b| {
         b.iter(|| seed_router.route(black_box(&seed), arn, "evt", created));
     });
+    // The window's way (issue #28): the record's text parsed with only what routing reads, then
+    // routed. `NewImage` is read only unmarshalled, so its text is kept and unmarshalled straight
+    // from it; `..._typed_image` parses it into a typed tree first, as before.
+    let policy = RecordPolicy::default();
+    let seed_text = seed.to_string();
+    let reads = policy.reads(&seed_router);
+    let mut reads_typed = reads.clone();
+    reads_typed.add_path(&["dynamodb", "NewImage"]);
+    for (name, reads) in [
+        ("parse_and_route_seed_insert", &reads),
+        ("parse_and_route_seed_insert_typed_image", &reads_typed),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let Parsed { mut tree, images } = reads.parse(black_box(&seed_text)).expect("json");
+                policy.route(&seed_router, &mut tree, images, arn, created)
+            });
+        });
+    }
     g.bench_function("route_non_matching_record", |b| {
         b.iter(|| router.route(black_box(&other), arn, "evt", created));
     });

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::aws::{Clients, Retries};
 use crate::config::{Config, StreamSelector};
-use crate::pipeline::{Entry, Router};
+use crate::pipeline::{Entry, ImageTexts, Router};
 use crate::publish::{DeadLetter, EventBridgePublisher, EventPublisher};
 
 /// What became of the messages seen.
@@ -314,6 +314,7 @@ impl<'c> Routers<'c> {
         router
             .route_traced(
                 &letter.record,
+                ImageTexts::default(),
                 &letter.stream_arn,
                 &letter.event_id,
                 created,

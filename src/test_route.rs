@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::config::{table_of_stream_arn, Config, StreamSelector};
+use crate::pipeline::ImageTexts;
 
 /// Account and region of the stream ARN made up when the record names none.
 const PLACEHOLDER_ARN_PREFIX: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/";
@@ -108,10 +109,13 @@ pub fn test_route(
         verdicts.iter_mut().position(|v| v.name == name)
     };
     // The relay's own way from a record to its entries (and its trace policy).
-    let routed = config
-        .source
-        .record_policy()
-        .route(&router, &mut record, &stream_arn, created_at);
+    let routed = config.source.record_policy().route(
+        &router,
+        &mut record,
+        ImageTexts::default(),
+        &stream_arn,
+        created_at,
+    );
     for result in routed.results {
         match result {
             Ok(entry) => {

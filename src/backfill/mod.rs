@@ -33,7 +33,7 @@ use crate::config::{table_of_stream_arn, Config, StreamSelector};
 use crate::lease::{
     BackfillPositions, BackfillRun, DynamoDbLeaseStore, LeaseError, LeaseStore, SegmentProgress,
 };
-use crate::pipeline::Router;
+use crate::pipeline::{ImageTexts, Router};
 use crate::publish::{DeadLetterError, EventBridgePublisher};
 use crate::relay::{Order, WorkerSettings};
 use crate::stream::typed::table_item;
@@ -588,6 +588,7 @@ impl Shared {
             let routed = policy.route(
                 &self.router,
                 &mut record.json(),
+                ImageTexts::default(),
                 &self.facts.stream_arn,
                 record.created_at,
             );

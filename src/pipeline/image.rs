@@ -4,6 +4,7 @@
 use std::cell::OnceCell;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::unmarshall::{self, UnmarshallError};
@@ -27,6 +28,15 @@ impl ImageSelector {
             Self::NewImage => "NewImage",
             Self::OldImage => "OldImage",
             Self::Keys => "Keys",
+        }
+    }
+
+    /// Its place in a per-image array.
+    fn slot(self) -> usize {
+        match self {
+            Self::NewImage => 0,
+            Self::OldImage => 1,
+            Self::Keys => 2,
         }
     }
 }
@@ -105,10 +115,31 @@ pub fn image_named(field: &str) -> Option<ImageSelector> {
     }
 }
 
+/// The JSON text of the images of a record that routing reads only as plain JSON (`$.NewImage…`
+/// in a template): [`crate::pipeline::pattern::fields::ReadFields::parse`] keeps their text
+/// instead of building their typed tree, and [`PlainImages`] unmarshalls them straight from it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImageTexts<'t>([Option<&'t RawValue>; 3]);
+
+impl<'t> ImageTexts<'t> {
+    /// The text of `image`, if it was kept as text.
+    #[must_use]
+    pub fn get(&self, image: ImageSelector) -> Option<&'t str> {
+        self.0[image.slot()].map(RawValue::get)
+    }
+
+    /// Keeps `text` as the text of `image`.
+    pub fn set(&mut self, image: ImageSelector, text: &'t RawValue) {
+        self.0[image.slot()] = Some(text);
+    }
+}
+
 /// A record's images unmarshalled to plain JSON, each made on first use and then shared.
 #[derive(Debug)]
 pub struct PlainImages<'a> {
     record: &'a Value,
+    /// The images kept as text instead of in `record`.
+    texts: ImageTexts<'a>,
     /// Top-level attributes holding a JSON document in a string, parsed in every image.
     expand_json: &'a [String],
     /// `NewImage`, `OldImage`, `Keys`.
@@ -135,10 +166,12 @@ pub enum ImageError {
 }
 
 impl<'a> PlainImages<'a> {
+    /// The images of `record`, and of `texts` for those kept as text.
     #[must_use]
-    pub fn new(record: &'a Value, expand_json: &'a [String]) -> Self {
+    pub fn new(record: &'a Value, texts: ImageTexts<'a>, expand_json: &'a [String]) -> Self {
         Self {
             record,
+            texts,
             expand_json,
             cells: Default::default(),
         }
@@ -150,12 +183,8 @@ impl<'a> PlainImages<'a> {
     /// # Errors
     /// [`ImageError`] when the image is malformed or an attribute to expand is not JSON.
     pub fn get(&self, image: ImageSelector) -> Result<Option<&Value>, ImageError> {
-        let slot = match image {
-            ImageSelector::NewImage => &self.cells[0],
-            ImageSelector::OldImage => &self.cells[1],
-            ImageSelector::Keys => &self.cells[2],
-        };
-        slot.get_or_init(|| self.make(image))
+        self.cells[image.slot()]
+            .get_or_init(|| self.make(image))
             .as_ref()
             .map(Option::as_ref)
             .map_err(Clone::clone)
@@ -166,7 +195,8 @@ impl<'a> PlainImages<'a> {
     /// `None` otherwise. `Some(None)`: the record has no such image.
     #[must_use]
     pub fn typed_only(&self, image: ImageSelector) -> Option<Option<&'a Map<String, Value>>> {
-        self.expand_json.is_empty().then(|| self.typed(image))
+        let in_record = self.texts.get(image).is_none();
+        (in_record && self.expand_json.is_empty()).then(|| self.typed(image))
     }
 
     fn typed(&self, image: ImageSelector) -> Option<&'a Map<String, Value>> {
@@ -178,13 +208,18 @@ impl<'a> PlainImages<'a> {
 
     fn make(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {
         let name = image.field();
-        let Some(typed) = self.typed(image) else {
-            return Ok(None);
+        let unmarshalled = match (self.texts.get(image), self.typed(image)) {
+            (Some(text), _) => unmarshall::item_of_text(text),
+            (None, Some(typed)) => unmarshall::item(typed).map(Some),
+            (None, None) => Ok(None),
         };
-        let mut plain = unmarshall::item(typed).map_err(|source| ImageError::Unmarshall {
+        let unmarshalled = unmarshalled.map_err(|source| ImageError::Unmarshall {
             image: name,
             source,
         })?;
+        let Some(mut plain) = unmarshalled else {
+            return Ok(None);
+        };
         if let Value::Object(map) = &mut plain {
             for attribute in self.expand_json {
                 if let Some(Value::String(text)) = map.get(attribute) {

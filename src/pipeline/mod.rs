@@ -19,7 +19,7 @@ pub mod unmarshall;
 pub use batch::{entry_size, CallLimits};
 pub use bus::{Bus, BusKind};
 pub use cloudevent::EventFormat;
-pub use image::{ImageError, ImageSelector, PlainImages, StreamViewType};
+pub use image::{ImageError, ImageSelector, ImageTexts, PlainImages, StreamViewType};
 pub use pattern::{Filter, Matcher, PatternError};
 pub use route::{Detail, DetailSpec, OrderingKey, Route, RouteProblem, RouteSpec, Target};
 pub use router::{Entry, RecordContext, RouteError, Router};

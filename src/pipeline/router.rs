@@ -13,7 +13,7 @@ use super::pattern::fields::ReadFields;
 use super::batch::entry_size;
 use super::bus::{check_deduplication_id, check_group_id, Bus, BusKind};
 use super::cloudevent::{trace_metadata, CloudEvent, EventFormat, RAW_CONTENT_TYPE};
-use super::image::{ImageError, ImageSelector, PlainImages};
+use super::image::{ImageError, ImageSelector, ImageTexts, PlainImages};
 use super::pattern::{Matcher, PatternError};
 use super::route::{Detail, OrderingKey, Route};
 use super::trace::TraceContext;
@@ -346,14 +346,18 @@ impl Router {
         event_id: &str,
         created_at: Option<SystemTime>,
     ) -> Vec<Result<Entry, RouteError>> {
-        self.route_traced(record, source_arn, event_id, created_at, None)
+        let images = ImageTexts::default();
+        self.route_traced(record, images, source_arn, event_id, created_at, None)
     }
 
-    /// [`Router::route`] for a record whose outbox row carries a trace context.
+    /// [`Router::route`] for a record whose outbox row carries a trace context, and whose
+    /// images read only as plain JSON may be kept as text (`images`, see
+    /// [`ReadFields::parse`]).
     #[must_use]
     pub fn route_traced(
         &self,
         record: &Value,
+        images: ImageTexts<'_>,
         source_arn: &str,
         event_id: &str,
         created_at: Option<SystemTime>,
@@ -361,7 +365,7 @@ impl Router {
     ) -> Vec<Result<Entry, RouteError>> {
         let bytes = self.matcher_input(record);
         // Routes that expand no attribute (most) share one set of plain images.
-        let shared = PlainImages::new(record, &[]);
+        let shared = PlainImages::new(record, images, &[]);
         self.matching(record, &bytes)
             .into_iter()
             .map(|i| {
@@ -370,7 +374,7 @@ impl Router {
                 let images = if route.expand_json().is_empty() {
                     &shared
                 } else {
-                    own = PlainImages::new(record, route.expand_json());
+                    own = PlainImages::new(record, images, route.expand_json());
                     &own
                 };
                 let ctx = RecordContext {
@@ -396,7 +400,8 @@ fn route_reads(route: &Route, reads: &mut ReadFields) {
     }
     match route.ordering_key() {
         OrderingKey::Template(t) => t.add_reads(reads),
-        OrderingKey::ItemKey => reads.add_path(&["dynamodb", ImageSelector::Keys.field()]),
+        // The item's key is read from the plain `Keys` ([`ordering_key`]).
+        OrderingKey::ItemKey => reads.add_plain_image(ImageSelector::Keys),
     }
     for template in route
         .subject()

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use super::image::ImageTexts;
 use super::pattern::fields::ReadFields;
 use super::router::{stable_event_id, Entry, RouteError, Router};
 use super::trace::{TraceContext, TraceError};
@@ -86,20 +87,28 @@ impl RecordPolicy {
     }
 
     /// Takes `record`, read from the stream `stream_arn`, through `router` (see the module
-    /// documentation for the rules).
+    /// documentation for the rules). `images`: the record's images kept as text
+    /// ([`ReadFields::parse`]); none for a record parsed whole.
     #[must_use]
     pub fn route(
         &self,
         router: &Router,
         record: &mut Value,
+        images: ImageTexts<'_>,
         stream_arn: &str,
         created_at: Option<SystemTime>,
     ) -> Routed {
         set_source_arn(record, stream_arn);
         let event_id = stable_event_id(record, self.event_id_attribute.as_deref());
         let (trace, trace_ignored) = self.trace_of(record);
-        let results =
-            router.route_traced(record, stream_arn, &event_id, created_at, trace.as_ref());
+        let results = router.route_traced(
+            record,
+            images,
+            stream_arn,
+            &event_id,
+            created_at,
+            trace.as_ref(),
+        );
         Routed {
             event_id,
             trace,

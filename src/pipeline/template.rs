@@ -125,8 +125,8 @@ impl Template {
     }
 
     /// Adds to `reads` every part of a record its placeholders read: a path's keys up to its
-    /// first index (read whole from there), the image behind `$.NewImage…` (and the
-    /// record's own key of that name, which would take its place), the whole record for
+    /// first index (read whole from there), the image behind `$.NewImage…` as plain JSON (and
+    /// the record's own key of that name, which would take its place), the whole record for
     /// `<aws.pipes.event>`.
     pub fn add_reads(&self, reads: &mut ReadFields) {
         for part in &self.parts {
@@ -143,7 +143,7 @@ impl Template {
                         })
                         .collect();
                     if let Some(image) = keys.first().and_then(|root| plain_image_root(root)) {
-                        reads.add_path(&["dynamodb", image.field()]);
+                        reads.add_plain_image(image);
                     }
                     reads.add_path(&keys);
                 }
@@ -599,11 +599,11 @@ fn quoted_key(text: &str, quote: char) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::image::PlainImages;
+    use crate::pipeline::image::{ImageTexts, PlainImages};
     use serde_json::json;
 
     fn with_ctx<T>(record: &Value, f: impl FnOnce(&mut RecordContext<'_>) -> T) -> T {
-        let images = PlainImages::new(record, &[]);
+        let images = PlainImages::new(record, ImageTexts::default(), &[]);
         let mut ctx = RecordContext {
             record,
             route_name: "book-added",

@@ -99,14 +99,16 @@ fn at(typed: &Value, path: &Path<'_>) -> Result<Value, UnmarshallError> {
 }
 
 fn number(text: &str, path: &Path<'_>) -> Result<Number, UnmarshallError> {
-    // Most numbers are JSON numbers already: kept as they are (normalising one changes nothing).
-    if let Ok(n) = text.parse::<Number>() {
-        return Ok(n);
-    }
-    normalised(text).ok_or_else(|| UnmarshallError::InvalidNumber {
+    number_of(text).ok_or_else(|| UnmarshallError::InvalidNumber {
         path: path.to_string(),
         value: text.to_owned(),
     })
+}
+
+/// An `N`'s number, `None` when it is none.
+fn number_of(text: &str) -> Option<Number> {
+    // Most numbers are JSON numbers already: kept as they are (normalising one changes nothing).
+    text.parse::<Number>().ok().or_else(|| normalised(text))
 }
 
 /// A number in a form DynamoDB accepts and JSON does not (`+5`, `.5`, `5.`, `007`), written
@@ -272,6 +274,147 @@ impl serde::Serialize for Plain<'_> {
     }
 }
 
+/// [`item`] of an item's JSON text, building no typed tree: `Ok(None)` when the text is not a
+/// JSON object (as a typed tree's image that is no object counts as absent).
+///
+/// The usual typed item is unmarshalled as it is read. Anything else (a malformed value, a
+/// repeated key, a value that is no object) takes the typed tree's way, so the answer and the
+/// error naming the attribute are [`item`]'s.
+///
+/// # Errors
+/// [`UnmarshallError`] as [`item`] gives it.
+pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    if let Ok(plain) = text::Item.deserialize(&mut deserializer) {
+        if deserializer.end().is_ok() {
+            return Ok(Some(plain));
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(typed)) => item(&typed).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Unmarshalling while reading the text: each visitor accepts only the usual typed form and
+/// gives up on anything else (the caller then takes the typed tree's way).
+mod text {
+    use std::fmt;
+
+    use serde::de::{
+        DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+    use serde_json::{Map, Value};
+
+    fn unusual<E: Error>() -> E {
+        E::custom("not the usual typed form")
+    }
+
+    /// An item, or an `M`'s insides: attribute names to typed values.
+    pub(super) struct Item;
+    /// One typed value: `{tag: inner}`.
+    struct Typed;
+    /// An `L`'s insides: typed values.
+    struct List;
+
+    impl<'de> DeserializeSeed<'de> for Item {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Item {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a DynamoDB item")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let value = map.next_value_seed(Typed)?;
+                out.insert(name, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Typed {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Typed {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a DynamoDB attribute value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let tag = map
+                .next_key::<std::borrow::Cow<'de, str>>()?
+                .ok_or_else(unusual)?;
+            let number = |text: &str| {
+                super::number_of(text)
+                    .map(Value::Number)
+                    .ok_or_else(unusual)
+            };
+            let value = match tag.as_ref() {
+                "S" | "B" => Value::String(map.next_value()?),
+                "N" => number(&map.next_value::<String>()?)?,
+                "BOOL" => Value::Bool(map.next_value()?),
+                "NULL" => match map.next_value::<bool>()? {
+                    true => Value::Null,
+                    false => return Err(unusual()),
+                },
+                "M" => map.next_value_seed(Item)?,
+                "L" => map.next_value_seed(List)?,
+                "SS" | "BS" => Value::Array(
+                    map.next_value::<Vec<String>>()?
+                        .into_iter()
+                        .map(Value::String)
+                        .collect(),
+                ),
+                "NS" => Value::Array(
+                    map.next_value::<Vec<String>>()?
+                        .iter()
+                        .map(|n| number(n))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(unusual()),
+            };
+            // A typed value holds one entry.
+            match map.next_key::<IgnoredAny>()? {
+                Some(_) => Err(unusual()),
+                None => Ok(value),
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for List {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for List {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of DynamoDB attribute values")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(value) = seq.next_element_seed(Typed)? {
+                out.push(value);
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
 /// A typed value's one `{tag: inner}` entry; `None` when it is not an object of exactly one.
 fn single_entry(typed: &Value) -> Option<(&str, &Value)> {
     let obj = typed.as_object()?;
@@ -422,6 +565,101 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(item_text(&typed, &extra).expect("valid"), plain.to_string());
+        }
+    }
+
+    /// Typed-looking JSON, well-formed or not: known and unknown tags, inner values of every
+    /// kind, objects of two entries, values that are no object.
+    fn typed_ish() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let tag = prop::sample::select(vec![
+            "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "X",
+        ]);
+        let scalar = prop_oneof![
+            Just(json!("x")),
+            Just(json!("12345678901234567890.5")),
+            Just(json!("+5")),
+            Just(json!("1e")),
+            Just(json!(7)),
+            Just(json!(true)),
+            Just(json!(false)),
+            Just(Value::Null),
+        ];
+        let leaf = (tag.clone(), scalar.clone()).prop_map(|(t, v)| json!({ t: v }));
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                4 => (tag.clone(), proptest::collection::btree_map("[a-c]", inner.clone(), 0..3))
+                    .prop_map(|(t, m)| json!({ t: m })),
+                4 => (tag.clone(), proptest::collection::vec(inner.clone(), 0..3))
+                    .prop_map(|(t, l)| json!({ t: l })),
+                2 => (tag.clone(), proptest::collection::vec(scalar.clone(), 0..3))
+                    .prop_map(|(t, l)| json!({ t: l })),
+                1 => (inner.clone(), scalar.clone()).prop_map(|(mut v, extra)| {
+                    if let Value::Object(m) = &mut v {
+                        m.insert("Z".into(), extra);
+                    }
+                    v
+                }),
+                1 => scalar.clone(),
+            ]
+        })
+    }
+
+    /// What a typed tree makes of an item's text: its [`item`], `None` when it is no object.
+    fn item_of_tree(text: &str) -> Result<Option<Value>, UnmarshallError> {
+        match serde_json::from_str::<Value>(text).expect("json") {
+            Value::Object(typed) => item(&typed).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Read straight from the text, an item unmarshalls as its typed tree does: the same
+        /// plain JSON to the digit, or the same error.
+        #[test]
+        fn item_of_text_is_item_of_the_typed_tree(
+            v in plain_value(),
+            odd in proptest::collection::btree_map("[a-d]", typed_ish(), 0..4),
+        ) {
+            let Some(Value::Object(mut typed)) = marshal(&v).get_mut("M").map(Value::take) else {
+                return Ok(());
+            };
+            let text = Value::Object(typed.clone()).to_string();
+            let fast = item_of_text(&text).map(|p| p.map(|p| p.to_string()));
+            let tree = item_of_tree(&text).map(|p| p.map(|p| p.to_string()));
+            proptest::prop_assert_eq!(&fast, &tree);
+            proptest::prop_assert!(fast.is_ok(), "a marshalled item is valid");
+            // ... and read without the typed tree's way.
+            let read = serde::de::DeserializeSeed::deserialize(
+                text::Item,
+                &mut serde_json::Deserializer::from_str(&text),
+            );
+            proptest::prop_assert!(read.is_ok(), "{}", text);
+            typed.extend(odd);
+            let text = Value::Object(typed).to_string();
+            let fast = item_of_text(&text).map(|p| p.map(|p| p.to_string()));
+            let tree = item_of_tree(&text).map(|p| p.map(|p| p.to_string()));
+            proptest::prop_assert_eq!(fast, tree, "{}", text);
+        }
+    }
+
+    #[test]
+    fn item_of_text_reads_repeated_keys_and_non_objects_as_the_tree_does() {
+        for text in [
+            // The later of two entries wins, even when the earlier one is malformed.
+            r#"{"a": {"X": 1}, "a": {"S": "x"}}"#,
+            r#"{"a": {"S": "x"}, "a": {"X": 1}}"#,
+            r#"{"a": {"S": "x", "S": "y"}}"#,
+            r#"{"a": {"M": {"b": {"N": "1"}, "b": {"N": "2"}}}}"#,
+            r#"{"a": {"NULL": false}}"#,
+            r#"{"a": {"NS": ["1", "x"]}}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#""NewImage""#,
+            r#"null"#,
+        ] {
+            assert_eq!(item_of_text(text), item_of_tree(text), "{text}");
         }
     }
 

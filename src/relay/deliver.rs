@@ -19,7 +19,7 @@ use super::schedule::{EntryId, NewEntry, NewRecord, Order, Outcome, Passed, Sche
 use super::settle::{decide, Failure, Sent, Verdict};
 use super::shard_loop::{Command, Now};
 use super::worker::WorkerSettings;
-use crate::pipeline::pattern::fields::ReadFields;
+use crate::pipeline::pattern::fields::{Parsed, ReadFields};
 use crate::pipeline::routing::set_source_arn;
 use crate::pipeline::{entry_size, BusKind, Entry, RouteError, Router};
 use crate::publish::{Attempts, DeadLetter, Origin, PublishError, PutOutcome};
@@ -218,10 +218,16 @@ impl Window {
         // window holds its text.
         let policy = &self.settings.records;
         let reads = self.reads.get_or_init(|| policy.reads(router));
-        let mut tree = reads
+        let Parsed { mut tree, images } = reads
             .parse(record.text.as_str())
             .expect("a record's text is JSON this crate wrote");
-        let routed = policy.route(router, &mut tree, &self.stream_arn, record.created_at);
+        let routed = policy.route(
+            router,
+            &mut tree,
+            images,
+            &self.stream_arn,
+            record.created_at,
+        );
         drop(tree);
         if let Some(error) = routed.trace_ignored {
             out.push(Command::Emit(ShardEvent::TraceIgnored { error }));

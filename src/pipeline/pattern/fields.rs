@@ -18,14 +18,21 @@
 //!
 //! The same rules also decide what of a record the relay parses at all
 //! ([`ReadFields::parse`]): the union of what its patterns, templates and record policy read
-//! (`Router::reads`), so a record's tree holds only what routing looks at.
+//! (`Router::reads`), so a record's tree holds only what routing looks at. An image that
+//! routing reads only as plain JSON (a template's `$.NewImage…`, [`ReadFields::add_plain_image`])
+//! is not parsed into a typed tree at all: its text is kept ([`ImageTexts`]) and unmarshalled
+//! straight from it, once, when a route renders.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use std::cell::RefCell;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::pipeline::image::{ImageSelector, ImageTexts};
 
 /// The union of the field paths of quamina's patterns.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,14 +40,64 @@ pub struct ReadFields {
     /// A pattern ends here: the event's value is kept whole.
     whole: bool,
     /// The keys patterns name below this point.
-    children: BTreeMap<String, ReadFields>,
+    children: Children,
+    /// This is `dynamodb.<image>`, read as plain JSON: kept as text when nothing reads it typed
+    /// (no child, not whole), else parsed whole.
+    plain: Option<ImageSelector>,
+}
+
+/// The keys read below a point, in key order (the order [`ReadFields::write`] writes them).
+/// A handful at most: found by a scan that compares lengths first, cheaper per record than a
+/// map's search (issue #28).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Children(Vec<(String, ReadFields)>);
+
+impl Children {
+    /// The fields read under `key`, added (reading nothing yet) if absent.
+    fn entry(&mut self, key: &str) -> &mut ReadFields {
+        let at = match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (key.to_owned(), ReadFields::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn get(&self, key: &str) -> Option<&ReadFields> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && k == key)
+            .map(|(_, read)| read)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &ReadFields)> {
+        self.0.iter().map(|(k, read)| (k, read))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A record parsed by [`ReadFields::parse`]: the tree of what is read typed, and the text of
+/// the images read only as plain JSON (absent from the tree).
+#[derive(Debug)]
+pub struct Parsed<'t> {
+    pub tree: Value,
+    pub images: ImageTexts<'t>,
 }
 
 impl ReadFields {
     /// Adds the paths of `pattern` (a `$or`-free quamina pattern).
     pub fn add(&mut self, pattern: &Map<String, Value>) {
         for (key, value) in pattern {
-            let child = self.children.entry(key.clone()).or_default();
+            let child = self.children.entry(key);
             match value {
                 Value::Object(nested) => child.add(nested),
                 _ => child.whole = true,
@@ -55,26 +112,57 @@ impl ReadFields {
             if at.whole {
                 return;
             }
-            at = at.children.entry(key.as_ref().to_owned()).or_default();
+            at = at.children.entry(key.as_ref());
         }
         at.whole = true;
         at.children.clear();
     }
 
+    /// Adds `dynamodb.<image>`, read as plain JSON (unmarshalled): unless something reads it
+    /// typed too, [`ReadFields::parse`] keeps its text instead of a typed tree.
+    pub fn add_plain_image(&mut self, image: ImageSelector) {
+        let mut at = self;
+        for key in ["dynamodb", image.field()] {
+            if at.whole {
+                return;
+            }
+            at = at.children.entry(key);
+        }
+        at.plain = Some(image);
+    }
+
+    /// The image this node is, when it is read only as plain JSON.
+    fn plain_only(&self) -> Option<ImageSelector> {
+        self.plain
+            .filter(|_| !self.whole && self.children.is_empty())
+    }
+
     /// Parses the JSON text `text` reduced to these fields: the tree of what [`ReadFields::write`]
-    /// would write of the whole event, without building the rest.
+    /// would write of the whole event, without building the rest; an image read only as plain
+    /// JSON is left out of the tree and its text kept ([`ReadFields::add_plain_image`]).
     ///
     /// # Errors
     /// `text` is not JSON.
-    pub fn parse(&self, text: &str) -> serde_json::Result<Value> {
+    pub fn parse<'t>(&self, text: &'t str) -> serde_json::Result<Parsed<'t>> {
         if number_token().is_none() {
             // A serde_json that hands numbers over some other way: parse it all, as before.
-            return serde_json::from_str(text);
+            return serde_json::from_str(text).map(|tree| Parsed {
+                tree,
+                images: ImageTexts::default(),
+            });
         }
+        let images = RefCell::new(ImageTexts::default());
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let value = self.deserialize(&mut deserializer)?;
+        let seed = Seed {
+            read: self,
+            images: Some(&images),
+        };
+        let tree = seed.deserialize(&mut deserializer)?;
         deserializer.end()?;
-        Ok(value)
+        Ok(Parsed {
+            tree,
+            images: images.into_inner(),
+        })
     }
 
     /// Appends to `out` the JSON text of `event` reduced to these fields (see the module
@@ -88,7 +176,7 @@ impl ReadFields {
             Value::Object(fields) => {
                 out.push(b'{');
                 let mut first = true;
-                for (key, read) in &self.children {
+                for (key, read) in self.children.iter() {
                     let Some(value) = fields.get(key) else {
                         continue;
                     };
@@ -118,11 +206,20 @@ impl ReadFields {
 }
 
 /// Parsing with the pruning rules of [`ReadFields::write`].
-impl<'de> DeserializeSeed<'de> for &ReadFields {
+#[derive(Clone, Copy)]
+struct Seed<'r, 'de> {
+    read: &'r ReadFields,
+    /// Where the text of an image read only as plain JSON goes; `None` inside an array (a
+    /// record's images are `dynamodb.<image>`, reached through objects only).
+    images: Option<&'r RefCell<ImageTexts<'de>>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_, 'de> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.whole {
+        // An image also read typed is parsed whole, for its plain JSON.
+        if self.read.whole || self.read.plain.is_some() {
             Value::deserialize(deserializer)
         } else {
             deserializer.deserialize_any(Pruned(self))
@@ -132,9 +229,9 @@ impl<'de> DeserializeSeed<'de> for &ReadFields {
 
 /// A value under a node no pattern ends on: objects keep the named keys, arrays every element
 /// (each pruned alike), scalars stay.
-struct Pruned<'r>(&'r ReadFields);
+struct Pruned<'r, 'de>(Seed<'r, 'de>);
 
-impl<'de> Visitor<'de> for Pruned<'_> {
+impl<'de> Visitor<'de> for Pruned<'_, 'de> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,22 +249,32 @@ impl<'de> Visitor<'de> for Pruned<'_> {
                 let number = text.parse().map_err(serde::de::Error::custom)?;
                 return Ok(Value::Number(number));
             }
-            match self.0.children.get(key.as_ref()) {
-                Some(read) => {
-                    let value = map.next_value_seed(read)?;
-                    out.insert(key.into_owned(), value);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            let Some(read) = self.0.read.children.get(key.as_ref()) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if let (Some(image), Some(images)) = (read.plain_only(), self.0.images) {
+                let text = map.next_value::<&'de RawValue>()?;
+                images.borrow_mut().set(image, text);
+                continue;
             }
+            let seed = Seed {
+                read,
+                images: self.0.images,
+            };
+            let value = map.next_value_seed(seed)?;
+            out.insert(key.into_owned(), value);
         }
         Ok(Value::Object(out))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(self.0)? {
+        let seed = Seed {
+            images: None,
+            ..self.0
+        };
+        while let Some(item) = seq.next_element_seed(seed)? {
             out.push(item);
         }
         Ok(Value::Array(out))
@@ -335,11 +442,12 @@ mod tests {
                 let mut out = Vec::new();
                 reads.write(&event, &mut out);
                 let written: Value = serde_json::from_slice(&out).expect("json");
-                let parsed = reads.parse(&event.to_string()).expect("json");
+                let text = event.to_string();
+                let parsed = reads.parse(&text).expect("json").tree;
                 prop_assert_eq!(&parsed, &written);
                 let mut everything = reads.clone();
                 everything.add_path::<&str>(&[]);
-                prop_assert_eq!(everything.parse(&event.to_string()).expect("json"), event);
+                prop_assert_eq!(everything.parse(&text).expect("json").tree, event);
             }
         }
     }

@@ -301,7 +301,14 @@ fn a_records_trace_goes_into_the_trace_header_the_template_and_the_unmarshalled_
         custom("custom", "<$.NewImage.sk>"),
     ]);
     let entries: Vec<Entry> = r
-        .route_traced(&insert("BookAdded"), "arn:s", "evt-9", None, Some(&trace))
+        .route_traced(
+            &insert("BookAdded"),
+            ImageTexts::default(),
+            "arn:s",
+            "evt-9",
+            None,
+            Some(&trace),
+        )
         .into_iter()
         .map(|e| e.expect("renders"))
         .collect();
@@ -362,6 +369,7 @@ fn a_cloudevents_route_publishes_a_cloudevent_raw_on_a_custom_bus_and_as_detail_
     let entries: Vec<Entry> = r
         .route_traced(
             &insert("BookAdded"),
+            ImageTexts::default(),
             "arn:s",
             "evt-9",
             Some(created),
@@ -442,6 +450,7 @@ mod reads {
     //! entry, every error, the event id and the trace context, for records with images of
     //! every shape (malformed ones included) and top-level keys that shadow image paths.
     use super::*;
+    use crate::pipeline::pattern::fields::Parsed;
     use crate::pipeline::RecordPolicy;
     use proptest::prelude::*;
 
@@ -526,6 +535,14 @@ mod reads {
     fn routes() -> Vec<RouteSpec> {
         let mut expanded = spec("expanded", &[], unmarshall(ImageSelector::OldImage));
         expanded.expand_json = vec!["payload".into()];
+        // A template reading an image only unmarshalled, with an attribute to expand: the
+        // image is kept as text, and expanded from it.
+        let mut expanded_text = spec(
+            "expanded-text",
+            &[],
+            template(r#"{"doc": <$.NewImage.payload>, "old": <$.OldImage>}"#),
+        );
+        expanded_text.expand_json = vec!["payload".into()];
         let mut keyed = spec(
             "keyed",
             &[r#"{"dynamodb": {"SizeBytes": [{"numeric": [">", 10]}]}}"#],
@@ -555,6 +572,7 @@ mod reads {
                 template(r#"{"region": <$.awsRegion>}"#),
             ),
             expanded,
+            expanded_text,
             keyed,
             {
                 let mut c = cloudevents_route("cloudevents");
@@ -591,9 +609,11 @@ mod reads {
             let text = record.to_string();
             for router in routers() {
                 for policy in policies() {
-                    let whole = policy.route(&router, &mut record.clone(), "arn:s", None);
-                    let mut pruned = policy.reads(&router).parse(&text).expect("json");
-                    let read = policy.route(&router, &mut pruned, "arn:s", None);
+                    let texts = ImageTexts::default();
+                    let whole = policy.route(&router, &mut record.clone(), texts, "arn:s", None);
+                    let reads = policy.reads(&router);
+                    let Parsed { mut tree, images } = reads.parse(&text).expect("json");
+                    let read = policy.route(&router, &mut tree, images, "arn:s", None);
                     prop_assert_eq!(format!("{whole:?}"), format!("{read:?}"), "{}", text);
                 }
             }
@@ -610,16 +630,27 @@ mod reads {
         let record = json!({"eventName": "INSERT", "eventID": "e", "awsRegion": "x",
             "dynamodb": {"NewImage": {"name": {"S": "Dune"}}, "OldImage": {"name": {"S": "old"}},
                          "Keys": {"pk": {"S": "k"}}, "SizeBytes": 9}});
+        let text = record.to_string();
         let pruned = RecordPolicy::default()
             .reads(&router)
-            .parse(&record.to_string())
+            .parse(&text)
             .expect("json");
-        // `Keys` for the ordering key (the item's key, by default), `eventID` for the event id.
+        // `eventName` for the filter, `eventID` for the event id. `NewImage` for the template
+        // and `Keys` for the ordering key (the item's key, by default) are read only
+        // unmarshalled: each is kept as its text.
         assert_eq!(
-            pruned,
-            json!({"eventName": "INSERT", "eventID": "e",
-                   "dynamodb": {"NewImage": {"name": {"S": "Dune"}}, "Keys": {"pk": {"S": "k"}}}})
+            pruned.tree,
+            json!({"eventName": "INSERT", "eventID": "e", "dynamodb": {}})
         );
+        assert_eq!(
+            pruned.images.get(ImageSelector::NewImage),
+            Some(r#"{"name":{"S":"Dune"}}"#)
+        );
+        assert_eq!(
+            pruned.images.get(ImageSelector::Keys),
+            Some(r#"{"pk":{"S":"k"}}"#)
+        );
+        assert_eq!(pruned.images.get(ImageSelector::OldImage), None);
     }
 
     #[test]
@@ -631,6 +662,6 @@ mod reads {
         )]);
         let record = json!({"a": [1, 2.50, {"b": null}], "dynamodb": {"SizeBytes": 9}});
         let reads = RecordPolicy::default().reads(&router);
-        assert_eq!(reads.parse(&record.to_string()).expect("json"), record);
+        assert_eq!(reads.parse(&record.to_string()).expect("json").tree, record);
     }
 }
