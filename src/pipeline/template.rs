@@ -296,17 +296,19 @@ impl Template {
     /// # Errors
     /// [`ImageError`] when a placeholder reads an image that cannot be made plain.
     pub fn render(&self, ctx: &RecordContext<'_>) -> Result<String, ImageError> {
-        let mut out = String::new();
+        let mut out = self.buffer();
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
+                Part::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Part::Var { var, in_string } => {
                     let value = resolve(var, ctx)?;
                     match (value.as_deref(), in_string) {
-                        (None, false) => out.push_str("null"),
+                        (None, false) => out.extend_from_slice(b"null"),
                         (None, true) => {}
                         (Some(v), false) => push_json(&mut out, v),
-                        (Some(Value::String(s)), true) if self.plain => out.push_str(s),
+                        (Some(Value::String(s)), true) if self.plain => {
+                            out.extend_from_slice(s.as_bytes());
+                        }
                         (Some(v), true) if self.plain => push_json(&mut out, v),
                         (Some(Value::String(s)), true) => push_escaped(&mut out, s),
                         (Some(v), true) => push_escaped(&mut out, &v.to_string()),
@@ -314,7 +316,20 @@ impl Template {
                 }
             }
         }
-        Ok(out)
+        Ok(into_text(out))
+    }
+
+    /// A buffer for one rendering: its literal text and room for its placeholders' values.
+    fn buffer(&self) -> Vec<u8> {
+        let size = self
+            .parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(t) => t.len(),
+                Part::Var { .. } => 24,
+            })
+            .sum();
+        Vec::with_capacity(size)
     }
 }
 
@@ -383,12 +398,12 @@ impl Template {
     /// [`TextError`] when a placeholder names nothing, an image is malformed, or the text is
     /// empty.
     pub fn render_text(&self, ctx: &RecordContext<'_>) -> Result<String, TextError> {
-        let mut out = String::new();
+        let mut out = self.buffer();
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
+                Part::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Part::Var { var, .. } => match resolve(var, ctx)?.as_deref() {
-                    Some(Value::String(s)) => out.push_str(s),
+                    Some(Value::String(s)) => out.extend_from_slice(s.as_bytes()),
                     Some(v) => push_json(&mut out, v),
                     None => {
                         return Err(TextError::Missing {
@@ -401,7 +416,7 @@ impl Template {
         if out.is_empty() {
             return Err(TextError::Empty);
         }
-        Ok(out)
+        Ok(into_text(out))
     }
 }
 
@@ -435,16 +450,24 @@ impl std::fmt::Display for Var {
 }
 
 /// Appends `v` as JSON text.
-fn push_json(out: &mut String, v: &Value) {
-    use std::fmt::Write as _;
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{v}");
+fn push_json(out: &mut Vec<u8>, v: &Value) {
+    // Writing a `Value` into memory cannot fail: its keys are strings.
+    serde_json::to_writer(out, v).expect("a serde_json::Value always serializes");
 }
 
 /// Appends `s` JSON-escaped, without surrounding quotes.
-fn push_escaped(out: &mut String, s: &str) {
-    let quoted = Value::String(s.to_owned()).to_string();
-    out.push_str(&quoted[1..quoted.len() - 1]);
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, s).expect("a string always serializes");
+    // Drop the quotes: the closing one, then the opening one.
+    out.pop();
+    out.remove(start);
+}
+
+/// The rendered bytes as text: they are the template's text and JSON serde_json wrote, all
+/// UTF-8.
+fn into_text(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Image names that, as the first step of a path, mean the plain (unmarshalled) image.
