@@ -232,3 +232,55 @@ fn relay_throughput_seed_records() {
         );
     }
 }
+
+/// The window's way from a record's text to its entries, for the seed's records: `reads` as the
+/// window reads them. Not inlined, so that `valgrind --tool=callgrind` counts it by name.
+#[inline(never)]
+fn parse_and_route(
+    records: &[StreamRecord],
+    router: &crate::pipeline::Router,
+    reads: &crate::pipeline::pattern::fields::ReadFields,
+) -> usize {
+    let policy = crate::pipeline::RecordPolicy::default();
+    let mut entries = 0;
+    for record in records {
+        let parsed = reads.parse(record.text.as_str()).expect("json");
+        let (mut tree, images) = (parsed.tree, parsed.images);
+        let routed = policy.route(router, &mut tree, images, "arn:s", record.created_at);
+        entries += routed.results.iter().filter(|r| r.is_ok()).count();
+    }
+    entries
+}
+
+/// [`parse_and_route`] with the image read typed, as before the images were kept as text.
+#[inline(never)]
+fn parse_and_route_typed_image(
+    records: &[StreamRecord],
+    router: &crate::pipeline::Router,
+    reads: &crate::pipeline::pattern::fields::ReadFields,
+) -> usize {
+    let mut reads = reads.clone();
+    reads.add_path(&["dynamodb", "NewImage"]);
+    parse_and_route(records, router, &reads)
+}
+
+/// Instructions per record of the routing part of the loop, counted (this VM has no hardware
+/// counters, and its timings swing by a third): `valgrind --tool=callgrind` on this test, then
+/// `callgrind_annotate --inclusive=yes` for the two functions above (BENCHMARKS.md).
+#[test]
+#[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
+fn seed_records_parse_and_route() {
+    let config_text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cdc.toml"),
+    )
+    .expect("the config");
+    let config = Config::from_toml(&config_text).expect("valid");
+    let router = config
+        .router_for(&config.source.streams()[0])
+        .expect("valid");
+    let reads = crate::pipeline::RecordPolicy::default().reads(&router);
+    let records: Vec<StreamRecord> = (0..10_000).map(|i| seed_record(0, i)).collect();
+    let text = parse_and_route(&records, &router, &reads);
+    let typed = parse_and_route_typed_image(&records, &router, &reads);
+    assert_eq!((text, typed), (10_000, 10_000));
+}
