@@ -129,7 +129,7 @@ impl<'t> ImageTexts<'t> {
     }
 
     /// Keeps `text` as the text of `image`.
-    pub fn set(&mut self, image: ImageSelector, text: &'t RawValue) {
+    pub(crate) fn set(&mut self, image: ImageSelector, text: &'t RawValue) {
         self.0[image.slot()] = Some(text);
     }
 }
