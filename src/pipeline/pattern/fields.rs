@@ -23,9 +23,8 @@
 //! is not parsed into a typed tree at all: its text is kept ([`ImageTexts`]) and unmarshalled
 //! straight from it, once, when a route renders.
 
-use std::fmt;
-
 use std::cell::RefCell;
+use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
