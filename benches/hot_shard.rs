@@ -1,7 +1,10 @@
 //! One hot shard through the whole process: the real release binary reads a shard that holds
 //! N outbox records and publishes them, with a fixed delay added to every AWS call as a real
 //! network round trip would. Events per second from one shard, CPU-seconds per 100k events and
-//! peak RSS, at 0, 30 and 60 ms of added delay.
+//! peak RSS, at 0, 30 and 60 ms of added delay. CPU is given twice: the whole process's life
+//! (start-up included) over all records, and the steady part alone (the CPU spent between the
+//! call that passed 10 % of the records and the last call, over the events in between: the
+//! cost of an event once the relay runs, which is what a million events cost).
 //!
 //! First the issue's own setup: 2,000 rows in a table on the emulator, every AWS call through
 //! a proxy that adds the delay (the ratio between delays). Then figures beyond that:
@@ -20,11 +23,14 @@
 //! cargo bench --bench hot_shard                    # this build
 //! OUTBOX_RELAY_BENCH_BASELINE=path/to/old/outbox-relay cargo bench --bench hot_shard
 //! OUTBOX_RELAY_BENCH_BEFORE=path/to/recent/outbox-relay cargo bench --bench hot_shard
+//! # some backends and delays, a bigger shard:
+//! OUTBOX_RELAY_BENCH_BACKENDS=stand-in,custom-bus OUTBOX_RELAY_BENCH_DELAYS=0 \
+//!   OUTBOX_RELAY_BENCH_RECORDS=100000 cargo bench --bench hot_shard
 //! ```
 //! `scripts/bench` does all of it, building the baseline from the commit before issue #13.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,8 +55,11 @@ struct StandIn {
     moto: String,
     http: reqwest::Client,
     published: AtomicUsize,
-    /// (entries published so far, when) after every PutEvents call.
-    progress: Mutex<Vec<(usize, Instant)>>,
+    /// The relay's process id, once started (0 before): its CPU is read at every call.
+    relay_pid: AtomicU32,
+    /// (entries published so far, when, the relay's CPU seconds so far) after every PutEvents
+    /// call.
+    progress: Mutex<Vec<(usize, Instant, f64)>>,
 }
 
 fn record(i: usize) -> Value {
@@ -96,11 +105,12 @@ fn answer(content_type: &'static str, body: &Value) -> Response {
 /// Counts `n` entries published now.
 fn published(state: &StandIn, n: usize) -> usize {
     let total = state.published.fetch_add(n, Ordering::SeqCst) + n;
+    let cpu = proc_cpu_secs(state.relay_pid.load(Ordering::SeqCst));
     state
         .progress
         .lock()
         .expect("lock")
-        .push((total, Instant::now()));
+        .push((total, Instant::now(), cpu));
     total
 }
 
@@ -330,6 +340,7 @@ async fn emulator_table(http: &reqwest::Client, moto: &str, rows: usize) -> (Str
 struct Figures {
     events_per_sec: f64,
     cpu_secs_per_100k: f64,
+    steady_cpu_secs_per_100k: f64,
     peak_rss_mib: f64,
 }
 
@@ -407,6 +418,7 @@ async fn run(
         moto: moto.to_owned(),
         http,
         published: AtomicUsize::new(0),
+        relay_pid: AtomicU32::new(0),
         progress: Mutex::new(Vec::new()),
     });
     let app = axum::Router::new().fallback({
@@ -468,6 +480,7 @@ level = "warn"
         .spawn()
         .expect("start the relay");
     let pid = child.id();
+    state.relay_pid.store(pid, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(600);
     while state.published.load(Ordering::SeqCst) < records {
         assert!(
@@ -488,7 +501,7 @@ level = "warn"
     let progress = state.progress.lock().expect("lock").clone();
     let from = progress
         .iter()
-        .find(|(n, _)| *n >= records / 10)
+        .find(|(n, _, _)| *n >= records / 10)
         .copied()
         .expect("progress");
     let to = *progress.last().expect("progress");
@@ -497,9 +510,13 @@ level = "warn"
     let events_per_sec = (to.0 - from.0) as f64 / secs;
     #[allow(clippy::cast_precision_loss)]
     let cpu_secs_per_100k = cpu * 100_000.0 / records as f64;
+    // The same window's CPU: what an event costs once the relay runs, start-up left out.
+    #[allow(clippy::cast_precision_loss)]
+    let steady_cpu_secs_per_100k = (to.2 - from.2) * 100_000.0 / (to.0 - from.0).max(1) as f64;
     Figures {
         events_per_sec,
         cpu_secs_per_100k,
+        steady_cpu_secs_per_100k,
         peak_rss_mib: rss,
     }
 }
@@ -527,12 +544,27 @@ fn main() {
     if let Ok(before) = std::env::var("OUTBOX_RELAY_BENCH_BEFORE") {
         builds.insert(0, ("before", before));
     }
-    println!("| backend | build | added delay | records | events/s (one shard) | CPU s per 100k events | peak RSS |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| backend | build | added delay | records | events/s (one shard) | CPU s per 100k events | the same, steady | peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|");
     // The issue's own setup first (2,000 rows on the emulator, a delaying proxy in front of
     // it: the ratio), then the stand-in (figures beyond what the emulator serves).
     // Only some backends, e.g. `OUTBOX_RELAY_BENCH_BACKENDS=custom-bus,stand-in`.
     let wanted = std::env::var("OUTBOX_RELAY_BENCH_BACKENDS").ok();
+    // The stand-in's shard size, e.g. `OUTBOX_RELAY_BENCH_RECORDS=100000` for finer CPU figures
+    // (the relay's CPU is counted in ticks of 10 ms).
+    let stand_in_records = std::env::var("OUTBOX_RELAY_BENCH_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    // Only some added delays, e.g. `OUTBOX_RELAY_BENCH_DELAYS=0`.
+    let delays: Vec<u64> = std::env::var("OUTBOX_RELAY_BENCH_DELAYS").ok().map_or_else(
+        || vec![0, 30, 60],
+        |d| {
+            d.split(',')
+                .filter_map(|ms| ms.trim().parse().ok())
+                .collect()
+        },
+    );
     for (backend, label, key) in [
         (Backend::Emulator, "emulator + proxy", "emulator"),
         (Backend::StandIn, "stand-in", "stand-in"),
@@ -561,10 +593,10 @@ fn main() {
                 (Backend::StandInCloudEvents, "baseline" | "before") => continue,
                 (Backend::StandIn, "baseline") => 3_000,
                 (Backend::StandIn | Backend::StandInCustomBus | Backend::StandInCloudEvents, _) => {
-                    20_000
+                    stand_in_records
                 }
             };
-            for delay_ms in [0, 30, 60] {
+            for &delay_ms in &delays {
                 let f = runtime.block_on(run(
                     binary,
                     backend,
@@ -573,8 +605,11 @@ fn main() {
                     &moto,
                 ));
                 println!(
-                    "| {label} | {name} | {delay_ms} ms | {records} | {:.0} | {:.2} | {:.1} MiB |",
-                    f.events_per_sec, f.cpu_secs_per_100k, f.peak_rss_mib
+                    "| {label} | {name} | {delay_ms} ms | {records} | {:.0} | {:.2} | {:.2} | {:.1} MiB |",
+                    f.events_per_sec,
+                    f.cpu_secs_per_100k,
+                    f.steady_cpu_secs_per_100k,
+                    f.peak_rss_mib
                 );
             }
         }

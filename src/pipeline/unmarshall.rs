@@ -307,6 +307,8 @@ mod text {
     };
     use serde_json::{Map, Value};
 
+    use crate::borrowed::Str;
+
     fn unusual<E: Error>() -> E {
         E::custom("not the usual typed form")
     }
@@ -353,9 +355,7 @@ mod text {
             f.write_str("a DynamoDB attribute value")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let tag = map
-                .next_key::<std::borrow::Cow<'de, str>>()?
-                .ok_or_else(unusual)?;
+            let Str(tag) = map.next_key::<Str<'de>>()?.ok_or_else(unusual)?;
             let number = |text: &str| {
                 super::number_of(text)
                     .map(Value::Number)

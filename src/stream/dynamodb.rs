@@ -6,6 +6,7 @@
 use super::shard::{SequenceNumber, Shard, ShardId};
 use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};
 use super::wire::{TakeRecords, WireIdentity, WireRecord, WireStreamRecord};
+use crate::borrowed::Str;
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
 
@@ -243,9 +244,9 @@ where
 /// a record parsed from the wire is ([`WireRecord::into_stream_record`]); records without a
 /// sequence number (never sent by DynamoDB) are skipped. GetRecords uses it only for an answer
 /// the wire parse refused.
-pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
+pub fn to_stream_record<'a>(record: &'a Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
-    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let borrowed = |s: Option<&'a str>| s.map(Str::from);
     let image = |item| {
         serde_json::value::to_raw_value(&super::typed::streams_item(item))
             .expect("a Value always serializes")
@@ -256,23 +257,23 @@ pub fn to_stream_record(record: &Record) -> Option<StreamRecord> {
         ddb.old_image().map(image),
     );
     let wire = WireRecord {
-        event_id: owned(record.event_id()),
-        event_name: owned(record.event_name().map(|n| n.as_str())),
-        event_version: owned(record.event_version()),
-        event_source: owned(record.event_source()),
-        aws_region: owned(record.aws_region()),
+        event_id: borrowed(record.event_id()),
+        event_name: borrowed(record.event_name().map(|n| n.as_str())),
+        event_version: borrowed(record.event_version()),
+        event_source: borrowed(record.event_source()),
+        aws_region: borrowed(record.aws_region()),
         dynamodb: Some(WireStreamRecord {
             approximate_creation_date_time: ddb.approximate_creation_date_time().copied(),
             keys: keys.as_deref(),
             new_image: new_image.as_deref(),
             old_image: old_image.as_deref(),
-            sequence_number: owned(ddb.sequence_number()),
+            sequence_number: borrowed(ddb.sequence_number()),
             size_bytes: ddb.size_bytes(),
-            stream_view_type: owned(ddb.stream_view_type().map(|v| v.as_str())),
+            stream_view_type: borrowed(ddb.stream_view_type().map(|v| v.as_str())),
         }),
         user_identity: record.user_identity().map(|identity| WireIdentity {
-            r#type: owned(identity.r#type()),
-            principal_id: owned(identity.principal_id()),
+            r#type: borrowed(identity.r#type()),
+            principal_id: borrowed(identity.principal_id()),
         }),
     };
     wire.into_stream_record()

@@ -32,10 +32,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::shard::SequenceNumber;
 use super::source::{RecordText, RecordsPage, StreamRecord};
+use crate::borrowed::Str;
 
 /// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
 #[derive(Debug, Deserialize)]
@@ -49,20 +49,20 @@ struct WirePage<'a> {
 /// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct WireRecord<'a> {
-    #[serde(rename = "eventID", default)]
-    pub event_id: Option<String>,
-    #[serde(rename = "eventName", default)]
-    pub event_name: Option<String>,
-    #[serde(rename = "eventVersion", default)]
-    pub event_version: Option<String>,
-    #[serde(rename = "eventSource", default)]
-    pub event_source: Option<String>,
-    #[serde(rename = "awsRegion", default)]
-    pub aws_region: Option<String>,
+    #[serde(rename = "eventID", default, borrow)]
+    pub event_id: Option<Str<'a>>,
+    #[serde(rename = "eventName", default, borrow)]
+    pub event_name: Option<Str<'a>>,
+    #[serde(rename = "eventVersion", default, borrow)]
+    pub event_version: Option<Str<'a>>,
+    #[serde(rename = "eventSource", default, borrow)]
+    pub event_source: Option<Str<'a>>,
+    #[serde(rename = "awsRegion", default, borrow)]
+    pub aws_region: Option<Str<'a>>,
     #[serde(default, borrow)]
     pub dynamodb: Option<WireStreamRecord<'a>>,
-    #[serde(rename = "userIdentity", default)]
-    pub user_identity: Option<WireIdentity>,
+    #[serde(rename = "userIdentity", default, borrow)]
+    pub user_identity: Option<WireIdentity<'a>>,
 }
 
 /// The record's `dynamodb` member.
@@ -82,21 +82,21 @@ pub(super) struct WireStreamRecord<'a> {
     pub new_image: Option<&'a RawValue>,
     #[serde(rename = "OldImage", default, borrow)]
     pub old_image: Option<&'a RawValue>,
-    #[serde(rename = "SequenceNumber", default)]
-    pub sequence_number: Option<String>,
+    #[serde(rename = "SequenceNumber", default, borrow)]
+    pub sequence_number: Option<Str<'a>>,
     #[serde(rename = "SizeBytes", default)]
     pub size_bytes: Option<i64>,
-    #[serde(rename = "StreamViewType", default)]
-    pub stream_view_type: Option<String>,
+    #[serde(rename = "StreamViewType", default, borrow)]
+    pub stream_view_type: Option<Str<'a>>,
 }
 
 /// `userIdentity` (records of TTL deletions): `Type` and `PrincipalId` on the wire.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct WireIdentity {
-    #[serde(rename = "Type", default)]
-    pub r#type: Option<String>,
-    #[serde(rename = "PrincipalId", default)]
-    pub principal_id: Option<String>,
+pub(super) struct WireIdentity<'a> {
+    #[serde(rename = "Type", default, borrow)]
+    pub r#type: Option<Str<'a>>,
+    #[serde(rename = "PrincipalId", default, borrow)]
+    pub principal_id: Option<Str<'a>>,
 }
 
 /// An epoch-seconds number as the SDK reads it (`DateTime::from_secs_f64`), refusing what it
@@ -117,7 +117,7 @@ impl WireRecord<'_> {
     pub(super) fn into_stream_record(self) -> Option<StreamRecord> {
         let ddb = self.dynamodb?;
         let sequence = ddb.sequence_number?;
-        let sequence_number = SequenceNumber::new(&sequence);
+        let sequence_number = SequenceNumber::new(&*sequence);
         let created = ddb.approximate_creation_date_time;
         let pipes = PipesRecord {
             aws_region: self.aws_region.as_deref(),
@@ -126,9 +126,9 @@ impl WireRecord<'_> {
                 // kept.
                 approximate_creation_date_time: created.map(|t| {
                     if t.subsec_nanos() == 0 {
-                        Value::from(t.secs())
+                        EpochSeconds::Whole(t.secs())
                     } else {
-                        Value::from(t.as_secs_f64())
+                        EpochSeconds::Fraction(t.as_secs_f64())
                     }
                 }),
                 keys: ddb.keys,
@@ -147,8 +147,16 @@ impl WireRecord<'_> {
                 r#type: identity.r#type.as_deref(),
             }),
         };
-        let text =
-            serde_json::to_string(&pipes).expect("a record in the Pipes shape always serializes");
+        // Sized once: the images, and room for the rest (keys, ids, the sequence number).
+        let images: usize = [ddb.keys, ddb.new_image, ddb.old_image]
+            .into_iter()
+            .flatten()
+            .map(|image| image.get().len())
+            .sum();
+        let mut text = Vec::with_capacity(images + 512);
+        serde_json::to_writer(&mut text, &pipes)
+            .expect("a record in the Pipes shape always serializes");
+        let text = String::from_utf8(text).expect("serde_json writes UTF-8");
         let created_at = created.and_then(|t| {
             let nanos = u64::try_from(t.as_nanos()).ok()?;
             Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
@@ -187,7 +195,7 @@ struct PipesRecord<'a> {
 #[serde(rename_all = "PascalCase")]
 struct PipesStreamRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    approximate_creation_date_time: Option<Value>,
+    approximate_creation_date_time: Option<EpochSeconds>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,6 +207,15 @@ struct PipesStreamRecord<'a> {
     size_bytes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_view_type: Option<&'a str>,
+}
+
+/// `ApproximateCreationDateTime` as written: a JSON integer for whole seconds, else a number
+/// with a fraction.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EpochSeconds {
+    Whole(i64),
+    Fraction(f64),
 }
 
 #[derive(Serialize)]

@@ -31,6 +31,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::borrowed::Str;
 use crate::pipeline::image::{ImageSelector, ImageTexts};
 
 /// The union of the field paths of quamina's patterns.
@@ -240,7 +241,7 @@ impl<'de> Visitor<'de> for Pruned<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         let mut first = true;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             if std::mem::take(&mut first) && Some(key.as_ref()) == number_token() {
                 // A number: serde_json's `arbitrary_precision` hands it over as a one-key map
                 // holding its text.
