@@ -495,6 +495,26 @@ mod tests {
     }
 
     #[test]
+    fn strings_with_escapes_are_read_as_their_value() {
+        // The scalar fields are borrowed from the body when they hold no escape; one that
+        // does is decoded (AWS sends none, but JSON allows them).
+        let body = br#"{"Records": [{"eventID": "e\u0031", "eventName": "INS\u0045RT",
+            "userIdentity": {"PrincipalId": "a\"b", "Type": "Service"},
+            "dynamodb": {"SequenceNumber": "1\u0030", "StreamViewType": "KEYS_ONLY",
+                         "Keys": {"pk": {"S": "k"}}}}]}"#;
+        let page = records_page(body).expect("parses");
+        let [record] = page.records.as_slice() else {
+            panic!("one record: {page:?}");
+        };
+        assert_eq!(record.sequence_number, SequenceNumber::new("10"));
+        let json = record.text.json();
+        assert_eq!(json["eventID"], "e1");
+        assert_eq!(json["eventName"], "INSERT");
+        assert_eq!(json["userIdentity"]["principalId"], "a\"b");
+        assert_eq!(json["dynamodb"]["SequenceNumber"], "10");
+    }
+
+    #[test]
     fn a_body_that_is_not_the_answer_is_refused() {
         assert!(records_page(b"<html>").is_err());
         assert!(records_page(
