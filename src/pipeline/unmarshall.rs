@@ -108,7 +108,32 @@ fn number(text: &str, path: &Path<'_>) -> Result<Number, UnmarshallError> {
 /// An `N`'s number, `None` when it is none.
 fn number_of(text: &str) -> Option<Number> {
     // Most numbers are JSON numbers already: kept as they are (normalising one changes nothing).
-    text.parse::<Number>().ok().or_else(|| normalised(text))
+    plain_integer(text)
+        .or_else(|| text.parse::<Number>().ok())
+        .or_else(|| normalised(text))
+}
+
+/// The commonest `N`, an integer written as JSON writes it that fits 64 bits, without a JSON
+/// parse: `Number::from` writes it back with the same digits.
+fn plain_integer(text: &str) -> Option<Number> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    let as_json = match digits.as_bytes() {
+        // `-0` is JSON, but the integer zero writes `0`.
+        [b'0'] => !negative,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !as_json {
+        return None;
+    }
+    if negative {
+        text.parse::<i64>().ok().map(Number::from)
+    } else {
+        text.parse::<u64>().ok().map(Number::from)
+    }
 }
 
 /// A number in a form DynamoDB accepts and JSON does not (`+5`, `.5`, `5.`, `007`), written
@@ -535,6 +560,31 @@ mod tests {
             let kept = value(&json!({"N": text}), "n").expect("a JSON number");
             let normalised = normalised(&text).expect("valid");
             proptest::prop_assert_eq!(kept.to_string(), normalised.to_string());
+        }
+    }
+
+    proptest::proptest! {
+        /// A plain integer taken without a JSON parse is the number a parse gives, digit for
+        /// digit; beyond 64 bits, or not as JSON writes it, it is left to the parse.
+        #[test]
+        fn plain_integers_are_the_numbers_a_parse_gives(
+            text in "[-+]?0*(0|[1-9][0-9]{0,24})"
+        ) {
+            let parsed = text.parse::<Number>().ok().map(|n| n.to_string());
+            match plain_integer(&text) {
+                Some(n) => {
+                    proptest::prop_assert_eq!(Some(n.to_string()), parsed.clone());
+                    proptest::prop_assert_eq!(n.to_string(), text.clone());
+                }
+                None => proptest::prop_assert!(
+                    parsed.is_none() || text == "-0" || text.len() > 18,
+                    "{} was left to the parse", text
+                ),
+            }
+            proptest::prop_assert_eq!(
+                number_of(&text).map(|n| n.to_string()),
+                parsed.or_else(|| normalised(&text).map(|n| n.to_string()))
+            );
         }
     }
 
