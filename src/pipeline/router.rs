@@ -419,20 +419,31 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
                 route: route.name().to_owned(),
                 source,
             })?;
-            // Validate without building a tree: a JSON text starting with `{` is an object.
-            match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-                Ok(_) if text.trim_start().starts_with('{') => text,
-                Ok(_) => {
-                    return Err(RouteError::DetailNotJsonObject {
-                        route: route.name().to_owned(),
-                        reason: "it is JSON, but not an object".to_owned(),
-                    })
-                }
-                Err(e) => {
-                    return Err(RouteError::DetailNotJsonObject {
-                        route: route.name().to_owned(),
-                        reason: e.to_string(),
-                    })
+            // A shape proven at start-up renders an object for every record (the property
+            // test `every_accepted_template_renders_an_object`); only a lone
+            // `<aws.pipes.event>` is the record's to decide, and is checked.
+            if t.renders_object() {
+                debug_assert!(
+                    serde_json::from_str::<serde_json::Map<String, Value>>(&text).is_ok(),
+                    "a proven template rendered {text}"
+                );
+                text
+            } else {
+                // Validate without building a tree: a JSON text starting with `{` is an object.
+                match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                    Ok(_) if text.trim_start().starts_with('{') => text,
+                    Ok(_) => {
+                        return Err(RouteError::DetailNotJsonObject {
+                            route: route.name().to_owned(),
+                            reason: "it is JSON, but not an object".to_owned(),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(RouteError::DetailNotJsonObject {
+                            route: route.name().to_owned(),
+                            reason: e.to_string(),
+                        })
+                    }
                 }
             }
         }

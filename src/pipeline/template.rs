@@ -94,6 +94,9 @@ pub struct Template {
     plain: bool,
     /// The template renders a string: free text, or a JSON string literal.
     renders_string: bool,
+    /// Every rendering is a JSON object, whatever the record: its shape was proven so by
+    /// [`Template::parse_detail`].
+    renders_object: bool,
 }
 
 impl Template {
@@ -222,6 +225,7 @@ impl Template {
             parts,
             plain,
             renders_string,
+            renders_object: false,
         })
     }
 
@@ -255,7 +259,10 @@ impl Template {
         }
         let skeleton = template.skeleton();
         match serde_json::from_str::<Value>(&skeleton) {
-            Ok(Value::Object(_)) => Ok(template),
+            Ok(Value::Object(_)) => Ok(Self {
+                renders_object: true,
+                ..template
+            }),
             Ok(other) => Err(TemplateError::NotAnObject {
                 reason: format!("its shape {skeleton} is a JSON {}", json_kind(&other)),
             }),
@@ -263,6 +270,14 @@ impl Template {
                 reason: format!("its shape {skeleton} is not valid JSON ({e})"),
             }),
         }
+    }
+
+    /// Whether every rendering is a JSON object, whatever the record: true of a detail
+    /// template whose shape [`Template::parse_detail`] proved, false of `<aws.pipes.event>`
+    /// alone (the record decides) and of templates not parsed as a detail.
+    #[must_use]
+    pub fn renders_object(&self) -> bool {
+        self.renders_object
     }
 
     /// Whether the template renders a string (free text, or a JSON string literal), which

@@ -120,6 +120,33 @@ fn a_record_matching_no_filter_only_reaches_unfiltered_routes() {
 }
 
 #[test]
+fn only_the_whole_records_detail_is_checked_per_record() {
+    // A detail template's shape is proven at start-up: every rendering is an object.
+    let proven = router(vec![spec(
+        "proven",
+        &[],
+        template(r#"{"e": <aws.pipes.event>}"#),
+    )]);
+    let Detail::Template(t) = proven.routes()[0].detail() else {
+        panic!("a template");
+    };
+    assert!(t.renders_object());
+    // `<aws.pipes.event>` alone renders the record itself, which the record decides: one that
+    // is not an object (a hand-made record, as test-route takes) is a route error.
+    let whole = router(vec![spec("whole", &[], template("<aws.pipes.event>"))]);
+    let Detail::Template(t) = whole.routes()[0].detail() else {
+        panic!("a template");
+    };
+    assert!(!t.renders_object());
+    assert!(whole.route(&insert("BookAdded"), "arn:s", "evt-9", None)[0].is_ok());
+    let results = whole.route(&json!(["not", "an", "object"]), "arn:s", "evt-9", None);
+    assert!(matches!(
+        &results[0],
+        Err(RouteError::DetailNotJsonObject { .. })
+    ));
+}
+
+#[test]
 fn unmarshalling_an_absent_image_is_a_route_error() {
     let r = router(vec![spec("old", &[], unmarshall(ImageSelector::OldImage))]);
     let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
