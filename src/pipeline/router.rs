@@ -235,6 +235,8 @@ pub struct Router {
     lanes: Vec<u32>,
     /// Every part of a record the routes read (see [`Router::reads`]).
     reads: ReadFields,
+    /// Whether a filter or template reads the record's `eventSourceARN`.
+    reads_source_arn: bool,
 }
 
 impl std::fmt::Debug for Router {
@@ -289,6 +291,7 @@ impl Router {
             matcher,
             match_all,
             lanes,
+            reads_source_arn: reads.reads_key("eventSourceARN"),
             reads,
         })
     }
@@ -301,6 +304,13 @@ impl Router {
     #[must_use]
     pub fn reads(&self) -> &ReadFields {
         &self.reads
+    }
+
+    /// Whether routing reads a record's `eventSourceARN` (a filter names it, a template's path
+    /// reads it, or `<aws.pipes.event>` reads the whole record).
+    #[must_use]
+    pub fn reads_source_arn(&self) -> bool {
+        self.reads_source_arn
     }
 
     /// The routes, in config order.

@@ -2,7 +2,10 @@
 //! `redrive` take a stream record (in the Pipes JSON shape) to what PutEvents receives.
 //!
 //! The rules, listed once:
-//! - the record's `eventSourceARN` is its stream's ARN (a backfilled or pasted record gets it);
+//! - the record's `eventSourceARN` is its stream's ARN (a backfilled or pasted record gets it),
+//!   written into the record when routing reads it ([`Router::reads_source_arn`]): a record
+//!   parsed for routing holds only what routing reads, and the record's tree is dropped once
+//!   routed;
 //! - its event id is [`stable_event_id`] under the source's `event_id_attribute`;
 //! - its trace context is read from the source's `trace_context_attribute` (and its
 //!   `tracestate` from `trace_state_attribute`); a malformed one is **ignored and reported** ([`Routed::trace_ignored`]), never a reason to hold the record
@@ -98,7 +101,9 @@ impl RecordPolicy {
         stream_arn: &str,
         created_at: Option<SystemTime>,
     ) -> Routed {
-        set_source_arn(record, stream_arn);
+        if router.reads_source_arn() {
+            set_source_arn(record, stream_arn);
+        }
         let event_id = stable_event_id(record, self.event_id_attribute.as_deref());
         let (trace, trace_ignored) = self.trace_of(record);
         let results = router.route_traced(

@@ -131,6 +131,12 @@ impl ReadFields {
         at.plain = Some(image);
     }
 
+    /// Whether the top-level field `key` is read (named, or the whole event is).
+    #[must_use]
+    pub fn reads_key(&self, key: &str) -> bool {
+        self.whole || self.children.get(key).is_some()
+    }
+
     /// The image this node is, when it is read only as plain JSON.
     fn plain_only(&self) -> Option<ImageSelector> {
         self.plain

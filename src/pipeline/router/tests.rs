@@ -147,6 +147,45 @@ fn only_the_whole_records_detail_is_checked_per_record() {
 }
 
 #[test]
+fn a_record_gets_its_streams_arn_where_routing_reads_it() {
+    use crate::pipeline::RecordPolicy;
+    // A record as test-route or backfill takes it: no `eventSourceARN` of its own.
+    let record = insert("BookAdded");
+    assert!(record.get("eventSourceARN").is_none());
+    let policy = RecordPolicy::default();
+    let route = |specs| {
+        let router = router(specs);
+        let routed = policy.route(
+            &router,
+            &mut record.clone(),
+            ImageTexts::default(),
+            "arn:s",
+            None,
+        );
+        (router.reads_source_arn(), routed.results)
+    };
+    // A filter and a template that name it, and the whole record, read the stream's ARN.
+    let (reads, results) = route(vec![spec(
+        "from-stream",
+        &[r#"{"eventSourceARN": [{"prefix": "arn:"}]}"#],
+        template(r#"{"stream": <$.eventSourceARN>}"#),
+    )]);
+    assert!(reads);
+    let entry = results[0].as_ref().expect("rendered");
+    assert_eq!(entry.detail, r#"{"stream": "arn:s"}"#);
+    let (reads, results) = route(vec![spec("whole", &[], template("<aws.pipes.event>"))]);
+    assert!(reads);
+    let detail: Value =
+        serde_json::from_str(&results[0].as_ref().expect("rendered").detail).expect("json");
+    assert_eq!(detail["eventSourceARN"], "arn:s");
+    // Routes that do not read it leave the record's tree as it is (the window drops the tree
+    // after routing; a dead letter's copy gets the ARN of its own, `Window::letter`).
+    let (reads, results) = route(two_routes());
+    assert!(!reads);
+    assert_eq!(results.len(), 2);
+}
+
+#[test]
 fn unmarshalling_an_absent_image_is_a_route_error() {
     let r = router(vec![spec("old", &[], unmarshall(ImageSelector::OldImage))]);
     let results = r.route(&insert("BookAdded"), "arn:s", "evt-9", None);
@@ -577,6 +616,11 @@ mod reads {
         );
         keyed.ordering_key = Some("<$.dynamodb.Keys.pk.S>".into());
         vec![
+            spec(
+                "from-stream",
+                &[r#"{"eventSourceARN": [{"prefix": "arn:"}]}"#],
+                template(r#"{"stream": <$.eventSourceARN>}"#),
+            ),
             spec(
                 "added",
                 &[r#"{"eventName": ["INSERT"]}"#],
