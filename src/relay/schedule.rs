@@ -19,6 +19,7 @@
 //!   starts, and every record up to it is finished, so stopping re-sends nothing.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use tokio::time::Instant;
 
@@ -122,10 +123,45 @@ struct EntrySlot<E> {
     payload: E,
     lane: Lane,
     record: u64,
-    key: Option<String>,
+    /// Its ordering key's hash ([`Schedule::keys`]).
+    key: Option<KeyHash>,
     size: usize,
     state: State,
     attempts: u32,
+}
+
+/// An ordering key as the window tells keys apart: its 64-bit hash under a per-process random
+/// seed. Two keys with the same hash share one queue, so their entries go one after the other:
+/// order is kept for both, only their concurrency is lost (at odds of 2⁻⁶⁴ a pair).
+type KeyHash = u64;
+
+/// The unsettled entries of one key, in record order. Most keys have one entry in the window
+/// at a time, which needs no allocation: `rest` stays empty.
+#[derive(Debug)]
+struct KeyQueue {
+    front: EntryId,
+    rest: VecDeque<EntryId>,
+}
+
+impl KeyQueue {
+    /// Takes `id` out; `false` when the queue is left empty.
+    fn remove(&mut self, id: EntryId) -> bool {
+        if self.front == id {
+            match self.rest.pop_front() {
+                Some(next) => self.front = next,
+                None => return false,
+            }
+        } else if let Some(pos) = self.rest.iter().position(|&q| q == id) {
+            self.rest.remove(pos);
+        }
+        true
+    }
+
+    /// Keeps the ids below `limit`; `false` when none is left.
+    fn keep_below(&mut self, limit: EntryId) -> bool {
+        self.rest.retain(|&id| id < limit);
+        self.front < limit
+    }
 }
 
 #[derive(Debug)]
@@ -152,7 +188,9 @@ pub struct Schedule<R, E> {
     first_entry: EntryId,
     /// Unsettled entries per ordering key, in record order; the front is the only one that
     /// may be sent (per-key order).
-    keys: HashMap<String, VecDeque<EntryId>>,
+    keys: HashMap<KeyHash, KeyQueue, foldhash::fast::RandomState>,
+    /// Hashes ordering keys into [`KeyHash`]es.
+    hasher: foldhash::fast::RandomState,
     in_flight: usize,
     dead_lettering: usize,
     /// Entries waiting for a retry time (`Pending` with `not_before`): while there are none,
@@ -174,7 +212,8 @@ impl<R, E> Schedule<R, E> {
             first_record: 0,
             entries: VecDeque::new(),
             first_entry: 0,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
             in_flight: 0,
             retries_waiting: 0,
             dead_lettering: 0,
@@ -200,14 +239,22 @@ impl<R, E> Schedule<R, E> {
         let mut poison = Vec::new();
         for (i, e) in record.entries.into_iter().enumerate() {
             let id = first_entry + i as u64;
+            let mut key = None;
             let state = if e.poison {
                 poison.push(id);
                 self.dead_lettering += 1;
                 self.started = self.started.max(Some(index));
                 State::DeadLettering
             } else {
-                if let Some(key) = &e.key {
-                    self.keys.entry(key.clone()).or_default().push_back(id);
+                key = e.key.as_deref().map(|k| self.hasher.hash_one(k));
+                if let Some(hash) = key {
+                    self.keys
+                        .entry(hash)
+                        .and_modify(|q| q.rest.push_back(id))
+                        .or_insert(KeyQueue {
+                            front: id,
+                            rest: VecDeque::new(),
+                        });
                 }
                 State::Pending {
                     not_before: None,
@@ -219,7 +266,7 @@ impl<R, E> Schedule<R, E> {
                 payload: e.payload,
                 lane: e.lane,
                 record: index,
-                key: if e.poison { None } else { e.key },
+                key,
                 size: e.size,
                 state,
                 attempts: 0,
@@ -422,8 +469,7 @@ impl<R, E> Schedule<R, E> {
 
     fn heads_its_key(&self, id: EntryId, e: &EntrySlot<E>) -> bool {
         e.key
-            .as_ref()
-            .is_none_or(|k| self.keys.get(k).and_then(|q| q.front()) == Some(&id))
+            .is_none_or(|k| self.keys.get(&k).map(|q| q.front) == Some(id))
     }
 
     /// Applies the answer to a call made of `batch`: one outcome per entry, in order.
@@ -477,10 +523,7 @@ impl<R, E> Schedule<R, E> {
         };
         if let Some(key) = key {
             if let Some(queue) = self.keys.get_mut(&key) {
-                if let Some(pos) = queue.iter().position(|&q| q == id) {
-                    queue.remove(pos);
-                }
-                if queue.is_empty() {
+                if !queue.remove(id) {
                     self.keys.remove(&key);
                 }
             }
@@ -541,11 +584,10 @@ impl<R, E> Schedule<R, E> {
                     ) {
                         self.retries_waiting -= 1;
                     }
-                    if let Some(key) = &e.key {
-                        if let Some(q) = self.keys.get_mut(key) {
-                            q.retain(|&id| id < r.first_entry);
-                            if q.is_empty() {
-                                self.keys.remove(key);
+                    if let Some(key) = e.key {
+                        if let Some(q) = self.keys.get_mut(&key) {
+                            if !q.keep_below(r.first_entry) {
+                                self.keys.remove(&key);
                             }
                         }
                     }
