@@ -316,17 +316,19 @@ impl Template {
             match part {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Part::Var { var, in_string } => {
-                    let value = resolve(var, ctx)?;
-                    match (value.as_deref(), in_string) {
-                        (None, false) => out.extend_from_slice(b"null"),
-                        (None, true) => {}
-                        (Some(v), false) => push_json(&mut out, v),
-                        (Some(Value::String(s)), true) if self.plain => {
-                            out.extend_from_slice(s.as_bytes());
+                    let Some(value) = resolve(var, ctx)? else {
+                        if !in_string {
+                            out.extend_from_slice(b"null");
                         }
-                        (Some(v), true) if self.plain => push_json(&mut out, v),
-                        (Some(Value::String(s)), true) => push_escaped(&mut out, s),
-                        (Some(v), true) => push_escaped(&mut out, &v.to_string()),
+                        continue;
+                    };
+                    match (value.shown(), in_string) {
+                        (Shown::Str(s), false) => push_json_str(&mut out, s),
+                        (Shown::Json(v), false) => push_json(&mut out, v),
+                        (Shown::Str(s), true) if self.plain => out.extend_from_slice(s.as_bytes()),
+                        (Shown::Json(v), true) if self.plain => push_json(&mut out, v),
+                        (Shown::Str(s), true) => push_escaped(&mut out, s),
+                        (Shown::Json(v), true) => push_escaped(&mut out, &v.to_string()),
                     }
                 }
             }
@@ -417,9 +419,11 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
-                Part::Var { var, .. } => match resolve(var, ctx)?.as_deref() {
-                    Some(Value::String(s)) => out.extend_from_slice(s.as_bytes()),
-                    Some(v) => push_json(&mut out, v),
+                Part::Var { var, .. } => match resolve(var, ctx)? {
+                    Some(value) => match value.shown() {
+                        Shown::Str(s) => out.extend_from_slice(s.as_bytes()),
+                        Shown::Json(v) => push_json(&mut out, v),
+                    },
                     None => {
                         return Err(TextError::Missing {
                             placeholder: var.to_string(),
@@ -470,6 +474,11 @@ fn push_json(out: &mut Vec<u8>, v: &Value) {
     serde_json::to_writer(out, v).expect("a serde_json::Value always serializes");
 }
 
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("a string always serializes");
+}
+
 /// Appends `s` JSON-escaped, without surrounding quotes.
 fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
@@ -505,11 +514,31 @@ fn walk<'a>(mut at: &'a Value, steps: &[Step]) -> Option<&'a Value> {
     Some(at)
 }
 
-fn resolve<'c>(
-    var: &Var,
-    ctx: &'c RecordContext<'c>,
-) -> Result<Option<Cow<'c, Value>>, ImageError> {
-    let owned = |v: Value| Some(Cow::Owned(v));
+/// What a placeholder names: a value of the record, or text the relay knows (the event id,
+/// the route's name, …), written as a JSON string without first becoming a [`Value`].
+enum Resolved<'c> {
+    Value(&'c Value),
+    Text(Cow<'c, str>),
+}
+
+/// How a resolved placeholder is written: a string's characters, or any other value's JSON.
+enum Shown<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+impl Resolved<'_> {
+    fn shown(&self) -> Shown<'_> {
+        match self {
+            Self::Text(s) => Shown::Str(s),
+            Self::Value(Value::String(s)) => Shown::Str(s),
+            Self::Value(v) => Shown::Json(v),
+        }
+    }
+}
+
+fn resolve<'c>(var: &Var, ctx: &'c RecordContext<'c>) -> Result<Option<Resolved<'c>>, ImageError> {
+    let text = |s: &'c str| Some(Resolved::Text(Cow::Borrowed(s)));
     Ok(match var {
         Var::Path(steps) => {
             // `$.NewImage`, `$.OldImage` and `$.Keys` (not keys of a stream record) address
@@ -522,22 +551,18 @@ fn resolve<'c>(
                 Some(image) => ctx
                     .plain_image(image)?
                     .and_then(|plain| walk(plain, &steps[1..]))
-                    .map(Cow::Borrowed),
-                None => walk(ctx.record, steps).map(Cow::Borrowed),
+                    .map(Resolved::Value),
+                None => walk(ctx.record, steps).map(Resolved::Value),
             }
         }
-        Var::Event => Some(Cow::Borrowed(ctx.record)),
-        Var::PipeName => owned(Value::String(ctx.route_name.to_owned())),
-        Var::SourceArn => owned(Value::String(ctx.source_arn.to_owned())),
-        Var::IngestionTime => ctx.created_at.and_then(|t| {
-            owned(Value::String(
-                humantime::format_rfc3339_millis(t).to_string(),
-            ))
-        }),
-        Var::EventId => owned(Value::String(ctx.event_id.to_owned())),
-        Var::TraceParent => ctx
-            .trace
-            .and_then(|t| owned(Value::String(t.traceparent.clone()))),
+        Var::Event => Some(Resolved::Value(ctx.record)),
+        Var::PipeName => text(ctx.route_name),
+        Var::SourceArn => text(ctx.source_arn),
+        Var::IngestionTime => ctx
+            .created_at
+            .map(|t| Resolved::Text(Cow::Owned(humantime::format_rfc3339_millis(t).to_string()))),
+        Var::EventId => text(ctx.event_id),
+        Var::TraceParent => ctx.trace.and_then(|t| text(&t.traceparent)),
     })
 }
 
@@ -694,6 +719,45 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Value>(&render(&t, &record)).expect("json"),
             json!({"id": "evt-1", "pipe": "book-added", "gone": null, "s": "xy"})
+        );
+    }
+
+    #[test]
+    fn the_relays_own_text_is_written_as_a_string_value_escaped_or_raw_as_the_record_s_is() {
+        // The event id, route name and stream ARN are written as text, not through a `Value`:
+        // the same JSON a string value of the record gives, in every position.
+        let record = json!({"id": "a\"b\\c<d>"});
+        let images = PlainImages::new(&record, ImageTexts::default(), &[]);
+        let ctx = RecordContext {
+            record: &record,
+            route_name: "r\"1",
+            source_arn: "arn:\\s",
+            event_id: "a\"b\\c<d>",
+            trace: None,
+            created_at: None,
+            images: &images,
+        };
+        let t = Template::parse(
+            r#"{"id": <outbox.event-id>, "in": "x<outbox.event-id>y", "pipe": <aws.pipes.pipe-name>, "arn": "<aws.pipes.source-arn>", "same": <$.id>, "same_in": "x<$.id>y"}"#,
+        )
+        .expect("valid");
+        let rendered: Value =
+            serde_json::from_str(&t.render(&ctx).expect("renders")).expect("json");
+        assert_eq!(
+            rendered,
+            json!({"id": "a\"b\\c<d>", "in": "xa\"b\\c<d>y", "pipe": "r\"1", "arn": "arn:\\s",
+                   "same": "a\"b\\c<d>", "same_in": "xa\"b\\c<d>y"})
+        );
+        // Free text takes every value as it is, and an ordering key the same.
+        let plain =
+            Template::parse("id <outbox.event-id> of <aws.pipes.pipe-name>").expect("valid");
+        assert_eq!(
+            plain.render(&ctx).expect("renders"),
+            "id a\"b\\c<d> of r\"1"
+        );
+        assert_eq!(
+            plain.render_text(&ctx).expect("renders"),
+            "id a\"b\\c<d> of r\"1"
         );
     }
 
