@@ -344,6 +344,11 @@ mod text {
     struct Typed;
     /// An `L`'s insides: typed values.
     struct List;
+    /// A set's insides (`SS`, `BS`, or `NS` with `numbers`): strings, made values as they are
+    /// read (no list of strings first).
+    struct Set {
+        numbers: bool,
+    }
 
     impl<'de> DeserializeSeed<'de> for Item {
         type Value = Value;
@@ -388,7 +393,7 @@ mod text {
             };
             let value = match tag.as_ref() {
                 "S" | "B" => Value::String(map.next_value()?),
-                "N" => number(&map.next_value::<String>()?)?,
+                "N" => number(&map.next_value::<Str<'de>>()?)?,
                 "BOOL" => Value::Bool(map.next_value()?),
                 "NULL" => match map.next_value::<bool>()? {
                     true => Value::Null,
@@ -396,18 +401,8 @@ mod text {
                 },
                 "M" => map.next_value_seed(Item)?,
                 "L" => map.next_value_seed(List)?,
-                "SS" | "BS" => Value::Array(
-                    map.next_value::<Vec<String>>()?
-                        .into_iter()
-                        .map(Value::String)
-                        .collect(),
-                ),
-                "NS" => Value::Array(
-                    map.next_value::<Vec<String>>()?
-                        .iter()
-                        .map(|n| number(n))
-                        .collect::<Result<_, _>>()?,
-                ),
+                "SS" | "BS" => map.next_value_seed(Set { numbers: false })?,
+                "NS" => map.next_value_seed(Set { numbers: true })?,
                 _ => return Err(unusual()),
             };
             // A typed value holds one entry.
@@ -422,6 +417,33 @@ mod text {
         type Value = Value;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Set {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Set {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a DynamoDB set")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(Str(member)) = seq.next_element::<Str<'de>>()? {
+                out.push(if self.numbers {
+                    super::number_of(&member)
+                        .map(Value::Number)
+                        .ok_or_else(unusual)?
+                } else {
+                    Value::String(member.into_owned())
+                });
+            }
+            Ok(Value::Array(out))
         }
     }
 
