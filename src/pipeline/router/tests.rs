@@ -736,3 +736,76 @@ mod reads {
         assert_eq!(reads.parse(&record.to_string()).expect("json").tree, record);
     }
 }
+
+mod item_keys {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Typed key attributes, usual and not: strings (some needing escapes), numbers, binary,
+    /// a string tag over a number, two tags, a value that is no object.
+    fn typed_attribute() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => ".*".prop_map(|s| json!({"S": s})),
+            1 => Just(json!({"S": 5})),
+            1 => Just(json!({"N": "0012.50"})),
+            1 => Just(json!({"B": "aGk="})),
+            1 => Just(json!({"S": "x", "N": "1"})),
+            1 => Just(json!("not typed")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// Read from the typed keys, an item key is the plain image's `item_key`, to the
+        /// byte; every key of strings is read that way, anything else is left to the image.
+        #[test]
+        fn a_key_of_strings_is_read_as_its_plain_image_gives_it(
+            keys in prop::collection::btree_map("[a-c]{1,3}", typed_attribute(), 0..4),
+        ) {
+            let keys: serde_json::Map<String, Value> = keys.into_iter().collect();
+            let all_strings = keys.values().all(|v| v.as_object().is_some_and(|o| {
+                o.len() == 1 && o.get("S").is_some_and(Value::is_string)
+            }));
+            match item_key_of_strings(&keys) {
+                Some(fast) => {
+                    let plain = crate::pipeline::unmarshall::item(&keys).expect("valid");
+                    prop_assert_eq!(fast, item_key(plain.as_object().expect("an object")));
+                }
+                None => prop_assert!(!all_strings, "a key of strings is read from the tree"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_item_key_ordering_is_the_same_read_either_way() {
+        // Through the router: a record's Keys parsed typed (a template reads them typed) or
+        // kept as text (only the ordering key reads them) give the same ordering key.
+        let record = json!({"eventName": "INSERT", "eventID": "e",
+            "dynamodb": {"Keys": {"pk": {"S": "a\"b"}, "sk": {"S": "2"}}}});
+        let typed = router(vec![spec(
+            "t",
+            &[],
+            template(r#"{"pk": <$.dynamodb.Keys.pk.S>}"#),
+        )]);
+        let text = router(vec![spec(
+            "p",
+            &[],
+            template(r#"{"e": <outbox.event-id>}"#),
+        )]);
+        let policy = crate::pipeline::RecordPolicy::default();
+        let text_of_record = record.to_string();
+        let key = |router: &Router| {
+            let reads = policy.reads(router);
+            let parsed = reads.parse(&text_of_record).expect("json");
+            let (mut tree, images) = (parsed.tree, parsed.images);
+            let routed = policy.route(router, &mut tree, images, "arn:s", None);
+            routed.results[0]
+                .as_ref()
+                .expect("rendered")
+                .ordering_key
+                .clone()
+        };
+        assert_eq!(key(&typed), "a\"b#2");
+        assert_eq!(key(&text), "a\"b#2");
+    }
+}
