@@ -674,25 +674,14 @@ fn ordering_key(route: &Route, ctx: &RecordContext<'_>) -> Result<String, RouteE
     };
     match route.ordering_key() {
         OrderingKey::Template(t) => t.render_text(ctx).map_err(|e| failed(e.to_string())),
-        // A key of string attributes (the usual one) is read from the typed `Keys` as it is,
-        // without making the plain image first; the same text (`item_key_of_strings`).
-        OrderingKey::ItemKey => match ctx
-            .images
-            .typed_only(ImageSelector::Keys)
-            .flatten()
-            .and_then(item_key_of_strings)
-        {
-            Some(key) => Ok(key),
-            // DynamoDB Streams records always carry their item's key; a record without one
-            // (hand made, e.g. for test-route) is ordered with every other such record: the
-            // empty key.
-            None => Ok(ctx
-                .plain_image(ImageSelector::Keys)
-                .map_err(|e| failed(e.to_string()))?
-                .and_then(Value::as_object)
-                .map(item_key)
-                .unwrap_or_default()),
-        },
+        // DynamoDB Streams records always carry their item's key; a record without one (hand
+        // made, e.g. for test-route) is ordered with every other such record: the empty key.
+        OrderingKey::ItemKey => Ok(ctx
+            .plain_image(ImageSelector::Keys)
+            .map_err(|e| failed(e.to_string()))?
+            .and_then(Value::as_object)
+            .map(item_key)
+            .unwrap_or_default()),
     }
 }
 
@@ -711,23 +700,6 @@ pub fn item_key(keys: &serde_json::Map<String, Value>) -> String {
         }
     }
     out
-}
-
-/// [`item_key`] of typed `keys` whose every attribute is a string (`{"S": …}`), read without
-/// unmarshalling them; `None` for any other key (the caller takes the plain image's way).
-fn item_key_of_strings(keys: &serde_json::Map<String, Value>) -> Option<String> {
-    let mut out = String::new();
-    for (i, typed) in keys.values().enumerate() {
-        let s = match super::unmarshall::single_entry(typed)? {
-            ("S", Value::String(s)) => s,
-            _ => return None,
-        };
-        if i > 0 {
-            out.push('#');
-        }
-        out.push_str(s);
-    }
-    Some(out)
 }
 
 /// The stable event id of a record: the `attribute` of the outbox row (looked up in `Keys`,

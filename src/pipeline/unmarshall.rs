@@ -463,7 +463,7 @@ mod text {
 }
 
 /// A typed value's one `{tag: inner}` entry; `None` when it is not an object of exactly one.
-pub(crate) fn single_entry(typed: &Value) -> Option<(&str, &Value)> {
+fn single_entry(typed: &Value) -> Option<(&str, &Value)> {
     let obj = typed.as_object()?;
     let mut entries = obj.iter();
     let (tag, inner) = entries.next()?;
