@@ -439,22 +439,7 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
                 );
                 text
             } else {
-                // Validate without building a tree: a JSON text starting with `{` is an object.
-                match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-                    Ok(_) if text.trim_start().starts_with('{') => text,
-                    Ok(_) => {
-                        return Err(RouteError::DetailNotJsonObject {
-                            route: route.name().to_owned(),
-                            reason: "it is JSON, but not an object".to_owned(),
-                        })
-                    }
-                    Err(e) => {
-                        return Err(RouteError::DetailNotJsonObject {
-                            route: route.name().to_owned(),
-                            reason: e.to_string(),
-                        })
-                    }
-                }
+                json_object_detail(route, text)?
             }
         }
         Detail::Unmarshall {
@@ -514,6 +499,20 @@ fn render(index: usize, route: &Route, ctx: &RecordContext<'_>) -> Result<Entry,
         });
     }
     Ok(entry)
+}
+
+/// `text` when it is a JSON object, else why it cannot be a detail. Validated without building
+/// a tree: a JSON text starting with `{` is an object.
+fn json_object_detail(route: &Route, text: String) -> Result<String, RouteError> {
+    let reason = match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        Ok(_) if text.trim_start().starts_with('{') => return Ok(text),
+        Ok(_) => "it is JSON, but not an object".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(RouteError::DetailNotJsonObject {
+        route: route.name().to_owned(),
+        reason,
+    })
 }
 
 /// A `cloudevents` route's event around `data`, and its `Metadata` when it goes out through

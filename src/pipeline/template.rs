@@ -482,7 +482,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// Appends `s` JSON-escaped, without surrounding quotes.
 fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
-    serde_json::to_writer(&mut *out, s).expect("a string always serializes");
+    push_json_str(out, s);
     // Drop the quotes: the closing one, then the opening one.
     out.pop();
     out.remove(start);

@@ -338,6 +338,13 @@ mod text {
         E::custom("not the usual typed form")
     }
 
+    /// An `N`'s (or an `NS` member's) number as a value.
+    fn number<E: Error>(text: &str) -> Result<Value, E> {
+        super::number_of(text)
+            .map(Value::Number)
+            .ok_or_else(unusual)
+    }
+
     /// An item, or an `M`'s insides: attribute names to typed values.
     pub(super) struct Item;
     /// One typed value: `{tag: inner}`.
@@ -386,11 +393,6 @@ mod text {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let Str(tag) = map.next_key::<Str<'de>>()?.ok_or_else(unusual)?;
-            let number = |text: &str| {
-                super::number_of(text)
-                    .map(Value::Number)
-                    .ok_or_else(unusual)
-            };
             let value = match tag.as_ref() {
                 "S" | "B" => Value::String(map.next_value()?),
                 "N" => number(&map.next_value::<Str<'de>>()?)?,
@@ -436,9 +438,7 @@ mod text {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
             while let Some(Str(member)) = seq.next_element::<Str<'de>>()? {
                 out.push(if self.numbers {
-                    super::number_of(&member)
-                        .map(Value::Number)
-                        .ok_or_else(unusual)?
+                    number(&member)?
                 } else {
                     Value::String(member.into_owned())
                 });
