@@ -4,7 +4,6 @@
 use std::cell::OnceCell;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::unmarshall::{self, UnmarshallError};
@@ -119,17 +118,17 @@ pub fn image_named(field: &str) -> Option<ImageSelector> {
 /// in a template): [`crate::pipeline::pattern::fields::ReadFields::parse`] keeps their text
 /// instead of building their typed tree, and [`PlainImages`] unmarshalls them straight from it.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ImageTexts<'t>([Option<&'t RawValue>; 3]);
+pub struct ImageTexts<'t>([Option<&'t str>; 3]);
 
 impl<'t> ImageTexts<'t> {
     /// The text of `image`, if it was kept as text.
     #[must_use]
     pub fn get(&self, image: ImageSelector) -> Option<&'t str> {
-        self.0[image.slot()].map(RawValue::get)
+        self.0[image.slot()]
     }
 
     /// Keeps `text` as the text of `image`.
-    pub(crate) fn set(&mut self, image: ImageSelector, text: &'t RawValue) {
+    pub(crate) fn set(&mut self, image: ImageSelector, text: &'t str) {
         self.0[image.slot()] = Some(text);
     }
 }

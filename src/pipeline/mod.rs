@@ -12,6 +12,7 @@ pub mod pattern;
 pub mod route;
 pub mod router;
 pub mod routing;
+pub mod scan;
 pub mod template;
 pub mod trace;
 pub mod unmarshall;

@@ -23,16 +23,10 @@
 //! is not parsed into a typed tree at all: its text is kept ([`ImageTexts`]) and unmarshalled
 //! straight from it, once, when a route renders.
 
-use std::cell::RefCell;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::borrowed::Str;
 use crate::pipeline::image::{ImageSelector, ImageTexts};
+use crate::pipeline::scan::{NotJson, Scan};
 
 /// The union of the field paths of quamina's patterns.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -147,28 +141,66 @@ impl ReadFields {
     /// would write of the whole event, without building the rest; an image read only as plain
     /// JSON is left out of the tree and its text kept ([`ReadFields::add_plain_image`]).
     ///
+    /// `text` is JSON this crate wrote (a record's text): what is not kept is stepped over,
+    /// its structure checked but not its every byte ([`Scan`]).
+    ///
     /// # Errors
     /// `text` is not JSON.
-    pub fn parse<'t>(&self, text: &'t str) -> serde_json::Result<Parsed<'t>> {
-        if number_token().is_none() {
-            // A serde_json that hands numbers over some other way: parse it all, as before.
-            return serde_json::from_str(text).map(|tree| Parsed {
-                tree,
-                images: ImageTexts::default(),
-            });
+    pub fn parse<'t>(&self, text: &'t str) -> Result<Parsed<'t>, NotJson> {
+        let mut scan = Scan::new(text);
+        let mut images = ImageTexts::default();
+        let tree = self.read(&mut scan, Some(&mut images))?;
+        scan.finish()?;
+        Ok(Parsed { tree, images })
+    }
+
+    /// The value next in `scan`, pruned to these fields. `images`: where the text of an image
+    /// read only as plain JSON goes; `None` inside an array (a record's images are
+    /// `dynamodb.<image>`, reached through objects only).
+    fn read<'t>(
+        &self,
+        scan: &mut Scan<'t>,
+        mut images: Option<&mut ImageTexts<'t>>,
+    ) -> Result<Value, NotJson> {
+        // An image also read typed is parsed whole, for its plain JSON.
+        if self.whole || self.plain.is_some() {
+            return scan.value();
         }
-        let images = RefCell::new(ImageTexts::default());
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let seed = Seed {
-            read: self,
-            images: Some(&images),
-        };
-        let tree = seed.deserialize(&mut deserializer)?;
-        deserializer.end()?;
-        Ok(Parsed {
-            tree,
-            images: images.into_inner(),
-        })
+        match scan.peek()? {
+            b'{' => {
+                let mut out = Map::new();
+                let mut key = scan.object_first()?;
+                while let Some(name) = key {
+                    match self.children.get(&name) {
+                        None => {
+                            scan.skip()?;
+                        }
+                        Some(read) => match (read.plain_only(), images.as_deref_mut()) {
+                            (Some(image), Some(images)) => images.set(image, scan.skip()?),
+                            _ => {
+                                let value = read.read(scan, images.as_deref_mut())?;
+                                out.insert(name.into_owned(), value);
+                            }
+                        },
+                    }
+                    key = scan.object_next()?;
+                }
+                Ok(Value::Object(out))
+            }
+            b'[' => {
+                let mut out = Vec::new();
+                if scan.array_first()? {
+                    loop {
+                        out.push(self.read(scan, None)?);
+                        if !scan.array_next()? {
+                            break;
+                        }
+                    }
+                }
+                Ok(Value::Array(out))
+            }
+            _ => scan.value(),
+        }
     }
 
     /// Appends to `out` the JSON text of `event` reduced to these fields (see the module
@@ -209,136 +241,6 @@ impl ReadFields {
             scalar => write_value(scalar, out),
         }
     }
-}
-
-/// Parsing with the pruning rules of [`ReadFields::write`].
-#[derive(Clone, Copy)]
-struct Seed<'r, 'de> {
-    read: &'r ReadFields,
-    /// Where the text of an image read only as plain JSON goes; `None` inside an array (a
-    /// record's images are `dynamodb.<image>`, reached through objects only).
-    images: Option<&'r RefCell<ImageTexts<'de>>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Seed<'_, 'de> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        // An image also read typed is parsed whole, for its plain JSON.
-        if self.read.whole || self.read.plain.is_some() {
-            Value::deserialize(deserializer)
-        } else {
-            deserializer.deserialize_any(Pruned(self))
-        }
-    }
-}
-
-/// A value under a node no pattern ends on: objects keep the named keys, arrays every element
-/// (each pruned alike), scalars stay.
-struct Pruned<'r, 'de>(Seed<'r, 'de>);
-
-impl<'de> Visitor<'de> for Pruned<'_, 'de> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        let mut first = true;
-        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            if std::mem::take(&mut first) && Some(key.as_ref()) == number_token() {
-                // A number: serde_json's `arbitrary_precision` hands it over as a one-key map
-                // holding its text.
-                let text = map.next_value::<String>()?;
-                let number = text.parse().map_err(serde::de::Error::custom)?;
-                return Ok(Value::Number(number));
-            }
-            let Some(read) = self.0.read.children.get(key.as_ref()) else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if let (Some(image), Some(images)) = (read.plain_only(), self.0.images) {
-                let text = map.next_value::<&'de RawValue>()?;
-                images.borrow_mut().set(image, text);
-                continue;
-            }
-            let seed = Seed {
-                read,
-                images: self.0.images,
-            };
-            let value = map.next_value_seed(seed)?;
-            out.insert(key.into_owned(), value);
-        }
-        Ok(Value::Object(out))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        let seed = Seed {
-            images: None,
-            ..self.0
-        };
-        while let Some(item) = seq.next_element_seed(seed)? {
-            out.push(item);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-}
-
-/// The key under which serde_json (with `arbitrary_precision`, as this crate builds it) hands
-/// a number other than a 64-bit integer to a visitor as a one-key map: not public, so learnt once from serde_json itself.
-fn number_token() -> Option<&'static str> {
-    static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    TOKEN
-        .get_or_init(|| {
-            struct FirstKey;
-            impl<'de> Visitor<'de> for FirstKey {
-                type Value = String;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a number")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-                    let key = map.next_key::<String>()?.unwrap_or_default();
-                    map.next_value::<IgnoredAny>()?;
-                    Ok(key)
-                }
-            }
-            // An integer that fits 64 bits is visited as one; a fraction goes through the map.
-            let mut deserializer = serde_json::Deserializer::from_str("0.5");
-            // Without `arbitrary_precision` a number is no map: it has no token.
-            deserializer.deserialize_any(FirstKey).ok()
-        })
-        .as_deref()
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
@@ -456,12 +358,6 @@ mod tests {
                 prop_assert_eq!(everything.parse(&text).expect("json").tree, event);
             }
         }
-    }
-
-    #[test]
-    fn serde_json_hands_numbers_over_as_this_parse_expects() {
-        // Else `parse` falls back to parsing everything (correct, and slower).
-        assert!(super::number_token().is_some());
     }
 
     #[test]
