@@ -5,7 +5,8 @@
 //! handful of a record's fields and steps over the rest. Through serde_json's visitors, each
 //! of a seed record's forty-odd short tokens cost a hundred-odd instructions (the parse was
 //! 10,617 instructions a record, over a third of the relay's loop: BENCHMARKS.md, issue #28);
-//! here a string is read eight bytes at a time, inline, and the parse is 7,890.
+//! here a string is read eight bytes at a time, inline, and the parse is 7,890. An image kept
+//! as text is unmarshalled with it too ([`crate::pipeline::unmarshall::item_of_text`]).
 //!
 //! The rules:
 //! - the text read is JSON this crate wrote (a [`crate::stream::StreamRecord`]'s text, always

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::pipeline::scan::Scan;
+
 /// Why a typed value could not be unmarshalled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnmarshallError {
@@ -302,17 +304,17 @@ impl serde::Serialize for Plain<'_> {
 /// [`item`] of an item's JSON text, building no typed tree: `Ok(None)` when the text is not a
 /// JSON object (as a typed tree's image that is no object counts as absent).
 ///
-/// The usual typed item is unmarshalled as it is read. Anything else (a malformed value, a
+/// `text` is an image's text in a record's text (JSON this crate wrote, [`Scan`]'s rule). The
+/// usual typed item is unmarshalled as it is read. Anything else (a malformed value, a
 /// repeated key, a value that is no object) takes the typed tree's way, so the answer and the
 /// error naming the attribute are [`item`]'s.
 ///
 /// # Errors
 /// [`UnmarshallError`] as [`item`] gives it.
 pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
-    use serde::de::DeserializeSeed;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    if let Ok(plain) = text::Item.deserialize(&mut deserializer) {
-        if deserializer.end().is_ok() {
+    let mut scan = Scan::new(text);
+    if let Some(plain) = text::item(&mut scan) {
+        if scan.finish().is_ok() {
             return Ok(Some(plain));
         }
     }
@@ -322,143 +324,69 @@ pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
     }
 }
 
-/// Unmarshalling while reading the text: each visitor accepts only the usual typed form and
-/// gives up on anything else (the caller then takes the typed tree's way).
+/// Unmarshalling while reading the text ([`Scan`]): each step accepts only the usual typed
+/// form and gives up (`None`) on anything else, the caller then taking the typed tree's way.
 mod text {
-    use std::fmt;
-
-    use serde::de::{
-        DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor,
-    };
     use serde_json::{Map, Value};
 
-    use crate::borrowed::Str;
-
-    fn unusual<E: Error>() -> E {
-        E::custom("not the usual typed form")
-    }
-
-    /// An `N`'s (or an `NS` member's) number as a value.
-    fn number<E: Error>(text: &str) -> Result<Value, E> {
-        super::number_of(text)
-            .map(Value::Number)
-            .ok_or_else(unusual)
-    }
+    use crate::pipeline::scan::Scan;
 
     /// An item, or an `M`'s insides: attribute names to typed values.
-    pub(super) struct Item;
+    pub(super) fn item(scan: &mut Scan<'_>) -> Option<Value> {
+        let mut out = Map::new();
+        let mut name = scan.object_first().ok()?;
+        while let Some(attribute) = name {
+            let value = typed(scan)?;
+            out.insert(attribute.into_owned(), value);
+            name = scan.object_next().ok()?;
+        }
+        Some(Value::Object(out))
+    }
+
     /// One typed value: `{tag: inner}`.
-    struct Typed;
-    /// An `L`'s insides: typed values.
-    struct List;
-    /// A set's insides (`SS`, `BS`, or `NS` with `numbers`): strings, made values as they are
-    /// read (no list of strings first).
-    struct Set {
-        numbers: bool,
+    fn typed(scan: &mut Scan<'_>) -> Option<Value> {
+        let tag = scan.object_first().ok()??;
+        let value = match tag.as_ref() {
+            "S" | "B" => Value::String(scan.string().ok()?.into_owned()),
+            "N" => Value::Number(super::number_of(&scan.string().ok()?)?),
+            "BOOL" => match scan.skip().ok()? {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return None,
+            },
+            "NULL" => match scan.skip().ok()? {
+                "true" => Value::Null,
+                _ => return None,
+            },
+            "M" => item(scan)?,
+            "L" => Value::Array(elements(scan, typed)?),
+            "SS" | "BS" => Value::Array(elements(scan, |scan| {
+                scan.string().ok().map(|s| Value::String(s.into_owned()))
+            })?),
+            "NS" => Value::Array(elements(scan, |scan| {
+                super::number_of(&scan.string().ok()?).map(Value::Number)
+            })?),
+            _ => return None,
+        };
+        // A typed value holds one entry.
+        scan.object_next().ok()?.is_none().then_some(value)
     }
 
-    impl<'de> DeserializeSeed<'de> for Item {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Item {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a DynamoDB item")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = Map::new();
-            while let Some(name) = map.next_key::<String>()? {
-                let value = map.next_value_seed(Typed)?;
-                out.insert(name, value);
-            }
-            Ok(Value::Object(out))
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Typed {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Typed {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a DynamoDB attribute value")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let Str(tag) = map.next_key::<Str<'de>>()?.ok_or_else(unusual)?;
-            let value = match tag.as_ref() {
-                "S" | "B" => Value::String(map.next_value()?),
-                "N" => number(&map.next_value::<Str<'de>>()?)?,
-                "BOOL" => Value::Bool(map.next_value()?),
-                "NULL" => match map.next_value::<bool>()? {
-                    true => Value::Null,
-                    false => return Err(unusual()),
-                },
-                "M" => map.next_value_seed(Item)?,
-                "L" => map.next_value_seed(List)?,
-                "SS" | "BS" => map.next_value_seed(Set { numbers: false })?,
-                "NS" => map.next_value_seed(Set { numbers: true })?,
-                _ => return Err(unusual()),
-            };
-            // A typed value holds one entry.
-            match map.next_key::<IgnoredAny>()? {
-                Some(_) => Err(unusual()),
-                None => Ok(value),
+    /// An array's elements, each read by `element`.
+    fn elements(
+        scan: &mut Scan<'_>,
+        element: impl Fn(&mut Scan<'_>) -> Option<Value>,
+    ) -> Option<Vec<Value>> {
+        let mut out = Vec::new();
+        if scan.array_first().ok()? {
+            loop {
+                out.push(element(scan)?);
+                if !scan.array_next().ok()? {
+                    break;
+                }
             }
         }
-    }
-
-    impl<'de> DeserializeSeed<'de> for List {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Set {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Set {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a DynamoDB set")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(Str(member)) = seq.next_element::<Str<'de>>()? {
-                out.push(if self.numbers {
-                    number(&member)?
-                } else {
-                    Value::String(member.into_owned())
-                });
-            }
-            Ok(Value::Array(out))
-        }
-    }
-
-    impl<'de> Visitor<'de> for List {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of DynamoDB attribute values")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(value) = seq.next_element_seed(Typed)? {
-                out.push(value);
-            }
-            Ok(Value::Array(out))
-        }
+        Some(out)
     }
 }
 
@@ -703,11 +631,8 @@ mod tests {
             proptest::prop_assert_eq!(&fast, &tree);
             proptest::prop_assert!(fast.is_ok(), "a marshalled item is valid");
             // ... and read without the typed tree's way.
-            let read = serde::de::DeserializeSeed::deserialize(
-                text::Item,
-                &mut serde_json::Deserializer::from_str(&text),
-            );
-            proptest::prop_assert!(read.is_ok(), "{}", text);
+            let read = text::item(&mut Scan::new(&text));
+            proptest::prop_assert!(read.is_some(), "{}", text);
             typed.extend(odd);
             let text = Value::Object(typed).to_string();
             let fast = item_of_text(&text).map(|p| p.map(|p| p.to_string()));
