@@ -205,8 +205,7 @@ fn member(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
-    // A `&str` always serializes, and writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+    super::json_write::push_str(out, value);
     out.push(b',');
 }
 

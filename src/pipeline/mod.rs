@@ -8,6 +8,7 @@ pub mod batch;
 pub mod bus;
 pub mod cloudevent;
 pub mod image;
+pub mod json_write;
 pub mod pattern;
 pub mod route;
 pub mod router;

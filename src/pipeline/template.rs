@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::image::{ImageError, ImageSelector};
+use super::json_write::{push_str, push_value};
 use super::pattern::fields::ReadFields;
 use super::router::RecordContext;
 
@@ -323,10 +324,10 @@ impl Template {
                         continue;
                     };
                     match (value.shown(), in_string) {
-                        (Shown::Str(s), false) => push_json_str(&mut out, s),
-                        (Shown::Json(v), false) => push_json(&mut out, v),
+                        (Shown::Str(s), false) => push_str(&mut out, s),
+                        (Shown::Json(v), false) => push_value(&mut out, v),
                         (Shown::Str(s), true) if self.plain => out.extend_from_slice(s.as_bytes()),
-                        (Shown::Json(v), true) if self.plain => push_json(&mut out, v),
+                        (Shown::Json(v), true) if self.plain => push_value(&mut out, v),
                         (Shown::Str(s), true) => push_escaped(&mut out, s),
                         (Shown::Json(v), true) => push_escaped(&mut out, &v.to_string()),
                     }
@@ -422,7 +423,7 @@ impl Template {
                 Part::Var { var, .. } => match resolve(var, ctx)? {
                     Some(value) => match value.shown() {
                         Shown::Str(s) => out.extend_from_slice(s.as_bytes()),
-                        Shown::Json(v) => push_json(&mut out, v),
+                        Shown::Json(v) => push_value(&mut out, v),
                     },
                     None => {
                         return Err(TextError::Missing {
@@ -468,21 +469,10 @@ impl std::fmt::Display for Var {
     }
 }
 
-/// Appends `v` as JSON text.
-fn push_json(out: &mut Vec<u8>, v: &Value) {
-    // Writing a `Value` into memory cannot fail: its keys are strings.
-    serde_json::to_writer(out, v).expect("a serde_json::Value always serializes");
-}
-
-/// Appends `s` as a JSON string.
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(out, s).expect("a string always serializes");
-}
-
 /// Appends `s` JSON-escaped, without surrounding quotes.
 fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
-    push_json_str(out, s);
+    push_str(out, s);
     // Drop the quotes: the closing one, then the opening one.
     out.pop();
     out.remove(start);

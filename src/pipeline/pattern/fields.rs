@@ -26,6 +26,7 @@
 use serde_json::{Map, Value};
 
 use crate::pipeline::image::{ImageSelector, ImageTexts};
+use crate::pipeline::json_write::{push_str, push_value};
 use crate::pipeline::scan::{NotJson, Scan};
 
 /// The union of the field paths of quamina's patterns.
@@ -207,7 +208,7 @@ impl ReadFields {
     /// documentation).
     pub fn write(&self, event: &Value, out: &mut Vec<u8>) {
         if self.whole {
-            write_value(event, out);
+            push_value(out, event);
             return;
         }
         match event {
@@ -222,7 +223,7 @@ impl ReadFields {
                         out.push(b',');
                     }
                     first = false;
-                    write_string(key, out);
+                    push_str(out, key);
                     out.push(b':');
                     read.write(value, out);
                 }
@@ -238,19 +239,9 @@ impl ReadFields {
                 }
                 out.push(b']');
             }
-            scalar => write_value(scalar, out),
+            scalar => push_value(out, scalar),
         }
     }
-}
-
-fn write_value(value: &Value, out: &mut Vec<u8>) {
-    // Writing a `Value` into a `Vec` cannot fail: its keys are strings and the writer is
-    // memory.
-    serde_json::to_writer(out, value).expect("a serde_json::Value always serializes");
-}
-
-fn write_string(text: &str, out: &mut Vec<u8>) {
-    serde_json::to_writer(out, text).expect("a string always serializes");
 }
 
 #[cfg(test)]
