@@ -90,38 +90,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::scan::tests::value;
     use proptest::prelude::*;
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            Just(
-                serde_json::from_str("12345678901234567890.000000000000000001").expect("a number")
-            ),
-            any::<String>().prop_map(Value::String),
-            // Every byte that needs an escape, at any offset of an eight-byte word.
-            ("[a-zé]{0,12}", 0_u8..0x20, "[a-zé]{0,12}")
-                .prop_map(|(a, c, b)| { Value::String(format!("{a}{}{b}", char::from(c))) }),
-            (
-                "[a-zé]{0,12}",
-                prop::sample::select(vec!['"', '\\', '\u{7f}']),
-                "[a-z]{0,12}"
-            )
-                .prop_map(|(a, c, b)| Value::String(format!("{a}{c}{b}"))),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec((any::<String>(), inner), 0..6)
-                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
-            ]
-        })
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]

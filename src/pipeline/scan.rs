@@ -393,14 +393,15 @@ impl<'t> Scan<'t> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
 
-    /// Any JSON value: strings of any characters (quotes, backslashes, controls, non-ASCII),
-    /// numbers of every kind, nested up to four levels.
-    fn value() -> impl Strategy<Value = Value> {
+    /// Any JSON value: strings of any characters (quotes, backslashes, controls, non-ASCII;
+    /// and each byte serde_json escapes, at any offset of an eight-byte word), numbers of
+    /// every kind, nested up to four levels.
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
@@ -413,6 +414,14 @@ mod tests {
                 serde_json::from_str("12345678901234567890.000000000000000001").expect("a number")
             ),
             any::<String>().prop_map(Value::String),
+            ("[a-zé]{0,12}", 0_u8..0x20, "[a-zé]{0,12}")
+                .prop_map(|(a, c, b)| Value::String(format!("{a}{}{b}", char::from(c)))),
+            (
+                "[a-zé]{0,12}",
+                prop::sample::select(vec!['"', '\\', '\u{7f}']),
+                "[a-z]{0,12}"
+            )
+                .prop_map(|(a, c, b)| Value::String(format!("{a}{c}{b}"))),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
