@@ -9,7 +9,7 @@
 //! as text is unmarshalled with it too ([`crate::pipeline::unmarshall::item_of_text`]).
 //!
 //! The rules:
-//! - the text read is JSON this crate wrote (a [`crate::stream::StreamRecord`]'s text, always
+//! - the text read is JSON this crate wrote (a stream record's `RecordText`, always
 //!   serialized by serde_json), so the cursor checks the text's **structure** (quotes,
 //!   brackets, separators), not every byte of what it steps over: a value it skips is not
 //!   checked further, and brackets are counted, not matched;
