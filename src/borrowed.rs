@@ -1,8 +1,9 @@
 //! A JSON string as serde_json reads it, borrowed from the text when it holds no escape.
 //!
 //! `Cow<str>`'s own `Deserialize` always allocates (serde builds the owned form); a record has
-//! dozens of keys and short strings, most of them skipped, so the parses of a record (GetRecords'
-//! body, the record's text for routing) read them as [`Str`] (issue #28).
+//! dozens of keys and short strings, most of them skipped, so the wire parse of GetRecords' body
+//! reads them as [`Str`] (issue #28). The routing parse of a record's text borrows them through
+//! its own cursor (`pipeline::scan`).
 
 use std::borrow::Cow;
 use std::fmt;
