@@ -114,9 +114,10 @@ pub fn image_named(field: &str) -> Option<ImageSelector> {
     }
 }
 
-/// The JSON text of the images of a record that routing reads only as plain JSON (`$.NewImage…`
-/// in a template): [`crate::pipeline::pattern::fields::ReadFields::parse`] keeps their text
-/// instead of building their typed tree, and [`PlainImages`] unmarshalls them straight from it.
+/// The JSON text of the images of a record that routing reads as plain JSON and not whole typed
+/// (`$.NewImage…` in a template, an unmarshalled detail):
+/// [`crate::pipeline::pattern::fields::ReadFields::parse`] keeps their text instead of building
+/// their typed tree, and [`PlainImages`] unmarshalls them straight from it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ImageTexts<'t>([Option<&'t str>; 3]);
 
@@ -196,6 +197,16 @@ impl<'a> PlainImages<'a> {
     pub fn typed_only(&self, image: ImageSelector) -> Option<Option<&'a Map<String, Value>>> {
         let in_record = self.texts.get(image).is_none();
         (in_record && self.expand_json.is_empty()).then(|| self.typed(image))
+    }
+
+    /// The text of `image` when it was kept as text and its plain image is exactly that text
+    /// unmarshalled (no attribute to expand), so the plain text can be written from it
+    /// without building a tree ([`unmarshall::item_text_of_text`]).
+    #[must_use]
+    pub fn text_only(&self, image: ImageSelector) -> Option<&'a str> {
+        self.texts
+            .get(image)
+            .filter(|_| self.expand_json.is_empty())
     }
 
     fn typed(&self, image: ImageSelector) -> Option<&'a Map<String, Value>> {

@@ -406,7 +406,7 @@ impl Router {
 fn route_reads(route: &Route, reads: &mut ReadFields) {
     match route.detail() {
         Detail::Template(t) => t.add_reads(reads),
-        Detail::Unmarshall { image, .. } => reads.add_path(&["dynamodb", image.field()]),
+        Detail::Unmarshall { image, .. } => reads.add_plain_image(*image),
     }
     match route.ordering_key() {
         OrderingKey::Template(t) => t.add_reads(reads),
@@ -575,7 +575,17 @@ fn unmarshall_detail(
         route: route.name().to_owned(),
         image: image.field(),
     };
-    // Most routes expand no attribute: the detail is written straight from the typed image.
+    // Most routes expand no attribute: the detail is written straight from the image's text
+    // when it was kept as text, else from the typed image.
+    if let Some(text) = ctx.images.text_only(image) {
+        let detail = super::unmarshall::item_text_of_text(text, |has| {
+            added_fields(event_id_field, trace_context_field, ctx, has)
+        });
+        if let Some(detail) = detail {
+            return Ok(detail);
+        }
+        // Not the usual typed form: the plain image's way below gives the answer or error.
+    }
     if let Some(typed) = ctx.images.typed_only(image) {
         let typed = typed.ok_or_else(missing)?;
         let extra = added_fields(event_id_field, trace_context_field, ctx, |k| {

@@ -277,6 +277,14 @@ impl<'t> Scan<'t> {
         })
     }
 
+    /// The text from this position (before a value) to `later`'s (after it): the value's
+    /// text, as [`Scan::skip`] gives it.
+    #[must_use]
+    pub fn text_to(mut self, later: &Scan<'t>) -> &'t str {
+        self.skip_whitespace();
+        self.text.get(self.at..later.at).unwrap_or_default()
+    }
+
     /// Steps over the value that is next: its text.
     ///
     /// # Errors

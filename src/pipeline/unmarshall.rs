@@ -324,12 +324,207 @@ pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
     }
 }
 
+/// [`item_text`] of an item's JSON text: the plain text written while the typed text is read,
+/// building neither tree. `extra` gives the fields to add, told which names the item holds
+/// (`item_text`'s `extra` is that list for the item's own names).
+///
+/// `text` is an image's text in a record's text (JSON this crate wrote, [`Scan`]'s rule).
+/// `None` for anything but the usual typed form (a malformed value, a repeated name, a text
+/// that is no object): the caller then takes [`item_of_text`]'s way, whose answer and error
+/// are [`item`]'s. Names are written in name order, as the plain tree's map orders them,
+/// whatever order the text holds them in.
+#[must_use]
+pub fn item_text_of_text<'a>(
+    text: &'a str,
+    extra: impl Fn(&dyn Fn(&str) -> bool) -> Vec<(&'a str, &'a str)>,
+) -> Option<String> {
+    let mut scan = Scan::new(text);
+    // A plain item is shorter than its typed text.
+    let mut out = Vec::with_capacity(text.len());
+    let mut members = Vec::new();
+    text::object(&mut scan, &mut out, &mut members, Some(&extra))?;
+    scan.finish().ok()?;
+    // Only whole strings of the text, escaped ones and ASCII are written: always UTF-8.
+    String::from_utf8(out).ok()
+}
+
 /// Unmarshalling while reading the text ([`Scan`]): each step accepts only the usual typed
 /// form and gives up (`None`) on anything else, the caller then taking the typed tree's way.
 mod text {
+    use std::borrow::Cow;
+
     use serde_json::{Map, Value};
 
+    use crate::pipeline::json_write::push_str;
     use crate::pipeline::scan::Scan;
+
+    /// Fields to add to an item, told which names it holds ([`super::item_text_of_text`]).
+    pub(super) type Extra<'e, 'a> = &'e dyn Fn(&dyn Fn(&str) -> bool) -> Vec<(&'a str, &'a str)>;
+
+    /// An object's member as written: its name, and where `"name":value` sits in the output.
+    pub(super) struct Member<'a> {
+        name: Cow<'a, str>,
+        start: usize,
+        end: usize,
+    }
+
+    /// An item, or an `M`'s insides, written as plain JSON into `out` while read: members in
+    /// name order, and `extra`'s fields among them (for an item). `members` is scratch shared
+    /// by every level (each level's members sit above its parent's).
+    pub(super) fn object<'a>(
+        scan: &mut Scan<'a>,
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member<'a>>,
+        extra: Option<Extra<'_, 'a>>,
+    ) -> Option<()> {
+        let base = members.len();
+        out.push(b'{');
+        let body = out.len();
+        let mut sorted = true;
+        let mut name = scan.object_first().ok()?;
+        while let Some(attribute) = name {
+            sorted &= members.len() == base || members[members.len() - 1].name < attribute;
+            let start = member_start(out, members.len() > base);
+            push_read(out, &attribute);
+            out.push(b':');
+            plain_text(scan, out, members)?;
+            members.push(Member {
+                name: attribute,
+                start,
+                end: out.len(),
+            });
+            name = scan.object_next().ok()?;
+        }
+        if let Some(extra) = extra {
+            let level = &members[base..];
+            let fields = extra(&|name: &str| level.iter().any(|m| m.name == name));
+            for (field, value) in fields {
+                sorted &= members.len() == base || members[members.len() - 1].name.as_ref() < field;
+                let start = member_start(out, members.len() > base);
+                push_str(out, field);
+                out.push(b':');
+                push_str(out, value);
+                members.push(Member {
+                    name: Cow::Borrowed(field),
+                    start,
+                    end: out.len(),
+                });
+            }
+        }
+        if !sorted {
+            in_name_order(out, &mut members[base..], body)?;
+        }
+        members.truncate(base);
+        out.push(b'}');
+        Some(())
+    }
+
+    /// Where a member starts: after the comma that parts it from the one before.
+    fn member_start(out: &mut Vec<u8>, after_another: bool) -> usize {
+        if after_another {
+            out.push(b',');
+        }
+        out.len()
+    }
+
+    /// Rewrites an object's members (written from `body` on) in name order; `None` when two
+    /// share a name (the typed tree's way decides which one stands).
+    #[cold]
+    fn in_name_order(out: &mut Vec<u8>, level: &mut [Member<'_>], body: usize) -> Option<()> {
+        level.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if level.windows(2).any(|pair| pair[0].name == pair[1].name) {
+            return None;
+        }
+        let written = out.split_off(body);
+        for (i, member) in level.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(written.get(member.start - body..member.end - body)?);
+        }
+        Some(())
+    }
+
+    /// One typed value (`{tag: inner}`) written as its plain JSON.
+    fn plain_text<'a>(
+        scan: &mut Scan<'a>,
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member<'a>>,
+    ) -> Option<()> {
+        let tag = scan.object_first().ok()??;
+        match tag.as_ref() {
+            "S" | "B" => push_read(out, &scan.string().ok()?),
+            "N" => number_text(out, &scan.string().ok()?)?,
+            "BOOL" => match scan.skip().ok()? {
+                literal @ ("true" | "false") => out.extend_from_slice(literal.as_bytes()),
+                _ => return None,
+            },
+            "NULL" => match scan.skip().ok()? {
+                "true" => out.extend_from_slice(b"null"),
+                _ => return None,
+            },
+            "M" => object(scan, out, members, None)?,
+            "L" => elements_text(scan, out, |scan, out| plain_text(scan, out, members))?,
+            "SS" | "BS" => elements_text(scan, out, |scan, out| {
+                push_read(out, &scan.string().ok()?);
+                Some(())
+            })?,
+            "NS" => elements_text(scan, out, |scan, out| {
+                number_text(out, &scan.string().ok()?)
+            })?,
+            _ => return None,
+        }
+        // A typed value holds one entry.
+        scan.object_next().ok()?.is_none().then_some(())
+    }
+
+    /// Writes a string read from the text as serde_json writes it. One the text holds without
+    /// an escape is copied as it is: the text is JSON (`Scan`'s rule), so such a string holds
+    /// no quote, backslash or control character, nothing serde_json would escape.
+    #[inline]
+    #[allow(clippy::ptr_arg)] // the variant is what counts: borrowed means no escape
+    fn push_read(out: &mut Vec<u8>, read: &Cow<'_, str>) {
+        match read {
+            Cow::Borrowed(text) => {
+                out.reserve(text.len() + 2);
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            }
+            Cow::Owned(text) => push_str(out, text),
+        }
+    }
+
+    /// An `N`'s number as JSON writes it: the text itself when it is a plain integer (the
+    /// commonest, and what its `Number` writes), else its `Number`'s digits.
+    fn number_text(out: &mut Vec<u8>, text: &str) -> Option<()> {
+        if super::plain_integer(text).is_some() {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            out.extend_from_slice(super::number_of(text)?.as_str().as_bytes());
+        }
+        Some(())
+    }
+
+    /// An array written as plain JSON, each element by `element`.
+    fn elements_text<'a>(
+        scan: &mut Scan<'a>,
+        out: &mut Vec<u8>,
+        mut element: impl FnMut(&mut Scan<'a>, &mut Vec<u8>) -> Option<()>,
+    ) -> Option<()> {
+        out.push(b'[');
+        if scan.array_first().ok()? {
+            loop {
+                element(scan, out)?;
+                if !scan.array_next().ok()? {
+                    break;
+                }
+                out.push(b',');
+            }
+        }
+        out.push(b']');
+        Some(())
+    }
 
     /// An item, or an `M`'s insides: attribute names to typed values.
     pub(super) fn item(scan: &mut Scan<'_>) -> Option<Value> {
@@ -639,6 +834,135 @@ mod tests {
             let tree = item_of_tree(&text).map(|p| p.map(|p| p.to_string()));
             proptest::prop_assert_eq!(fast, tree, "{}", text);
         }
+    }
+
+    /// `value`'s JSON text with every object's members in an order drawn from `seed`, as
+    /// DynamoDB Streams, which keeps no order, may send an item's attributes.
+    fn shuffled_text(value: &Value, seed: &mut u64, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<_> = map.iter().collect();
+                for i in (1..members.len()).rev() {
+                    *seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    let j = usize::try_from((*seed >> 33) % (i as u64 + 1)).expect("small");
+                    members.swap(i, j);
+                }
+                out.push('{');
+                for (i, (k, v)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    shuffled_text(v, seed, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    shuffled_text(v, seed, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+
+    /// The plain text the tree's way gives for an item's text and fields to add (those whose
+    /// names the item does not hold), as the router writes it.
+    fn item_text_of_tree(
+        text: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Option<String>, UnmarshallError> {
+        Ok(item_of_tree(text)?.map(|mut plain| {
+            if let Value::Object(map) = &mut plain {
+                for (k, v) in extra {
+                    if !map.contains_key(*k) {
+                        map.insert((*k).to_owned(), Value::String((*v).to_owned()));
+                    }
+                }
+            }
+            plain.to_string()
+        }))
+    }
+
+    /// The fields to add of `extra`, those whose names the item does not hold, as the router's
+    /// `added_fields` gives them.
+    fn free_fields<'a>(
+        extra: &'a [(&'a str, &'a str)],
+        has: &dyn Fn(&str) -> bool,
+    ) -> Vec<(&'a str, &'a str)> {
+        extra.iter().copied().filter(|(k, _)| !has(k)).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Written while read, in whatever order the text holds its names, an item's plain text
+        /// is the tree's, fields added in name order; or it is left to the tree's way (`None`),
+        /// only for a text the tree's way refuses.
+        #[test]
+        fn item_text_of_text_is_the_trees_text_in_any_member_order(
+            v in plain_value(),
+            odd in proptest::collection::btree_map("[a-d]", typed_ish(), 0..3),
+            extra in proptest::collection::btree_map("[a-d_][a-zA-Z0-9_]{0,3}", ".{0,6}", 0..3),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let Some(Value::Object(mut typed)) = marshal(&v).get_mut("M").map(Value::take) else {
+                return Ok(());
+            };
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut seed = seed;
+            let mut text = String::new();
+            shuffled_text(&Value::Object(typed.clone()), &mut seed, &mut text);
+            let fast = item_text_of_text(&text, |has| free_fields(&extra, has));
+            let tree = item_text_of_tree(&text, &extra).expect("a marshalled item is valid");
+            proptest::prop_assert_eq!(&fast, &tree, "{}", text);
+            typed.extend(odd);
+            let mut text = String::new();
+            shuffled_text(&Value::Object(typed), &mut seed, &mut text);
+            let tree = item_text_of_tree(&text, &extra);
+            match item_text_of_text(&text, |has| free_fields(&extra, has)) {
+                Some(fast) => proptest::prop_assert_eq!(Ok(Some(fast)), tree, "{}", text),
+                // Names do not repeat here: only a value the tree refuses is left to it.
+                None => proptest::prop_assert!(tree.is_err(), "{} gave {:?}", text, tree),
+            }
+        }
+    }
+
+    #[test]
+    fn item_text_of_text_leaves_repeated_names_and_non_objects_to_the_tree() {
+        for text in [
+            r#"{"a": {"X": 1}, "a": {"S": "x"}}"#,
+            r#"{"b": {"S": "x"}, "a": {"N": "1"}, "b": {"S": "y"}}"#,
+            r#"{"a": {"M": {"b": {"N": "1"}, "b": {"N": "2"}}}}"#,
+            r#"{"a": {"S": "x", "S": "y"}}"#,
+            r#"{"a": {"NULL": false}}"#,
+            r#"{"a": {"NS": ["1", "x"]}}"#,
+            r#"[1]"#,
+            r#""NewImage""#,
+            r#"null"#,
+        ] {
+            assert_eq!(item_text_of_text(text, |_| Vec::new()), None, "{text}");
+        }
+        // Names and strings with escapes are written as serde_json escapes them.
+        let text = r#"{"q\"b": {"S": "\u0041\n"}, "q\u0041": {"SS": ["\/"]}}"#;
+        assert_eq!(
+            item_text_of_text(text, |_| Vec::new()),
+            item_text_of_tree(text, &[]).expect("valid")
+        );
+        // An added field whose name the item holds is not added; the others are, in name order.
+        let text = r#"{"z": {"S": "1"}, "id": {"S": "own"}, "b": {"BOOL": true}}"#;
+        let extra = [("id", "evt"), ("a", "t"), ("y", "u")];
+        assert_eq!(
+            item_text_of_text(text, |has| free_fields(&extra, has)).as_deref(),
+            Some(r#"{"a":"t","b":true,"id":"own","y":"u","z":"1"}"#)
+        );
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //! The same rules also decide what of a record the relay parses at all
 //! ([`ReadFields::parse`]): the union of what its patterns, templates and record policy read
 //! (`Router::reads`), so a record's tree holds only what routing looks at. An image that
-//! routing reads only as plain JSON (a template's `$.NewImage…`, [`ReadFields::add_plain_image`])
-//! is not parsed into a typed tree at all: its text is kept ([`ImageTexts`]) and unmarshalled
-//! straight from it, once, when a route renders.
+//! routing reads as plain JSON (a template's `$.NewImage…`, an unmarshalled detail,
+//! [`ReadFields::add_plain_image`]) and not whole typed is not parsed into a typed tree: its
+//! text is kept ([`ImageTexts`]) and unmarshalled, or written as plain text, straight from it
+//! when a route renders. Those of its attributes read typed (an event id, a filter's) are in
+//! the tree beside it.
 
 use serde_json::{Map, Value};
 
@@ -36,8 +38,8 @@ pub struct ReadFields {
     whole: bool,
     /// The keys patterns name below this point.
     children: Children,
-    /// This is `dynamodb.<image>`, read as plain JSON: kept as text when nothing reads it typed
-    /// (no child, not whole), else parsed whole.
+    /// This is `dynamodb.<image>`, read as plain JSON: kept as text unless it is read whole
+    /// typed (its children, attributes read typed, are parsed beside the text).
     plain: Option<ImageSelector>,
 }
 
@@ -81,7 +83,8 @@ impl Children {
 }
 
 /// A record parsed by [`ReadFields::parse`]: the tree of what is read typed, and the text of
-/// the images read only as plain JSON (absent from the tree).
+/// the images read as plain JSON (in the tree, such an image holds only its attributes read
+/// typed, if any).
 #[derive(Debug)]
 pub struct Parsed<'t> {
     pub tree: Value,
@@ -114,7 +117,7 @@ impl ReadFields {
     }
 
     /// Adds `dynamodb.<image>`, read as plain JSON (unmarshalled): unless something reads it
-    /// typed too, [`ReadFields::parse`] keeps its text instead of a typed tree.
+    /// whole typed too, [`ReadFields::parse`] keeps its text instead of its typed tree.
     pub fn add_plain_image(&mut self, image: ImageSelector) {
         let mut at = self;
         for key in ["dynamodb", image.field()] {
@@ -163,8 +166,8 @@ impl ReadFields {
         scan: &mut Scan<'t>,
         mut images: Option<&mut ImageTexts<'t>>,
     ) -> Result<Value, NotJson> {
-        // An image also read typed is parsed whole, for its plain JSON.
-        if self.whole || self.plain.is_some() {
+        // Inside an array no image is kept as text (a record's are reached through objects).
+        if self.whole || (self.plain.is_some() && images.is_none()) {
             return scan.value();
         }
         match scan.peek()? {
@@ -179,7 +182,16 @@ impl ReadFields {
                         Some(read) => match (read.plain_only(), images.as_deref_mut()) {
                             (Some(image), Some(images)) => images.set(image, scan.skip()?),
                             _ => {
+                                let start = scan.clone();
                                 let value = read.read(scan, images.as_deref_mut())?;
+                                // An image read as plain JSON and some of its attributes
+                                // typed (an event id, a filter): those attributes in the
+                                // tree, and the whole image's text kept.
+                                if let (Some(image), Some(images), false) =
+                                    (read.plain, images.as_deref_mut(), read.whole)
+                                {
+                                    images.set(image, start.text_to(scan));
+                                }
                                 out.insert(name.into_owned(), value);
                             }
                         },

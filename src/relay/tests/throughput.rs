@@ -239,9 +239,9 @@ fn relay_throughput_seed_records() {
 fn parse_and_route(
     records: &[StreamRecord],
     router: &crate::pipeline::Router,
+    policy: &crate::pipeline::RecordPolicy,
     reads: &crate::pipeline::pattern::fields::ReadFields,
 ) -> usize {
-    let policy = crate::pipeline::RecordPolicy::default();
     let mut entries = 0;
     for record in records {
         let parsed = reads.parse(record.text.as_str()).expect("json");
@@ -276,7 +276,8 @@ fn parse_and_route_typed_image(
 ) -> usize {
     let mut reads = reads.clone();
     reads.add_path(&["dynamodb", "NewImage"]);
-    parse_and_route(records, router, &reads)
+    let policy = crate::pipeline::RecordPolicy::default();
+    parse_and_route(records, router, &policy, &reads)
 }
 
 /// Instructions per record of the routing part of the loop, counted (this VM has no hardware
@@ -296,7 +297,26 @@ fn seed_records_parse_and_route() {
     let reads = crate::pipeline::RecordPolicy::default().reads(&router);
     let records: Vec<StreamRecord> = (0..10_000).map(|i| seed_record(0, i)).collect();
     assert_eq!(parse_only(&records, &reads), 30_000);
-    let text = parse_and_route(&records, &router, &reads);
+    let policy = crate::pipeline::RecordPolicy::default();
+    let text = parse_and_route(&records, &router, &policy, &reads);
     let typed = parse_and_route_typed_image(&records, &router, &reads);
     assert_eq!((text, typed), (10_000, 10_000));
+}
+
+/// [`seed_records_parse_and_route`] for outbox rows through `config/local.toml` (an unmarshalled
+/// `NewImage`, the event id read from the row's `pk`): the hot-shard bench's kind of record.
+#[test]
+#[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
+fn outbox_records_parse_and_route() {
+    let config_text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local.toml"),
+    )
+    .expect("the config");
+    let config = Config::from_toml(&config_text).expect("valid");
+    let source = &config.source.streams()[0];
+    let router = config.router_for(source).expect("valid");
+    let policy = config.source.record_policy();
+    let reads = policy.reads(&router);
+    let records: Vec<StreamRecord> = (0..10_000).map(|i| record(0, i)).collect();
+    assert_eq!(parse_and_route(&records, &router, &policy, &reads), 10_000);
 }
