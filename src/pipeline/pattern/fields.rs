@@ -135,10 +135,14 @@ impl ReadFields {
         self.whole || self.children.get(key).is_some()
     }
 
-    /// The image this node is, when it is read only as plain JSON.
-    fn plain_only(&self) -> Option<ImageSelector> {
-        self.plain
-            .filter(|_| !self.whole && self.children.is_empty())
+    /// The image this node is, when its text is kept: read as plain JSON and not whole typed.
+    /// An item image whose attributes are also read typed is kept too (those attributes parsed
+    /// beside it), as its tree costs more than reading its text twice; `Keys`, an item's key
+    /// attributes only, is then parsed whole (its tree is cheaper than a second read).
+    fn text_kept(&self) -> Option<ImageSelector> {
+        self.plain.filter(|image| {
+            !self.whole && (self.children.is_empty() || *image != ImageSelector::Keys)
+        })
     }
 
     /// Parses the JSON text `text` reduced to these fields: the tree of what [`ReadFields::write`]
@@ -166,8 +170,10 @@ impl ReadFields {
         scan: &mut Scan<'t>,
         mut images: Option<&mut ImageTexts<'t>>,
     ) -> Result<Value, NotJson> {
-        // Inside an array no image is kept as text (a record's are reached through objects).
-        if self.whole || (self.plain.is_some() && images.is_none()) {
+        // An image not kept as text is parsed whole, for its plain JSON; inside an array none
+        // is kept (a record's are reached through objects).
+        if self.whole || (self.plain.is_some() && (images.is_none() || self.text_kept().is_none()))
+        {
             return scan.value();
         }
         match scan.peek()? {
@@ -179,19 +185,21 @@ impl ReadFields {
                         None => {
                             scan.skip()?;
                         }
-                        Some(read) => match (read.plain_only(), images.as_deref_mut()) {
-                            (Some(image), Some(images)) => images.set(image, scan.skip()?),
-                            _ => {
+                        Some(read) => match (read.text_kept(), images.as_deref_mut()) {
+                            (Some(image), Some(images)) if read.children.is_empty() => {
+                                images.set(image, scan.skip()?);
+                            }
+                            // An image read as plain JSON and some of its attributes typed
+                            // (an event id, a filter's): those attributes in the tree, and
+                            // the whole image's text kept.
+                            (Some(image), Some(images)) => {
                                 let start = scan.clone();
-                                let value = read.read(scan, images.as_deref_mut())?;
-                                // An image read as plain JSON and some of its attributes
-                                // typed (an event id, a filter): those attributes in the
-                                // tree, and the whole image's text kept.
-                                if let (Some(image), Some(images), false) =
-                                    (read.plain, images.as_deref_mut(), read.whole)
-                                {
-                                    images.set(image, start.text_to(scan));
-                                }
+                                let value = read.read(scan, Some(&mut *images))?;
+                                images.set(image, start.text_to(scan));
+                                out.insert(name.into_owned(), value);
+                            }
+                            (_, images) => {
+                                let value = read.read(scan, images)?;
                                 out.insert(name.into_owned(), value);
                             }
                         },
