@@ -578,9 +578,9 @@ fn unmarshall_detail(
     // Most routes expand no attribute: the detail is written straight from the image's text
     // when it was kept as text, else from the typed image.
     if let Some(text) = ctx.images.text_only(image) {
-        let detail = super::unmarshall::item_text_of_text(text, |has| {
-            added_fields(event_id_field, trace_context_field, ctx, has)
-        });
+        // Every field to add: those whose names the item holds are left out as it is read.
+        let extra = added_fields(event_id_field, trace_context_field, ctx, |_| false);
+        let detail = super::unmarshall::item_text_of_text(text, extra);
         if let Some(detail) = detail {
             return Ok(detail);
         }

@@ -118,6 +118,20 @@ fn number_of(text: &str) -> Option<Number> {
 /// The commonest `N`, an integer written as JSON writes it that fits 64 bits, without a JSON
 /// parse: `Number::from` writes it back with the same digits.
 fn plain_integer(text: &str) -> Option<Number> {
+    match integer_of(text)? {
+        Integer::Negative(n) => Some(Number::from(n)),
+        Integer::Positive(n) => Some(Number::from(n)),
+    }
+}
+
+/// A plain integer's value ([`plain_integer`]), without making its `Number` (a heap string
+/// under `arbitrary_precision`).
+enum Integer {
+    Negative(i64),
+    Positive(u64),
+}
+
+fn integer_of(text: &str) -> Option<Integer> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(digits) => (true, digits),
         None => (false, text),
@@ -132,9 +146,9 @@ fn plain_integer(text: &str) -> Option<Number> {
         return None;
     }
     if negative {
-        text.parse::<i64>().ok().map(Number::from)
+        text.parse::<i64>().ok().map(Integer::Negative)
     } else {
-        text.parse::<u64>().ok().map(Number::from)
+        text.parse::<u64>().ok().map(Integer::Positive)
     }
 }
 
@@ -325,8 +339,8 @@ pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
 }
 
 /// [`item_text`] of an item's JSON text: the plain text written while the typed text is read,
-/// building neither tree. `extra` gives the fields to add, told which names the item holds
-/// (`item_text`'s `extra` is that list for the item's own names).
+/// building neither tree, with the `extra` string fields whose names the item does not hold
+/// merged in name order.
 ///
 /// `text` is an image's text in a record's text (JSON this crate wrote, [`Scan`]'s rule).
 /// `None` for anything but the usual typed form (a malformed value, a repeated name, a text
@@ -334,15 +348,13 @@ pub fn item_of_text(text: &str) -> Result<Option<Value>, UnmarshallError> {
 /// are [`item`]'s. Names are written in name order, as the plain tree's map orders them,
 /// whatever order the text holds them in.
 #[must_use]
-pub fn item_text_of_text<'a>(
-    text: &'a str,
-    extra: impl Fn(&dyn Fn(&str) -> bool) -> Vec<(&'a str, &'a str)>,
-) -> Option<String> {
+pub fn item_text_of_text<'a>(text: &'a str, mut extra: Vec<(&'a str, &'a str)>) -> Option<String> {
+    extra.sort_unstable_by_key(|(name, _)| *name);
     let mut scan = Scan::new(text);
     // A plain item is shorter than its typed text.
     let mut out = Vec::with_capacity(text.len());
     let mut members = Vec::new();
-    text::object(&mut scan, &mut out, &mut members, Some(&extra))?;
+    text::object(&mut scan, &mut out, &mut members, &extra)?;
     scan.finish().ok()?;
     // Only whole strings of the text, escaped ones and ASCII are written: always UTF-8.
     String::from_utf8(out).ok()
@@ -358,32 +370,42 @@ mod text {
     use crate::pipeline::json_write::push_str;
     use crate::pipeline::scan::Scan;
 
-    /// Fields to add to an item, told which names it holds ([`super::item_text_of_text`]).
-    pub(super) type Extra<'e, 'a> = &'e dyn Fn(&dyn Fn(&str) -> bool) -> Vec<(&'a str, &'a str)>;
-
-    /// An object's member as written: its name, and where `"name":value` sits in the output.
+    /// An object's member as written: its name, where `"name":value` sits in the output, and
+    /// whether it is a field added to the item (dropped when the item holds its name).
     pub(super) struct Member<'a> {
         name: Cow<'a, str>,
         start: usize,
         end: usize,
+        added: bool,
     }
 
     /// An item, or an `M`'s insides, written as plain JSON into `out` while read: members in
-    /// name order, and `extra`'s fields among them (for an item). `members` is scratch shared
-    /// by every level (each level's members sit above its parent's).
+    /// name order, and the fields of `extra` (sorted by name; for an item) whose names it does
+    /// not hold among them. `members` is scratch shared by every level (each level's members
+    /// sit above its parent's).
     pub(super) fn object<'a>(
         scan: &mut Scan<'a>,
         out: &mut Vec<u8>,
         members: &mut Vec<Member<'a>>,
-        extra: Option<Extra<'_, 'a>>,
+        extra: &[(&'a str, &'a str)],
     ) -> Option<()> {
         let base = members.len();
         out.push(b'{');
         let body = out.len();
         let mut sorted = true;
+        let mut pending = extra.iter().copied().peekable();
         let mut name = scan.object_first().ok()?;
         while let Some(attribute) = name {
             sorted &= members.len() == base || members[members.len() - 1].name < attribute;
+            // Names in order so far: the fields that sort before this name go first, and one
+            // of this name is not added. (Out of order, the rest go last and the sort decides.)
+            while let Some((field, value)) =
+                pending.next_if(|(field, _)| sorted && *field <= attribute.as_ref())
+            {
+                if field != attribute.as_ref() {
+                    add_field(out, members, base, field, value);
+                }
+            }
             let start = member_start(out, members.len() > base);
             push_read(out, &attribute);
             out.push(b':');
@@ -392,24 +414,13 @@ mod text {
                 name: attribute,
                 start,
                 end: out.len(),
+                added: false,
             });
             name = scan.object_next().ok()?;
         }
-        if let Some(extra) = extra {
-            let level = &members[base..];
-            let fields = extra(&|name: &str| level.iter().any(|m| m.name == name));
-            for (field, value) in fields {
-                sorted &= members.len() == base || members[members.len() - 1].name.as_ref() < field;
-                let start = member_start(out, members.len() > base);
-                push_str(out, field);
-                out.push(b':');
-                push_str(out, value);
-                members.push(Member {
-                    name: Cow::Borrowed(field),
-                    start,
-                    end: out.len(),
-                });
-            }
+        for (field, value) in pending {
+            sorted &= members.len() == base || members[members.len() - 1].name.as_ref() < field;
+            add_field(out, members, base, field, value);
         }
         if !sorted {
             in_name_order(out, &mut members[base..], body)?;
@@ -417,6 +428,26 @@ mod text {
         members.truncate(base);
         out.push(b'}');
         Some(())
+    }
+
+    /// Writes a field added to an item.
+    fn add_field<'a>(
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member<'a>>,
+        base: usize,
+        field: &'a str,
+        value: &str,
+    ) {
+        let start = member_start(out, members.len() > base);
+        push_str(out, field);
+        out.push(b':');
+        push_str(out, value);
+        members.push(Member {
+            name: Cow::Borrowed(field),
+            start,
+            end: out.len(),
+            added: true,
+        });
     }
 
     /// Where a member starts: after the comma that parts it from the one before.
@@ -427,20 +458,28 @@ mod text {
         out.len()
     }
 
-    /// Rewrites an object's members (written from `body` on) in name order; `None` when two
-    /// share a name (the typed tree's way decides which one stands).
+    /// Rewrites an object's members (written from `body` on) in name order, leaving out an
+    /// added field whose name the item holds; `None` when two of the item's own share a name
+    /// (the typed tree's way decides which one stands).
     #[cold]
     fn in_name_order(out: &mut Vec<u8>, level: &mut [Member<'_>], body: usize) -> Option<()> {
-        level.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        if level.windows(2).any(|pair| pair[0].name == pair[1].name) {
-            return None;
-        }
+        // The item's own member of a name sorts before an added field of it.
+        level.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.added.cmp(&b.added)));
         let written = out.split_off(body);
-        for (i, member) in level.iter().enumerate() {
-            if i > 0 {
+        let mut last: Option<&Member<'_>> = None;
+        for member in level.iter() {
+            if let Some(last) = last.filter(|last| last.name == member.name) {
+                if member.added {
+                    continue;
+                }
+                debug_assert!(!last.added, "the item's own sort first");
+                return None;
+            }
+            if last.is_some() {
                 out.push(b',');
             }
             out.extend_from_slice(written.get(member.start - body..member.end - body)?);
+            last = Some(member);
         }
         Some(())
     }
@@ -463,7 +502,7 @@ mod text {
                 "true" => out.extend_from_slice(b"null"),
                 _ => return None,
             },
-            "M" => object(scan, out, members, None)?,
+            "M" => object(scan, out, members, &[])?,
             "L" => elements_text(scan, out, |scan, out| plain_text(scan, out, members))?,
             "SS" | "BS" => elements_text(scan, out, |scan, out| {
                 push_read(out, &scan.string().ok()?);
@@ -498,7 +537,7 @@ mod text {
     /// An `N`'s number as JSON writes it: the text itself when it is a plain integer (the
     /// commonest, and what its `Number` writes), else its `Number`'s digits.
     fn number_text(out: &mut Vec<u8>, text: &str) -> Option<()> {
-        if super::plain_integer(text).is_some() {
+        if super::integer_of(text).is_some() {
             out.extend_from_slice(text.as_bytes());
         } else {
             out.extend_from_slice(super::number_of(text)?.as_str().as_bytes());
@@ -892,15 +931,6 @@ mod tests {
         }))
     }
 
-    /// The fields to add of `extra`, those whose names the item does not hold, as the router's
-    /// `added_fields` gives them.
-    fn free_fields<'a>(
-        extra: &'a [(&'a str, &'a str)],
-        has: &dyn Fn(&str) -> bool,
-    ) -> Vec<(&'a str, &'a str)> {
-        extra.iter().copied().filter(|(k, _)| !has(k)).collect()
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Written while read, in whatever order the text holds its names, an item's plain text
@@ -920,14 +950,19 @@ mod tests {
             let mut seed = seed;
             let mut text = String::new();
             shuffled_text(&Value::Object(typed.clone()), &mut seed, &mut text);
-            let fast = item_text_of_text(&text, |has| free_fields(&extra, has));
+            // Fields to add come in no particular order.
+            let mut unordered = extra.clone();
+            if seed % 2 == 1 {
+                unordered.reverse();
+            }
+            let fast = item_text_of_text(&text, unordered);
             let tree = item_text_of_tree(&text, &extra).expect("a marshalled item is valid");
             proptest::prop_assert_eq!(&fast, &tree, "{}", text);
             typed.extend(odd);
             let mut text = String::new();
             shuffled_text(&Value::Object(typed), &mut seed, &mut text);
             let tree = item_text_of_tree(&text, &extra);
-            match item_text_of_text(&text, |has| free_fields(&extra, has)) {
+            match item_text_of_text(&text, extra.clone()) {
                 Some(fast) => proptest::prop_assert_eq!(Ok(Some(fast)), tree, "{}", text),
                 // Names do not repeat here: only a value the tree refuses is left to it.
                 None => proptest::prop_assert!(tree.is_err(), "{} gave {:?}", text, tree),
@@ -948,19 +983,19 @@ mod tests {
             r#""NewImage""#,
             r#"null"#,
         ] {
-            assert_eq!(item_text_of_text(text, |_| Vec::new()), None, "{text}");
+            assert_eq!(item_text_of_text(text, Vec::new()), None, "{text}");
         }
         // Names and strings with escapes are written as serde_json escapes them.
         let text = r#"{"q\"b": {"S": "\u0041\n"}, "q\u0041": {"SS": ["\/"]}}"#;
         assert_eq!(
-            item_text_of_text(text, |_| Vec::new()),
+            item_text_of_text(text, Vec::new()),
             item_text_of_tree(text, &[]).expect("valid")
         );
         // An added field whose name the item holds is not added; the others are, in name order.
         let text = r#"{"z": {"S": "1"}, "id": {"S": "own"}, "b": {"BOOL": true}}"#;
         let extra = [("id", "evt"), ("a", "t"), ("y", "u")];
         assert_eq!(
-            item_text_of_text(text, |has| free_fields(&extra, has)).as_deref(),
+            item_text_of_text(text, extra.to_vec()).as_deref(),
             Some(r#"{"a":"t","b":true,"id":"own","y":"u","z":"1"}"#)
         );
     }

@@ -725,6 +725,39 @@ mod reads {
     }
 
     #[test]
+    fn an_unmarshalled_image_is_kept_as_text_beside_its_attributes_read_typed() {
+        let router = router(vec![spec(
+            "added",
+            &[r#"{"dynamodb": {"NewImage": {"kind": {"S": ["book"]}}}}"#],
+            unmarshall(ImageSelector::NewImage),
+        )]);
+        let policy = RecordPolicy {
+            event_id_attribute: Some("pk".into()),
+            ..RecordPolicy::default()
+        };
+        let record = json!({"eventName": "INSERT", "eventID": "e",
+            "dynamodb": {"NewImage": {"pk": {"S": "o-1"}, "kind": {"S": "book"},
+                                      "name": {"S": "Dune"}},
+                         "Keys": {"pk": {"S": "o-1"}, "sk": {"S": "x"}}, "SizeBytes": 9}});
+        let text = record.to_string();
+        let pruned = policy.reads(&router).parse(&text).expect("json");
+        // The event id and the filter read `NewImage`'s `pk` and `kind` typed: in the tree. The
+        // detail is written from the image's text. `Keys` (the ordering key, unmarshalled; the
+        // event id, typed) is a key's attributes only: parsed whole, no text kept.
+        assert_eq!(
+            pruned.tree,
+            json!({"eventID": "e", "dynamodb": {
+                "NewImage": {"pk": {"S": "o-1"}, "kind": {"S": "book"}},
+                "Keys": {"pk": {"S": "o-1"}, "sk": {"S": "x"}}}})
+        );
+        assert_eq!(
+            pruned.images.get(ImageSelector::NewImage),
+            Some(r#"{"kind":{"S":"book"},"name":{"S":"Dune"},"pk":{"S":"o-1"}}"#)
+        );
+        assert_eq!(pruned.images.get(ImageSelector::Keys), None);
+    }
+
+    #[test]
     fn the_whole_record_is_read_for_aws_pipes_event() {
         let router = router(vec![spec(
             "all",
