@@ -280,24 +280,30 @@ fn parse_and_route_typed_image(
     parse_and_route(records, router, &policy, &reads)
 }
 
+/// The router of `config` (a file of this repository) for its first stream, and its source's
+/// record policy.
+fn routing_of(config: &str) -> (crate::pipeline::Router, crate::pipeline::RecordPolicy) {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(config))
+            .expect("the config");
+    let config = Config::from_toml(&text).expect("valid");
+    let router = config
+        .router_for(&config.source.streams()[0])
+        .expect("valid");
+    (router, config.source.record_policy())
+}
+
 /// Instructions per record of the routing part of the loop, counted (this VM has no hardware
 /// counters, and its timings swing by a third): `valgrind --tool=callgrind` on this test, then
 /// `callgrind_annotate --inclusive=yes` for the two functions above (BENCHMARKS.md).
 #[test]
 #[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
 fn seed_records_parse_and_route() {
-    let config_text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cdc.toml"),
-    )
-    .expect("the config");
-    let config = Config::from_toml(&config_text).expect("valid");
-    let router = config
-        .router_for(&config.source.streams()[0])
-        .expect("valid");
-    let reads = crate::pipeline::RecordPolicy::default().reads(&router);
+    let (router, policy) = routing_of("config/cdc.toml");
+    assert_eq!(policy, crate::pipeline::RecordPolicy::default());
+    let reads = policy.reads(&router);
     let records: Vec<StreamRecord> = (0..10_000).map(|i| seed_record(0, i)).collect();
     assert_eq!(parse_only(&records, &reads), 30_000);
-    let policy = crate::pipeline::RecordPolicy::default();
     let text = parse_and_route(&records, &router, &policy, &reads);
     let typed = parse_and_route_typed_image(&records, &router, &reads);
     assert_eq!((text, typed), (10_000, 10_000));
@@ -308,14 +314,7 @@ fn seed_records_parse_and_route() {
 #[test]
 #[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
 fn outbox_records_parse_and_route() {
-    let config_text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local.toml"),
-    )
-    .expect("the config");
-    let config = Config::from_toml(&config_text).expect("valid");
-    let source = &config.source.streams()[0];
-    let router = config.router_for(source).expect("valid");
-    let policy = config.source.record_policy();
+    let (router, policy) = routing_of("config/local.toml");
     let reads = policy.reads(&router);
     let records: Vec<StreamRecord> = (0..10_000).map(|i| record(0, i)).collect();
     assert_eq!(parse_and_route(&records, &router, &policy, &reads), 10_000);
