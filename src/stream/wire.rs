@@ -36,6 +36,7 @@ use serde_json::value::RawValue;
 use super::shard::SequenceNumber;
 use super::source::{RecordText, RecordsPage, StreamRecord};
 use crate::borrowed::Str;
+use crate::pipeline::json_write;
 
 /// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
 #[derive(Debug, Deserialize)]
@@ -154,9 +155,8 @@ impl WireRecord<'_> {
             .map(|image| image.get().len())
             .sum();
         let mut text = Vec::with_capacity(images + 512);
-        serde_json::to_writer(&mut text, &pipes)
-            .expect("a record in the Pipes shape always serializes");
-        let text = String::from_utf8(text).expect("serde_json writes UTF-8");
+        pipes.write(&mut text);
+        let text = String::from_utf8(text).expect("the text is written from UTF-8 strings");
         let created_at = created.and_then(|t| {
             let nanos = u64::try_from(t.as_nanos()).ok()?;
             Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
@@ -173,6 +173,10 @@ impl WireRecord<'_> {
 
 /// A record in the Pipes and Lambda shape, as written: keys in name order, absent members left
 /// out (`userIdentity` keeps both of its keys, `null` when absent).
+///
+/// The serde derive defines the text; [`PipesRecord::write`] writes the same bytes without
+/// serde's per-member machinery (a third of the body's parse, issue #28), and a property test
+/// keeps the two equal.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PipesRecord<'a> {
@@ -209,9 +213,125 @@ struct PipesStreamRecord<'a> {
     stream_view_type: Option<&'a str>,
 }
 
+impl PipesRecord<'_> {
+    /// Appends the record's text: byte for byte what `serde_json::to_writer` writes for it.
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut members = Members::open(out);
+        if let Some(region) = self.aws_region {
+            members.string("awsRegion", region);
+        }
+        members.key("dynamodb");
+        self.dynamodb.write(members.out);
+        if let Some(id) = self.event_id {
+            members.string("eventID", id);
+        }
+        if let Some(name) = self.event_name {
+            members.string("eventName", name);
+        }
+        if let Some(source) = self.event_source {
+            members.string("eventSource", source);
+        }
+        if let Some(version) = self.event_version {
+            members.string("eventVersion", version);
+        }
+        if let Some(identity) = &self.user_identity {
+            members.key("userIdentity");
+            let mut inner = Members::open(members.out);
+            inner.key("principalId");
+            push_optional(inner.out, identity.principal_id);
+            inner.key("type");
+            push_optional(inner.out, identity.r#type);
+            inner.close();
+        }
+        members.close();
+    }
+}
+
+impl PipesStreamRecord<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut members = Members::open(out);
+        match self.approximate_creation_date_time {
+            Some(EpochSeconds::Whole(seconds)) => {
+                members.key("ApproximateCreationDateTime");
+                push_integer(members.out, seconds);
+            }
+            Some(EpochSeconds::Fraction(seconds)) => {
+                members.key("ApproximateCreationDateTime");
+                // Writing a number into memory cannot fail; serde_json's float digits.
+                let _ = serde_json::to_writer(&mut *members.out, &seconds);
+            }
+            None => {}
+        }
+        for (key, image) in [
+            ("Keys", self.keys),
+            ("NewImage", self.new_image),
+            ("OldImage", self.old_image),
+        ] {
+            if let Some(image) = image {
+                members.key(key);
+                members.out.extend_from_slice(image.get().as_bytes());
+            }
+        }
+        members.string("SequenceNumber", self.sequence_number);
+        if let Some(size) = self.size_bytes {
+            members.key("SizeBytes");
+            push_integer(members.out, size);
+        }
+        if let Some(view) = self.stream_view_type {
+            members.string("StreamViewType", view);
+        }
+        members.close();
+    }
+}
+
+/// An object's members written one by one: `{` before the first, `,` between, `}` at the end.
+struct Members<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> Members<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    /// A member's key (a name that needs no escape), ready for its value.
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.empty) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        json_write::push_str(self.out, value);
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn push_optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => json_write::push_str(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn push_integer(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write as _;
+    // Writing into memory cannot fail; `Display` writes an integer's digits as serde_json does.
+    let _ = write!(out, "{n}");
+}
+
 /// `ApproximateCreationDateTime` as written: a JSON integer for whole seconds, else a number
 /// with a fraction.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(untagged)]
 enum EpochSeconds {
     Whole(i64),
@@ -232,7 +352,13 @@ struct PipesIdentity<'a> {
 /// # Errors
 /// The body is not GetRecords' JSON.
 pub fn records_page(body: &[u8]) -> Result<RecordsPage, serde_json::Error> {
-    let page: WirePage = serde_json::from_slice(body)?;
+    // The body checked as UTF-8 once: read from a `str`, serde_json checks no string again
+    // (from bytes it checks each one). A body that is not UTF-8 is refused by the byte
+    // parse, with its error.
+    let page: WirePage = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text)?,
+        Err(_) => serde_json::from_slice(body)?,
+    };
     Ok(RecordsPage {
         records: page
             .records
@@ -522,6 +648,102 @@ mod tests {
         )
         .is_err());
         assert!(records_page(br#"{"Records": {}}"#).is_err());
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_wherever_the_bad_byte_is() {
+        // In a string the byte parse reads, in an image kept as text, and outside strings.
+        let next = b"{\"Records\": [], \"NextShardIterator\": \"it\xff\"}";
+        let image = b"{\"Records\": [{\"dynamodb\": {\"SequenceNumber\": \"1\", \
+            \"NewImage\": {\"pk\": {\"S\": \"a\xc3\"}}}}]}";
+        let outside = b"{\"Records\": []\xff}";
+        for body in [&next[..], &image[..], &outside[..]] {
+            assert!(
+                records_page(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // The same bodies with the bytes made valid parse.
+        let fixed = b"{\"Records\": [], \"NextShardIterator\": \"it\xc3\xa9\"}";
+        let page = records_page(fixed).expect("parses");
+        assert_eq!(page.next_iterator.as_deref(), Some("it\u{e9}"));
+    }
+
+    mod pipes_text {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any string: quotes, backslashes, control characters and non-ASCII included.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z0-9:._-]{0,12}",
+                "\\PC{0,8}",
+                ".{0,8}",
+                "[\"\\\\\u{0}-\u{1f}\u{7f}é]{0,6}"
+            ]
+        }
+
+        /// An image's text as sent: compact or with spaces.
+        fn image() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of(prop_oneof![
+                text().prop_map(|s| json!({"pk": {"S": s}}).to_string()),
+                Just(r#"{ "n" : {"N": "1.50E+3"} , "l": {"L": []} }"#.to_owned()),
+            ])
+        }
+
+        fn seconds() -> impl Strategy<Value = Option<EpochSeconds>> {
+            proptest::option::of(prop_oneof![
+                any::<i64>().prop_map(EpochSeconds::Whole),
+                (0_u32..2_000_000_000, 1_u32..1000).prop_map(|(s, ms)| EpochSeconds::Fraction(
+                    f64::from(s) + f64::from(ms) / 1000.0
+                )),
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+            /// The writer's text is serde's for the same record, byte for byte.
+            #[test]
+            fn the_written_text_is_serdes(
+                strings in proptest::collection::vec(proptest::option::of(text()), 8),
+                sequence in text(),
+                images in proptest::collection::vec(image(), 3),
+                seconds in seconds(),
+                size in proptest::option::of(any::<i64>()),
+                identity in any::<bool>(),
+            ) {
+                let raw: Vec<Option<Box<RawValue>>> = images
+                    .into_iter()
+                    .map(|i| i.map(|i| RawValue::from_string(i).expect("JSON")))
+                    .collect();
+                let s = |i: usize| strings[i].as_deref();
+                let record = PipesRecord {
+                    aws_region: s(0),
+                    dynamodb: PipesStreamRecord {
+                        approximate_creation_date_time: seconds,
+                        keys: raw[0].as_deref(),
+                        new_image: raw[1].as_deref(),
+                        old_image: raw[2].as_deref(),
+                        sequence_number: &sequence,
+                        size_bytes: size,
+                        stream_view_type: s(1),
+                    },
+                    event_id: s(2),
+                    event_name: s(3),
+                    event_source: s(4),
+                    event_version: s(5),
+                    user_identity: identity.then(|| PipesIdentity {
+                        principal_id: s(6),
+                        r#type: s(7),
+                    }),
+                };
+                let mut written = Vec::new();
+                record.write(&mut written);
+                let serde = serde_json::to_vec(&record).expect("serializes");
+                prop_assert_eq!(String::from_utf8(written).expect("UTF-8"), String::from_utf8(serde).expect("UTF-8"));
+            }
+        }
     }
 
     /// The SDK's own reading of a GetRecords body: a real client whose HTTP client answers
