@@ -637,7 +637,7 @@ fn added_fields<'c>(
             ctx.trace.map(|t| t.traceparent.as_str()),
         ),
     ];
-    let mut extra: Vec<(&str, &str)> = Vec::new();
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
     for (key, value) in fields {
         let free = !key.is_empty() && !has(key);
         if let Some(value) = value.filter(|_| free) {
@@ -698,7 +698,12 @@ fn ordering_key(route: &Route, ctx: &RecordContext<'_>) -> Result<String, RouteE
 /// (strings as they are, other values as JSON): `o-1`, or `book#2024` with a sort key.
 #[must_use]
 pub fn item_key(keys: &serde_json::Map<String, Value>) -> String {
-    let mut out = String::new();
+    // Sized once for the usual string keys (two pushes grew it twice, issue #28).
+    let capacity = keys
+        .values()
+        .map(|v| v.as_str().map_or(0, str::len) + 1)
+        .sum();
+    let mut out = String::with_capacity(capacity);
     for (i, value) in keys.values().enumerate() {
         if i > 0 {
             out.push('#');

@@ -353,7 +353,8 @@ pub fn item_text_of_text<'a>(text: &'a str, mut extra: Vec<(&'a str, &'a str)>) 
     let mut scan = Scan::new(text);
     // A plain item is shorter than its typed text.
     let mut out = Vec::with_capacity(text.len());
-    let mut members = Vec::new();
+    // Room for a usual item's members and one nested map's, so the scratch grows rarely.
+    let mut members = Vec::with_capacity(16);
     text::object(&mut scan, &mut out, &mut members, &extra)?;
     scan.finish().ok()?;
     // Only whole strings of the text, escaped ones and ASCII are written: always UTF-8.

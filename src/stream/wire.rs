@@ -30,6 +30,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::DateTime;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
@@ -40,11 +41,46 @@ use crate::pipeline::json_write;
 
 /// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
 #[derive(Debug, Deserialize)]
-struct WirePage<'a> {
-    #[serde(rename = "Records", default, borrow)]
-    records: Option<Vec<WireRecord<'a>>>,
+struct WirePage {
+    #[serde(rename = "Records", default, deserialize_with = "stream_records")]
+    records: Vec<StreamRecord>,
     #[serde(rename = "NextShardIterator", default)]
     next_shard_iterator: Option<String>,
+}
+
+/// `Records` (or `null`), each record laid out as ours as soon as it is read
+/// ([`WireRecord::into_stream_record`]): no page of [`WireRecord`]s is held (growing one moved
+/// every record read so far, issue #28).
+fn stream_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StreamRecord>, D::Error> {
+    struct Records;
+    impl<'de> Visitor<'de> for Records {
+        type Value = Vec<StreamRecord>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("GetRecords' Records")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(record) = seq.next_element::<WireRecord<'de>>()? {
+                records.extend(record.into_stream_record());
+            }
+            Ok(records)
+        }
+    }
+    d.deserialize_option(Records)
 }
 
 /// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it).
@@ -360,12 +396,7 @@ pub fn records_page(body: &[u8]) -> Result<RecordsPage, serde_json::Error> {
         Err(_) => serde_json::from_slice(body)?,
     };
     Ok(RecordsPage {
-        records: page
-            .records
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(WireRecord::into_stream_record)
-            .collect(),
+        records: page.records,
         next_iterator: page.next_shard_iterator,
     })
 }
@@ -595,6 +626,25 @@ mod tests {
             second.json()["dynamodb"]["OldImage"]["m"],
             json!({"M": {"l": {"L": [{"S": "é\n"}, {"N": "0"}]}}})
         );
+    }
+
+    #[test]
+    fn records_without_a_sequence_number_are_skipped_and_the_rest_keep_their_order() {
+        let body = br#"{"Records": [
+            {"eventID": "a", "dynamodb": {"SequenceNumber": "1"}},
+            {"eventID": "no dynamodb"},
+            {"eventID": "b", "dynamodb": {"SequenceNumber": "2"}},
+            {"eventID": "no sequence", "dynamodb": {"SizeBytes": 1}},
+            {"eventID": "c", "dynamodb": {"SequenceNumber": "3"}}
+        ], "NextShardIterator": "it"}"#;
+        let page = records_page(body).expect("parses");
+        let ids: Vec<String> = page
+            .records
+            .iter()
+            .map(|r| r.json()["eventID"].as_str().expect("an id").to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(page.next_iterator.as_deref(), Some("it"));
     }
 
     #[test]
