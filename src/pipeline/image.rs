@@ -1,6 +1,7 @@
 //! A record's images (`NewImage`, `OldImage`, `Keys`) as plain JSON: unmarshalled once per
 //! record on first use, with `expand_json` attributes parsed, and shared by the routes.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use serde::Deserialize;
@@ -214,6 +215,23 @@ impl<'a> PlainImages<'a> {
             .get("dynamodb")
             .and_then(|d| d.get(image.field()))
             .and_then(Value::as_object)
+    }
+
+    /// The plain `Keys`' values, in name order, when every key attribute is a string, read
+    /// without making the plain `Keys` (issue #28); `None` when it is made already, when an
+    /// attribute may be expanded, or for any other `Keys` (the caller then reads the plain
+    /// `Keys`).
+    #[must_use]
+    pub fn key_strings(&self) -> Option<Vec<Cow<'a, str>>> {
+        let keys = ImageSelector::Keys;
+        if !self.expand_json.is_empty() || self.cells[keys.slot()].get().is_some() {
+            return None;
+        }
+        match (self.texts.get(keys), self.typed(keys)) {
+            (Some(text), _) => unmarshall::string_values_of_text(text),
+            (None, Some(typed)) => unmarshall::string_values(typed),
+            (None, None) => None,
+        }
     }
 
     fn make(&self, image: ImageSelector) -> Result<Option<Value>, ImageError> {

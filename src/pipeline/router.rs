@@ -4,6 +4,7 @@
 //! one route or fifty. Each matching route then renders its detail (template or unmarshalled
 //! image) into an [`Entry`], checked against the PutEvents limits before it is ever sent.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -685,35 +686,36 @@ fn ordering_key(route: &Route, ctx: &RecordContext<'_>) -> Result<String, RouteE
         OrderingKey::Template(t) => t.render_text(ctx).map_err(|e| failed(e.to_string())),
         // DynamoDB Streams records always carry their item's key; a record without one (hand
         // made, e.g. for test-route) is ordered with every other such record: the empty key.
-        OrderingKey::ItemKey => Ok(ctx
-            .plain_image(ImageSelector::Keys)
-            .map_err(|e| failed(e.to_string()))?
-            .and_then(Value::as_object)
-            .map(item_key)
-            .unwrap_or_default()),
+        OrderingKey::ItemKey => {
+            // Usual keys are strings: read without making the plain `Keys`.
+            if let Some(values) = ctx.images.key_strings() {
+                return Ok(values.join(KEY_SEPARATOR));
+            }
+            Ok(ctx
+                .plain_image(ImageSelector::Keys)
+                .map_err(|e| failed(e.to_string()))?
+                .and_then(Value::as_object)
+                .map(item_key)
+                .unwrap_or_default())
+        }
     }
 }
+
+/// Between an item key's attribute values ([`item_key`]).
+const KEY_SEPARATOR: &str = "#";
 
 /// An item's key as text: its key attributes' values in attribute-name order, joined by `#`
 /// (strings as they are, other values as JSON): `o-1`, or `book#2024` with a sort key.
 #[must_use]
 pub fn item_key(keys: &serde_json::Map<String, Value>) -> String {
-    // Sized once for the usual string keys (two pushes grew it twice, issue #28).
-    let capacity = keys
+    let values: Vec<Cow<'_, str>> = keys
         .values()
-        .map(|v| v.as_str().map_or(0, str::len) + 1)
-        .sum();
-    let mut out = String::with_capacity(capacity);
-    for (i, value) in keys.values().enumerate() {
-        if i > 0 {
-            out.push('#');
-        }
-        match value {
-            Value::String(s) => out.push_str(s),
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    out
+        .map(|value| match value {
+            Value::String(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
+        })
+        .collect();
+    values.join(KEY_SEPARATOR)
 }
 
 /// The stable event id of a record: the `attribute` of the outbox row (looked up in `Keys`,

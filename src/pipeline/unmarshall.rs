@@ -5,6 +5,8 @@
 // NOTE: serde_dynamo deserializes `N` through f64/i64/u64, which would round numbers beyond f64
 // precision, so this conversion is written out here (it is one match over the ten types).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use crate::pipeline::scan::Scan;
@@ -30,6 +32,48 @@ pub fn item(typed: &Map<String, Value>) -> Result<Value, UnmarshallError> {
         out.insert(k.clone(), at(v, &Path::Root(k))?);
     }
     Ok(Value::Object(out))
+}
+
+/// The plain values of an item whose every attribute is a string (`S` or `B`), in name order:
+/// what [`item`] makes of them, without making the item (an item's key is such an item).
+/// `None` for any other item; the caller then makes the plain item.
+#[must_use]
+pub fn string_values(typed: &Map<String, Value>) -> Option<Vec<Cow<'_, str>>> {
+    typed
+        .values()
+        .map(|attribute| match single_entry(attribute)? {
+            ("S" | "B", Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`string_values`] of an item's JSON text (a record's text, [`Scan`]'s rule). `None` also
+/// when names do not come in name order, each once (the plain item's way reads those).
+#[must_use]
+pub fn string_values_of_text(text: &str) -> Option<Vec<Cow<'_, str>>> {
+    let mut scan = Scan::new(text);
+    let mut values = Vec::new();
+    let mut previous: Option<Cow<'_, str>> = None;
+    let mut name = scan.object_first().ok()?;
+    while let Some(attribute) = name {
+        if previous.as_ref().is_some_and(|p| *p >= attribute) {
+            return None;
+        }
+        let tag = scan.object_first().ok()??;
+        if !matches!(tag.as_ref(), "S" | "B") {
+            return None;
+        }
+        values.push(scan.string().ok()?);
+        // A typed value holds one entry.
+        if scan.object_next().ok()?.is_some() {
+            return None;
+        }
+        previous = Some(attribute);
+        name = scan.object_next().ok()?;
+    }
+    scan.finish().ok()?;
+    Some(values)
 }
 
 /// Unmarshalls one typed attribute value; `path` names it in errors.
@@ -969,6 +1013,74 @@ mod tests {
                 None => proptest::prop_assert!(tree.is_err(), "{} gave {:?}", text, tree),
             }
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// An item key's values read without making the item are the plain item's, and they
+        /// are read whenever every attribute is a string (`S`, `B`); from the text too, in
+        /// name order, and in any other order they are the same or left to the item's way.
+        #[test]
+        fn string_values_are_the_plain_items_values(
+            strings in proptest::collection::btree_map(
+                "[a-e]{1,3}",
+                proptest::prop_oneof![
+                    proptest::strategy::Strategy::prop_map(".{0,6}", |s| json!({"S": s})),
+                    proptest::strategy::Strategy::prop_map("[A-Za-z0-9+/=]{0,8}", |s| {
+                        json!({"B": s})
+                    }),
+                ],
+                0..4,
+            ),
+            odd in proptest::collection::btree_map("[a-e]{1,3}", typed_ish(), 0..2),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut with_odd = strings.clone();
+            with_odd.extend(odd);
+            for typed in [strings, with_odd] {
+                let typed: Map<String, Value> = typed.into_iter().collect();
+                let expected: Option<Vec<String>> = item(&typed).ok().and_then(|plain| {
+                    plain
+                        .as_object()?
+                        .values()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                });
+                let owned = |values: Vec<Cow<'_, str>>| -> Vec<String> {
+                    values.into_iter().map(Cow::into_owned).collect()
+                };
+                proptest::prop_assert_eq!(string_values(&typed).map(owned), expected.clone());
+                let text = Value::Object(typed.clone()).to_string();
+                proptest::prop_assert_eq!(string_values_of_text(&text).map(owned), expected.clone(), "{}", text);
+                let mut seed = seed;
+                let mut shuffled = String::new();
+                shuffled_text(&Value::Object(typed), &mut seed, &mut shuffled);
+                if let Some(values) = string_values_of_text(&shuffled) {
+                    proptest::prop_assert_eq!(Some(owned(values)), expected, "{}", shuffled);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn string_values_of_text_leaves_repeated_names_and_odd_values_to_the_item() {
+        for text in [
+            r#"{"a": {"S": "x"}, "a": {"S": "y"}}"#,
+            r#"{"b": {"S": "x"}, "a": {"S": "y"}}"#,
+            r#"{"a": {"S": "x", "S": "y"}}"#,
+            r#"{"a": {"N": "1"}}"#,
+            r#"{"a": {"S": 1}}"#,
+            r#"{"a": {}}"#,
+            r#"[1]"#,
+            r#""Keys""#,
+        ] {
+            assert_eq!(string_values_of_text(text), None, "{text}");
+        }
+        assert_eq!(
+            string_values_of_text(r#"{"a": {"S": "x\"y"}, "b": {"B": "AQ=="}}"#),
+            Some(vec![Cow::Borrowed("x\"y"), Cow::Borrowed("AQ==")])
+        );
+        assert_eq!(string_values_of_text("{}"), Some(vec![]));
     }
 
     #[test]

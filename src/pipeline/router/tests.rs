@@ -323,6 +323,73 @@ fn a_custom_bus_entry_carries_its_group_and_dedup_ids_and_shares_calls_only_with
 }
 
 #[test]
+fn an_item_key_is_its_plain_key_values_joined_read_from_the_tree_or_the_text() {
+    use crate::pipeline::pattern::fields::Parsed;
+    use crate::pipeline::RecordPolicy;
+    let mut expanded = spec("expanded", &[], template(r#"{"a": 1}"#));
+    expanded.expand_json = vec!["doc".into()];
+    let routers = [
+        router(vec![spec("plain", &[], template(r#"{"a": 1}"#))]),
+        router(vec![expanded]),
+    ];
+    let key_of = |keys: Value, router: &Router| -> [String; 2] {
+        let mut record = insert("BookAdded");
+        record["dynamodb"]["Keys"] = keys;
+        let policy = RecordPolicy::default();
+        let whole = policy.route(
+            router,
+            &mut record.clone(),
+            ImageTexts::default(),
+            "arn:s",
+            None,
+        );
+        let text = record.to_string();
+        let Parsed { mut tree, images } = policy.reads(router).parse(&text).expect("json");
+        // The item key is read only unmarshalled: `Keys` is kept as text.
+        assert!(images.get(ImageSelector::Keys).is_some());
+        let read = policy.route(router, &mut tree, images, "arn:s", None);
+        [whole, read].map(|routed| {
+            routed.results[0]
+                .as_ref()
+                .expect("renders")
+                .ordering_key
+                .clone()
+        })
+    };
+    let strings = json!({"pk": {"S": "evt-9"}, "sk": {"B": "AQ=="}, "a\"q": {"S": "x#\"y"}});
+    let number = json!({"pk": {"S": "evt-9"}, "n": {"N": "0012.50"}});
+    let doc = json!({"doc": {"S": "{ \"b\" : [1, 2] }"}, "pk": {"S": "evt-9"}});
+    for r in &routers {
+        assert_eq!(
+            key_of(strings.clone(), r),
+            ["x#\"y#evt-9#AQ==", "x#\"y#evt-9#AQ=="].map(String::from)
+        );
+        // Not every value a string: the plain `Keys`' way, numbers as their JSON.
+        let n = number_text("0012.50");
+        assert_eq!(
+            key_of(number.clone(), r),
+            [format!("{n}#evt-9"), format!("{n}#evt-9")]
+        );
+    }
+    // A key attribute the route expands is the parsed document's JSON, not the string.
+    assert_eq!(
+        key_of(doc.clone(), &routers[1]),
+        [r#"{"b":[1,2]}#evt-9"#, r#"{"b":[1,2]}#evt-9"#].map(String::from)
+    );
+    assert_eq!(
+        key_of(doc, &routers[0]),
+        [r#"{ "b" : [1, 2] }#evt-9"#, r#"{ "b" : [1, 2] }#evt-9"#].map(String::from)
+    );
+}
+
+/// The JSON text of the plain number a typed `N` holding `n` becomes.
+fn number_text(n: &str) -> String {
+    crate::pipeline::unmarshall::value(&json!({"N": n}), "n")
+        .expect("a number")
+        .to_string()
+}
+
+#[test]
 fn a_group_or_dedup_id_out_of_bounds_dead_letters_the_entry_with_the_reason() {
     let r = router(vec![
         custom("empty-group", "<$.NewImage.missing>"),
