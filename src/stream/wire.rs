@@ -60,10 +60,6 @@ fn stream_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StreamRecord>, 
             f.write_str("GetRecords' Records")
         }
 
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-
         fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
@@ -73,7 +69,7 @@ fn stream_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StreamRecord>, 
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            let mut records = Vec::new();
             while let Some(record) = seq.next_element::<WireRecord<'de>>()? {
                 records.extend(record.into_stream_record());
             }
