@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use validate::{invalid, join};
 
+mod answers;
 pub mod eval;
 pub mod fields;
 mod validate;
@@ -270,6 +271,8 @@ pub struct Matcher {
     unfiltered: Vec<u32>,
     /// The event fields the automaton's patterns name: all of an event it needs to see.
     read: ReadFields,
+    /// Its patterns as they stand, under which quamina's answers are remembered.
+    generation: answers::Generation,
 }
 
 impl fmt::Debug for Matcher {
@@ -294,6 +297,7 @@ impl Matcher {
             alternatives: Vec::new(),
             unfiltered: Vec::new(),
             read: ReadFields::default(),
+            generation: answers::Generation::next(),
         }
     }
 
@@ -303,6 +307,7 @@ impl Matcher {
     /// [`PatternError::Rejected`] if quamina refuses a pattern (unreachable for a compiled
     /// [`Filter`], which was probed).
     pub fn add(&mut self, route: usize, filter: &Filter) -> Result<(), PatternError> {
+        self.generation = answers::Generation::next();
         for alt in &filter.alternatives {
             let id = u32::try_from(self.alternatives.len())
                 .map_err(|_| PatternError::Rejected("too many patterns".into()))?;
@@ -346,20 +351,25 @@ impl Matcher {
     /// Appends to `out` the route of every alternative matching the event (`event_json` is
     /// [`Matcher::input`] of `event`, or `event` serialized whole; both are passed so neither
     /// is recomputed). Routes may repeat.
+    ///
+    /// quamina's answer for a text is remembered ([`answers`]): records' pruned texts repeat.
     pub fn matching(&self, event: &Value, event_json: &[u8], out: &mut Vec<usize>) {
         // The event is our own serialization of a serde_json::Value, so it is valid JSON.
-        let hits = self
-            .automaton
-            .matches_for_event(event_json)
-            .unwrap_or_default();
-        for id in hits.into_iter().chain(self.unfiltered.iter().copied()) {
-            let Some((route, confirm)) = self.alternatives.get(id as usize) else {
-                continue;
-            };
-            if confirm.as_ref().is_none_or(|p| eval::matches(p, event)) {
-                out.push(*route);
+        let ask = || {
+            self.automaton
+                .matches_for_event(event_json)
+                .unwrap_or_default()
+        };
+        answers::with_answer(self.generation, event_json, ask, |hits| {
+            for &id in hits.iter().chain(&self.unfiltered) {
+                let Some((route, confirm)) = self.alternatives.get(id as usize) else {
+                    continue;
+                };
+                if confirm.as_ref().is_none_or(|p| eval::matches(p, event)) {
+                    out.push(*route);
+                }
             }
-        }
+        });
     }
 }
 

@@ -479,3 +479,29 @@ pub(super) mod fields_read {
         }
     }
 }
+
+/// quamina's answers are remembered per text ([`answers`]): a pattern added afterwards still
+/// counts, and the same text matches again as it did.
+#[test]
+fn a_pattern_added_after_matching_counts_and_answers_repeat() {
+    let mut m = Matcher::new();
+    m.add(0, &Filter::compile(r#"{"a": ["x"]}"#).expect("valid"))
+        .expect("valid");
+    let event = serde_json::json!({"a": "x", "b": 1});
+    let matched = |m: &Matcher| {
+        let mut out = Vec::new();
+        m.matching(&event, &m.input(&event), &mut out);
+        // In quamina's order: the router puts routes in config order.
+        out.sort_unstable();
+        out
+    };
+    assert_eq!(matched(&m), [0]);
+    assert_eq!(matched(&m), [0]);
+    m.add(
+        1,
+        &Filter::compile(r#"{"a": [{"prefix": "x"}]}"#).expect("valid"),
+    )
+    .expect("valid");
+    assert_eq!(matched(&m), [0, 1]);
+    assert_eq!(matched(&m), [0, 1]);
+}

@@ -319,3 +319,33 @@ fn outbox_records_parse_and_route() {
     let records: Vec<StreamRecord> = (0..10_000).map(|i| record(0, i)).collect();
     assert_eq!(parse_and_route(&records, &router, &policy, &reads), 10_000);
 }
+
+/// [`seed_records_parse_and_route`] with filters that also name each record's `eventID`, so
+/// that what quamina reads is new for every record: its remembered answers
+/// (`pipeline::pattern::answers`) never help, and callgrind shows what remembering costs then
+/// (`answers::with_answer` less quamina's `matches_for_event`, BENCHMARKS.md).
+#[test]
+#[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
+fn seed_records_parse_and_route_each_filter_text_new() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cdc.toml"),
+    )
+    .expect("the config");
+    let text = text.replace(
+        r#"{"eventName": ["#,
+        r#"{"eventID": [{"prefix": "s"}], "eventName": ["#,
+    );
+    assert_eq!(
+        text.matches(r#""eventID": [{"prefix""#).count(),
+        2,
+        "both routes' filters"
+    );
+    let config = Config::from_toml(&text).expect("valid");
+    let router = config
+        .router_for(&config.source.streams()[0])
+        .expect("valid");
+    let policy = config.source.record_policy();
+    let reads = policy.reads(&router);
+    let records: Vec<StreamRecord> = (0..10_000).map(|i| seed_record(0, i)).collect();
+    assert_eq!(parse_and_route(&records, &router, &policy, &reads), 10_000);
+}
