@@ -605,6 +605,7 @@ mod reads {
             Just(json!({"BOOL": true})),
             Just(json!({"NULL": true})),
             Just(json!({"S": "{\"doc\": [1, 2.50]}"})),
+            Just(json!({"S": "say \"hi\"\n\t\\ é \u{1}"})),
             // Malformed: not DynamoDB JSON.
             Just(json!({"X": 1})),
             Just(json!("bare")),
@@ -682,7 +683,19 @@ mod reads {
             template(r#"{"first": <$.dynamodb.NewImage.list.L[0]>, "keys": <$.Keys>}"#),
         );
         keyed.ordering_key = Some("<$.dynamodb.Keys.pk.S>".into());
+        // A plain image's attributes and the image itself, in every place a value goes: as
+        // JSON, inside a string, and as an ordering key's text (metadata's: the CloudEvents
+        // route below).
+        let mut shown = spec(
+            "shown",
+            &[],
+            template(
+                r#"{"n": <$.NewImage.name>, "title": "Book: <$.NewImage.name> (<$.NewImage.list>, <$.NewImage.eventType>)", "all": <$.NewImage>, "in": "<$.NewImage>", "none": <$.NewImage.absent>}"#,
+            ),
+        );
+        shown.ordering_key = Some("<$.NewImage.name>/<$.NewImage.list>".into());
         vec![
+            shown,
             spec(
                 "from-stream",
                 &[r#"{"eventSourceARN": [{"prefix": "arn:"}]}"#],
@@ -715,7 +728,10 @@ mod reads {
             {
                 let mut c = cloudevents_route("cloudevents");
                 c.subject = Some("at/<$.dynamodb.SequenceNumber>".into());
-                c.metadata = vec![("region".into(), "<$.awsRegion>".into())];
+                c.metadata = vec![
+                    ("region".into(), "<$.awsRegion>".into()),
+                    ("title".into(), "<$.NewImage.eventType>".into()),
+                ];
                 c
             },
         ]
