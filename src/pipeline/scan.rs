@@ -152,6 +152,11 @@ impl<'t> Scan<'t> {
     /// # Errors
     /// The next value is not an object, or its first key is malformed.
     pub fn object_first(&mut self) -> Result<Option<Cow<'t, str>>, NotJson> {
+        // Compact text (the commonest): `{"` opens the object and its first key.
+        if self.bytes().get(self.at..self.at + 2) == Some(b"{\"") {
+            self.at += 1;
+            return self.key().map(Some);
+        }
         self.expect(b'{', "expected an object")?;
         if self.peek()? == b'}' {
             self.at += 1;
@@ -181,7 +186,8 @@ impl<'t> Scan<'t> {
 
     #[inline]
     fn key(&mut self) -> Result<Cow<'t, str>, NotJson> {
-        if self.peek()? != b'"' {
+        // Compact text: the key's quote is the next byte.
+        if self.bytes().get(self.at) != Some(&b'"') && self.peek()? != b'"' {
             return Err(self.error("expected an object's key"));
         }
         let key = self.quoted()?;
@@ -231,7 +237,7 @@ impl<'t> Scan<'t> {
     /// The next value is not a string, or it is malformed.
     #[inline]
     pub fn string(&mut self) -> Result<Cow<'t, str>, NotJson> {
-        if self.peek()? != b'"' {
+        if self.bytes().get(self.at) != Some(&b'"') && self.peek()? != b'"' {
             return Err(self.error("expected a string"));
         }
         self.quoted()
