@@ -11,7 +11,8 @@
 //!   is added, so a matcher's answers never outlive its patterns;
 //! - only short texts are kept ([`LONGEST_TEXT`]), at most [`ANSWERS_PER_MATCHER`] per matcher
 //!   and [`MATCHERS`] matchers per thread: past a bound, what is kept is dropped and filled
-//!   again, so memory stays bounded whatever the records hold;
+//!   again, so memory stays bounded whatever the records hold (8 × 256 texts of at most 256
+//!   bytes with their answers: well under a MiB a thread);
 //! - when a matcher's texts rarely repeat (a filter on a field of many values, an amount, an
 //!   id), keeping them costs more than it saves: a matcher whose kept answers filled up with
 //!   fewer hits than answers keeps none for the next [`REST`] texts, then tries again;
