@@ -93,10 +93,7 @@ fn run_workload(workload: Workload, shards: usize, total: usize) -> (f64, Durati
         Workload::Outbox => ("config/local.toml", record),
         Workload::Seed => ("config/cdc.toml", seed_record),
     };
-    let config_text =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
-            .expect("the config");
-    let config = Config::from_toml(&config_text).expect("valid");
+    let config = Config::from_toml(&config_text(file)).expect("valid");
     let router = Arc::new(
         config
             .router_for(&config.source.streams()[0])
@@ -283,10 +280,18 @@ fn parse_and_route_typed_image(
 /// The router of `config` (a file of this repository) for its first stream, and its source's
 /// record policy.
 fn routing_of(config: &str) -> (crate::pipeline::Router, crate::pipeline::RecordPolicy) {
-    let text =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(config))
-            .expect("the config");
-    let config = Config::from_toml(&text).expect("valid");
+    routing_of_text(&config_text(config))
+}
+
+/// The text of `config`, a file of this repository.
+fn config_text(config: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(config))
+        .expect("the config")
+}
+
+/// [`routing_of`] a config's text.
+fn routing_of_text(text: &str) -> (crate::pipeline::Router, crate::pipeline::RecordPolicy) {
+    let config = Config::from_toml(text).expect("valid");
     let router = config
         .router_for(&config.source.streams()[0])
         .expect("valid");
@@ -327,11 +332,7 @@ fn outbox_records_parse_and_route() {
 #[test]
 #[ignore = "a measurement under valgrind, see BENCHMARKS.md"]
 fn seed_records_parse_and_route_each_filter_text_new() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cdc.toml"),
-    )
-    .expect("the config");
-    let text = text.replace(
+    let text = config_text("config/cdc.toml").replace(
         r#"{"eventName": ["#,
         r#"{"eventID": [{"prefix": "s"}], "eventName": ["#,
     );
@@ -340,11 +341,7 @@ fn seed_records_parse_and_route_each_filter_text_new() {
         2,
         "both routes' filters"
     );
-    let config = Config::from_toml(&text).expect("valid");
-    let router = config
-        .router_for(&config.source.streams()[0])
-        .expect("valid");
-    let policy = config.source.record_policy();
+    let (router, policy) = routing_of_text(&text);
     let reads = policy.reads(&router);
     let records: Vec<StreamRecord> = (0..10_000).map(|i| seed_record(0, i)).collect();
     assert_eq!(parse_and_route(&records, &router, &policy, &reads), 10_000);
