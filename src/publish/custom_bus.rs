@@ -12,6 +12,8 @@
 //! context and the route's own keys as `Metadata` (see `pipeline::cloudevent`). Its answer has
 //! the same shape as `PutEvents`' and is read by the same rule.
 
+use std::borrow::Borrow;
+
 use aws_sdk_eventbridgev2::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridgev2::types::{
     PutEventsRequestEntry, PutEventsSystemMetadata, PutRawEventsRequestEntry,
@@ -23,14 +25,14 @@ use super::publisher::{FailedEntry, PublishError, PutOutcome};
 use crate::pipeline::Entry;
 
 /// Sends `entries` (one bus, at most 100, within 1 MiB) in one Custom Event Bus PutEvents call.
-pub(super) async fn put_events(
+pub(super) async fn put_events<E: Borrow<Entry>>(
     client: &aws_sdk_eventbridgev2::Client,
     bus_arn: &str,
-    entries: &[Entry],
+    entries: &[E],
 ) -> Result<PutOutcome, PublishError> {
     let request = entries
         .iter()
-        .map(to_request_entry)
+        .map(|e| to_request_entry(e.borrow()))
         .collect::<Result<Vec<_>, _>>()?;
     match client
         .put_events()
@@ -46,14 +48,14 @@ pub(super) async fn put_events(
 
 /// Sends `entries` (one bus, all `cloudevents`, at most 100, within 1 MiB) in one
 /// `PutRawEvents` call.
-pub(super) async fn put_raw_events(
+pub(super) async fn put_raw_events<E: Borrow<Entry>>(
     client: &aws_sdk_eventbridgev2::Client,
     bus_arn: &str,
-    entries: &[Entry],
+    entries: &[E],
 ) -> Result<PutOutcome, PublishError> {
     let request = entries
         .iter()
-        .map(to_raw_request_entry)
+        .map(|e| to_raw_request_entry(e.borrow()))
         .collect::<Result<Vec<_>, _>>()?;
     match client
         .put_raw_events()

@@ -4,6 +4,8 @@
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use std::borrow::Borrow;
+
 use aws_smithy_types::DateTime;
 
 use super::publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
@@ -28,14 +30,20 @@ impl EventBridgePublisher {
 }
 
 impl EventPublisher for EventBridgePublisher {
-    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
+    async fn put_events<E: Borrow<Entry> + Sync>(
+        &self,
+        entries: &[E],
+    ) -> Result<PutOutcome, PublishError> {
         match call_bus(entries)? {
-            Bus::Custom(arn) if entries[0].is_raw() => {
+            Bus::Custom(arn) if entries[0].borrow().is_raw() => {
                 super::custom_bus::put_raw_events(&self.custom, arn, entries).await
             }
             Bus::Custom(arn) => super::custom_bus::put_events(&self.custom, arn, entries).await,
             Bus::Classic(_) => {
-                let request = entries.iter().map(to_request_entry).collect();
+                let request = entries
+                    .iter()
+                    .map(|e| to_request_entry(e.borrow()))
+                    .collect();
                 match self
                     .classic
                     .put_events()
@@ -55,17 +63,21 @@ impl EventPublisher for EventBridgePublisher {
 /// own), Custom Event Bus entries must all name the same one and go through the same API
 /// (`PutEvents` or `PutRawEvents`). A mixed call is refused before it is sent, as an invalid
 /// request (the relay then sends its entries one by one).
-fn call_bus(entries: &[Entry]) -> Result<&Bus, PublishError> {
+fn call_bus<E: Borrow<Entry>>(entries: &[E]) -> Result<&Bus, PublishError> {
     let first = entries
         .first()
-        .map(|e| &e.bus)
+        .map(|e| &e.borrow().bus)
         .ok_or_else(|| PublishError {
             code: "InvalidInputException".to_owned(),
             message: "a PutEvents call needs at least one entry".to_owned(),
         })?;
-    let same = |e: &Entry| match first {
-        Bus::Classic(_) => e.bus.kind() == BusKind::Classic,
-        Bus::Custom(_) => &e.bus == first && e.is_raw() == entries[0].is_raw(),
+    let raw = entries[0].borrow().is_raw();
+    let same = |e: &E| {
+        let e = e.borrow();
+        match first {
+            Bus::Classic(_) => e.bus.kind() == BusKind::Classic,
+            Bus::Custom(_) => &e.bus == first && e.is_raw() == raw,
+        }
     };
     if entries.iter().all(same) {
         Ok(first)

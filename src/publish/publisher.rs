@@ -1,5 +1,6 @@
 //! The [`EventPublisher`] seam: one PutEvents call, in domain types.
 
+use std::borrow::Borrow;
 use std::future::Future;
 
 use crate::pipeline::Entry;
@@ -35,9 +36,10 @@ pub struct PublishError {
 /// EventBridge as the relay uses it.
 pub trait EventPublisher: Send + Sync + 'static {
     /// Sends `entries` in one PutEvents call: all to classic buses (at most 10, 1 MiB) or
-    /// all to one Custom Event Bus (at most 100, 1 MiB).
-    fn put_events(
+    /// all to one Custom Event Bus (at most 100, 1 MiB). The entries are borrowed: the relay
+    /// lends the ones its window holds (`Arc<Entry>`), a caller with its own passes `Entry`.
+    fn put_events<E: Borrow<Entry> + Sync>(
         &self,
-        entries: &[Entry],
+        entries: &[E],
     ) -> impl Future<Output = Result<PutOutcome, PublishError>> + Send;
 }

@@ -54,7 +54,8 @@ pub(crate) struct Window {
 /// route (dead-lettered at once).
 pub(crate) enum Work {
     Publish {
-        entry: Entry,
+        /// Shared with the calls that carry it: a call borrows it, no copy is made per send.
+        entry: Arc<Entry>,
         /// When it was first sent (for its dead letter).
         first_attempt: Option<SystemTime>,
     },
@@ -66,6 +67,14 @@ impl Work {
     pub(super) fn entry(&self) -> Option<&Entry> {
         match self {
             Self::Publish { entry, .. } => Some(entry),
+            Self::Poison(_) => None,
+        }
+    }
+
+    /// The entry to publish, shared, if this is one.
+    fn shared_entry(&self) -> Option<Arc<Entry>> {
+        match self {
+            Self::Publish { entry, .. } => Some(Arc::clone(entry)),
             Self::Poison(_) => None,
         }
     }
@@ -137,16 +146,21 @@ impl Window {
             .peek_lane_batch(now, |lane| settings.call_limits(lane))
     }
 
-    /// Marks `batch` (from [`Window::next_call`], unchanged since) in flight: its entries,
-    /// and the call's ticket for the call limit.
-    pub(crate) fn start_call(&mut self, batch: &[EntryId], at: SystemTime) -> (Vec<Entry>, Ticket) {
+    /// Marks `batch` (from [`Window::next_call`], unchanged since) in flight: its entries
+    /// (shared with the window, which keeps them for a retry or a dead letter), and the call's
+    /// ticket for the call limit.
+    pub(crate) fn start_call(
+        &mut self,
+        batch: &[EntryId],
+        at: SystemTime,
+    ) -> (Vec<Arc<Entry>>, Ticket) {
         self.schedule.start(batch);
         let entries = batch
             .iter()
             .filter_map(|&id| {
                 let work = self.schedule.entry_mut(id);
                 work.sent(at);
-                work.entry().cloned()
+                work.shared_entry()
             })
             .collect();
         (entries, self.limit.start())
@@ -244,7 +258,7 @@ impl Window {
                     key: Some(entry.ordering_key.clone()),
                     size: entry_size(&entry),
                     payload: Work::Publish {
-                        entry,
+                        entry: Arc::new(entry),
                         first_attempt: None,
                     },
                     poison: false,

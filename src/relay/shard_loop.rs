@@ -314,7 +314,11 @@ impl ShardLoop {
     }
 
     /// Marks `batch` (from [`ShardLoop::next_call`], unchanged since) in flight.
-    pub(super) fn start_call(&mut self, batch: &[EntryId], at: SystemTime) -> (Vec<Entry>, Ticket) {
+    pub(super) fn start_call(
+        &mut self,
+        batch: &[EntryId],
+        at: SystemTime,
+    ) -> (Vec<Arc<Entry>>, Ticket) {
         self.window.start_call(batch, at)
     }
 

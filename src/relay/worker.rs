@@ -398,7 +398,7 @@ impl<S: ShardSource, P: EventPublisher, L: LeaseStore, D: DeadLetterSink> Worker
     async fn call(
         &self,
         batch: Vec<EntryId>,
-        entries: Vec<Entry>,
+        entries: Vec<Arc<Entry>>,
         permit: OwnedSemaphorePermit,
         ticket: Ticket,
     ) -> Answer {

@@ -84,14 +84,17 @@ where
 
 /// The span of one PutEvents call, linked to the trace of every entry that carries one.
 #[must_use]
-pub fn publish_batch(entries: &[Entry]) -> tracing::Span {
+pub fn publish_batch<E: std::borrow::Borrow<Entry>>(entries: &[E]) -> tracing::Span {
     if !enabled() {
         return tracing::Span::none();
     }
-    let bus = entries.first().map(|e| e.bus.id()).unwrap_or_default();
+    let bus = entries
+        .first()
+        .map(|e| e.borrow().bus.id())
+        .unwrap_or_default();
     let span = tracing::info_span!("PutEvents", entries = entries.len(), bus);
     for entry in entries {
-        if let Some(trace) = &entry.trace {
+        if let Some(trace) = &entry.borrow().trace {
             span.add_link(trace.span_context());
         }
     }
@@ -125,7 +128,7 @@ mod tests {
     #[test]
     fn off_by_default_no_span_is_made() {
         assert!(!enabled());
-        assert!(publish_batch(&[]).is_none());
+        assert!(publish_batch::<Entry>(&[]).is_none());
         assert!(call("GetRecords").is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! failures, slow answers, a failing dead-letter sink, a slow or failing lease table), shared
 //! by the relay's and backfill's unit tests.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,10 @@ impl FakePublisher {
 }
 
 impl EventPublisher for FakePublisher {
-    async fn put_events(&self, entries: &[Entry]) -> Result<PutOutcome, PublishError> {
+    async fn put_events<E: std::borrow::Borrow<Entry> + Sync>(
+        &self,
+        entries: &[E],
+    ) -> Result<PutOutcome, PublishError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some((at, token)) = &self.cancel {
             if call == *at {
@@ -97,6 +101,7 @@ impl EventPublisher for FakePublisher {
             self.counted.fetch_add(entries.len(), Ordering::Relaxed);
             return Ok(PutOutcome::default());
         }
+        let entries: Vec<&Entry> = entries.iter().map(Borrow::borrow).collect();
         let numbers: Vec<u64> = entries
             .iter()
             .map(|e| {

@@ -130,7 +130,7 @@ struct World<'s> {
     now: Now,
     next_page: usize,
     reading: bool,
-    calls: Vec<(Vec<EntryId>, Vec<Entry>, Ticket)>,
+    calls: Vec<(Vec<EntryId>, Vec<Arc<Entry>>, Ticket)>,
     letters: Vec<(EntryId, String)>,
     checkpointing: Option<Checkpoint>,
     /// Per record (sequence number): entries settled (accepted, or dead letter stored).
