@@ -197,6 +197,10 @@ pub struct Schedule<R, E> {
     /// [`Schedule::next_retry`] answers without a scan (it is asked on every turn of a loop).
     retries_waiting: usize,
     bytes: usize,
+    /// No entry before this one is waiting to be sent (`Pending`): a per-key call is looked
+    /// for from here, not from the window's front past every entry already in flight. It
+    /// moves on as calls start and back when an answer makes an entry wait again.
+    pending_from: EntryId,
     /// The highest record with an entry sent (or dead-lettered).
     started: Option<u64>,
     /// After [`Schedule::stop`]: records at or after this index never start.
@@ -218,6 +222,7 @@ impl<R, E> Schedule<R, E> {
             retries_waiting: 0,
             dead_lettering: 0,
             bytes: 0,
+            pending_from: 0,
             started: None,
             drain_limit: None,
         }
@@ -359,6 +364,24 @@ impl<R, E> Schedule<R, E> {
             }
             self.started = self.started.max(Some(record));
         }
+        self.skip_unpending();
+    }
+
+    /// Moves [`Schedule::pending_from`] past the entries at it that are not waiting to be sent.
+    fn skip_unpending(&mut self) {
+        self.pending_from = self.pending_from.max(self.first_entry);
+        while let Some(e) = self.slot_at(self.pending_from) {
+            if matches!(e.state, State::Pending { .. }) {
+                break;
+            }
+            self.pending_from += 1;
+        }
+    }
+
+    /// Entry `id`, if it is in the window.
+    fn slot_at(&self, id: EntryId) -> Option<&EntrySlot<E>> {
+        let i = usize::try_from(id.checked_sub(self.first_entry)?).ok()?;
+        self.entries.get(i)
     }
 
     fn startable(&self, e: &EntrySlot<E>) -> bool {
@@ -437,7 +460,18 @@ impl<R, E> Schedule<R, E> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut lane: Option<(Lane, CallLimits)> = None;
-        for (id, e) in self.ids().zip(&self.entries) {
+        let from = self.pending_from.max(self.first_entry);
+        let skipped = usize::try_from(from - self.first_entry)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        debug_assert!(
+            !self
+                .entries
+                .range(..skipped)
+                .any(|e| matches!(e.state, State::Pending { .. })),
+            "no entry before `pending_from` waits to be sent"
+        );
+        for (id, e) in (from..).zip(self.entries.range(skipped..)) {
             if !self.startable(e) {
                 break; // records only grow after this one: none of them may start
             }
@@ -485,6 +519,7 @@ impl<R, E> Schedule<R, E> {
             match outcome {
                 Outcome::Accepted => self.settle(id),
                 Outcome::RetryAt(at) => {
+                    self.pending_from = self.pending_from.min(id);
                     self.slot_mut(id).state = State::Pending {
                         not_before: Some(at),
                         solo: false,
@@ -493,6 +528,7 @@ impl<R, E> Schedule<R, E> {
                     self.retries_waiting += 1;
                 }
                 Outcome::Split => {
+                    self.pending_from = self.pending_from.min(id);
                     self.slot_mut(id).state = State::Pending {
                         not_before: None,
                         solo: true,
@@ -568,6 +604,7 @@ impl<R, E> Schedule<R, E> {
     pub fn stop(&mut self) {
         let limit = self.started.map_or(self.first_record, |s| s + 1);
         self.drain_limit = Some(limit);
+        self.pending_from = self.pending_from.min(self.first_entry);
         while self.first_record + (self.records.len() as u64) > limit {
             let Some(r) = self.records.pop_back() else {
                 break;
