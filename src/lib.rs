@@ -33,7 +33,6 @@
 pub mod app;
 pub mod aws;
 pub mod backfill;
-pub(crate) mod borrowed;
 pub mod cli;
 pub mod config;
 pub mod healthcheck;

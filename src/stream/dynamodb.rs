@@ -3,10 +3,11 @@
 //! The translation from SDK types to ours (records into the Pipes JSON shape, error codes into
 //! [`SourceError`]) is done by pure functions at the bottom, tested with SDK builders.
 
+use std::borrow::Cow;
+
 use super::shard::{SequenceNumber, Shard, ShardId};
 use super::source::{IteratorPosition, RecordsPage, ShardSource, SourceError, StreamRecord};
 use super::wire::{TakeRecords, WireIdentity, WireRecord, WireStreamRecord};
-use crate::borrowed::Str;
 use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{Record, ShardFilter, ShardFilterType, ShardIteratorType};
 
@@ -246,11 +247,8 @@ where
 /// the wire parse refused.
 pub fn to_stream_record<'a>(record: &'a Record) -> Option<StreamRecord> {
     let ddb = record.dynamodb()?;
-    let borrowed = |s: Option<&'a str>| s.map(Str::from);
-    let image = |item| {
-        serde_json::value::to_raw_value(&super::typed::streams_item(item))
-            .expect("a Value always serializes")
-    };
+    let borrowed = |s: Option<&'a str>| s.map(Cow::Borrowed);
+    let image = |item| super::typed::streams_item(item).to_string();
     let (keys, new_image, old_image) = (
         ddb.keys().map(image),
         ddb.new_image().map(image),

@@ -4,10 +4,11 @@
 //! `eventID`, `eventName`, … keys and `dynamodb.Keys`/`NewImage`/`OldImage` as DynamoDB JSON.
 //! Letting the SDK parse it into `AttributeValue` hash maps and then converting those into our
 //! `Value` built two trees per record (30 % of the process, BENCHMARKS.md). Here the body is
-//! parsed once: the few scalar fields into [`WireRecord`], the images checked to be JSON and
-//! kept as their text, which [`WireRecord::into_stream_record`] writes out in the Lambda shape
-//! as the record's text (parsed into a tree only when the record is routed). The SDK path
-//! ([`super::to_stream_record`]) fills the same [`WireRecord`], so the layout exists once.
+//! read once by a strict cursor ([`page`]): the few scalar fields into [`WireRecord`], the
+//! images checked to be JSON and kept as their text, which [`WireRecord::into_stream_record`]
+//! writes out in the Lambda shape as the record's text (parsed into a tree only when the
+//! record is routed). The SDK path ([`super::to_stream_record`]) fills the same [`WireRecord`],
+//! so the layout exists once.
 //!
 //! Where the two parses differ, on input AWS does not send: an attribute type newer than the
 //! SDK is kept as sent here (the SDK's union reads it as unknown, which becomes `{"NULL": true}`),
@@ -16,6 +17,9 @@
 //! [`TakeRecords`] is the SDK interceptor that hands the body to this parse and gives the SDK's
 //! own deserializer an empty answer (`{}`).
 
+mod page;
+
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -30,118 +34,59 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::DateTime;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use serde::de::{SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::shard::SequenceNumber;
 use super::source::{RecordText, RecordsPage, StreamRecord};
-use crate::borrowed::Str;
 use crate::pipeline::json_write;
 
-/// GetRecords' answer (`Records`, `NextShardIterator`); other keys are ignored, as the SDK does.
-#[derive(Debug, Deserialize)]
-struct WirePage {
-    #[serde(rename = "Records", default, deserialize_with = "stream_records")]
-    records: Vec<StreamRecord>,
-    #[serde(rename = "NextShardIterator", default)]
-    next_shard_iterator: Option<String>,
-}
+pub use page::NotAnswer;
 
-/// `Records` (or `null`), each record laid out as ours as soon as it is read
-/// ([`WireRecord::into_stream_record`]): no page of [`WireRecord`]s is held (growing one moved
-/// every record read so far, issue #28).
-fn stream_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StreamRecord>, D::Error> {
-    struct Records;
-    impl<'de> Visitor<'de> for Records {
-        type Value = Vec<StreamRecord>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("GetRecords' Records")
-        }
-
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_seq(self)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut records = Vec::new();
-            while let Some(record) = seq.next_element::<WireRecord<'de>>()? {
-                records.extend(record.into_stream_record());
-            }
-            Ok(records)
-        }
-    }
-    d.deserialize_option(Records)
-}
-
-/// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it).
-#[derive(Debug, Default, Deserialize)]
+/// One record as DynamoDB Streams sends it (and as the SDK's `Record` holds it); the JSON
+/// member each field is read from is named beside it.
+#[derive(Debug, Default)]
 pub(super) struct WireRecord<'a> {
-    #[serde(rename = "eventID", default, borrow)]
-    pub event_id: Option<Str<'a>>,
-    #[serde(rename = "eventName", default, borrow)]
-    pub event_name: Option<Str<'a>>,
-    #[serde(rename = "eventVersion", default, borrow)]
-    pub event_version: Option<Str<'a>>,
-    #[serde(rename = "eventSource", default, borrow)]
-    pub event_source: Option<Str<'a>>,
-    #[serde(rename = "awsRegion", default, borrow)]
-    pub aws_region: Option<Str<'a>>,
-    #[serde(default, borrow)]
+    /// `eventID`
+    pub event_id: Option<Cow<'a, str>>,
+    /// `eventName`
+    pub event_name: Option<Cow<'a, str>>,
+    /// `eventVersion`
+    pub event_version: Option<Cow<'a, str>>,
+    /// `eventSource`
+    pub event_source: Option<Cow<'a, str>>,
+    /// `awsRegion`
+    pub aws_region: Option<Cow<'a, str>>,
+    /// `dynamodb`
     pub dynamodb: Option<WireStreamRecord<'a>>,
-    #[serde(rename = "userIdentity", default, borrow)]
+    /// `userIdentity`
     pub user_identity: Option<WireIdentity<'a>>,
 }
 
 /// The record's `dynamodb` member.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(super) struct WireStreamRecord<'a> {
-    /// Epoch seconds, a JSON number with a fraction (awsJson1.0 timestamps).
-    #[serde(
-        rename = "ApproximateCreationDateTime",
-        default,
-        deserialize_with = "epoch_seconds"
-    )]
+    /// `ApproximateCreationDateTime`: epoch seconds, a JSON number with a fraction
+    /// (awsJson1.0 timestamps).
     pub approximate_creation_date_time: Option<DateTime>,
-    /// The images as sent: checked to be JSON, not parsed into a tree.
-    #[serde(rename = "Keys", default, borrow)]
-    pub keys: Option<&'a RawValue>,
-    #[serde(rename = "NewImage", default, borrow)]
-    pub new_image: Option<&'a RawValue>,
-    #[serde(rename = "OldImage", default, borrow)]
-    pub old_image: Option<&'a RawValue>,
-    #[serde(rename = "SequenceNumber", default, borrow)]
-    pub sequence_number: Option<Str<'a>>,
-    #[serde(rename = "SizeBytes", default)]
+    /// `Keys`, `NewImage`, `OldImage`: the images as sent, checked to be JSON, not parsed
+    /// into a tree.
+    pub keys: Option<&'a str>,
+    pub new_image: Option<&'a str>,
+    pub old_image: Option<&'a str>,
+    /// `SequenceNumber`
+    pub sequence_number: Option<Cow<'a, str>>,
+    /// `SizeBytes`
     pub size_bytes: Option<i64>,
-    #[serde(rename = "StreamViewType", default, borrow)]
-    pub stream_view_type: Option<Str<'a>>,
+    /// `StreamViewType`
+    pub stream_view_type: Option<Cow<'a, str>>,
 }
 
 /// `userIdentity` (records of TTL deletions): `Type` and `PrincipalId` on the wire.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(super) struct WireIdentity<'a> {
-    #[serde(rename = "Type", default, borrow)]
-    pub r#type: Option<Str<'a>>,
-    #[serde(rename = "PrincipalId", default, borrow)]
-    pub principal_id: Option<Str<'a>>,
-}
-
-/// An epoch-seconds number as the SDK reads it (`DateTime::from_secs_f64`), refusing what it
-/// refuses (not finite).
-fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime>, D::Error> {
-    let Some(seconds) = Option::<f64>::deserialize(d)? else {
-        return Ok(None);
-    };
-    if !seconds.is_finite() {
-        return Err(serde::de::Error::custom("epoch seconds must be finite"));
-    }
-    Ok(Some(DateTime::from_secs_f64(seconds)))
+    pub r#type: Option<Cow<'a, str>>,
+    pub principal_id: Option<Cow<'a, str>>,
 }
 
 impl WireRecord<'_> {
@@ -184,7 +129,7 @@ impl WireRecord<'_> {
         let images: usize = [ddb.keys, ddb.new_image, ddb.old_image]
             .into_iter()
             .flatten()
-            .map(|image| image.get().len())
+            .map(str::len)
             .sum();
         let mut text = Vec::with_capacity(images + 512);
         pipes.write(&mut text);
@@ -232,12 +177,12 @@ struct PipesRecord<'a> {
 struct PipesStreamRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     approximate_creation_date_time: Option<EpochSeconds>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    keys: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    new_image: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    old_image: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "raw_json")]
+    keys: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "raw_json")]
+    new_image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "raw_json")]
+    old_image: Option<&'a str>,
     sequence_number: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     size_bytes: Option<i64>,
@@ -301,7 +246,7 @@ impl PipesStreamRecord<'_> {
         ] {
             if let Some(image) = image {
                 members.key(key);
-                members.out.extend_from_slice(image.get().as_bytes());
+                members.out.extend_from_slice(image.as_bytes());
             }
         }
         members.string("SequenceNumber", self.sequence_number);
@@ -314,6 +259,16 @@ impl PipesStreamRecord<'_> {
         }
         members.close();
     }
+}
+
+/// An image's text in serde's reading of [`PipesRecord`]: JSON, not a string (the
+/// property test's reference; [`PipesRecord::write`] copies the text).
+fn raw_json<S: serde::Serializer>(image: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    image
+        .map(|text| RawValue::from_string(text.to_owned()))
+        .transpose()
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
 }
 
 /// An object's members written one by one: `{` before the first, `,` between, `}` at the end.
@@ -382,18 +337,16 @@ struct PipesIdentity<'a> {
 /// skipped, as [`super::to_stream_record`] does).
 ///
 /// # Errors
-/// The body is not GetRecords' JSON.
-pub fn records_page(body: &[u8]) -> Result<RecordsPage, serde_json::Error> {
-    // The body checked as UTF-8 once: read from a `str`, serde_json checks no string again
-    // (from bytes it checks each one). A body that is not UTF-8 is refused by the byte
-    // parse, with its error.
-    let page: WirePage = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text)?,
-        Err(_) => serde_json::from_slice(body)?,
-    };
+/// The body is not GetRecords' JSON (or not UTF-8).
+pub fn records_page(body: &[u8]) -> Result<RecordsPage, NotAnswer> {
+    let text = std::str::from_utf8(body).map_err(|e| NotAnswer {
+        at: e.valid_up_to(),
+        what: "the body is not UTF-8",
+    })?;
+    let (records, next_iterator) = page::read(text)?;
     Ok(RecordsPage {
-        records: page.records,
-        next_iterator: page.next_shard_iterator,
+        records,
+        next_iterator,
     })
 }
 
@@ -759,10 +712,7 @@ mod tests {
                 size in proptest::option::of(any::<i64>()),
                 identity in any::<bool>(),
             ) {
-                let raw: Vec<Option<Box<RawValue>>> = images
-                    .into_iter()
-                    .map(|i| i.map(|i| RawValue::from_string(i).expect("JSON")))
-                    .collect();
+                let raw = images;
                 let s = |i: usize| strings[i].as_deref();
                 let record = PipesRecord {
                     aws_region: s(0),
