@@ -234,8 +234,7 @@ fn put_events(c: &mut Criterion) {
         .expect("an entry");
     let custom = Entry {
         bus: Bus::Custom(
-            "arn:aws:events:us-east-1:123456789012:event-busv2/b/abcdefghij0123456789abcde"
-                .to_owned(),
+            "arn:aws:events:us-east-1:123456789012:event-busv2/b/abcdefghij0123456789abcde".into(),
         ),
         ..entry.clone()
     };

@@ -522,7 +522,7 @@ fn a_route_can_target_a_custom_event_bus() {
     let config = Config::from_toml(&r.config_toml()).expect("config");
     assert_eq!(
         config.routes[0].route.target().bus,
-        outbox_relay::pipeline::Bus::Custom(arn.to_owned())
+        outbox_relay::pipeline::Bus::Custom(arn.into())
     );
 }
 

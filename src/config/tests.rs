@@ -105,7 +105,7 @@ fn a_route_targets_a_custom_event_bus_by_its_arn() {
     let c = Config::from_toml(&text).expect("valid");
     assert_eq!(
         c.routes[0].route.target().bus,
-        crate::pipeline::Bus::Custom(BUS_ARN.to_owned())
+        crate::pipeline::Bus::Custom(BUS_ARN.into())
     );
     // Custom Event Bus routes only: up to 100 entries per call.
     let hundred = format!("[publisher]\nmax_batch_entries = 100\n{text}");

@@ -67,15 +67,15 @@ pub(super) fn routes(
             }),
         };
         let bus = match (r.event_bus_name, r.event_bus_arn) {
-            (Some(name), None) => Bus::Classic(name),
-            (None, Some(arn)) => Bus::Custom(arn),
+            (Some(name), None) => Bus::Classic(name.into()),
+            (None, Some(arn)) => Bus::Custom(arn.into()),
             (Some(_), Some(_)) => {
                 errors.push(ConfigError::new(
                     key.clone(),
                     "set either `event_bus_name` (a classic bus) or `event_bus_arn` (a Custom \
                      Event Bus), not both",
                 ));
-                Bus::Classic("unset".to_owned())
+                Bus::Classic("unset".into())
             }
             (None, None) => {
                 errors.push(ConfigError::new(
@@ -83,7 +83,7 @@ pub(super) fn routes(
                     "missing target: set `event_bus_name` (a classic bus) or `event_bus_arn` \
                      (a Custom Event Bus)",
                 ));
-                Bus::Classic("unset".to_owned())
+                Bus::Classic("unset".into())
             }
         };
         // With no detail the rest of the route is still checked, so every problem shows.
@@ -92,8 +92,8 @@ pub(super) fn routes(
             filters: r.filters,
             target: Target {
                 bus,
-                source: r.source,
-                detail_type: r.detail_type,
+                source: r.source.into(),
+                detail_type: r.detail_type.into(),
                 resources: r.resources,
             },
             detail: detail.clone().unwrap_or(DetailSpec::Unmarshall {

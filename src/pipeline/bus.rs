@@ -14,6 +14,7 @@
 //! `eventbridgev2` service model's (botocore, 2025-05-15).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Entries per classic PutEvents call.
 /// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>
@@ -37,13 +38,14 @@ pub const MAX_SYSTEM_ID_CHARS: usize = 128;
 /// Longest `EventBusArn` (eventsv2 `PutEvents`: "Maximum length of 1011").
 pub const MAX_BUS_ARN_CHARS: usize = 1011;
 
-/// Where a route's events go.
+/// Where a route's events go. The name is shared by the route and each entry it makes (an
+/// entry's copy is a count, not a string: issue #28).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Bus {
     /// A classic bus, by name or ARN (`event_bus_name`).
-    Classic(String),
+    Classic(Arc<str>),
     /// A Custom Event Bus, by its `event-busv2` ARN (`event_bus_arn`).
-    Custom(String),
+    Custom(Arc<str>),
 }
 
 /// The kind of a [`Bus`].

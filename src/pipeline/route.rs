@@ -8,6 +8,8 @@
 //!
 //! Where a route applies (its sources) is wiring, not part of the model: the config decides.
 
+use std::sync::Arc;
+
 use super::bus::{check_custom_bus_arn, Bus, BusKind};
 use super::cloudevent::{check_metadata_key, check_source, EventFormat, MAX_METADATA_ENTRIES};
 use super::image::ImageSelector;
@@ -69,10 +71,10 @@ pub enum DetailSpec {
 pub struct Target {
     /// The bus: `event_bus_name` (classic) or `event_bus_arn` (Custom Event Bus).
     pub bus: Bus,
-    /// The event's `Source`.
-    pub source: String,
-    /// The event's `DetailType`.
-    pub detail_type: String,
+    /// The event's `Source`, shared with each entry (as the bus is).
+    pub source: Arc<str>,
+    /// The event's `DetailType`, shared with each entry.
+    pub detail_type: Arc<str>,
     /// The event's `Resources`.
     pub resources: Vec<String>,
 }
@@ -472,8 +474,8 @@ mod tests {
         s.name = " ".into();
         s.filters.push("not json".into());
         s.target.source = "aws.demo".into();
-        s.target.detail_type = "x".repeat(MAX_DETAIL_TYPE_CHARS + 1);
-        s.target.bus = Bus::Classic(String::new());
+        s.target.detail_type = "x".repeat(MAX_DETAIL_TYPE_CHARS + 1).into();
+        s.target.bus = Bus::Classic("".into());
         s.expand_json = vec![String::new()];
         let problems = Route::compile(s).expect_err("broken");
         assert_eq!(
@@ -493,10 +495,10 @@ mod tests {
     fn limits_are_counted_in_characters_at_the_documented_bounds() {
         let mut s = spec();
         // Multi-byte characters: the limit is on characters, as AWS documents it.
-        s.target.source = "é".repeat(MAX_SOURCE_CHARS);
-        s.target.detail_type = "ü".repeat(MAX_DETAIL_TYPE_CHARS);
+        s.target.source = "é".repeat(MAX_SOURCE_CHARS).into();
+        s.target.detail_type = "ü".repeat(MAX_DETAIL_TYPE_CHARS).into();
         Route::compile(s.clone()).expect("at the limits");
-        s.target.source.push('é');
+        s.target.source = "é".repeat(MAX_SOURCE_CHARS + 1).into();
         let problems = Route::compile(s).expect_err("one above");
         assert_eq!(fields(&problems), ["source"]);
         assert!(

@@ -5,6 +5,7 @@
 //! image) into an [`Entry`], checked against the PutEvents limits before it is ever sent.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -56,8 +57,9 @@ pub struct Entry {
     pub route: usize,
     /// The bus, and so which PutEvents API and limits apply.
     pub bus: Bus,
-    pub source: String,
-    pub detail_type: String,
+    /// The route's, shared (as the bus is).
+    pub source: Arc<str>,
+    pub detail_type: Arc<str>,
     /// JSON text of the detail object: for a `cloudevents` route, the whole CloudEvent (a
     /// classic bus's `Detail`, a Custom Event Bus's `PutRawEvents` `Data`).
     pub detail: String,
@@ -115,14 +117,14 @@ impl Entry {
         let mut out = serde_json::Map::new();
         match &self.bus {
             Bus::Classic(name) => {
-                out.insert("EventBusName".into(), name.clone().into());
+                out.insert("EventBusName".into(), (**name).into());
             }
             Bus::Custom(arn) => {
-                out.insert("EventBusArn".into(), arn.clone().into());
+                out.insert("EventBusArn".into(), (**arn).into());
             }
         }
-        out.insert("Source".into(), self.source.clone().into());
-        out.insert("DetailType".into(), self.detail_type.clone().into());
+        out.insert("Source".into(), (*self.source).into());
+        out.insert("DetailType".into(), (*self.detail_type).into());
         out.insert("Detail".into(), self.detail.clone().into());
         out.insert("Resources".into(), self.resources.clone().into());
         let time = self

@@ -105,8 +105,8 @@ pub(super) fn to_request_entry(entry: &Entry) -> Result<PutEventsRequestEntry, P
         .deduplication_id(&entry.event_id)
         .build();
     PutEventsRequestEntry::builder()
-        .source(&entry.source)
-        .detail_type(&entry.detail_type)
+        .source(&*entry.source)
+        .detail_type(&*entry.detail_type)
         .detail(&entry.detail)
         .set_resources((!entry.resources.is_empty()).then(|| entry.resources.clone()))
         .set_time(entry.time.map(DateTime::from))

@@ -84,14 +84,14 @@ impl From<&Entry> for DeadLetterEntry {
         let custom = matches!(e.bus, Bus::Custom(_));
         Self {
             event_bus_name: match &e.bus {
-                Bus::Classic(name) => name.clone(),
+                Bus::Classic(name) => name.to_string(),
                 Bus::Custom(_) => String::new(),
             },
             event_bus_arn: custom.then(|| e.bus.id().to_owned()),
             event_group_id: custom.then(|| e.ordering_key.clone()),
             deduplication_id: custom.then(|| e.event_id.clone()),
-            source: e.source.clone(),
-            detail_type: e.detail_type.clone(),
+            source: e.source.to_string(),
+            detail_type: e.detail_type.to_string(),
             detail: Some(e.detail.clone()),
             resources: e.resources.clone(),
             time: e.time.map(rfc3339),

@@ -94,8 +94,8 @@ fn call_bus<E: Borrow<Entry>>(entries: &[E]) -> Result<&Bus, PublishError> {
 fn to_request_entry(entry: &Entry) -> PutEventsRequestEntry {
     PutEventsRequestEntry::builder()
         .event_bus_name(entry.bus.id())
-        .source(&entry.source)
-        .detail_type(&entry.detail_type)
+        .source(&*entry.source)
+        .detail_type(&*entry.detail_type)
         .detail(&entry.detail)
         .set_resources((!entry.resources.is_empty()).then(|| entry.resources.clone()))
         .set_time(entry.time.map(DateTime::from))

@@ -95,7 +95,7 @@ fn one_record_fans_out_to_every_matching_route_in_route_order() {
         .expect("renders");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].route, 0);
-    assert_eq!(entries[0].detail_type, "BookAdded");
+    assert_eq!(&*entries[0].detail_type, "BookAdded");
     let detail: Value = serde_json::from_str(&entries[0].detail).expect("json");
     assert_eq!(
         detail,
@@ -299,7 +299,7 @@ fn custom(name: &str, ordering_key: &str) -> RouteSpec {
 #[test]
 fn a_custom_bus_entry_carries_its_group_and_dedup_ids_and_shares_calls_only_with_its_bus() {
     let mut other = custom("other", "<$.NewImage.sk>");
-    other.target.bus = Bus::Custom(CUSTOM_BUS.replace("books", "audit"));
+    other.target.bus = Bus::Custom(CUSTOM_BUS.replace("books", "audit").into());
     let r = router(vec![
         custom("books", "<$.NewImage.eventData.name>"),
         spec("classic", &[], unmarshall(ImageSelector::NewImage)),

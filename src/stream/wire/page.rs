@@ -184,10 +184,15 @@ impl<'t> Strict<'t> {
             return Ok(None);
         }
         let at = self.at;
-        let seconds: f64 = serde_json::from_str(self.number()?)
-            .map_err(|_| NotAnswer { at, what: "epoch seconds are not a number" })?;
+        let seconds: f64 = serde_json::from_str(self.number()?).map_err(|_| NotAnswer {
+            at,
+            what: "epoch seconds are not a number",
+        })?;
         if !seconds.is_finite() {
-            return Err(NotAnswer { at, what: "epoch seconds must be finite" });
+            return Err(NotAnswer {
+                at,
+                what: "epoch seconds must be finite",
+            });
         }
         Ok(Some(DateTime::from_secs_f64(seconds)))
     }
@@ -641,11 +646,46 @@ mod tests {
     #[test]
     fn the_edges_of_the_grammar_are_serde_jsons() {
         for text in [
-            "0", "-0", "01", "-", "1.", "1.5", ".5", "1e", "1e+", "1E-7", "1e5", "-01", "+1",
-            "tru", "true", "truex", "nul", "null", "false", "\"\"", "\"\\u00e9\"", "\"\\u00g9\"",
-            "\"\\x\"", "\"\\ud800\"", "\"a\u{1}\"", "\"a\u{7f}\"", "\"abc", "[]", "[1,]", "[,1]",
-            "{}", "{\"a\":1,}", "{\"a\" 1}", "{1:1}", "[1 2]", "{\"a\":1}}", "[[[]]]", " [ ] ",
-            "[\"\\\\\",\"\\/\"]", "\"\\\"\"",
+            "0",
+            "-0",
+            "01",
+            "-",
+            "1.",
+            "1.5",
+            ".5",
+            "1e",
+            "1e+",
+            "1E-7",
+            "1e5",
+            "-01",
+            "+1",
+            "tru",
+            "true",
+            "truex",
+            "nul",
+            "null",
+            "false",
+            "\"\"",
+            "\"\\u00e9\"",
+            "\"\\u00g9\"",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "\"a\u{1}\"",
+            "\"a\u{7f}\"",
+            "\"abc",
+            "[]",
+            "[1,]",
+            "[,1]",
+            "{}",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:1}",
+            "[1 2]",
+            "{\"a\":1}}",
+            "[[[]]]",
+            " [ ] ",
+            "[\"\\\\\",\"\\/\"]",
+            "\"\\\"\"",
         ] {
             assert_eq!(strict_accepts(text), serde_accepts(text), "{text}");
         }
