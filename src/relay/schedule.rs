@@ -379,9 +379,14 @@ impl<R, E> Schedule<R, E> {
     }
 
     /// Entry `id`, if it is in the window.
+    /// Where entry `id` is in `entries`, if not before its front (its end is the caller's
+    /// to check).
+    fn index(&self, id: EntryId) -> Option<usize> {
+        usize::try_from(id.checked_sub(self.first_entry)?).ok()
+    }
+
     fn slot_at(&self, id: EntryId) -> Option<&EntrySlot<E>> {
-        let i = usize::try_from(id.checked_sub(self.first_entry)?).ok()?;
-        self.entries.get(i)
+        self.entries.get(self.index(id)?)
     }
 
     fn startable(&self, e: &EntrySlot<E>) -> bool {
@@ -754,18 +759,11 @@ impl<R, E> Schedule<R, E> {
     }
 
     fn slot(&self, id: EntryId) -> &EntrySlot<E> {
-        let i = id
-            .checked_sub(self.first_entry)
-            .and_then(|i| usize::try_from(i).ok())
-            .expect("entry id in the window");
-        &self.entries[i]
+        self.slot_at(id).expect("entry id in the window")
     }
 
     fn slot_mut(&mut self, id: EntryId) -> &mut EntrySlot<E> {
-        let i = id
-            .checked_sub(self.first_entry)
-            .and_then(|i| usize::try_from(i).ok())
-            .expect("entry id in the window");
+        let i = self.index(id).expect("entry id in the window");
         &mut self.entries[i]
     }
 }
