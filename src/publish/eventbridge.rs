@@ -1,11 +1,11 @@
 //! [`EventPublisher`] on the AWS SDK's PutEvents: classic buses here, Custom Event Buses in
 //! `custom_bus.rs`; one call goes to one kind of bus (and, for a Custom Event Bus, one bus).
 
+use std::borrow::Borrow;
+
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use std::borrow::Borrow;
-
 use aws_smithy_types::DateTime;
 
 use super::publisher::{EventPublisher, FailedEntry, PublishError, PutOutcome};
