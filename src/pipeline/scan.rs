@@ -33,33 +33,11 @@ pub struct NotJson {
 
 /// Where the string whose insides start at `from` ends (past its closing quote), and whether
 /// it holds an escape; `None` when it is not closed.
-///
-/// Most of a record's strings are short keys: a call to `memchr` costs more than reading them
-/// eight bytes at a time here (a quote or a backslash is a zero byte of the word xor-ed with
-/// it; the lowest flagged byte is the first match, exactly).
 #[inline]
 fn string_end(bytes: &[u8], mut from: usize) -> Option<(usize, bool)> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGHS: u64 = ONES << 7;
-    const QUOTES: u64 = ONES * b'"' as u64;
-    const BACKSLASHES: u64 = ONES * b'\\' as u64;
     let mut escaped = false;
     loop {
-        while let Some(word) = bytes.get(from..from + 8) {
-            let mut chunk = [0; 8];
-            chunk.copy_from_slice(word);
-            let chunk = u64::from_le_bytes(chunk);
-            let quote = chunk ^ QUOTES;
-            let backslash = chunk ^ BACKSLASHES;
-            let found = (quote.wrapping_sub(ONES) & !quote
-                | backslash.wrapping_sub(ONES) & !backslash)
-                & HIGHS;
-            if found != 0 {
-                from += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            from += 8;
-        }
+        from = first_special(bytes, from, false);
         match bytes.get(from)? {
             b'"' => return Some((from + 1, escaped)),
             b'\\' => {
@@ -70,6 +48,42 @@ fn string_end(bytes: &[u8], mut from: usize) -> Option<(usize, bool)> {
             _ => from += 1,
         }
     }
+}
+
+/// The first byte from `from` on that is a quote or a backslash (or, with `controls`, a
+/// control character), or where fewer than eight bytes are left: the caller reads those one
+/// at a time. Shared with the strict cursor of GetRecords' body (`stream::wire`).
+///
+/// Most of a record's strings are short keys: a call to `memchr` costs more than reading them
+/// eight bytes at a time here. A quote or a backslash is a zero byte of the word xor-ed with
+/// it, a control character a byte that borrows when `0x20` is taken from it; the lowest
+/// flagged byte is the first match, exactly (Mycroft's test, which serde_json's string scan
+/// uses too).
+#[inline(always)]
+pub(crate) fn first_special(bytes: &[u8], mut from: usize, controls: bool) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES << 7;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * 0x20;
+    while let Some(word) = bytes.get(from..from + 8) {
+        let mut chunk = [0; 8];
+        chunk.copy_from_slice(word);
+        let chunk = u64::from_le_bytes(chunk);
+        let quote = chunk ^ QUOTES;
+        let backslash = chunk ^ BACKSLASHES;
+        let mut found =
+            quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash;
+        if controls {
+            found |= chunk.wrapping_sub(SPACES) & !chunk;
+        }
+        let found = found & HIGHS;
+        if found != 0 {
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    from
 }
 
 /// What a byte is to [`Scan::nested_end`] and [`Scan::skip`]'s scalars.

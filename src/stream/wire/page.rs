@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use aws_smithy_types::DateTime;
 
 use super::{WireIdentity, WireRecord, WireStreamRecord};
+use crate::pipeline::scan::first_special;
 use crate::stream::source::StreamRecord;
 
 /// Why a body is not GetRecords' answer, as this parse reads it.
@@ -86,35 +87,29 @@ impl<'t> Strict<'t> {
     fn record(&mut self) -> Result<WireRecord<'t>> {
         let mut record = WireRecord::default();
         let mut seen = Seen::default();
-        self.members(|c, key| {
-            let (bit, field) = match &*key {
-                "eventID" => (0, &mut record.event_id),
-                "eventName" => (1, &mut record.event_name),
-                "eventVersion" => (2, &mut record.event_version),
-                "eventSource" => (3, &mut record.event_source),
-                "awsRegion" => (4, &mut record.aws_region),
-                "dynamodb" => {
-                    seen.once(c, 5)?;
-                    if !c.null()? {
-                        record.dynamodb = Some(c.stream_record()?);
-                    }
-                    return Ok(());
-                }
-                "userIdentity" => {
-                    seen.once(c, 6)?;
-                    if !c.null()? {
-                        record.user_identity = Some(c.identity()?);
-                    }
-                    return Ok(());
-                }
-                _ => {
-                    c.value()?;
-                    return Ok(());
-                }
-            };
-            seen.once(c, bit)?;
-            *field = c.optional_string()?;
-            Ok(())
+        self.members(|c, key| match &*key {
+            "eventID" => c.member(&mut seen, 0, &mut record.event_id, Self::optional_string),
+            "eventName" => c.member(&mut seen, 1, &mut record.event_name, Self::optional_string),
+            "eventVersion" => c.member(
+                &mut seen,
+                2,
+                &mut record.event_version,
+                Self::optional_string,
+            ),
+            "eventSource" => c.member(
+                &mut seen,
+                3,
+                &mut record.event_source,
+                Self::optional_string,
+            ),
+            "awsRegion" => c.member(&mut seen, 4, &mut record.aws_region, Self::optional_string),
+            "dynamodb" => c.member(&mut seen, 5, &mut record.dynamodb, |c| {
+                c.optional(Self::stream_record)
+            }),
+            "userIdentity" => c.member(&mut seen, 6, &mut record.user_identity, |c| {
+                c.optional(Self::identity)
+            }),
+            _ => c.value().map(drop),
         })?;
         Ok(record)
     }
@@ -122,38 +117,32 @@ impl<'t> Strict<'t> {
     fn stream_record(&mut self) -> Result<WireStreamRecord<'t>> {
         let mut ddb = WireStreamRecord::default();
         let mut seen = Seen::default();
-        self.members(|c, key| {
-            match &*key {
-                "ApproximateCreationDateTime" => {
-                    seen.once(c, 0)?;
-                    ddb.approximate_creation_date_time = c.epoch_seconds()?;
-                }
-                "Keys" | "NewImage" | "OldImage" => {
-                    let (bit, image) = match &*key {
-                        "Keys" => (1, &mut ddb.keys),
-                        "NewImage" => (2, &mut ddb.new_image),
-                        _ => (3, &mut ddb.old_image),
-                    };
-                    seen.once(c, bit)?;
-                    *image = if c.null()? { None } else { Some(c.value()?) };
-                }
-                "SequenceNumber" => {
-                    seen.once(c, 4)?;
-                    ddb.sequence_number = c.optional_string()?;
-                }
-                "SizeBytes" => {
-                    seen.once(c, 5)?;
-                    ddb.size_bytes = c.optional_integer()?;
-                }
-                "StreamViewType" => {
-                    seen.once(c, 6)?;
-                    ddb.stream_view_type = c.optional_string()?;
-                }
-                _ => {
-                    c.value()?;
-                }
+        let image = |c: &mut Self| c.optional(Self::value);
+        self.members(|c, key| match &*key {
+            "ApproximateCreationDateTime" => {
+                c.member(&mut seen, 0, &mut ddb.approximate_creation_date_time, |c| {
+                    c.optional(Self::epoch_seconds)
+                })
             }
-            Ok(())
+            "Keys" => c.member(&mut seen, 1, &mut ddb.keys, image),
+            "NewImage" => c.member(&mut seen, 2, &mut ddb.new_image, image),
+            "OldImage" => c.member(&mut seen, 3, &mut ddb.old_image, image),
+            "SequenceNumber" => c.member(
+                &mut seen,
+                4,
+                &mut ddb.sequence_number,
+                Self::optional_string,
+            ),
+            "SizeBytes" => c.member(&mut seen, 5, &mut ddb.size_bytes, |c| {
+                c.optional(Self::integer)
+            }),
+            "StreamViewType" => c.member(
+                &mut seen,
+                6,
+                &mut ddb.stream_view_type,
+                Self::optional_string,
+            ),
+            _ => c.value().map(drop),
         })?;
         Ok(ddb)
     }
@@ -161,28 +150,49 @@ impl<'t> Strict<'t> {
     fn identity(&mut self) -> Result<WireIdentity<'t>> {
         let mut identity = WireIdentity::default();
         let mut seen = Seen::default();
-        self.members(|c, key| {
-            let (bit, field) = match &*key {
-                "Type" => (0, &mut identity.r#type),
-                "PrincipalId" => (1, &mut identity.principal_id),
-                _ => {
-                    c.value()?;
-                    return Ok(());
-                }
-            };
-            seen.once(c, bit)?;
-            *field = c.optional_string()?;
-            Ok(())
+        self.members(|c, key| match &*key {
+            "Type" => c.member(&mut seen, 0, &mut identity.r#type, Self::optional_string),
+            "PrincipalId" => c.member(
+                &mut seen,
+                1,
+                &mut identity.principal_id,
+                Self::optional_string,
+            ),
+            _ => c.value().map(drop),
         })?;
         Ok(identity)
     }
 
-    /// An epoch-seconds number as the SDK reads it (`DateTime::from_secs_f64`, serde_json's
-    /// digits to `f64`), refusing what it refuses (not finite); `null` is none.
-    fn epoch_seconds(&mut self) -> Result<Option<DateTime>> {
+    /// A member's value read into `field` by `read`, the first time the member is named (a
+    /// second time is refused).
+    fn member<T>(
+        &mut self,
+        seen: &mut Seen,
+        bit: u8,
+        field: &mut T,
+        read: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<()> {
+        seen.once(self, bit)?;
+        *field = read(self)?;
+        Ok(())
+    }
+
+    /// `null` as none, else what `read` reads.
+    fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<Option<T>> {
         if self.null()? {
-            return Ok(None);
+            Ok(None)
+        } else {
+            read(self).map(Some)
         }
+    }
+
+    fn optional_string(&mut self) -> Result<Option<Cow<'t, str>>> {
+        self.optional(Self::string)
+    }
+
+    /// An epoch-seconds number as the SDK reads it (`DateTime::from_secs_f64`, serde_json's
+    /// digits to `f64`), refusing what it refuses (not finite).
+    fn epoch_seconds(&mut self) -> Result<DateTime> {
         let at = self.at;
         let seconds: f64 = serde_json::from_str(self.number()?).map_err(|_| NotAnswer {
             at,
@@ -194,15 +204,11 @@ impl<'t> Strict<'t> {
                 what: "epoch seconds must be finite",
             });
         }
-        Ok(Some(DateTime::from_secs_f64(seconds)))
+        Ok(DateTime::from_secs_f64(seconds))
     }
 
-    /// An `i64` as serde reads one from JSON: an integer's digits, no fraction nor exponent;
-    /// `null` is none.
-    fn optional_integer(&mut self) -> Result<Option<i64>> {
-        if self.null()? {
-            return Ok(None);
-        }
+    /// An `i64` as serde reads one from JSON: an integer's digits, no fraction nor exponent.
+    fn integer(&mut self) -> Result<i64> {
         let at = self.at;
         let not_integer = NotAnswer {
             at,
@@ -211,16 +217,8 @@ impl<'t> Strict<'t> {
         match self.number()? {
             // serde_json reads `-0` as a float (its sign kept), which no `i64` takes.
             "-0" => Err(not_integer),
-            digits => digits.parse().map(Some).map_err(|_| not_integer),
+            digits => digits.parse().map_err(|_| not_integer),
         }
-    }
-
-    /// A string, or `null` for none.
-    fn optional_string(&mut self) -> Result<Option<Cow<'t, str>>> {
-        if self.null()? {
-            return Ok(None);
-        }
-        self.string().map(Some)
     }
 }
 
@@ -365,37 +363,14 @@ impl<'t> Strict<'t> {
 
     /// Where the string whose insides start at `from` ends (past its closing quote), and
     /// whether it holds an escape. A control character, a bad escape or no closing quote is
-    /// an error, as in serde_json's.
-    ///
-    /// Eight bytes at a time: a quote, a backslash or a control character is flagged in the
-    /// word, and the lowest flag is the first such byte, exactly (Mycroft's test, which
-    /// serde_json's own string scan uses).
+    /// an error, as in serde_json's. Eight bytes at a time, as the routing cursor reads
+    /// strings ([`first_special`]).
     #[inline]
     fn string_end(&self, mut from: usize) -> Result<(usize, bool)> {
-        const ONES: u64 = u64::MAX / 255;
-        const HIGHS: u64 = ONES << 7;
-        const QUOTES: u64 = ONES * b'"' as u64;
-        const BACKSLASHES: u64 = ONES * b'\\' as u64;
-        const SPACES: u64 = ONES * 0x20;
         let bytes = self.bytes();
         let mut escaped = false;
         loop {
-            while let Some(word) = bytes.get(from..from + 8) {
-                let mut chunk = [0; 8];
-                chunk.copy_from_slice(word);
-                let chunk = u64::from_le_bytes(chunk);
-                let quote = chunk ^ QUOTES;
-                let backslash = chunk ^ BACKSLASHES;
-                let found = (quote.wrapping_sub(ONES) & !quote
-                    | backslash.wrapping_sub(ONES) & !backslash
-                    | chunk.wrapping_sub(SPACES) & !chunk)
-                    & HIGHS;
-                if found != 0 {
-                    from += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                from += 8;
-            }
+            from = first_special(bytes, from, true);
             match bytes.get(from) {
                 Some(b'"') => return Ok((from + 1, escaped)),
                 Some(b'\\') => {
