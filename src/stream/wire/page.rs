@@ -1,7 +1,7 @@
 //! GetRecords' answer read in one pass of a strict cursor ([`Strict`]), into [`WireRecord`]s.
 //!
 //! Through serde (a derived `Deserialize` per record, `RawValue` for the images), the body's
-//! parse was about 11,500 instructions an outbox row, a fifth of the process's own work
+//! parse was about 11,700 instructions an outbox row, a fifth of the process's own work
 //! (BENCHMARKS.md, issue #28): serde's per-member machinery, and a byte-at-a-time tail for each
 //! of the images' short strings. Here each member's key is matched as text, a string is read
 //! eight bytes at a time, and an image is stepped over once, checked as it goes.
