@@ -667,6 +667,29 @@ mod tests {
     }
 
     #[test]
+    fn size_bytes_is_read_as_serde_reads_an_i64() {
+        for token in [
+            "0",
+            "41",
+            "-0",
+            "-7",
+            "1.0",
+            "1e3",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+        ] {
+            let mut cursor = Strict::new(token);
+            assert_eq!(
+                cursor.integer().ok(),
+                serde_json::from_str::<i64>(token).ok(),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
     fn a_member_named_twice_is_refused() {
         let twice = r#"{"Records": [{"eventName": "INSERT", "eventName": "REMOVE"}]}"#;
         assert!(read(twice).is_err());
