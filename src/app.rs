@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::aws::{Clients, RequestCounter, Retries};
-use crate::config::{Config, StreamSelector};
+use crate::config::{Config, RuntimeConfig, StreamSelector};
 use crate::lease::{DynamoDbLeaseStore, WorkerId};
 use crate::publish::{configured_dead_letter_sink, EventBridgePublisher};
 use crate::relay::{Supervisor, SupervisorSettings};
@@ -29,6 +29,19 @@ use crate::telemetry::{serve, Health, Metrics};
 pub fn small_pages_only() {
     #[cfg(target_os = "linux")]
     rustix::thread::disable_transparent_huge_pages(true).ok();
+}
+
+/// The multi-threaded tokio runtime every command runs on, with `[runtime] worker_threads`
+/// threads if set (tokio's default otherwise: one per CPU the process may use).
+///
+/// # Errors
+/// The operating system refused the runtime's threads or its I/O driver.
+pub fn runtime(config: &RuntimeConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    builder.enable_all().build()
 }
 
 /// How `run` ended.
@@ -271,5 +284,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::runtime;
+    use crate::config::RuntimeConfig;
+
+    #[test]
+    fn the_runtime_runs_the_configured_worker_threads() {
+        for threads in [1, 3] {
+            let config = RuntimeConfig {
+                worker_threads: NonZeroUsize::new(threads),
+            };
+            let rt = runtime(&config).expect("a runtime");
+            assert_eq!(rt.metrics().num_workers(), threads);
+        }
+        // Unset: tokio's own default, one thread per CPU the process may use.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            let rt = runtime(&RuntimeConfig::default()).expect("a runtime");
+            let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+            assert_eq!(rt.metrics().num_workers(), cpus);
+        }
     }
 }

@@ -112,7 +112,7 @@ fn healthcheck(config: &Config) -> ExitCode {
 
 /// `status`: the lease table's rows and recorded gaps, as a table or one JSON document.
 fn status(config: &Config, output: Output) -> ExitCode {
-    block_on(async {
+    block_on(config, async {
         let rows = outbox_relay::operator::status(config)
             .await
             .map_err(|e| DisplayChain(&e).to_string())?;
@@ -131,7 +131,7 @@ fn status(config: &Config, output: Output) -> ExitCode {
 
 /// `checkpoint reset`: moves the checkpoints asked for; one line per lease changed.
 fn checkpoint_reset(config: &Config, request: outbox_relay::operator::ResetRequest) -> ExitCode {
-    block_on(async {
+    block_on(config, async {
         let lines = outbox_relay::operator::reset(config, &request)
             .await
             .map_err(|e| DisplayChain(&e).to_string())?;
@@ -153,7 +153,7 @@ fn validate(
     let mut unchecked = Vec::new();
     let (routes, problems) = match loaded {
         Ok(config) if aws => {
-            let check = match runtime() {
+            let check = match runtime(&config) {
                 Ok(rt) => rt.block_on(async {
                     let clients = outbox_relay::aws::Clients::load(
                         &config.aws,
@@ -214,8 +214,8 @@ fn validate(
 }
 
 /// Runs an operator command on a fresh runtime; errors are printed, exit 1.
-fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let runtime = match runtime() {
+fn block_on(config: &Config, f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match runtime(config) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -264,7 +264,7 @@ fn test_route(
 }
 
 fn redrive(config: &Config, options: outbox_relay::redrive::RedriveOptions) -> ExitCode {
-    block_on(async {
+    block_on(config, async {
         let report = outbox_relay::redrive::run(config, options, &outbox_relay::render::redrive)
             .await
             .map_err(|e| DisplayChain(&e).to_string())?;
@@ -294,7 +294,7 @@ fn backfill(config: &Config, args: BackfillArgs) -> ExitCode {
         eprintln!("error: log.level: {e}");
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
-    let runtime = match runtime() {
+    let runtime = match runtime(config) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -360,7 +360,7 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let runtime = match runtime() {
+    let runtime = match runtime(&config) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -385,15 +385,12 @@ fn run(config: Config) -> ExitCode {
     }
 }
 
-/// The multi-threaded tokio runtime every command runs on.
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        })
+/// The runtime of `config`'s `[runtime]` section (`app::runtime`); a failure is printed.
+fn runtime(config: &Config) -> Result<tokio::runtime::Runtime, ExitCode> {
+    outbox_relay::app::runtime(&config.runtime).map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 /// An error with its chain of sources, `: `-separated, for the one place that prints it.

@@ -69,6 +69,7 @@ fn section_debug(config: &Config, section: &str) -> String {
         "log" => format!("{:?}", config.log),
         "shutdown" => format!("{:?}", config.shutdown),
         "telemetry" => format!("{:?}", config.telemetry),
+        "runtime" => format!("{:?}", config.runtime),
         other => panic!("unknown section {other}"),
     }
 }

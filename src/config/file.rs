@@ -332,6 +332,19 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
 }
 
+/// `[runtime]`: the async runtime the relay runs on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads that run the relay's tasks. Default: unset = one per CPU the process may use
+    /// (`std::thread::available_parallelism`: the machine's cores, or fewer under a cgroup
+    /// CPU limit). A task with one vCPU or less runs best on `1`: no thread wakes another,
+    /// and one allocator heap instead of one per thread.
+    // NOTE: measured on one hot shard (BENCHMARKS.md, "Fifteenth cut"): 2–23 % less CPU per
+    // event (12–13 % on average) and 3–16 MiB less peak RSS than two threads on two cores.
+    pub worker_threads: Option<NonZeroUsize>,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

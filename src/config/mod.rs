@@ -17,7 +17,8 @@ mod validate;
 
 pub use file::{
     AwsConfig, DeadLetterConfig, EndpointsConfig, HttpConfig, LeasesConfig, LogConfig, LogFormat,
-    PublisherConfig, ShutdownConfig, SourceConfig, StartingPosition, TelemetryConfig,
+    PublisherConfig, RuntimeConfig, ShutdownConfig, SourceConfig, StartingPosition,
+    TelemetryConfig,
 };
 pub use sources::{table_of_stream_arn, table_or_arn, RouteBinding, StreamSelector};
 pub use validate::check_log_filter;
@@ -48,6 +49,7 @@ pub const SECTIONS: &[&str] = &[
     "log",
     "shutdown",
     "telemetry",
+    "runtime",
 ];
 
 /// The whole configuration, validated.
@@ -64,6 +66,7 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
+    pub runtime: RuntimeConfig,
 }
 
 /// One problem with a config: the key path (`routes[1].filters[0]`) and why it is wrong.
@@ -218,6 +221,7 @@ impl Config {
         if let Some(telemetry) = &telemetry {
             validate::telemetry(telemetry, &mut errors);
         }
+        let runtime = section::<RuntimeConfig>(raw, "runtime", &mut errors, false);
         let routes = validate::routes(raw_routes(raw, &mut errors), &mut errors);
 
         if let Some(source) = &source {
@@ -249,6 +253,7 @@ impl Config {
             log,
             shutdown,
             telemetry,
+            runtime,
         ) {
             (
                 Some(aws),
@@ -260,6 +265,7 @@ impl Config {
                 Some(log),
                 Some(shutdown),
                 Some(telemetry),
+                Some(runtime),
             ) if errors.is_empty() => Ok(Self {
                 aws,
                 source,
@@ -271,6 +277,7 @@ impl Config {
                 log,
                 shutdown,
                 telemetry,
+                runtime,
             }),
             _ => Err(ConfigErrors(errors)),
         }

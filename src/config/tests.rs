@@ -34,6 +34,7 @@ fn a_minimal_config_takes_every_default() {
     assert_eq!(c.http.listen, "0.0.0.0:9464".parse().expect("addr"));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.shutdown.grace, Duration::from_secs(20));
+    assert_eq!(c.runtime.worker_threads, None, "tokio's default");
     assert!(matches!(
         c.routes[0].route.detail(),
         Detail::Unmarshall {
@@ -366,6 +367,22 @@ fn endpoint_urls_are_checked() {
     ))
     .expect_err("bad endpoints");
     assert_eq!(keys(&err), ["aws.endpoint_url", "aws.endpoints.sqs"]);
+}
+
+#[test]
+fn worker_threads_is_a_positive_count() {
+    let with = |value: &str| {
+        Config::from_toml(&format!("{MINIMAL}\n[runtime]\nworker_threads = {value}\n"))
+    };
+    let c = with("1").expect("valid");
+    assert_eq!(
+        c.runtime.worker_threads.map(std::num::NonZeroUsize::get),
+        Some(1)
+    );
+    for bad in ["0", "-1", "\"two\""] {
+        let err = with(bad).expect_err(bad);
+        assert_eq!(keys(&err), ["runtime.worker_threads"], "{bad}: {err}");
+    }
 }
 
 #[test]
