@@ -11,17 +11,17 @@ use std::time::Duration;
 #[path = "common/tools.rs"]
 mod tools;
 
+use outbox_relay::config::Config;
 use tools::{read, run, venv_bin, REPO};
 
 /// The smallest config the relay accepts: its defaults are what the deployment files must
 /// agree with.
-fn default_config() -> outbox_relay::config::Config {
-    outbox_relay::config::Config::from_toml(
-        "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"r\"\nevent_bus_name = \"b\"\n\
-         source = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n",
-    )
-    .expect("minimal config")
+fn default_config() -> Config {
+    Config::from_toml(MINIMAL_CONFIG).expect("minimal config")
 }
+
+const MINIMAL_CONFIG: &str = "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"r\"\n\
+    event_bus_name = \"b\"\nsource = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n";
 
 /// The Dockerfile's instructions of the runtime stage (the last `FROM`), continuation lines
 /// joined.
@@ -516,6 +516,77 @@ fn both_task_definitions_run_the_image_as_the_relay_expects() {
     check_task_definition(&task, true);
 }
 
+/// The `OUTBOX_RELAY__*` variables a container definition sets (`pascal`: CloudFormation's
+/// key names), loaded over the smallest config as the relay loads them: each must be a key
+/// it accepts, with a value it accepts.
+fn config_with_environment(container: &serde_json::Value, pascal: bool) -> Config {
+    let (list, name, value) = if pascal {
+        ("Environment", "Name", "Value")
+    } else {
+        ("environment", "name", "value")
+    };
+    let env: config::Map<String, String> = container[list]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .map(|e| {
+            let text = e[value].as_str().expect("a string value").to_owned();
+            (e[name].as_str().expect("a name").to_owned(), text)
+        })
+        .filter(|(n, _)| n.starts_with("OUTBOX_RELAY__"))
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, MINIMAL_CONFIG).expect("write");
+    Config::load_with_env(&path, Some(env)).expect("the task's environment is valid config")
+}
+
+#[test]
+fn each_task_size_runs_one_worker_thread_per_whole_vcpu() {
+    // At least one; Fargate's CPU units are 1024 a vCPU.
+    let threads_for = |units: &serde_json::Value| {
+        let units: usize = units
+            .as_str()
+            .expect("CPU units")
+            .parse()
+            .expect("a number");
+        Some((units / 1024).max(1))
+    };
+    let plain: serde_json::Value =
+        serde_json::from_str(&read("deploy/ecs/task-definition.json")).expect("JSON");
+    let config = config_with_environment(&plain["containerDefinitions"][0], false);
+    assert_eq!(
+        config
+            .runtime
+            .worker_threads
+            .map(std::num::NonZeroUsize::get),
+        threads_for(&plain["cpu"]),
+        "task-definition.json"
+    );
+    let template = cloudformation("deploy/ecs/service.yaml");
+    let sizes = template["Parameters"]["Cpu"]["AllowedValues"]
+        .as_array()
+        .expect("Cpu's allowed values")
+        .clone();
+    assert_eq!(sizes.len(), 5);
+    for cpu in sizes {
+        let stack = Stack::new("deploy/ecs/service.yaml", &[("Cpu", cpu.clone())]);
+        let task = stack
+            .resource("TaskDefinition")
+            .expect("the task definition");
+        assert_eq!(task["Cpu"], cpu);
+        let config = config_with_environment(&task["ContainerDefinitions"][0], true);
+        assert_eq!(
+            config
+                .runtime
+                .worker_threads
+                .map(std::num::NonZeroUsize::get),
+            threads_for(&cpu),
+            "service.yaml at Cpu {cpu}"
+        );
+    }
+}
+
 #[test]
 fn the_ecs_service_keeps_every_shard_owned_during_deployments() {
     let template = cloudformation("deploy/ecs/service.yaml");
@@ -670,6 +741,15 @@ impl Stack {
                         self.eval(&args[if self.conditions[name] { 1 } else { 2 }])
                     }
                     "Fn::GetAtt" => Some(format!("<{}.{}>", args[0], args[1]).into()),
+                    "Fn::FindInMap" => {
+                        let key = |i: usize| {
+                            let k = self.eval(&args[i]).expect("a key");
+                            k.as_str().expect("a string key").to_owned()
+                        };
+                        let value = &self.template["Mappings"][key(0)][key(1)][key(2)];
+                        assert!(!value.is_null(), "Fn::FindInMap {args}: no such entry");
+                        Some(value.clone())
+                    }
                     _ => Some(J::Object(self.eval_map(map))),
                 }
             }
