@@ -543,26 +543,27 @@ fn config_with_environment(container: &serde_json::Value, pascal: bool) -> Confi
 
 #[test]
 fn each_task_size_runs_one_worker_thread_per_whole_vcpu() {
-    // At least one; Fargate's CPU units are 1024 a vCPU.
-    let threads_for = |units: &serde_json::Value| {
+    // The container's threads as the relay reads them, against the task's CPU units: one per
+    // whole vCPU (1024 units), at least one.
+    let check = |container: &serde_json::Value, pascal: bool, units: &serde_json::Value| {
+        let config = config_with_environment(container, pascal);
         let units: usize = units
             .as_str()
             .expect("CPU units")
             .parse()
             .expect("a number");
-        Some((units / 1024).max(1))
+        assert_eq!(
+            config
+                .runtime
+                .worker_threads
+                .map(std::num::NonZeroUsize::get),
+            Some((units / 1024).max(1)),
+            "{units} CPU units"
+        );
     };
     let plain: serde_json::Value =
         serde_json::from_str(&read("deploy/ecs/task-definition.json")).expect("JSON");
-    let config = config_with_environment(&plain["containerDefinitions"][0], false);
-    assert_eq!(
-        config
-            .runtime
-            .worker_threads
-            .map(std::num::NonZeroUsize::get),
-        threads_for(&plain["cpu"]),
-        "task-definition.json"
-    );
+    check(&plain["containerDefinitions"][0], false, &plain["cpu"]);
     let template = cloudformation("deploy/ecs/service.yaml");
     let sizes = template["Parameters"]["Cpu"]["AllowedValues"]
         .as_array()
@@ -575,15 +576,7 @@ fn each_task_size_runs_one_worker_thread_per_whole_vcpu() {
             .resource("TaskDefinition")
             .expect("the task definition");
         assert_eq!(task["Cpu"], cpu);
-        let config = config_with_environment(&task["ContainerDefinitions"][0], true);
-        assert_eq!(
-            config
-                .runtime
-                .worker_threads
-                .map(std::num::NonZeroUsize::get),
-            threads_for(&cpu),
-            "service.yaml at Cpu {cpu}"
-        );
+        check(&task["ContainerDefinitions"][0], true, &cpu);
     }
 }
 
