@@ -349,6 +349,7 @@ fn the_pod_gets_exactly_the_users_config() {
         let env = r.container_env();
         assert!(env["OUTBOX_RELAY__HTTP__LISTEN"].starts_with("0.0.0.0:"));
         assert!(env["OUTBOX_RELAY__SHUTDOWN__GRACE"].ends_with('s'));
+        assert_eq!(env["OUTBOX_RELAY__RUNTIME__WORKER_THREADS"], "1");
     }
     // Stream ARN only: one source, that stream; no table, no region.
     let config = rendered(Some(STREAM_ARN), "{}").pod_config();
@@ -513,6 +514,38 @@ fn multi_replica_values_with_service_monitor_render_lint_and_validate() {
 }
 
 #[test]
+fn the_worker_threads_come_from_the_chart_or_else_the_config() {
+    let threads = |set: &str| {
+        let r = rendered(None, &format!("{{{INLINE_CONFIG}{set}}}"));
+        check_invariants(&r);
+        let config = r.pod_config();
+        config
+            .runtime
+            .worker_threads
+            .map(std::num::NonZeroUsize::get)
+    };
+    // The chart's default: one thread, for its default request of 100m CPU.
+    assert_eq!(threads(""), Some(1));
+    assert_eq!(threads(r#", "workerThreads": 4"#), Some(4));
+    // 0: the config's `[runtime]` decides, or else the relay (one thread per core it sees).
+    assert_eq!(threads(r#", "workerThreads": 0"#), None);
+    let r = rendered(
+        None,
+        r#"{"workerThreads": 0, "configToml": "[source]\ntable_name = \"T\"\n[[routes]]\nname = \"r\"\nevent_bus_name = \"b\"\nsource = \"s\"\ndetail_type = \"d\"\nunmarshall = \"NewImage\"\n[runtime]\nworker_threads = 2\n"}"#,
+    );
+    assert!(!r
+        .container_env()
+        .contains_key("OUTBOX_RELAY__RUNTIME__WORKER_THREADS"));
+    assert_eq!(
+        r.pod_config()
+            .runtime
+            .worker_threads
+            .map(std::num::NonZeroUsize::get),
+        Some(2)
+    );
+}
+
+#[test]
 fn a_route_can_target_a_custom_event_bus() {
     let arn = "arn:aws:events:us-east-1:123456789012:event-busv2/books/abcdefghij0123456789abcde";
     let set = format!(
@@ -620,6 +653,18 @@ fn bad_values_are_refused_with_the_key_and_the_reason() {
         (
             r#"{"configToml": "[http]\nlisten = \"0.0.0.0:1\""}"#,
             "configToml sets [http]: the chart sets it, use metricsPort",
+        ),
+        (
+            r#"{"existingConfigMap": "c", "workerThreads": -1}"#,
+            "/workerThreads",
+        ),
+        (
+            r#"{"config": {"source": {"table_name": "T"}, "routes": [{"name": "r", "event_bus_name": "b", "source": "S", "detail_type": "T"}], "runtime": {"worker_threads": 2}}}"#,
+            "config.runtime is set by the chart: use workerThreads",
+        ),
+        (
+            r#"{"configToml": "[runtime]\nworker_threads = 2"}"#,
+            "configToml sets [runtime]: the chart sets it, use workerThreads",
         ),
         (
             r#"{"existingConfigMap": "c", "image": {"repository": "r", "digest": "latest"}}"#,

@@ -41,7 +41,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 Where the relay's config comes from: exactly one of `config` (YAML, key for key), `configToml`
 (TOML text), `existingConfigMap` or `existingSecret`. The chart ships none, so no default can
 mix into a user's config. `[http] listen` and `[shutdown] grace` are the chart's (environment
-overrides from `metricsPort` and `shutdownGraceSeconds`), so the config must not set them.
+overrides from `metricsPort` and `shutdownGraceSeconds`), so the config must not set them;
+`[runtime]` too while `workerThreads` is above 0.
 */}}
 {{- define "outbox-relay.configSource" -}}
 {{- $given := list }}
@@ -66,6 +67,14 @@ overrides from `metricsPort` and `shutdownGraceSeconds`), so the config must not
 {{- end }}
 {{- if regexMatch "(?m)^\\s*\\[\\s*shutdown\\s*\\]" .Values.configToml }}
 {{- fail "configToml sets [shutdown]: the chart sets it, use shutdownGraceSeconds instead" }}
+{{- end }}
+{{- if gt (int .Values.workerThreads) 0 }}
+{{- if hasKey .Values.config "runtime" }}
+{{- fail "config.runtime is set by the chart: use workerThreads instead (0 leaves it to the config)" }}
+{{- end }}
+{{- if regexMatch "(?m)^\\s*\\[\\s*runtime\\s*\\]" .Values.configToml }}
+{{- fail "configToml sets [runtime]: the chart sets it, use workerThreads instead (0 leaves it to the config)" }}
+{{- end }}
 {{- end }}
 {{- first $given }}
 {{- end }}
